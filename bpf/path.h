@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Canonical paths in the kernel.
+ *
+ * Two sources of a path:
+ *  - an object the kernel holds (an fd's file, the exec'd binary): walk its
+ *    dentries up to the root of the mount namespace, crossing mounts. Exact:
+ *    symlinks and ".." are already resolved by the kernel.
+ *  - a name a process passed (unlink, rename, mkdir...; the object may be gone
+ *    by the time we look): start from the dirfd's or the cwd's dentries, apply
+ *    the name's components lexically ("." and ".." handled), then rewrite a
+ *    leading symlinked directory (/bin -> /usr/bin) from the dirlinks trie that
+ *    user space fills at start. Such records carry RF_LEXICAL.
+ * Output buffers must hold DPATH_MAX + DNAME_MAX bytes: writes use masked
+ * offsets so the verifier can bound them. */
+#ifndef DRIFT_PATH_H
+#define DRIFT_PATH_H
+
+#include "common.h"
+
+#define PMASK (DPATH_MAX - 1)
+#define NMASK (DNAME_MAX - 1)
+#define MAX_COMPS 64  /* dentries walked, mount crossings included */
+#define MAX_STACK 64  /* component starts remembered for ".." */
+#define AT_FDCWD_ -100
+
+/* bound masks v in a way clang cannot fold away, so the verifier sees the
+ * bound on the very register used for the access. */
+#define bound(v, mask)                                        \
+	({                                                    \
+		__u64 __b = (v);                              \
+		asm volatile("%0 &= " #mask : "+r"(__b));     \
+		__b;                                          \
+	})
+
+struct lpm_key {
+	__u32 bits;
+	__u8 data[DNAME_MAX];
+};
+
+/* A directory symlink: prefix "/bin/" resolves to target "/usr/bin/". */
+struct dirlink {
+	__u32 plen; /* bytes of the prefix, trailing slash included */
+	__u32 tlen; /* bytes of the target, trailing slash included */
+	__u8 target[DNAME_MAX];
+};
+
+/* Per-CPU work area for path building. */
+struct work {
+	char in[DPATH_MAX];       /* the name as passed */
+	__u32 alt_bits;           /* lpm scratch for alt */
+	char alt[DPATH_MAX + DNAME_MAX + 8];
+	__u64 comps[MAX_COMPS]; /* dentry pointers */
+	__u16 stack[MAX_STACK];
+	__u32 sp;
+	__u32 trunc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct work);
+} work_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__type(key, struct lpm_key);
+	__type(value, struct dirlink);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} dirlinks SEC(".maps");
+
+static __always_inline struct work *get_work(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&work_map, &zero);
+}
+
+struct walk_ctx {
+	__u64 d;   /* struct dentry * */
+	__u64 mnt; /* struct mount * */
+	char *out;
+	__u32 n;
+	__u32 o;
+};
+
+/* walk_up records dentries from the leaf to the root, crossing mounts. */
+static long walk_up(__u32 i, struct walk_ctx *c)
+{
+	struct work *w = get_work();
+	if (!w)
+		return 1;
+	struct dentry *d = (struct dentry *)c->d;
+	struct mount *mnt = (struct mount *)c->mnt;
+	struct dentry *mroot = BPF_CORE_READ(mnt, mnt.mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (d == mroot || d == parent) {
+		struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
+		if (mp == mnt || !mp)
+			return 1;
+		c->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		c->mnt = (__u64)mp;
+		return 0;
+	}
+	if (c->n >= MAX_COMPS) {
+		w->trunc = 1;
+		return 1;
+	}
+	w->comps[bound(c->n, 63)] = (__u64)d;
+	c->n++;
+	c->d = (__u64)parent;
+	return 0;
+}
+
+/* walk_down writes the recorded components from the root to the leaf. */
+static long walk_down(__u32 i, struct walk_ctx *c)
+{
+	struct work *w = get_work();
+	if (!w || i >= c->n)
+		return 1;
+	struct dentry *d = (struct dentry *)w->comps[bound(c->n - 1 - i, 63)];
+	__u32 len = BPF_CORE_READ(d, d_name.len);
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	if (len > NMASK || c->o + 1 + len >= DPATH_MAX - 1) {
+		w->trunc = 1;
+		return 1;
+	}
+	if (w->sp < MAX_STACK)
+		w->stack[bound(w->sp, 63)] = c->o;
+	w->sp++;
+	char *out = c->out;
+	out[bound(c->o, 4095)] = '/';
+	bpf_probe_read_kernel(out + bound(c->o + 1, 4095), bound(len, 255), name);
+	c->o += 1 + len;
+	return 0;
+}
+
+/* walk_path writes the absolute path of (dentry, vfsmnt) into out and returns
+ * its length (0 for the root, which the caller renders as "/"). Component
+ * starts are pushed on w->stack so a following lexical ".." can pop them. */
+static __noinline __u32 walk_path(struct work *w, struct dentry *dentry, struct vfsmount *vfsmnt, char *out)
+{
+	struct walk_ctx c = {
+		.d = (__u64)dentry,
+		.mnt = (__u64)container_of(vfsmnt, struct mount, mnt),
+		.out = out,
+	};
+	w->sp = 0;
+	bpf_loop(MAX_COMPS * 2, walk_up, &c, 0);
+	bpf_loop(MAX_COMPS, walk_down, &c, 0);
+	out[bound(c.o, 4095)] = 0;
+	return c.o;
+}
+
+struct norm_ctx {
+	char *out;
+	__u32 n;  /* bytes of input, NUL included */
+	__u32 o;  /* bytes of output so far */
+	__u32 cs; /* start of the current component in out */
+	int done;
+};
+
+static __always_inline void end_component(struct work *w, struct norm_ctx *c, char *out)
+{
+	__u32 l = c->o - c->cs; /* the separator included */
+	if (l == 0)
+		return;
+	if (l == 2 && out[bound(c->cs + 1, 4095)] == '.') {
+		c->o = c->cs;
+		return;
+	}
+	if (l == 3 && out[bound(c->cs + 1, 4095)] == '.' && out[bound(c->cs + 2, 4095)] == '.') {
+		c->o = c->cs;
+		if (w->sp > 0) {
+			w->sp--;
+			if (w->sp < MAX_STACK)
+				c->o = w->stack[bound(w->sp, 63)];
+		}
+		c->cs = c->o;
+		return;
+	}
+	if (w->sp < MAX_STACK)
+		w->stack[bound(w->sp, 63)] = c->cs;
+	else
+		w->trunc = 1;
+	w->sp++;
+	c->cs = c->o;
+}
+
+static long norm_step(__u32 i, struct norm_ctx *c)
+{
+	struct work *w = get_work();
+	if (!w || i >= c->n || i >= DPATH_MAX)
+		return 1;
+	char *out = c->out;
+	char ch = w->in[bound(i, 4095)];
+	if (ch == '/' || ch == 0) {
+		end_component(w, c, out);
+		return ch == 0;
+	}
+	if (c->o >= DPATH_MAX - 2) {
+		w->trunc = 1;
+		return 1;
+	}
+	if (c->o == c->cs) {
+		out[bound(c->o, 4095)] = '/';
+		c->o++;
+	}
+	out[bound(c->o, 4095)] = ch;
+	c->o++;
+	return 0;
+}
+
+/* lpm_len sets the key length for a prefix lookup of out[0..len). */
+static __always_inline void lpm_len(__u32 *bits, __u32 len)
+{
+	*bits = (len > DNAME_MAX ? DNAME_MAX : len) * 8;
+}
+
+/* rewrite_dirlink replaces a leading symlinked directory in out (length o)
+ * with its target and returns the new length. */
+static __noinline __u32 rewrite_dirlink(struct work *w, __u32 *bits, char *out, __u32 o)
+{
+	if (o >= DPATH_MAX - 1)
+		return o;
+	out[bound(o, 4095)] = '/';
+	lpm_len(bits, o + 1);
+	struct dirlink *dl = bpf_map_lookup_elem(&dirlinks, bits);
+	out[bound(o, 4095)] = 0;
+	if (!dl)
+		return o;
+	__u32 plen = dl->plen, tlen = dl->tlen;
+	if (plen == 0 || plen > DNAME_MAX || tlen == 0 || tlen > NMASK)
+		return o;
+	if (o + 1 <= plen) { /* exactly the link: its target without the slash */
+		bpf_probe_read_kernel(out, bound(tlen, 255), dl->target);
+		out[bound(tlen - 1, 4095)] = 0;
+		return tlen - 1;
+	}
+	__u32 rest = o - plen;
+	if (rest >= DPATH_MAX || tlen + rest >= DPATH_MAX - 1) {
+		w->trunc = 1;
+		return o;
+	}
+	bpf_probe_read_kernel(w->in, bound(rest, 4095), out + (bound(plen, 255)));
+	bpf_probe_read_kernel(out, bound(tlen, 255), dl->target);
+	bpf_probe_read_kernel(out + (bound(tlen, 255)), bound(rest, 4095), w->in);
+	o = tlen + rest;
+	out[bound(o, 4095)] = 0;
+	return o;
+}
+
+/* file_of returns the file behind fd in the current task, or NULL. */
+static __always_inline struct file *file_of(int fd)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* resolve_name builds the canonical path of name (relative to dfd or the cwd)
+ * into out, with *bits the LPM scratch right before it. Returns the length,
+ * or 0 when the name could not be read. */
+static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 *bits, char *out)
+{
+	long n;
+	struct work *w = get_work();
+	if (!w)
+		return 0;
+	w->trunc = 0;
+	if (user)
+		n = bpf_probe_read_user_str(w->in, DPATH_MAX, name);
+	else
+		n = bpf_probe_read_kernel_str(w->in, DPATH_MAX, name);
+	if (n <= 1)
+		return 0;
+	if (n >= DPATH_MAX)
+		w->trunc = 1;
+
+	struct norm_ctx c = {.out = out, .n = n};
+	w->sp = 0;
+	if (w->in[0] != '/') {
+		const struct path *base = NULL;
+		if (dfd == AT_FDCWD_) {
+			struct task_struct *t = bpf_get_current_task_btf();
+			base = &t->fs->pwd;
+		} else {
+			struct file *f = file_of(dfd);
+			if (!f)
+				return 0;
+			base = &f->f_path;
+		}
+		c.o = walk_path(w, BPF_CORE_READ(base, dentry), BPF_CORE_READ(base, mnt), out);
+		c.cs = c.o;
+	}
+	bpf_loop(DPATH_MAX, norm_step, &c, 0);
+	__u32 o = c.o;
+	if (o == 0) {
+		out[0] = '/';
+		o = 1;
+	}
+	if (o >= DPATH_MAX)
+		o = DPATH_MAX - 1;
+	out[bound(o, 4095)] = 0;
+	return rewrite_dirlink(w, bits, out, o);
+}
+
+/* resolve_file builds the canonical path of an open file into out. */
+static __noinline __u32 resolve_file(struct work *w, struct file *f, char *out)
+{
+	w->trunc = 0;
+	__u32 o = walk_path(w, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), out);
+	if (o == 0) {
+		out[0] = '/';
+		out[1] = 0;
+		o = 1;
+	}
+	return o;
+}
+
+#endif

@@ -1,0 +1,974 @@
+//go:build ignore
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The tracepoint backend: runs where BPF-LSM is off. Detect-only for files and
+ * exec (the mutation lands; the reflex can kill the actor); binds can be denied.
+ *
+ * File mutations are judged at sys_exit: the return value says whether the
+ * mutation happened, the fd of a successful open gives the exact file, and on
+ * x86-64 the syscall arguments are still in pt_regs. One hook instead of two
+ * halves the cost every syscall pays. */
+
+#include "common.h"
+#include "path.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define O_WRONLY_ 01
+#define O_RDWR_ 02
+#define O_CREAT_ 0100
+#define O_TRUNC_ 01000
+#define AT_REMOVEDIR_ 0x200
+#define AT_EMPTY_PATH_ 0x1000
+#define FMODE_WRITE_ 0x2
+#define S_IFMT_ 00170000
+#define S_IFREG_ 0100000
+#define TCP_LISTEN_ 10
+#define BPF_PROG_LOAD_ 5
+#define PTRACE_ATTACH_ 16
+#define PTRACE_SEIZE_ 0x4206
+#define FS_IOC_SETFLAGS_ 0x40086602
+#define FS_IOC32_SETFLAGS_ 0x40046602
+#define FS_IOC_FSSETXATTR_ 0x401c5820
+#define SIGKILL_ 9
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config_map SEC(".maps");
+
+/* cgroup ids in scope; a task is in scope when it or an ancestor cgroup is. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} scope_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct lpm_key);
+	__type(value, struct rule_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct lpm_key);
+	__type(value, struct rule_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} images SEC(".maps");
+
+struct file_id {
+	__u64 dev;
+	__u64 ino;
+};
+
+/* Files created or modified after sealing: executing one is drift. A plain
+ * hash, not LRU: an attacker must not be able to evict a taint by churning. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct file_id);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} taint SEC(".maps");
+
+struct seen_key {
+	__u64 dev;
+	__u64 ino;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* (process, file) pairs already judged for writes through a descriptor. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct seen_key);
+	__type(value, __u8);
+} seen SEC(".maps");
+
+/* Allowed ports: 1 = may bind/listen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct file_rec);
+} frec_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_rec);
+} xrec_map SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		(*v)++;
+}
+
+static __always_inline void emit(void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, rec, size, 0))
+		count(STAT_LOST);
+}
+
+static __always_inline struct config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&config_map, &zero);
+}
+
+static __always_inline int in_scope(struct config *cfg)
+{
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
+		return 0;
+	if (!cfg->scope_cgroups)
+		return 1;
+	for (int lvl = 0; lvl < 16; lvl++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
+		if (!id)
+			return 0;
+		if (bpf_map_lookup_elem(&scope_map, &id))
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op, int task)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+	h->kind = kind;
+	h->op = op;
+	h->flags = 0;
+	h->ktime = bpf_ktime_get_ns();
+	h->tgid = pt >> 32;
+	h->pid = (__u32)pt;
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->ppid = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline void fill_ppid(struct rec_hdr *h)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+}
+
+/* classify returns the matching rule for path[0..len), or NULL. */
+static __always_inline struct rule_val *classify(void *map, __u32 *bits, __u32 len)
+{
+	lpm_len(bits, len);
+	return bpf_map_lookup_elem(map, bits);
+}
+
+static __always_inline int is_protected(struct rule_val *r)
+{
+	return r && r->class == CLASS_PROTECT;
+}
+
+static __always_inline void file_identity(struct file_rec *r, struct file *f)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	struct mount *m = container_of(vm, struct mount, mnt);
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	r->mnt_id = BPF_CORE_READ(m, mnt_id);
+}
+
+static __always_inline int is_regular(struct file *f)
+{
+	return (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT_) == S_IFREG_;
+}
+
+static __always_inline void taint_file(struct file_rec *r)
+{
+	struct file_id id = {.dev = r->dev, .ino = r->ino};
+	__u64 now = r->h.ktime;
+	if (bpf_map_update_elem(&taint, &id, &now, BPF_NOEXIST) == -7 /* E2BIG: full */)
+		count(STAT_TAINT_FULL);
+}
+
+static __always_inline void mark_seen(struct file_rec *r)
+{
+	struct seen_key k = {.dev = r->dev, .ino = r->ino, .tgid = r->h.tgid};
+	__u8 one = 1;
+	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
+}
+
+static __always_inline void reflex(struct config *cfg, struct rec_hdr *h)
+{
+	if (cfg->reflex & REFLEX_KILL) {
+		if (!bpf_send_signal(SIGKILL_))
+			h->flags |= RF_KILLED;
+	}
+}
+
+/* finish_file sets lengths and flags, and sends the record. */
+static __always_inline void send_file(struct config *cfg, struct file_rec *r, struct work *w)
+{
+	if (w->trunc) {
+		r->h.flags |= RF_TRUNC;
+		count(STAT_TRUNC);
+	}
+	reflex(cfg, &r->h);
+	__u64 size = offsetof(struct file_rec, data) + r->path_len + 1 + r->path2_len + 1 + r->target_len + 1;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+}
+
+/* What a syscall asks us to judge, decoded from its number and registers. */
+struct dreq {
+	__u16 op;
+	__u16 shape;
+	int dfd;
+	const char *name;
+	int dfd2;
+	const char *name2;
+	int fd;
+	__u32 flags;
+	__u32 mode;
+	__u64 arg;
+};
+
+enum shape {
+	SH_OPEN = 1, /* the result is an fd: judge the file it names */
+	SH_FD,       /* an fd argument: judge its file */
+	SH_WRITE,    /* a write through fd: judge once per process and file */
+	SH_NAME,     /* a name (dfd, name) */
+	SH_NAME2,    /* two names: rename, link */
+	SH_SYMLINK,  /* target string, link name (dfd2, name2) */
+	SH_MOUNT,    /* a mount-table change: always drift */
+	SH_PRIV,     /* module, kexec, bpf, ptrace, io_uring_setup: drift when attempted */
+};
+
+static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, int user)
+{
+	__u32 zero = 0;
+	struct file_rec *r = bpf_map_lookup_elem(&frec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+
+	fill_hdr(&r->h, REC_FILE, q->op, 1);
+	r->h.flags = RF_LEXICAL;
+	r->ret = ret;
+	r->dev = r->ino = 0;
+	r->mnt_id = 0;
+	r->flags = q->flags;
+	r->mode = q->mode;
+	r->path2_len = r->target_len = 0;
+
+	__u32 l1 = 0;
+	if (q->name) {
+		l1 = resolve_name(q->dfd, q->name, user, &r->lpm_bits, r->data);
+	} else if (q->shape != SH_MOUNT) {
+		return 0;
+	}
+	__u32 trunc = w->trunc;
+	struct rule_val *rv = l1 ? classify(&rules, &r->lpm_bits, l1) : NULL;
+	int hit = is_protected(rv) || q->shape == SH_MOUNT;
+	r->rule = rv ? rv->id : 0;
+	if (l1 >= DPATH_MAX)
+		l1 = DPATH_MAX - 1;
+	r->path_len = l1;
+	r->data[bound(l1, 4095)] = 0;
+
+	__u32 off = bound(l1 + 1, 4095);
+	if (q->shape == SH_NAME2 && q->name2) {
+		__u32 l2 = resolve_name(q->dfd2, q->name2, user, &w->alt_bits, w->alt);
+		trunc |= w->trunc;
+		struct rule_val *rv2 = l2 ? classify(&rules, &w->alt_bits, l2) : NULL;
+		if (!hit && is_protected(rv2)) {
+			hit = 1;
+			r->rule = rv2->id;
+		}
+		l2 = bound(l2, 4095);
+		bpf_probe_read_kernel(r->data + off, l2, w->alt);
+		r->data[bound(off + l2, 8191)] = 0;
+		r->path2_len = l2;
+	} else if (q->shape == SH_SYMLINK && q->name2) {
+		/* data: link name, then "" for path2, then the target. The link
+		 * name is what lands; a target pointing into protected space from
+		 * an exempt directory is drift too (a way around the prefix rules). */
+		__u32 l2 = resolve_name(q->dfd2, q->name2, 1, &w->alt_bits, w->alt);
+		trunc |= w->trunc;
+		struct rule_val *rv2 = l2 ? classify(&rules, &w->alt_bits, l2) : NULL;
+		hit = is_protected(rv2);
+		r->rule = rv2 ? rv2->id : 0;
+		/* move the link name first, the target (already resolved in data) after */
+		long tl = bpf_probe_read_user_str(w->in, DNAME_MAX, q->name);
+		if (tl > 1 && w->in[0] == '/' && !hit) {
+			if (is_protected(rv)) {
+				hit = 1;
+				r->rule = rv->id;
+			}
+		}
+		l2 = bound(l2, 4095);
+		bpf_probe_read_kernel(r->data, l2, w->alt);
+		r->data[bound(l2, 4095)] = 0;
+		r->path_len = l2;
+		off = bound(l2 + 1, 4095);
+		r->data[off] = 0; /* no path2 */
+		r->path2_len = 0;
+		__u32 toff = bound(off + 1, 4095);
+		if (tl < 1)
+			tl = 1;
+		bpf_probe_read_kernel(r->data + toff, bound(tl - 1, 255), w->in);
+		r->data[bound(toff + tl - 1, 8191)] = 0;
+		r->target_len = tl - 1;
+	}
+	if (!hit)
+		return 0;
+	w->trunc = trunc;
+	send_file(cfg, r, w);
+	return 0;
+}
+
+/* judge_file judges an open file: after open (the new fd), an fd argument, or a
+ * write through an fd. */
+static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, long ret)
+{
+	__u32 zero = 0;
+	struct file *f = file_of(fd);
+	if (!f)
+		return 0;
+	struct file_rec *r = bpf_map_lookup_elem(&frec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+
+	fill_hdr(&r->h, REC_FILE, q->op, 1);
+	file_identity(r, f);
+	int regular = is_regular(f);
+
+	if (q->shape == SH_WRITE) {
+		if (!regular || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE_))
+			return 0;
+		struct seen_key k = {.dev = r->dev, .ino = r->ino, .tgid = r->h.tgid};
+		if (bpf_map_lookup_elem(&seen, &k))
+			return 0;
+	}
+	if (regular && (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE))
+		taint_file(r);
+	if (regular)
+		mark_seen(r);
+
+	r->ret = ret;
+	r->flags = q->flags;
+	r->mode = q->mode;
+	r->path2_len = r->target_len = 0;
+	__u32 l = resolve_file(w, f, r->data);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	if (!is_protected(rv))
+		return 0;
+	r->rule = rv->id;
+	r->path_len = l;
+	send_file(cfg, r, w);
+	return 0;
+}
+
+static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret)
+{
+	__u32 zero = 0;
+	struct exec_rec *r = bpf_map_lookup_elem(&xrec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+	fill_hdr(&r->h, REC_EXEC, q->op, 1);
+	fill_ppid(&r->h);
+	r->h.flags = RF_ATTEMPT;
+	r->ret = ret;
+	r->arg = q->arg;
+	r->dev = r->ino = 0;
+	r->mnt_id = 0;
+	r->reasons = 0;
+	r->rule = 0;
+	r->args_len = 0;
+	__u32 l = 0;
+	w->trunc = 0;
+	if (q->fd >= 0) {
+		struct file *f = file_of(q->fd);
+		if (f) {
+			l = resolve_file(w, f, r->data);
+			r->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+			r->ino = BPF_CORE_READ(f, f_inode, i_ino);
+		}
+	}
+	r->path_len = bound(l, 4095);
+	r->data[bound(l, 4095)] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	if (w->trunc)
+		r->h.flags |= RF_TRUNC;
+	reflex(cfg, &r->h);
+	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 2;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+	return 0;
+}
+
+static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
+{
+	__u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->r10, a4 = regs->r8;
+	q->dfd = AT_FDCWD_;
+	q->dfd2 = AT_FDCWD_;
+	q->fd = -1;
+	switch (id) {
+	/* opens: judged only with write, create or truncate intent */
+	case 2: /* open */
+		q->name = (const char *)a0, q->flags = a1, q->mode = a2;
+		goto open;
+	case 85: /* creat */
+		q->name = (const char *)a0, q->flags = O_CREAT_ | O_WRONLY_ | O_TRUNC_, q->mode = a1;
+		goto open;
+	case 257: /* openat */
+		q->name = (const char *)a1, q->flags = a2, q->mode = a3;
+		goto open;
+	case 437: { /* openat2 */
+		__u64 fl = 0;
+		bpf_probe_read_user(&fl, sizeof(fl), (void *)a2);
+		q->flags = fl;
+		goto open;
+	}
+	case 304: /* open_by_handle_at */
+		q->flags = a2;
+		goto open;
+	open:
+		if (!(q->flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
+			return 0;
+		q->op = DOP_OPEN, q->shape = SH_OPEN;
+		return 1;
+
+	/* writes through a descriptor: first per process and file */
+	case 1: case 18: case 20: case 296: case 328: case 285: /* write pwrite64 writev pwritev pwritev2 fallocate */
+		q->fd = a0;
+		goto write;
+	case 40: /* sendfile(out_fd, ...) */
+		q->fd = a0;
+		goto write;
+	case 275: case 326: /* splice, copy_file_range: fd_out is the third */
+		q->fd = a2;
+		goto write;
+	write:
+		q->op = DOP_WRITE, q->shape = SH_WRITE;
+		return 1;
+
+	case 76: /* truncate */
+		q->op = DOP_TRUNCATE, q->shape = SH_NAME, q->name = (const char *)a0;
+		return 1;
+	case 77: /* ftruncate */
+		q->op = DOP_TRUNCATE, q->shape = SH_FD, q->fd = a0;
+		return 1;
+
+	case 82: /* rename */
+		q->op = DOP_RENAME, q->shape = SH_NAME2, q->name = (const char *)a0, q->name2 = (const char *)a1;
+		return 1;
+	case 264: case 316: /* renameat renameat2 */
+		q->op = DOP_RENAME, q->shape = SH_NAME2, q->dfd = a0, q->name = (const char *)a1;
+		q->dfd2 = a2, q->name2 = (const char *)a3, q->flags = id == 316 ? a4 : 0;
+		return 1;
+	case 87: /* unlink */
+		q->op = DOP_UNLINK, q->shape = SH_NAME, q->name = (const char *)a0;
+		return 1;
+	case 84: /* rmdir */
+		q->op = DOP_RMDIR, q->shape = SH_NAME, q->name = (const char *)a0;
+		return 1;
+	case 263: /* unlinkat */
+		q->op = (a2 & AT_REMOVEDIR_) ? DOP_RMDIR : DOP_UNLINK, q->shape = SH_NAME;
+		q->dfd = a0, q->name = (const char *)a1, q->flags = a2;
+		return 1;
+	case 86: /* link */
+		q->op = DOP_LINK, q->shape = SH_NAME2, q->name = (const char *)a0, q->name2 = (const char *)a1;
+		return 1;
+	case 265: /* linkat */
+		q->op = DOP_LINK, q->shape = SH_NAME2, q->dfd = a0, q->name = (const char *)a1;
+		q->dfd2 = a2, q->name2 = (const char *)a3, q->flags = a4;
+		return 1;
+	case 88: /* symlink(target, linkpath) */
+		q->op = DOP_SYMLINK, q->shape = SH_SYMLINK, q->name = (const char *)a0, q->name2 = (const char *)a1;
+		return 1;
+	case 266: /* symlinkat(target, newdirfd, linkpath) */
+		q->op = DOP_SYMLINK, q->shape = SH_SYMLINK, q->name = (const char *)a0;
+		q->dfd2 = a1, q->name2 = (const char *)a2;
+		return 1;
+	case 83: /* mkdir */
+		q->op = DOP_MKDIR, q->shape = SH_NAME, q->name = (const char *)a0, q->mode = a1;
+		return 1;
+	case 258: /* mkdirat */
+		q->op = DOP_MKDIR, q->shape = SH_NAME, q->dfd = a0, q->name = (const char *)a1, q->mode = a2;
+		return 1;
+	case 133: /* mknod */
+		q->op = DOP_MKNOD, q->shape = SH_NAME, q->name = (const char *)a0, q->mode = a1;
+		return 1;
+	case 259: /* mknodat */
+		q->op = DOP_MKNOD, q->shape = SH_NAME, q->dfd = a0, q->name = (const char *)a1, q->mode = a2;
+		return 1;
+
+	case 90: /* chmod */
+		q->op = DOP_CHMOD, q->shape = SH_NAME, q->name = (const char *)a0, q->mode = a1;
+		return 1;
+	case 91: /* fchmod */
+		q->op = DOP_CHMOD, q->shape = SH_FD, q->fd = a0, q->mode = a1;
+		return 1;
+	case 268: case 452: /* fchmodat fchmodat2 */
+		q->op = DOP_CHMOD, q->dfd = a0, q->name = (const char *)a1, q->mode = a2;
+		q->flags = id == 452 ? a3 : 0;
+		goto name_or_fd;
+	case 92: case 94: /* chown lchown */
+		q->op = DOP_CHOWN, q->shape = SH_NAME, q->name = (const char *)a0, q->arg = a1 << 32 | (__u32)a2;
+		return 1;
+	case 93: /* fchown */
+		q->op = DOP_CHOWN, q->shape = SH_FD, q->fd = a0, q->arg = a1 << 32 | (__u32)a2;
+		return 1;
+	case 260: /* fchownat */
+		q->op = DOP_CHOWN, q->dfd = a0, q->name = (const char *)a1, q->flags = a4;
+		goto name_or_fd;
+
+	case 188: case 189: /* setxattr lsetxattr */
+		q->op = DOP_SETXATTR, q->shape = SH_NAME, q->name = (const char *)a0;
+		return 1;
+	case 190: /* fsetxattr */
+		q->op = DOP_SETXATTR, q->shape = SH_FD, q->fd = a0;
+		return 1;
+	case 463: /* setxattrat(dfd, path, at_flags, ...) */
+		q->op = DOP_SETXATTR, q->dfd = a0, q->name = (const char *)a1, q->flags = a2;
+		goto name_or_fd;
+	case 197: case 198: /* removexattr lremovexattr */
+		q->op = DOP_REMOVEXATTR, q->shape = SH_NAME, q->name = (const char *)a0;
+		return 1;
+	case 199: /* fremovexattr */
+		q->op = DOP_REMOVEXATTR, q->shape = SH_FD, q->fd = a0;
+		return 1;
+	case 466: /* removexattrat */
+		q->op = DOP_REMOVEXATTR, q->dfd = a0, q->name = (const char *)a1, q->flags = a2;
+		goto name_or_fd;
+
+	case 132: case 235: /* utime utimes */
+		q->op = DOP_UTIMES, q->shape = SH_NAME, q->name = (const char *)a0;
+		return 1;
+	case 261: /* futimesat */
+		q->op = DOP_UTIMES, q->shape = SH_NAME, q->dfd = a0, q->name = (const char *)a1;
+		return 1;
+	case 280: /* utimensat(dfd, path or NULL, times, flags) */
+		q->op = DOP_UTIMES, q->dfd = a0, q->name = (const char *)a1, q->flags = a3;
+		if (!a1) {
+			q->shape = SH_FD, q->fd = a0;
+			return 1;
+		}
+		goto name_or_fd;
+
+	case 16: /* ioctl: only inode-flag changes (chattr) */
+		if (a1 != FS_IOC_SETFLAGS_ && a1 != FS_IOC32_SETFLAGS_ && a1 != FS_IOC_FSSETXATTR_)
+			return 0;
+		q->op = DOP_SETFLAGS, q->shape = SH_FD, q->fd = a0, q->flags = a1;
+		return 1;
+
+	/* mount-table changes */
+	case 165: /* mount(source, target, ...) */
+		q->op = DOP_MOUNT, q->shape = SH_MOUNT, q->name = (const char *)a1, q->flags = a3, q->arg = id;
+		return 1;
+	case 166: /* umount2(target, flags) */
+		q->op = DOP_MOUNT, q->shape = SH_MOUNT, q->name = (const char *)a0, q->flags = a1, q->arg = id;
+		return 1;
+	case 429: /* move_mount(from_dfd, from, to_dfd, to, flags) */
+		q->op = DOP_MOUNT, q->shape = SH_MOUNT, q->dfd = a2, q->name = (const char *)a3, q->flags = a4, q->arg = id;
+		return 1;
+	case 428: case 433: /* open_tree fspick (dfd, path, flags) */
+		q->op = DOP_MOUNT, q->shape = SH_MOUNT, q->dfd = a0, q->name = (const char *)a1, q->flags = a2, q->arg = id;
+		return 1;
+	case 442: /* mount_setattr(dfd, path, ...) */
+		q->op = DOP_MOUNT, q->shape = SH_MOUNT, q->dfd = a0, q->name = (const char *)a1, q->arg = id;
+		return 1;
+	case 431: case 432: /* fsconfig fsmount */
+		q->op = DOP_MOUNT, q->shape = SH_MOUNT, q->flags = a1, q->arg = id;
+		return 1;
+
+	/* privileged kernel operations: drift when attempted */
+	case 175: case 176: /* init_module delete_module */
+		q->op = DOP_MODULE, q->shape = SH_PRIV, q->arg = id;
+		return 1;
+	case 313: /* finit_module(fd) */
+		q->op = DOP_MODULE, q->shape = SH_PRIV, q->fd = a0, q->arg = id;
+		return 1;
+	case 246: /* kexec_load */
+		q->op = DOP_KEXEC, q->shape = SH_PRIV, q->arg = id;
+		return 1;
+	case 320: /* kexec_file_load(kernel_fd, ...) */
+		q->op = DOP_KEXEC, q->shape = SH_PRIV, q->fd = a0, q->arg = id;
+		return 1;
+	case 321: /* bpf(cmd): program loads only */
+		if (a0 != BPF_PROG_LOAD_)
+			return 0;
+		q->op = DOP_BPF, q->shape = SH_PRIV, q->arg = a0;
+		return 1;
+	case 101: /* ptrace(request, pid) */
+		if (a0 != PTRACE_ATTACH_ && a0 != PTRACE_SEIZE_)
+			return 0;
+		q->op = DOP_PTRACE, q->shape = SH_PRIV, q->arg = a0 << 32 | (__u32)a1;
+		return 1;
+	case 311: /* process_vm_writev(pid, ...) */
+		q->op = DOP_PTRACE, q->shape = SH_PRIV, q->arg = (__u64)id << 32 | (__u32)a0;
+		return 1;
+	case 425: /* io_uring_setup */
+		q->op = DOP_URING_SETUP, q->shape = SH_PRIV, q->arg = a1;
+		return 1;
+	default:
+		return 0;
+	}
+name_or_fd:
+	if (q->flags & AT_EMPTY_PATH_) {
+		char c = 0;
+		bpf_probe_read_user(&c, 1, q->name);
+		if (!c) {
+			q->shape = SH_FD, q->fd = q->dfd;
+			return 1;
+		}
+	}
+	q->shape = SH_NAME;
+	return 1;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct dreq q = {};
+	if (!decode(regs, regs->orig_ax, &q))
+		return 0;
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed)
+		return 0;
+	if (ret < 0 && q.shape != SH_PRIV)
+		return 0;
+	if (!in_scope(cfg))
+		return 0;
+	switch (q.shape) {
+	case SH_OPEN:
+		return judge_file(cfg, &q, ret, ret);
+	case SH_FD:
+	case SH_WRITE:
+		return judge_file(cfg, &q, q.fd, ret);
+	case SH_PRIV:
+		return judge_priv(cfg, &q, ret);
+	default:
+		return judge_name(cfg, &q, ret, 1);
+	}
+}
+
+/* Exec drift: the binary the kernel is about to run, judged by identity and
+ * place. For a script, the interpreter is what bprm->file holds; the script's
+ * own name is judged by place. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed || !in_scope(cfg))
+		return 0;
+	__u32 zero = 0;
+	struct exec_rec *r = bpf_map_lookup_elem(&xrec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
+	__u32 reasons = 0;
+	if (bpf_map_lookup_elem(&taint, &id))
+		reasons |= EX_TAINTED;
+	if (BPF_CORE_READ(ino, __i_nlink) == 0)
+		reasons |= EX_DELETED;
+
+	__u32 l = resolve_file(w, f, r->data);
+	__u32 trunc = w->trunc;
+	if (r->data[1] == 'm' && r->data[2] == 'e' && r->data[3] == 'm' && r->data[4] == 'f' && r->data[5] == 'd' &&
+	    r->data[6] == ':')
+		reasons |= EX_MEMFD;
+	struct rule_val *rv = classify(&images, &r->lpm_bits, l);
+	if (!rv)
+		reasons |= EX_OUTSIDE_IMAGE;
+
+	const char *fname = BPF_CORE_READ(bprm, filename);
+	const char *interp = BPF_CORE_READ(bprm, interp);
+	if (fname != interp && !(reasons & EX_OUTSIDE_IMAGE)) {
+		/* a script: its own path decides */
+		__u32 sl = resolve_name(AT_FDCWD_, fname, 0, &w->alt_bits, w->alt);
+		trunc |= w->trunc;
+		if (sl && !classify(&images, &w->alt_bits, sl)) {
+			reasons |= EX_OUTSIDE_IMAGE;
+			sl = bound(sl, 4095);
+			bpf_probe_read_kernel(r->data, sl, w->alt);
+			l = sl;
+		}
+	}
+	if (!reasons)
+		return 0;
+
+	fill_hdr(&r->h, REC_EXEC, DOP_EXEC, 1);
+	fill_ppid(&r->h);
+	r->ret = 0;
+	r->dev = id.dev;
+	r->ino = id.ino;
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	struct mount *mnt = container_of(vm, struct mount, mnt);
+	r->mnt_id = BPF_CORE_READ(mnt, mnt_id);
+	r->reasons = reasons;
+	r->arg = 0;
+	r->rule = 0;
+	l = bound(l, 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+
+	/* bounded argv: we run in the new image, so its mm holds the arguments */
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 as = BPF_CORE_READ(t, mm, arg_start), ae = BPF_CORE_READ(t, mm, arg_end);
+	__u64 alen = ae > as ? ae - as : 0;
+	if (alen > ARGS_MAX - 1) {
+		alen = ARGS_MAX - 1;
+		trunc = 1;
+	}
+	__u32 aoff = bound(l + 1, 4095);
+	if (bpf_probe_read_user(r->data + aoff, bound(alen, 1023), (void *)as))
+		alen = 0;
+	r->args_len = alen;
+	r->h.flags = trunc ? RF_TRUNC : 0;
+	reflex(cfg, &r->h);
+	__u64 size = offsetof(struct exec_rec, data) + l + 1 + alen;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+	return 0;
+}
+
+/* io_uring submits file operations without the syscalls we watch. */
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(drift_uring, struct io_kiocb *req)
+{
+	__u8 opc = BPF_CORE_READ(req, opcode);
+	struct dreq q = {.op = DOP_URING, .flags = opc, .dfd = AT_FDCWD_, .dfd2 = AT_FDCWD_, .fd = -1};
+	switch (opc) {
+	case IORING_OP_OPENAT:
+	case IORING_OP_OPENAT2: {
+		struct io_open *o = (void *)&req->cmd;
+		__u64 fl = BPF_CORE_READ(o, how.flags);
+		if (!(fl & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
+			return 0;
+		q.dfd = BPF_CORE_READ(o, dfd);
+		q.name = BPF_CORE_READ(o, filename, name);
+		break;
+	}
+	case IORING_OP_UNLINKAT: {
+		struct io_unlink *u = (void *)&req->cmd;
+		q.dfd = BPF_CORE_READ(u, dfd);
+		q.name = BPF_CORE_READ(u, filename, name);
+		break;
+	}
+	case IORING_OP_MKDIRAT: {
+		struct io_mkdir *m = (void *)&req->cmd;
+		q.dfd = BPF_CORE_READ(m, dfd);
+		q.name = BPF_CORE_READ(m, filename, name);
+		break;
+	}
+	case IORING_OP_RENAMEAT: {
+		struct io_rename *rn = (void *)&req->cmd;
+		q.dfd = BPF_CORE_READ(rn, old_dfd);
+		q.name = BPF_CORE_READ(rn, oldpath, name);
+		q.dfd2 = BPF_CORE_READ(rn, new_dfd);
+		q.name2 = BPF_CORE_READ(rn, newpath, name);
+		break;
+	}
+	case IORING_OP_SYMLINKAT:
+	case IORING_OP_LINKAT: {
+		struct io_link *lk = (void *)&req->cmd;
+		q.dfd = BPF_CORE_READ(lk, new_dfd);
+		q.name = BPF_CORE_READ(lk, newpath, name);
+		break;
+	}
+	case IORING_OP_WRITE:
+	case IORING_OP_WRITEV:
+	case IORING_OP_WRITE_FIXED:
+	case IORING_OP_FALLOCATE:
+	case IORING_OP_FTRUNCATE:
+	case IORING_OP_FSETXATTR:
+		q.fd = BPF_CORE_READ(req, cqe.fd);
+		break;
+	default:
+		return 0;
+	}
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed || !in_scope(cfg))
+		return 0;
+	if (q.fd >= 0) {
+		q.shape = SH_FD;
+		return judge_file(cfg, &q, q.fd, 0);
+	}
+	q.shape = q.name2 ? SH_NAME2 : SH_NAME;
+	return judge_name(cfg, &q, 0, 0);
+}
+
+static __always_inline int bind_common(struct bpf_sock_addr *ctx, __u16 family, __u8 *addr, __u32 alen)
+{
+	__u16 port = bpf_ntohs(ctx->user_port);
+	if (port == 0)
+		return 1;
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed || !in_scope(cfg))
+		return 1;
+	__u32 k = port;
+	__u8 *ok = bpf_map_lookup_elem(&ports, &k);
+	if (ok && *ok)
+		return 1;
+	struct net_rec r = {};
+	fill_hdr(&r.h, REC_NET, DOP_BIND, 0);
+	r.h.size = sizeof(r);
+	r.family = family;
+	r.protocol = ctx->protocol;
+	r.port = port;
+	if (alen == 4) {
+		__u32 a = ctx->user_ip4;
+		__builtin_memcpy(r.addr, &a, 4);
+	} else {
+		__u32 a[4];
+		a[0] = ctx->user_ip6[0], a[1] = ctx->user_ip6[1], a[2] = ctx->user_ip6[2], a[3] = ctx->user_ip6[3];
+		__builtin_memcpy(r.addr, a, 16);
+	}
+	if (cfg->deny_binds)
+		r.h.flags |= RF_DENIED;
+	emit(&r, sizeof(r));
+	return cfg->deny_binds ? 0 : 1;
+}
+
+SEC("cgroup/bind4")
+int drift_bind4(struct bpf_sock_addr *ctx)
+{
+	return bind_common(ctx, 2, 0, 4);
+}
+
+SEC("cgroup/bind6")
+int drift_bind6(struct bpf_sock_addr *ctx)
+{
+	return bind_common(ctx, 10, 0, 16);
+}
+
+/* A socket entering LISTEN on a port the policy does not allow. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(drift_listen, const struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate != TCP_LISTEN_)
+		return 0;
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed || !in_scope(cfg))
+		return 0;
+	__u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u8 *ok = bpf_map_lookup_elem(&ports, &port);
+	if (ok && *ok)
+		return 0;
+	struct net_rec r = {};
+	fill_hdr(&r.h, REC_NET, DOP_LISTEN, 1);
+	fill_ppid(&r.h);
+	r.h.size = sizeof(r);
+	r.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r.protocol = BPF_CORE_READ(sk, sk_protocol);
+	r.port = port;
+	if (r.family == 2) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(r.addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO(&r.addr, sk, __sk_common.skc_v6_rcv_saddr);
+	}
+	emit(&r, sizeof(r));
+	return 0;
+}
+
+/* BPF_PROG_TEST_RUN entry for the path logic: resolves test_in.name (relative
+ * to test_in.dfd in the calling task) and classifies it, like the hooks do. */
+struct test_in {
+	__s32 dfd;
+	__u32 _pad;
+	char name[DPATH_MAX];
+};
+
+struct test_out {
+	__u32 len;
+	__u32 trunc;
+	__u32 class;
+	__u32 rule;
+	char path[DPATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct test_in);
+} test_in_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct test_out);
+} test_out_map SEC(".maps");
+
+SEC("raw_tp")
+int test_resolve(void *ctx)
+{
+	__u32 zero = 0;
+	struct test_in *in = bpf_map_lookup_elem(&test_in_map, &zero);
+	struct test_out *out = bpf_map_lookup_elem(&test_out_map, &zero);
+	struct file_rec *r = bpf_map_lookup_elem(&frec_map, &zero);
+	struct work *w = get_work();
+	if (!in || !out || !r || !w)
+		return 1;
+	__u32 l = resolve_name(in->dfd, in->name, 0, &r->lpm_bits, r->data);
+	out->len = l;
+	out->trunc = w->trunc;
+	struct rule_val *rv = l ? classify(&rules, &r->lpm_bits, l) : NULL;
+	out->class = rv ? rv->class : 0;
+	out->rule = rv ? rv->id : 0;
+	bpf_probe_read_kernel(out->path, bound(l, 4095), r->data);
+	out->path[bound(l, 4095)] = 0;
+	return 0;
+}
+
+/* Keep the record types in the object's BTF: user space generates its Go
+ * mirrors and checks their layout from it. */
+const struct rec_hdr *_rec_hdr __attribute__((unused));
+const struct file_rec *_file_rec __attribute__((unused));
+const struct exec_rec *_exec_rec __attribute__((unused));
+const struct net_rec *_net_rec __attribute__((unused));
+const struct dirlink *_dirlink __attribute__((unused));

@@ -1,0 +1,101 @@
+// Package event defines the one wire format every part of driftsensor speaks:
+// the sensor emits it, the transport carries it, the responder and driftctl read it.
+package event
+
+import "time"
+
+// Schema names the version of the event format; consumers refuse other values.
+const Schema = "driftsensor.event/v1"
+
+// Kind is the family of a finding; it is also the last token of the NATS subject.
+type Kind string
+
+// The kinds of finding.
+const (
+	KindFile   Kind = "file"   // a file-system mutation
+	KindExec   Kind = "exec"   // execution drift, module/kexec/bpf loads, ptrace
+	KindNet    Kind = "net"    // a bind or listen on a port the policy does not allow
+	KindSensor Kind = "sensor" // the sensor's own health: lost records, tampering, overflow
+)
+
+// Event is one finding, as published and as printed.
+type Event struct {
+	Schema  string    `json:"schema"`
+	ID      string    `json:"id"`   // unique; consumers deduplicate on it
+	Host    string    `json:"host"` // the host that saw it
+	Seq     uint64    `json:"seq"`  // per-host sequence number; a gap means loss
+	KTimeNS uint64    `json:"ktime_ns"`
+	Time    time.Time `json:"time"`
+	Kind    Kind      `json:"kind"`
+	Action  string    `json:"action"` // what happened, e.g. "unlink", "exec_tainted", "listen"
+	Backend string    `json:"backend"`
+	Rule    string    `json:"rule,omitempty"` // the policy rule that matched
+	Denied  bool      `json:"denied,omitempty"`
+
+	File    *File    `json:"file,omitempty"`
+	Exec    *Exec    `json:"exec,omitempty"`
+	Net     *Net     `json:"net,omitempty"`
+	Health  *Health  `json:"health,omitempty"`
+	Process *Process `json:"process,omitempty"`
+}
+
+// File describes the object of a file mutation.
+type File struct {
+	Path    string `json:"path"`               // canonical absolute path
+	NewPath string `json:"new_path,omitempty"` // rename/link target, symlink name
+	Target  string `json:"target,omitempty"`   // symlink contents as given
+	Dev     uint64 `json:"dev,omitempty"`
+	Ino     uint64 `json:"ino,omitempty"`
+	MountID uint32 `json:"mount_id,omitempty"`
+	Flags   uint32 `json:"flags,omitempty"` // open flags, rename flags, ...
+	Mode    uint32 `json:"mode,omitempty"`
+	Ret     int64  `json:"ret"`
+}
+
+// Exec describes execution drift and privileged kernel operations.
+type Exec struct {
+	Path    string   `json:"path,omitempty"`
+	Reasons []string `json:"reasons,omitempty"` // tainted, outside_image, memfd, deleted
+	Dev     uint64   `json:"dev,omitempty"`
+	Ino     uint64   `json:"ino,omitempty"`
+	MountID uint32   `json:"mount_id,omitempty"`
+	Arg     uint64   `json:"arg,omitempty"` // bpf cmd, ptrace target pid, io_uring opcode
+	Ret     int64    `json:"ret"`
+}
+
+// Net describes a bind or listen.
+type Net struct {
+	Family   string `json:"family"` // inet, inet6
+	Protocol string `json:"protocol"`
+	Addr     string `json:"addr"`
+	Port     uint16 `json:"port"`
+}
+
+// Health reports the sensor's own state as a finding: a blind spot is an incident.
+type Health struct {
+	LostRecords uint64 `json:"lost_records,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+}
+
+// Process is the context of the process that caused a finding.
+type Process struct {
+	PID       uint32     `json:"pid"`
+	TID       uint32     `json:"tid"`
+	PPID      uint32     `json:"ppid"`
+	UID       uint32     `json:"uid"`
+	GID       uint32     `json:"gid"`
+	Comm      string     `json:"comm"`
+	Exe       string     `json:"exe,omitempty"`
+	Argv      []string   `json:"argv,omitempty"`
+	CgroupID  uint64     `json:"cgroup_id"`
+	Cgroup    string     `json:"cgroup,omitempty"`
+	Container string     `json:"container,omitempty"`
+	Ancestry  []Ancestor `json:"ancestry,omitempty"` // parent first
+}
+
+// Ancestor is one link of the process's ancestry.
+type Ancestor struct {
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm,omitempty"`
+	Exe  string `json:"exe,omitempty"`
+}

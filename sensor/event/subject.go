@@ -1,0 +1,46 @@
+package event
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Subjects and buckets shared by the sensor, the responder and driftctl.
+const (
+	SubjectRoot  = "drift.v1"    // every subject starts with it
+	StreamName   = "DRIFT"       // JetStream stream keeping findings and state changes
+	StateBucket  = "drift_hosts" // KV bucket: host name -> State
+	AuditStream  = "DRIFT_AUDIT" // responder decisions and actions
+	HeartbeatTok = "heartbeat"   // last token of heartbeat subjects
+	CtlTok       = "ctl"         // last token of command subjects
+)
+
+// State is a host's place in its life cycle; it lives in the control plane.
+type State string
+
+// Host states: mutable -> sealed -> cordoned -> destroyed, and sealed -> mutable by an authorised unseal.
+const (
+	StateMutable   State = "mutable"
+	StateSealed    State = "sealed"
+	StateCordoned  State = "cordoned"
+	StateDestroyed State = "destroyed"
+)
+
+var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// ValidHost reports whether name can be a subject token and a KV key.
+func ValidHost(name string) error {
+	if !hostName.MatchString(name) {
+		return fmt.Errorf("host name %q: use 1-63 letters, digits, '-' or '_' (it becomes a NATS subject token)", name)
+	}
+	return nil
+}
+
+// Subject is where a host publishes findings of one kind.
+func Subject(host string, kind Kind) string { return SubjectRoot + "." + host + "." + string(kind) }
+
+// HeartbeatSubject is where a host publishes its heartbeats.
+func HeartbeatSubject(host string) string { return SubjectRoot + "." + host + "." + HeartbeatTok }
+
+// CtlSubject is where a host receives commands.
+func CtlSubject(host string) string { return SubjectRoot + "." + host + "." + CtlTok }

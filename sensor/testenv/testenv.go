@@ -1,0 +1,92 @@
+// Package testenv holds what privileged tests share: the gate that fails in CI
+// instead of skipping, and scopes (cgroups) of the test's own.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+)
+
+// Required reports whether privileged tests must run (CI sets DRIFT_REQUIRE_BPF=1).
+func Required() bool { return os.Getenv("DRIFT_REQUIRE_BPF") != "" }
+
+// RequireBPF skips a test that needs root and a BTF kernel, saying why; with
+// DRIFT_REQUIRE_BPF set it fails instead, so CI never passes by skipping.
+func RequireBPF(t testing.TB) {
+	t.Helper()
+	var why []string
+	if os.Geteuid() != 0 {
+		why = append(why, "not root")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		why = append(why, "kernel has no BTF (/sys/kernel/btf/vmlinux)")
+	}
+	if _, err := sysfs.CgroupRoot(); err != nil {
+		why = append(why, err.Error())
+	}
+	if len(why) == 0 {
+		return
+	}
+	msg := "privileged test needs " + strings.Join(why, "; ")
+	if Required() {
+		t.Fatalf("%s (DRIFT_REQUIRE_BPF is set, so this fails instead of skipping)", msg)
+	}
+	t.Skipf("%s; set DRIFT_REQUIRE_BPF=1 to make this a failure", msg)
+}
+
+// Cgroup is a cgroup v2 directory the test created; it is removed at cleanup
+// after every process in it is killed.
+type Cgroup struct {
+	Path string // absolute directory
+	Rel  string // path inside the hierarchy, e.g. "/drifttest-x"
+}
+
+// NewCgroup creates a fresh cgroup for one test.
+func NewCgroup(t testing.TB) *Cgroup {
+	t.Helper()
+	root, err := sysfs.CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("drifttest-%d-%d", os.Getpid(), time.Now().UnixNano())
+	dir := filepath.Join(root, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("create test cgroup: %v", err)
+	}
+	cg := &Cgroup{Path: dir, Rel: "/" + name}
+	t.Cleanup(func() { cg.Remove() })
+	return cg
+}
+
+// Remove kills what is left in the cgroup and deletes it.
+func (c *Cgroup) Remove() error {
+	_ = os.WriteFile(filepath.Join(c.Path, "cgroup.kill"), []byte("1"), 0)
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = os.Remove(c.Path); err == nil || os.IsNotExist(err) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}
+
+// Command prepares cmd to start inside the cgroup (clone3 CLONE_INTO_CGROUP),
+// so even its first instruction runs in scope.
+func (c *Cgroup) Command(name string, args ...string) (*exec.Cmd, func(), error) {
+	fd, err := syscall.Open(c.Path, syscall.O_DIRECTORY|syscall.O_RDONLY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	return cmd, func() { syscall.Close(fd) }, nil
+}

@@ -1,0 +1,291 @@
+// Package tracepoint is the kernel backend that runs where BPF-LSM is off:
+// tp_btf syscall-exit, exec, socket-state and io_uring hooks, plus cgroup bind
+// hooks that can deny. It loads the programs, fills their maps from the
+// compiled policy and hands raw records to the sensor.
+package tracepoint
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// Name is how status and heartbeats name this backend.
+const Name = "tracepoint"
+
+// Rule is one entry of a longest-prefix-match table.
+type Rule struct {
+	Prefix string // "/etc/" for a directory, "/usr/bin/env" for a file, "/" for everything
+	Class  uint32 // ClassProtect or ClassExempt (0 for exec image rules)
+	ID     uint32 // reported in findings
+}
+
+// Rule classes, as the kernel knows them.
+const (
+	ClassProtect = 1
+	ClassExempt  = 2
+)
+
+// Rules is the policy in the kernel's terms.
+type Rules struct {
+	Paths      []Rule            // protected and exempt prefixes
+	Images     []Rule            // where exec is allowed
+	DirLinks   map[string]string // symlinked directories: "/bin/" -> "/usr/bin/"
+	PortAllowed func(port uint16) bool
+	DenyBinds  bool
+	ReflexKill bool
+}
+
+// Options says where the backend watches.
+type Options struct {
+	// Scope lists cgroup v2 directories (absolute paths in the mounted
+	// hierarchy). Empty means the whole host.
+	Scope []string
+	// CgroupRoot is the cgroup v2 mount, where whole-host bind hooks attach.
+	CgroupRoot string
+	// RingBytes sizes the ring buffer; 0 keeps the default (8 MiB).
+	RingBytes uint32
+}
+
+// Backend is a loaded and attached tracepoint backend.
+type Backend struct {
+	objs   tpObjects
+	links  []link.Link
+	reader *ringbuf.Reader
+	cfg    tpConfig
+}
+
+// Load loads the programs, attaches them and returns a backend that is not
+// yet sealed. Every error names what failed and what to do.
+func Load(opts Options) (*Backend, error) {
+	spec, err := loadTp()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	if opts.RingBytes != 0 {
+		spec.Maps["events"].MaxEntries = opts.RingBytes
+	}
+	b := &Backend{}
+	if err := spec.LoadAndAssign(&b.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("kernel verifier rejected the tracepoint programs: %+v", ve)
+		}
+		return nil, fmt.Errorf("load tracepoint programs: %w (needs root or CAP_BPF+CAP_PERFMON, and a kernel with BTF at /sys/kernel/btf/vmlinux)", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.Close()
+		}
+	}()
+
+	b.cfg.SelfTgid = uint32(os.Getpid())
+	var scopeIDs []uint64
+	for _, dir := range opts.Scope {
+		id, err := CgroupID(dir)
+		if err != nil {
+			return nil, err
+		}
+		scopeIDs = append(scopeIDs, id)
+		if err := b.objs.ScopeMap.Put(id, uint8(1)); err != nil {
+			return nil, fmt.Errorf("scope cgroup %s: %w", dir, err)
+		}
+	}
+	if len(scopeIDs) > 0 {
+		b.cfg.ScopeCgroups = 1
+	}
+	if err := b.putConfig(); err != nil {
+		return nil, err
+	}
+
+	for _, t := range []struct {
+		prog *ebpf.Program
+		name string
+	}{
+		{b.objs.DriftSysExit, "sys_exit"},
+		{b.objs.DriftExec, "sched_process_exec"},
+		{b.objs.DriftListen, "inet_sock_set_state"},
+		{b.objs.DriftUring, "io_uring_submit_req"},
+	} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: t.prog})
+		if err != nil {
+			return nil, fmt.Errorf("attach tp_btf/%s: %w", t.name, err)
+		}
+		b.links = append(b.links, l)
+	}
+
+	// Bind hooks: on each scope cgroup, or on the root for the whole host.
+	bindAt := opts.Scope
+	if len(bindAt) == 0 {
+		if opts.CgroupRoot == "" {
+			return nil, errors.New("whole-host scope needs the cgroup v2 mount for the bind hooks: none found")
+		}
+		bindAt = []string{opts.CgroupRoot}
+	}
+	for _, dir := range bindAt {
+		for _, p := range []struct {
+			prog *ebpf.Program
+			at   ebpf.AttachType
+		}{{b.objs.DriftBind4, ebpf.AttachCGroupInet4Bind}, {b.objs.DriftBind6, ebpf.AttachCGroupInet6Bind}} {
+			l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: p.at, Program: p.prog})
+			if err != nil {
+				return nil, fmt.Errorf("attach bind hook to cgroup %s: %w", dir, err)
+			}
+			b.links = append(b.links, l)
+		}
+	}
+
+	b.reader, err = ringbuf.NewReader(b.objs.Events)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	ok = true
+	return b, nil
+}
+
+// Apply writes the policy into the kernel maps. It fills new entries before
+// removing stale ones, so the kernel never sees an empty policy.
+func (b *Backend) Apply(r Rules) error {
+	if err := putRules(b.objs.Rules, r.Paths); err != nil {
+		return fmt.Errorf("path rules: %w", err)
+	}
+	if err := putRules(b.objs.Images, r.Images); err != nil {
+		return fmt.Errorf("exec image rules: %w", err)
+	}
+	for from, to := range r.DirLinks {
+		if !strings.HasSuffix(from, "/") || !strings.HasSuffix(to, "/") || len(from) > 255 || len(to) > 255 {
+			return fmt.Errorf("directory link %q -> %q: both must end in / and be at most 255 bytes", from, to)
+		}
+		v := tpDirlink{Plen: uint32(len(from)), Tlen: uint32(len(to))}
+		copy(v.Target[:], to)
+		if err := b.objs.Dirlinks.Put(lpmKey(from), &v); err != nil {
+			return fmt.Errorf("directory link %s: %w", from, err)
+		}
+	}
+	for port := 1; port < 65536; port++ {
+		var v uint8
+		if r.PortAllowed != nil && r.PortAllowed(uint16(port)) {
+			v = 1
+		}
+		if err := b.objs.Ports.Put(uint32(port), v); err != nil {
+			return fmt.Errorf("allowed port %d: %w", port, err)
+		}
+	}
+	b.cfg.DenyBinds = boolU32(r.DenyBinds)
+	b.cfg.Reflex = 0
+	if r.ReflexKill {
+		b.cfg.Reflex |= 1
+	}
+	return b.putConfig()
+}
+
+func putRules(m *ebpf.Map, rules []Rule) error {
+	want := map[string]bool{}
+	for _, r := range rules {
+		if len(r.Prefix) == 0 || len(r.Prefix) > 255 || r.Prefix[0] != '/' {
+			return fmt.Errorf("prefix %q: must be an absolute path of at most 255 bytes", r.Prefix)
+		}
+		if err := m.Put(lpmKey(r.Prefix), tpRuleVal{Class: r.Class, Id: r.ID}); err != nil {
+			return fmt.Errorf("prefix %s: %w", r.Prefix, err)
+		}
+		want[r.Prefix] = true
+	}
+	var k tpLpmKey
+	var v tpRuleVal
+	var stale []tpLpmKey
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		p := string(k.Data[:k.Bits/8])
+		if !want[p] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(&k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lpmKey(prefix string) *tpLpmKey {
+	k := &tpLpmKey{Bits: uint32(len(prefix) * 8)}
+	copy(k.Data[:], prefix)
+	return k
+}
+
+// SetSealed flips the sealed flag: from then on, every mutation in scope is a finding.
+func (b *Backend) SetSealed(sealed bool) error {
+	b.cfg.Sealed = boolU32(sealed)
+	return b.putConfig()
+}
+
+func (b *Backend) putConfig() error {
+	if err := b.objs.ConfigMap.Put(uint32(0), &b.cfg); err != nil {
+		return fmt.Errorf("write sensor config map: %w", err)
+	}
+	return nil
+}
+
+// Reader is the ring buffer every record arrives on.
+func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
+
+// Stats sums the kernel's per-CPU counters.
+type Stats struct {
+	Lost      uint64 // records the ring buffer could not take
+	TaintFull uint64 // writes not tainted because the taint set was full
+	Truncated uint64 // paths that did not fit a record
+}
+
+// Stats reads the kernel counters.
+func (b *Backend) Stats() (Stats, error) {
+	var s Stats
+	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
+		var per []uint64
+		if err := b.objs.Stats.Lookup(uint32(i), &per); err != nil {
+			return s, fmt.Errorf("read kernel counters: %w", err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return s, nil
+}
+
+// Close detaches every program and frees every map.
+func (b *Backend) Close() error {
+	if b.reader != nil {
+		b.reader.Close()
+	}
+	for i := len(b.links) - 1; i >= 0; i-- {
+		b.links[i].Close()
+	}
+	b.links = nil
+	return b.objs.Close()
+}
+
+// CgroupID is the kernel's id of a cgroup v2 directory: its inode number.
+func CgroupID(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, fmt.Errorf("scope cgroup %s: %w (give a directory in the cgroup v2 hierarchy)", dir, err)
+	}
+	return st.Ino, nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,21 @@
+package tracepoint
+
+import (
+	"testing"
+
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
+)
+
+func TestLoadAttachDetach(t *testing.T) {
+	testenv.RequireBPF(t)
+	cg := testenv.NewCgroup(t)
+	root, _ := sysfs.CgroupRoot()
+	b, err := Load(Options{Scope: []string{cg.Path}, CgroupRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
