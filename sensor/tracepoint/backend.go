@@ -13,45 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/driftsensor/driftsensor/sensor/backend"
 	"golang.org/x/sys/unix"
 )
 
 // Name is how status and heartbeats name this backend.
 const Name = "tracepoint"
-
-// Rule is one entry of a longest-prefix-match table.
-type Rule struct {
-	Prefix string // "/etc/" for a directory, "/usr/bin/env" for a file, "/" for everything
-	Class  uint32 // ClassProtect or ClassExempt (0 for exec image rules)
-	ID     uint32 // reported in findings
-}
-
-// Rule classes, as the kernel knows them.
-const (
-	ClassProtect = 1
-	ClassExempt  = 2
-)
-
-// Rules is the policy in the kernel's terms.
-type Rules struct {
-	Paths      []Rule            // protected and exempt prefixes
-	Images     []Rule            // where exec is allowed
-	DirLinks   map[string]string // symlinked directories: "/bin/" -> "/usr/bin/"
-	PortAllowed func(port uint16) bool
-	DenyBinds  bool
-	ReflexKill bool
-}
-
-// Options says where the backend watches.
-type Options struct {
-	// Scope lists cgroup v2 directories (absolute paths in the mounted
-	// hierarchy). Empty means the whole host.
-	Scope []string
-	// CgroupRoot is the cgroup v2 mount, where whole-host bind hooks attach.
-	CgroupRoot string
-	// RingBytes sizes the ring buffer; 0 keeps the default (8 MiB).
-	RingBytes uint32
-}
 
 // Backend is a loaded and attached tracepoint backend.
 type Backend struct {
@@ -63,7 +30,7 @@ type Backend struct {
 
 // Load loads the programs, attaches them and returns a backend that is not
 // yet sealed. Every error names what failed and what to do.
-func Load(opts Options) (*Backend, error) {
+func Load(opts backend.Options) (*Backend, error) {
 	spec, err := loadTp()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
@@ -152,7 +119,7 @@ func Load(opts Options) (*Backend, error) {
 
 // Apply writes the policy into the kernel maps. It fills new entries before
 // removing stale ones, so the kernel never sees an empty policy.
-func (b *Backend) Apply(r Rules) error {
+func (b *Backend) Apply(r backend.Rules) error {
 	if err := putRules(b.objs.Rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}
@@ -186,7 +153,7 @@ func (b *Backend) Apply(r Rules) error {
 	return b.putConfig()
 }
 
-func putRules(m *ebpf.Map, rules []Rule) error {
+func putRules(m *ebpf.Map, rules []backend.Rule) error {
 	want := map[string]bool{}
 	for _, r := range rules {
 		if len(r.Prefix) == 0 || len(r.Prefix) > 255 || r.Prefix[0] != '/' {
@@ -237,19 +204,24 @@ func (b *Backend) putConfig() error {
 	return nil
 }
 
+// Name says which backend this is.
+func (b *Backend) Name() string { return Name }
+
+// RingFill is the fraction of the ring buffer holding unread records.
+func (b *Backend) RingFill() float64 {
+	size := b.reader.BufferSize()
+	if size == 0 {
+		return 0
+	}
+	return float64(b.reader.AvailableBytes()) / float64(size)
+}
+
 // Reader is the ring buffer every record arrives on.
 func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
 
-// Stats sums the kernel's per-CPU counters.
-type Stats struct {
-	Lost      uint64 // records the ring buffer could not take
-	TaintFull uint64 // writes not tainted because the taint set was full
-	Truncated uint64 // paths that did not fit a record
-}
-
 // Stats reads the kernel counters.
-func (b *Backend) Stats() (Stats, error) {
-	var s Stats
+func (b *Backend) Stats() (backend.Stats, error) {
+	var s backend.Stats
 	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
 		var per []uint64
 		if err := b.objs.Stats.Lookup(uint32(i), &per); err != nil {

@@ -3,6 +3,7 @@ package tracepoint
 import (
 	"testing"
 
+	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
@@ -11,7 +12,7 @@ func TestLoadAttachDetach(t *testing.T) {
 	testenv.RequireBPF(t)
 	cg := testenv.NewCgroup(t)
 	root, _ := sysfs.CgroupRoot()
-	b, err := Load(Options{Scope: []string{cg.Path}, CgroupRoot: root})
+	b, err := Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,59 @@
+// Package backend defines what a kernel backend gives the sensor, whichever
+// hooks it uses: the policy in kernel terms goes in, raw records come out.
+package backend
+
+import "github.com/cilium/ebpf/ringbuf"
+
+// Rule is one entry of a longest-prefix-match table.
+type Rule struct {
+	Prefix string // "/etc/" for a directory, "/usr/bin/env" for a file, "/" for everything
+	Class  uint32 // ClassProtect or ClassExempt (0 for exec image rules)
+	ID     uint32 // reported in findings
+}
+
+// Rule classes, as the kernel knows them (bpf/common.h CLASS_*).
+const (
+	ClassProtect = 1
+	ClassExempt  = 2
+)
+
+// Rules is the policy in the kernel's terms.
+type Rules struct {
+	Paths       []Rule            // protected and exempt prefixes
+	Images      []Rule            // where exec is allowed
+	DirLinks    map[string]string // symlinked directories: "/bin/" -> "/usr/bin/"
+	PortAllowed func(port uint16) bool
+	DenyBinds   bool
+	ReflexKill  bool
+	Enforce     bool // deny mutations instead of only reporting them (lsm only)
+}
+
+// Options says where a backend watches.
+type Options struct {
+	// Scope lists cgroup v2 directories (absolute paths in the mounted
+	// hierarchy). Empty means the whole host.
+	Scope []string
+	// CgroupRoot is the cgroup v2 mount, where whole-host cgroup hooks attach.
+	CgroupRoot string
+	// RingBytes sizes the ring buffer; 0 keeps the default (8 MiB).
+	RingBytes uint32
+}
+
+// Stats are the kernel's counters, summed over CPUs.
+type Stats struct {
+	Lost      uint64 // records the ring buffer could not take
+	TaintFull uint64 // writes not tainted because the taint set was full
+	Truncated uint64 // paths that did not fit a record
+}
+
+// Backend is a loaded and attached set of kernel programs.
+type Backend interface {
+	Name() string
+	Apply(Rules) error
+	SetSealed(bool) error
+	Reader() *ringbuf.Reader
+	// RingFill is the fraction of the ring buffer holding unread records.
+	RingFill() float64
+	Stats() (Stats, error)
+	Close() error
+}
