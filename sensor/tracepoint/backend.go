@@ -261,3 +261,7 @@ func boolU32(b bool) uint32 {
 	}
 	return 0
 }
+
+// Spec returns the embedded object's collection spec: its BTF describes the
+// record layout the decoder must agree with.
+func Spec() (*ebpf.CollectionSpec, error) { return loadTp() }

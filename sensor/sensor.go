@@ -1,0 +1,344 @@
+// Package sensor turns kernel records into findings: it reads the backend's
+// ring buffer, decodes each record, adds process context and hands the
+// finding on. It also turns the kernel's own counters into findings: a record
+// the kernel could not queue is a blind spot, and a blind spot is an incident.
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/proc"
+	"github.com/driftsensor/driftsensor/sensor/record"
+)
+
+// Config wires a sensor.
+type Config struct {
+	Host    string
+	Policy  *policy.Policy
+	Backend backend.Backend
+	Procs   *proc.Table // nil: a new one on /proc
+	// Emit receives every finding, in order, on the reader goroutine.
+	Emit func(*event.Event)
+	Log  zerolog.Logger
+	// StatsEvery is how often the kernel counters are read (default 250ms).
+	StatsEvery time.Duration
+}
+
+// Sensor reads one backend.
+type Sensor struct {
+	cfg      Config
+	rules    map[uint32]string // rule id -> name, for findings
+	boot     time.Time         // wall time at ktime 0
+	findings atomic.Uint64
+	lost     atomic.Uint64
+	byKind   [4]atomic.Uint64
+	emitMu   sync.Mutex
+}
+
+// New returns a sensor; Run starts it.
+func New(cfg Config) *Sensor {
+	if cfg.Procs == nil {
+		cfg.Procs = proc.New("/proc", 4096)
+	}
+	if cfg.StatsEvery == 0 {
+		cfg.StatsEvery = 250 * time.Millisecond
+	}
+	s := &Sensor{cfg: cfg, rules: map[uint32]string{}, boot: bootTime()}
+	for _, r := range append(cfg.Policy.Rules(), cfg.Policy.ImageRules()...) {
+		s.rules[r.ID] = r.Name
+	}
+	return s
+}
+
+// RulesFor translates a policy into the kernel's tables, including the
+// symlinked directories found on this host under the policy's prefixes.
+func RulesFor(p *policy.Policy) backend.Rules {
+	conv := func(in []policy.Rule) []backend.Rule {
+		out := make([]backend.Rule, 0, len(in))
+		for _, r := range in {
+			out = append(out, backend.Rule{Prefix: r.Prefix, Class: uint32(r.Class), ID: r.ID})
+		}
+		return out
+	}
+	roots := append([]string{"/"}, p.Protect...)
+	roots = append(roots, p.ExecImagePaths...)
+	return backend.Rules{
+		Paths:       conv(p.Rules()),
+		Images:      conv(p.ImageRules()),
+		DirLinks:    DirLinks(roots),
+		PortAllowed: p.PortAllowed,
+		DenyBinds:   p.DenyBinds,
+		ReflexKill:  p.ReflexKill,
+	}
+}
+
+// DirLinks finds symlinks to directories directly under each root, such as
+// /bin -> /usr/bin on merged-/usr systems, so names given through them are
+// canonicalised in the kernel.
+func DirLinks(roots []string) map[string]string {
+	out := map[string]string{}
+	for _, root := range roots {
+		ents, err := os.ReadDir(root)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.Type()&os.ModeSymlink == 0 {
+				continue
+			}
+			from := filepath.Join(root, e.Name())
+			to, err := filepath.EvalSymlinks(from)
+			if err != nil {
+				continue
+			}
+			if st, err := os.Stat(to); err != nil || !st.IsDir() || to == from {
+				continue
+			}
+			if len(from)+1 > 255 || len(to)+1 > 255 {
+				continue
+			}
+			out[strings.TrimSuffix(from, "/")+"/"] = strings.TrimSuffix(to, "/") + "/"
+		}
+	}
+	return out
+}
+
+// Run reads records until ctx ends or the ring buffer is closed.
+func (s *Sensor) Run(ctx context.Context) error {
+	rd := s.cfg.Backend.Reader()
+	go func() {
+		<-ctx.Done()
+		rd.Close()
+	}()
+	go s.watchStats(ctx)
+
+	var raw ringbuf.Record
+	var rec record.Record
+	for {
+		if err := rd.ReadInto(&raw); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if err := record.Decode(raw.RawSample, &rec); err != nil {
+			s.emit(s.health("decode_error", 0, err.Error()))
+			continue
+		}
+		s.emit(s.toEvent(&rec))
+	}
+}
+
+// watchStats turns growth of the kernel's loss counters into findings.
+func (s *Sensor) watchStats(ctx context.Context) {
+	t := time.NewTicker(s.cfg.StatsEvery)
+	defer t.Stop()
+	var last backend.Stats
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := s.cfg.Backend.Stats()
+		if err != nil {
+			s.cfg.Log.Error().Err(err).Msg("read kernel counters")
+			continue
+		}
+		if d := st.Lost - last.Lost; d > 0 {
+			s.lost.Add(d)
+			s.emit(s.health("lost_records", d, fmt.Sprintf("the kernel could not queue %d records (ring buffer full): those mutations went unreported", d)))
+		}
+		if d := st.TaintFull - last.TaintFull; d > 0 {
+			s.emit(s.health("taint_full", d, fmt.Sprintf("%d written files could not be tainted (taint set full): executing them would not be flagged", d)))
+		}
+		last = st
+	}
+}
+
+func (s *Sensor) emit(ev *event.Event) {
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	s.findings.Add(1)
+	switch ev.Kind {
+	case event.KindFile:
+		s.byKind[0].Add(1)
+	case event.KindExec:
+		s.byKind[1].Add(1)
+	case event.KindNet:
+		s.byKind[2].Add(1)
+	default:
+		s.byKind[3].Add(1)
+	}
+	s.cfg.Emit(ev)
+}
+
+// Counters are the sensor's totals since start.
+func (s *Sensor) Counters() (findings, lost uint64) { return s.findings.Load(), s.lost.Load() }
+
+// ByKind returns findings counted per kind.
+func (s *Sensor) ByKind() map[event.Kind]uint64 {
+	return map[event.Kind]uint64{
+		event.KindFile: s.byKind[0].Load(), event.KindExec: s.byKind[1].Load(),
+		event.KindNet: s.byKind[2].Load(), event.KindSensor: s.byKind[3].Load(),
+	}
+}
+
+func (s *Sensor) health(action string, lost uint64, detail string) *event.Event {
+	return &event.Event{
+		Schema:  event.Schema,
+		Host:    s.cfg.Host,
+		Time:    time.Now(),
+		Kind:    event.KindSensor,
+		Action:  action,
+		Backend: s.cfg.Backend.Name(),
+		Health:  &event.Health{LostRecords: lost, Detail: detail},
+	}
+}
+
+var fileActions = map[uint16]string{
+	record.OpOpen: "open_write", record.OpTruncate: "truncate", record.OpRename: "rename",
+	record.OpUnlink: "unlink", record.OpRmdir: "rmdir", record.OpLink: "link", record.OpSymlink: "symlink",
+	record.OpMkdir: "mkdir", record.OpMknod: "mknod", record.OpChmod: "chmod", record.OpChown: "chown",
+	record.OpSetxattr: "setxattr", record.OpRemovexattr: "removexattr", record.OpUtimes: "utimes",
+	record.OpMount: "mount", record.OpSetflags: "setflags", record.OpWrite: "write", record.OpUring: "io_uring",
+}
+
+var execActions = map[uint16]string{
+	record.OpExec: "exec", record.OpModule: "module_load", record.OpKexec: "kexec_load",
+	record.OpBPF: "bpf_prog_load", record.OpPtrace: "ptrace_attach", record.OpUringSetup: "io_uring_setup",
+}
+
+// ActionName names a record's operation as findings do.
+func ActionName(kind, op uint16) string {
+	switch kind {
+	case record.KindFile:
+		if a, ok := fileActions[op]; ok {
+			return a
+		}
+	case record.KindExec:
+		if a, ok := execActions[op]; ok {
+			return a
+		}
+	case record.KindNet:
+		if op == record.OpBind {
+			return "bind"
+		}
+		if op == record.OpListen {
+			return "listen"
+		}
+	}
+	return fmt.Sprintf("op%d", op)
+}
+
+// Reasons names the exec reasons bits.
+func Reasons(bits uint32) []string {
+	var out []string
+	for _, r := range []struct {
+		bit  uint32
+		name string
+	}{{record.ReasonTainted, "tainted"}, {record.ReasonOutsideImage, "outside_image"}, {record.ReasonMemfd, "memfd"}, {record.ReasonDeleted, "deleted"}} {
+		if bits&r.bit != 0 {
+			out = append(out, r.name)
+		}
+	}
+	return out
+}
+
+func (s *Sensor) toEvent(r *record.Record) *event.Event {
+	ev := &event.Event{
+		Schema:  event.Schema,
+		Host:    s.cfg.Host,
+		KTimeNS: r.KTime,
+		Time:    s.boot.Add(time.Duration(r.KTime)),
+		Action:  ActionName(r.Kind, r.Op),
+		Backend: s.cfg.Backend.Name(),
+		Rule:    s.rules[r.Rule],
+		Denied:  r.Header.Flags&record.FlagDenied != 0,
+	}
+	p := &event.Process{
+		PID: r.TGID, TID: r.PID, PPID: r.PPID, UID: r.UID, GID: r.GID,
+		Comm: string(r.Comm), CgroupID: r.CgroupID,
+	}
+	switch r.Kind {
+	case record.KindFile:
+		ev.Kind = event.KindFile
+		ev.File = &event.File{
+			Path: string(r.Path), NewPath: string(r.Path2), Target: string(r.Target),
+			Dev: r.Dev, Ino: r.Ino, MountID: r.MountID, Flags: r.Flags, Mode: r.Mode, Ret: r.Ret,
+		}
+	case record.KindExec:
+		ev.Kind = event.KindExec
+		ev.Exec = &event.Exec{
+			Path: string(r.Path), Reasons: Reasons(r.Reasons), Dev: r.Dev, Ino: r.Ino,
+			MountID: r.MountID, Arg: r.Arg, Ret: r.Ret,
+		}
+		if len(r.Args) > 0 {
+			p.Argv = splitArgs(r.Args)
+		}
+	case record.KindNet:
+		ev.Kind = event.KindNet
+		n := &event.Net{Port: r.Port, Family: "inet", Protocol: protoName(r.Protocol)}
+		if r.Family == 10 {
+			n.Family = "inet6"
+		}
+		if a, ok := netip.AddrFromSlice(r.Addr); ok {
+			n.Addr = a.String()
+		}
+		ev.Net = n
+	}
+	argv := p.Argv
+	s.cfg.Procs.Fill(p)
+	if len(argv) > 0 { // the kernel's copy, taken at exec, beats a later /proc read
+		p.Argv = argv
+	}
+	ev.Process = p
+	return ev
+}
+
+func splitArgs(b []byte) []string {
+	var out []string
+	for _, a := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		out = append(out, a)
+	}
+	return out
+}
+
+func protoName(p uint16) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 132:
+		return "sctp"
+	case 0:
+		return ""
+	}
+	return fmt.Sprint(p)
+}
+
+// bootTime is the wall time of ktime 0: bpf_ktime_get_ns counts CLOCK_MONOTONIC.
+func bootTime() time.Time {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now()
+	}
+	return time.Now().Add(-time.Duration(ts.Nano()))
+}
