@@ -53,6 +53,12 @@ struct work {
 	__u16 stack[MAX_STACK];
 	__u32 sp;
 	__u32 trunc;
+	/* walk state: kept here, not on the stack, so the verifier treats it as
+	 * opaque and bpf_loop callbacks converge instead of being unrolled */
+	__u64 wd;  /* struct dentry * */
+	__u64 wm;  /* struct mount * */
+	__u32 wn;
+	__u32 wo;
 };
 
 struct {
@@ -76,62 +82,66 @@ static __always_inline struct work *get_work(void)
 	return bpf_map_lookup_elem(&work_map, &zero);
 }
 
-struct walk_ctx {
-	__u64 d;   /* struct dentry * */
-	__u64 mnt; /* struct mount * */
-	char *out;
-	__u32 n;
-	__u32 o;
-};
-
 /* walk_up records dentries from the leaf to the root, crossing mounts. */
-static long walk_up(__u32 i, struct walk_ctx *c)
+static long walk_up(__u32 i, void *unused)
 {
 	struct work *w = get_work();
 	if (!w)
 		return 1;
-	struct dentry *d = (struct dentry *)c->d;
-	struct mount *mnt = (struct mount *)c->mnt;
+	struct dentry *d = (struct dentry *)w->wd;
+	struct mount *mnt = (struct mount *)w->wm;
 	struct dentry *mroot = BPF_CORE_READ(mnt, mnt.mnt_root);
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	__u32 n = w->wn;
+	if (n >= MAX_COMPS) {
+		w->trunc = 1;
+		return 1;
+	}
+	if (d == parent && d != mroot) {
+		/* a pseudo or disconnected dentry (memfd, anonymous files): its
+		 * name is all there is */
+		w->comps[bound(n, 63)] = (__u64)d;
+		w->wn = n + 1;
+		return 1;
+	}
 	if (d == mroot || d == parent) {
 		struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
 		if (mp == mnt || !mp)
 			return 1;
-		c->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
-		c->mnt = (__u64)mp;
+		w->wd = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->wm = (__u64)mp;
 		return 0;
 	}
-	if (c->n >= MAX_COMPS) {
-		w->trunc = 1;
-		return 1;
-	}
-	w->comps[bound(c->n, 63)] = (__u64)d;
-	c->n++;
-	c->d = (__u64)parent;
+	w->comps[bound(n, 63)] = (__u64)d;
+	w->wn = n + 1;
+	w->wd = (__u64)parent;
 	return 0;
 }
 
 /* walk_down writes the recorded components from the root to the leaf. */
-static long walk_down(__u32 i, struct walk_ctx *c)
+static long walk_down(__u32 i, char **outp)
 {
 	struct work *w = get_work();
-	if (!w || i >= c->n)
+	if (!w)
 		return 1;
-	struct dentry *d = (struct dentry *)w->comps[bound(c->n - 1 - i, 63)];
+	__u32 n = w->wn, o = w->wo;
+	if (i >= n)
+		return 1;
+	struct dentry *d = (struct dentry *)w->comps[bound(n - 1 - i, 63)];
 	__u32 len = BPF_CORE_READ(d, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-	if (len > NMASK || c->o + 1 + len >= DPATH_MAX - 1) {
+	if (len > NMASK || o + 1 + len >= DPATH_MAX - 1) {
 		w->trunc = 1;
 		return 1;
 	}
-	if (w->sp < MAX_STACK)
-		w->stack[bound(w->sp, 63)] = c->o;
-	w->sp++;
-	char *out = c->out;
-	out[bound(c->o, 4095)] = '/';
-	bpf_probe_read_kernel(out + bound(c->o + 1, 4095), bound(len, 255), name);
-	c->o += 1 + len;
+	__u32 sp = w->sp;
+	if (sp < MAX_STACK)
+		w->stack[bound(sp, 63)] = o;
+	w->sp = sp + 1;
+	char *out = *outp;
+	out[bound(o, 4095)] = '/';
+	bpf_probe_read_kernel(out + bound(o + 1, 4095), bound(len, 255), name);
+	w->wo = o + 1 + len;
 	return 0;
 }
 
@@ -140,16 +150,18 @@ static long walk_down(__u32 i, struct walk_ctx *c)
  * starts are pushed on w->stack so a following lexical ".." can pop them. */
 static __noinline __u32 walk_path(struct work *w, struct dentry *dentry, struct vfsmount *vfsmnt, char *out)
 {
-	struct walk_ctx c = {
-		.d = (__u64)dentry,
-		.mnt = (__u64)container_of(vfsmnt, struct mount, mnt),
-		.out = out,
-	};
+	w->wd = (__u64)dentry;
+	w->wm = (__u64)container_of(vfsmnt, struct mount, mnt);
+	w->wn = 0;
+	w->wo = 0;
 	w->sp = 0;
-	bpf_loop(MAX_COMPS * 2, walk_up, &c, 0);
-	bpf_loop(MAX_COMPS, walk_down, &c, 0);
-	out[bound(c.o, 4095)] = 0;
-	return c.o;
+	bpf_loop(MAX_COMPS * 2, walk_up, NULL, 0);
+	bpf_loop(MAX_COMPS, walk_down, &out, 0);
+	__u32 o = w->wo;
+	if (o >= DPATH_MAX)
+		o = DPATH_MAX - 1;
+	out[bound(o, 4095)] = 0;
+	return o;
 }
 
 struct norm_ctx {

@@ -38,10 +38,14 @@ func TestDecodeFile(t *testing.T) {
 func TestDecodeRejects(t *testing.T) {
 	good := fileRecord("/etc/a", "", "")
 	cases := map[string][]byte{
-		"short header":  good[:10],
-		"size too big":  append([]byte(nil), good[:HdrSize+8]...),
-		"unknown kind":  func() []byte { b := append([]byte(nil), good...); b[0] = 99; return b }(),
-		"path overruns": func() []byte { b := append([]byte(nil), good...); binary.LittleEndian.PutUint16(b[filePathLen:], 4000); return b }(),
+		"short header": good[:10],
+		"size too big": append([]byte(nil), good[:HdrSize+8]...),
+		"unknown kind": func() []byte { b := append([]byte(nil), good...); b[0] = 99; return b }(),
+		"path overruns": func() []byte {
+			b := append([]byte(nil), good...)
+			binary.LittleEndian.PutUint16(b[filePathLen:], 4000)
+			return b
+		}(),
 	}
 	for name, raw := range cases {
 		var r Record

@@ -145,6 +145,10 @@ type tpWork struct {
 	Stack   [64]uint16
 	Sp      uint32
 	Trunc   uint32
+	Wd      uint64
+	Wm      uint64
+	Wn      uint32
+	Wo      uint32
 }
 
 // Names of all BPF objects in the ELF.

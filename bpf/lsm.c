@@ -1,0 +1,1059 @@
+//go:build ignore
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The lsm backend: BPF-LSM hooks judge every mutation before it lands, so in
+ * enforce mode they can refuse it (-EPERM, RF_DENIED); in detect mode they
+ * report it. Records and maps are the tracepoint backend's (common.h), so user
+ * space decodes and fills both alike.
+ *
+ * Paths: bpf_d_path where the kernel allows it (only hooks in its sleepable
+ * set: file_open, file_ioctl, bprm_check_security, mmap_file,
+ * kernel_read_file, sb_mount); elsewhere a dentry walk (path.h), which is just
+ * as canonical because the kernel has already resolved the name. Records carry
+ * RF_ATTEMPT: the hook runs before the operation, so ret is the verdict (0 or
+ * -EPERM), not the syscall's result. */
+
+#include "common.h"
+/* path.h also resolves names passed by a process, which hooks never need */
+#pragma clang diagnostic ignored "-Wunused-function"
+#include "path.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* TODO(common.h): enforce mode and the signal op belong in common.h; until
+ * they are there, the lsm backend owns these two numbers. */
+#define REFLEX_DENY (1 << 1) /* config.reflex: refuse findings with -EPERM */
+#define DOP_SIGNAL 38         /* a signal aimed at the sensor; arg = sig << 32 | target tgid */
+
+#define EPERM_ 1
+#define O_CREAT_ 0100
+#define FMODE_WRITE_ 0x2
+#define FMODE_CREATED_ 0x100000
+#define MAY_WRITE_ 0x2
+#define MAY_APPEND_ 0x8
+#define S_IFMT_ 00170000
+#define S_IFREG_ 0100000
+#define PROT_EXEC_ 0x4
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define BPF_PROG_LOAD_ 5
+#define BPF_PROG_GET_FD_BY_ID_ 13
+#define BPF_MAP_GET_FD_BY_ID_ 14
+#define BPF_LINK_GET_FD_BY_ID_ 30
+#define PTRACE_MODE_ATTACH_ 0x02
+#define FS_IOC_SETFLAGS_ 0x40086602
+#define FS_IOC32_SETFLAGS_ 0x40046602
+#define FS_IOC_FSSETXATTR_ 0x401c5820
+#define SIGKILL_ 9
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} scope_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct lpm_key);
+	__type(value, struct rule_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__type(key, struct lpm_key);
+	__type(value, struct rule_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} images SEC(".maps");
+
+struct file_id {
+	__u64 dev;
+	__u64 ino;
+};
+
+/* Files created or modified after sealing (see tracepoint.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct file_id);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} taint SEC(".maps");
+
+#define SEEN_WRITE 0 /* judged for writes through a descriptor */
+#define SEEN_EXEC 1  /* reported as exec drift: the loader's mmap is the same finding */
+
+struct seen_key {
+	__u64 dev;
+	__u64 ino;
+	__u32 tgid;
+	__u32 kind; /* SEEN_* */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct seen_key);
+	__type(value, __u8);
+} seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+/* The sensor's own programs, maps and links: kind << 32 | id, kind being the
+ * bpf(2) command that turns the id into a descriptor. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8);
+} self_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct file_rec);
+} frec_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_rec);
+} xrec_map SEC(".maps");
+
+/* Kernels before 6.8 chain a superblock's mounts on a list. */
+struct super_block___old {
+	struct list_head s_mounts;
+};
+struct mount___old {
+	struct list_head mnt_instance;
+};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		(*v)++;
+}
+
+static __always_inline void emit(void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, rec, size, 0))
+		count(STAT_LOST);
+}
+
+static __always_inline struct config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&config_map, &zero);
+}
+
+/* Same rule as tracepoint.c: never the sensor itself; with a scope, only tasks
+ * in a scope cgroup or below it. */
+static __always_inline int in_scope(struct config *cfg)
+{
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
+		return 0;
+	if (!cfg->scope_cgroups)
+		return 1;
+	for (int lvl = 0; lvl < 16; lvl++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
+		if (!id)
+			return 0;
+		if (bpf_map_lookup_elem(&scope_map, &id))
+			return 1;
+	}
+	return 0;
+}
+
+/* active returns the config when the host is sealed and the task in scope. */
+static __always_inline struct config *active(void)
+{
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed || !in_scope(cfg))
+		return NULL;
+	return cfg;
+}
+
+static __always_inline int enforcing(struct config *cfg)
+{
+	return cfg->reflex & REFLEX_DENY;
+}
+
+static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+	struct task_struct *t = bpf_get_current_task_btf();
+	h->kind = kind;
+	h->op = op;
+	h->flags = RF_ATTEMPT;
+	h->ktime = bpf_ktime_get_ns();
+	h->tgid = pt >> 32;
+	h->pid = (__u32)pt;
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* verdict applies the mode to a finding: the hook's return value. */
+static __always_inline int verdict(struct config *cfg, struct rec_hdr *h)
+{
+	if (cfg->reflex & REFLEX_KILL) {
+		if (!bpf_send_signal(SIGKILL_))
+			h->flags |= RF_KILLED;
+	}
+	if (enforcing(cfg)) {
+		h->flags |= RF_DENIED;
+		return -EPERM_;
+	}
+	return 0;
+}
+
+static __always_inline struct rule_val *classify(void *map, __u32 *bits, __u32 len)
+{
+	lpm_len(bits, len);
+	return bpf_map_lookup_elem(map, bits);
+}
+
+static __always_inline int is_protected(struct rule_val *r)
+{
+	return r && r->class == CLASS_PROTECT;
+}
+
+static __always_inline int is_regular_inode(struct inode *ino)
+{
+	return (BPF_CORE_READ(ino, i_mode) & S_IFMT_) == S_IFREG_;
+}
+
+static __always_inline void taint_id(__u64 dev, __u64 ino, __u64 now)
+{
+	struct file_id id = {.dev = dev, .ino = ino};
+	if (bpf_map_update_elem(&taint, &id, &now, BPF_NOEXIST) == -7 /* E2BIG: full */)
+		count(STAT_TAINT_FULL);
+}
+
+static __always_inline int seen_get(__u64 dev, __u64 ino, __u32 kind)
+{
+	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
+	return bpf_map_lookup_elem(&seen, &k) != NULL;
+}
+
+static __always_inline void seen_set(__u64 dev, __u64 ino, __u32 kind)
+{
+	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
+	__u8 one = 1;
+	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
+}
+
+static __always_inline struct file_rec *get_frec(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&frec_map, &zero);
+}
+
+static __always_inline struct exec_rec *get_xrec(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&xrec_map, &zero);
+}
+
+static __always_inline void frec_init(struct file_rec *r, __u16 op, __u32 flags, __u32 mode, __u32 rule)
+{
+	fill_hdr(&r->h, REC_FILE, op);
+	r->ret = 0;
+	r->dev = r->ino = 0;
+	r->mnt_id = 0;
+	r->flags = flags;
+	r->mode = mode;
+	r->rule = rule;
+	r->path_len = r->path2_len = r->target_len = 0;
+}
+
+static __always_inline __u32 mnt_id_of(struct vfsmount *vm)
+{
+	struct mount *m = container_of(vm, struct mount, mnt);
+	return BPF_CORE_READ(m, mnt_id);
+}
+
+/* send_file finishes a file record whose path (and path2, target) are in
+ * place, sends it and returns the hook's verdict. */
+static __always_inline int send_file(struct config *cfg, struct file_rec *r, __u32 trunc)
+{
+	if (trunc) {
+		r->h.flags |= RF_TRUNC;
+		count(STAT_TRUNC);
+	}
+	int v = verdict(cfg, &r->h);
+	r->ret = v;
+	__u64 size = offsetof(struct file_rec, data) + r->path_len + 1 + r->path2_len + 1 + r->target_len + 1;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+	return v;
+}
+
+static __always_inline int send_exec(struct config *cfg, struct exec_rec *r, __u32 trunc)
+{
+	if (trunc) {
+		r->h.flags |= RF_TRUNC;
+		count(STAT_TRUNC);
+	}
+	int v = verdict(cfg, &r->h);
+	r->ret = v;
+	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 1 + r->args_len + 1;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+	return v;
+}
+
+/* dpath walks (dentry, mnt) into out; the root is "/". */
+static __always_inline __u32 dpath(struct work *w, struct dentry *d, struct vfsmount *mnt, char *out)
+{
+	__u32 l = walk_path(w, d, mnt, out);
+	if (l == 0) {
+		out[0] = '/';
+		out[1] = 0;
+		l = 1;
+	}
+	return l;
+}
+
+/* first_mount finds a mount of the dentry's superblock, for hooks that get a
+ * dentry only (xattrs). With bind mounts the path is the first mount's. */
+static __always_inline struct vfsmount *first_mount(struct dentry *d)
+{
+	struct super_block *sb = BPF_CORE_READ(d, d_sb);
+	struct mount *m;
+	if (bpf_core_field_exists(struct mount___old, mnt_instance)) {
+		struct super_block___old *o = (void *)sb;
+		struct list_head *n = BPF_CORE_READ(o, s_mounts.next);
+		m = (void *)n - bpf_core_field_offset(struct mount___old, mnt_instance);
+	} else {
+		m = BPF_CORE_READ(sb, s_mounts);
+	}
+	if (!m)
+		return NULL;
+	return &m->mnt;
+}
+
+/* A mutation named by dentries: one object, or two (rename, link: either side
+ * protected is drift), or a symlink with its target string. */
+struct jreq {
+	struct dentry *d;
+	struct vfsmount *mnt;
+	struct dentry *d2;
+	struct vfsmount *mnt2;
+	const char *target;
+	__u32 op;
+	__u32 flags;
+	__u32 mode;
+	__u32 always; /* a finding whatever the rules say (mount-table changes) */
+};
+
+static __noinline int judge_at(struct config *cfg, struct jreq *q)
+{
+	struct file_rec *r = get_frec();
+	struct work *w = get_work();
+	if (!r || !w || !q->d || !q->mnt)
+		return 0;
+	w->trunc = 0;
+	__u32 l = dpath(w, q->d, q->mnt, r->data);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	int hit = is_protected(rv) || q->always;
+	__u32 rule = rv ? rv->id : 0;
+
+	__u32 l2 = 0;
+	if (q->d2 && q->mnt2) {
+		l2 = dpath(w, q->d2, q->mnt2, w->alt);
+		struct rule_val *rv2 = classify(&rules, &w->alt_bits, l2);
+		if (!hit && is_protected(rv2)) {
+			hit = 1;
+			rule = rv2->id;
+		}
+	}
+	long tl = 0;
+	if (q->target) {
+		/* a link in an exempt place pointing into protected space is a
+		 * way around the prefix rules: drift too */
+		tl = bpf_probe_read_kernel_str(w->alt, DNAME_MAX, q->target);
+		if (!hit && tl > 1 && w->alt[0] == '/') {
+			struct rule_val *rv3 = classify(&rules, &w->alt_bits, tl - 1);
+			if (is_protected(rv3)) {
+				hit = 1;
+				rule = rv3->id;
+			}
+		}
+	}
+	if (!hit)
+		return 0;
+
+	__u32 trunc = w->trunc;
+	frec_init(r, q->op, q->flags, q->mode, rule);
+	struct inode *ino = BPF_CORE_READ(q->d, d_inode);
+	if (ino) {
+		r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+		r->ino = BPF_CORE_READ(ino, i_ino);
+	}
+	r->mnt_id = mnt_id_of(q->mnt);
+	l = bound(l, 4095);
+	r->path_len = l;
+	__u32 off = bound(l + 1, 4095);
+	if (l2) {
+		l2 = bound(l2, 4095);
+		bpf_probe_read_kernel(r->data + off, l2, w->alt);
+		r->path2_len = l2;
+	}
+	r->data[bound(off + l2, 8191)] = 0;
+	if (tl > 1) {
+		__u32 toff = bound(off + l2 + 1, 8191);
+		bpf_probe_read_kernel_str(r->data + toff, DNAME_MAX, q->target);
+		r->target_len = tl - 1;
+	} else {
+		r->data[bound(off + l2 + 1, 8191)] = 0;
+	}
+	return send_file(cfg, r, trunc);
+}
+
+/* file_path writes an open file's path: bpf_d_path where the hook allows it
+ * (use_dpath is a constant, so the helper call is only in those programs). */
+static __always_inline __u32 file_path(struct work *w, struct file *f, char *out, int use_dpath)
+{
+	if (use_dpath) {
+		long n = bpf_d_path((struct path *)&f->f_path, out, DPATH_MAX);
+		if (n > 1)
+			return n - 1;
+	}
+	return resolve_file(w, f, out);
+}
+
+/* judge_file judges a mutation through an open file. write says the file's
+ * content changes (open for writing, write, truncate): that taints it. */
+static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 op, __u32 flags, __u32 mode,
+				      int write, int use_dpath)
+{
+	struct file_rec *r = get_frec();
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	__u64 dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	__u64 ino_nr = BPF_CORE_READ(ino, i_ino);
+	int regular = is_regular_inode(ino);
+
+	w->trunc = 0;
+	__u32 l = file_path(w, f, r->data, use_dpath);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	int hit = is_protected(rv);
+	if (!hit || !enforcing(cfg)) {
+		/* the change lands: remember it */
+		if (write && regular) {
+			taint_id(dev, ino_nr, bpf_ktime_get_ns());
+			seen_set(dev, ino_nr, SEEN_WRITE);
+		}
+	}
+	if (!hit)
+		return 0;
+	frec_init(r, op, flags, mode, rv->id);
+	r->dev = dev;
+	r->ino = ino_nr;
+	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
+	l = bound(l, 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	r->data[bound(l + 2, 4095)] = 0;
+	return send_file(cfg, r, w->trunc);
+}
+
+/* ---- file mutations ---- */
+
+SEC("lsm/file_open")
+int BPF_PROG(drift_file_open, struct file *file)
+{
+	__u32 fmode = BPF_CORE_READ(file, f_mode);
+	if (!(fmode & (FMODE_WRITE_ | FMODE_CREATED_)))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	/* f_flags lost O_CREAT by now: FMODE_CREATED says this open made the file */
+	__u32 flags = BPF_CORE_READ(file, f_flags);
+	__u32 mode = 0;
+	if (fmode & FMODE_CREATED_) {
+		flags |= O_CREAT_;
+		mode = BPF_CORE_READ(file, f_inode, i_mode);
+	}
+	return judge_file(cfg, file, DOP_OPEN, flags, mode, fmode & FMODE_WRITE_, 1);
+}
+
+/* Writes through descriptors opened before sealing (or passed in from outside
+ * the scope): judged once per process and file, like the tracepoint backend;
+ * in enforce mode every write to a protected file is refused. */
+SEC("lsm/file_permission")
+int BPF_PROG(drift_file_perm, struct file *file, int mask)
+{
+	if (!(mask & (MAY_WRITE_ | MAY_APPEND_)))
+		return 0;
+	struct inode *ino = BPF_CORE_READ(file, f_inode);
+	if (!is_regular_inode(ino))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	if (seen_get(BPF_CORE_READ(ino, i_sb, s_dev), BPF_CORE_READ(ino, i_ino), SEEN_WRITE))
+		return 0;
+	return judge_file(cfg, file, DOP_WRITE, BPF_CORE_READ(file, f_flags), 0, 1, 0);
+}
+
+SEC("lsm/file_ioctl")
+int BPF_PROG(drift_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg)
+{
+	if (cmd != FS_IOC_SETFLAGS_ && cmd != FS_IOC32_SETFLAGS_ && cmd != FS_IOC_FSSETXATTR_)
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	return judge_file(cfg, file, DOP_SETFLAGS, cmd, 0, 0, 1);
+}
+
+/* ftruncate on kernels that have the hook (6.2+; older ones call path_truncate). */
+SEC("lsm/file_truncate")
+int BPF_PROG(drift_file_truncate, struct file *file)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct inode *ino = BPF_CORE_READ(file, f_inode);
+	if (seen_get(BPF_CORE_READ(ino, i_sb, s_dev), BPF_CORE_READ(ino, i_ino), SEEN_WRITE))
+		return 0;
+	return judge_file(cfg, file, DOP_TRUNCATE, 0, 0, 1, 0);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(drift_path_truncate, const struct path *path)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct dentry *d = BPF_CORE_READ(path, dentry);
+	struct inode *ino = BPF_CORE_READ(d, d_inode);
+	__u64 dev = BPF_CORE_READ(ino, i_sb, s_dev), nr = BPF_CORE_READ(ino, i_ino);
+	/* open(O_TRUNC) after a judged open-for-write: one finding, not two */
+	if (seen_get(dev, nr, SEEN_WRITE))
+		return 0;
+	struct jreq q = {.d = d, .mnt = BPF_CORE_READ(path, mnt), .op = DOP_TRUNCATE};
+	int v = judge_at(cfg, &q);
+	if (!v && is_regular_inode(ino))
+		taint_id(dev, nr, bpf_ktime_get_ns());
+	return v;
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(drift_path_unlink, const struct path *dir, struct dentry *dentry)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = BPF_CORE_READ(dir, mnt), .op = DOP_UNLINK};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(drift_path_rmdir, const struct path *dir, struct dentry *dentry)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = BPF_CORE_READ(dir, mnt), .op = DOP_RMDIR};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/path_mkdir")
+int BPF_PROG(drift_path_mkdir, const struct path *dir, struct dentry *dentry, umode_t mode)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = BPF_CORE_READ(dir, mnt), .op = DOP_MKDIR, .mode = mode};
+	return judge_at(cfg, &q);
+}
+
+/* mknod, and open(O_CREAT) of a new file: the kernel asks path_mknod for both.
+ * A new regular file is an open finding; in detect mode file_open reports it
+ * (with its identity), so only enforce mode judges it here, to refuse it. */
+SEC("lsm/path_mknod")
+int BPF_PROG(drift_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	int reg = (mode & S_IFMT_) == S_IFREG_ || (mode & S_IFMT_) == 0;
+	if (reg && !enforcing(cfg))
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = BPF_CORE_READ(dir, mnt), .op = reg ? DOP_OPEN : DOP_MKNOD, .mode = mode};
+	if (reg)
+		q.flags = O_CREAT_;
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(drift_path_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, unsigned int flags)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {
+		.d = old_dentry,
+		.mnt = BPF_CORE_READ(old_dir, mnt),
+		.d2 = new_dentry,
+		.mnt2 = BPF_CORE_READ(new_dir, mnt),
+		.op = DOP_RENAME,
+		.flags = flags,
+	};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(drift_path_link, struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt); /* links never cross mounts */
+	struct jreq q = {.d = old_dentry, .mnt = mnt, .d2 = new_dentry, .mnt2 = mnt, .op = DOP_LINK};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(drift_path_symlink, const struct path *dir, struct dentry *dentry, const char *old_name)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = BPF_CORE_READ(dir, mnt), .target = old_name, .op = DOP_SYMLINK};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(drift_path_chmod, const struct path *path, umode_t mode)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = BPF_CORE_READ(path, dentry), .mnt = BPF_CORE_READ(path, mnt), .op = DOP_CHMOD, .mode = mode};
+	return judge_at(cfg, &q);
+}
+
+/* uid and gid arrive as structs by value, which older kernels cannot hand to
+ * a program: only the path is read. */
+SEC("lsm/path_chown")
+int BPF_PROG(drift_path_chown, const struct path *path)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = BPF_CORE_READ(path, dentry), .mnt = BPF_CORE_READ(path, mnt), .op = DOP_CHOWN};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/inode_setxattr")
+int BPF_PROG(drift_setxattr, void *idmap, struct dentry *dentry)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = first_mount(dentry), .op = DOP_SETXATTR};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/inode_removexattr")
+int BPF_PROG(drift_removexattr, void *idmap, struct dentry *dentry)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = first_mount(dentry), .op = DOP_REMOVEXATTR};
+	return judge_at(cfg, &q);
+}
+
+/* ---- mount-table changes: always drift ---- */
+
+SEC("lsm/sb_mount")
+int BPF_PROG(drift_sb_mount, const char *dev_name, const struct path *path, const char *type, unsigned long flags)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct file_rec *r = get_frec();
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+	w->trunc = 0;
+	long n = bpf_d_path((struct path *)path, r->data, DPATH_MAX);
+	__u32 l = n > 1 ? n - 1 : dpath(w, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), r->data);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	frec_init(r, DOP_MOUNT, flags, 0, rv ? rv->id : 0);
+	r->mnt_id = mnt_id_of(BPF_CORE_READ(path, mnt));
+	l = bound(l, 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	r->data[bound(l + 2, 4095)] = 0;
+	return send_file(cfg, r, w->trunc);
+}
+
+SEC("lsm/sb_umount")
+int BPF_PROG(drift_sb_umount, struct vfsmount *mnt, int flags)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = BPF_CORE_READ(mnt, mnt_root), .mnt = mnt, .op = DOP_MOUNT, .flags = flags, .always = 1};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/move_mount")
+int BPF_PROG(drift_move_mount, const struct path *from_path, const struct path *to_path)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = BPF_CORE_READ(to_path, dentry), .mnt = BPF_CORE_READ(to_path, mnt), .op = DOP_MOUNT, .always = 1};
+	return judge_at(cfg, &q);
+}
+
+SEC("lsm/sb_pivotroot")
+int BPF_PROG(drift_sb_pivotroot, const struct path *old_path, const struct path *new_path)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = BPF_CORE_READ(new_path, dentry), .mnt = BPF_CORE_READ(new_path, mnt), .op = DOP_MOUNT, .always = 1};
+	return judge_at(cfg, &q);
+}
+
+/* ---- execution drift ---- */
+
+static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
+{
+	struct exec_rec *r = get_xrec();
+	if (!r)
+		return NULL;
+	fill_hdr(&r->h, REC_EXEC, op);
+	r->ret = 0;
+	r->dev = r->ino = 0;
+	r->arg = arg;
+	r->mnt_id = 0;
+	r->reasons = 0;
+	r->rule = 0;
+	r->path_len = 0;
+	r->args_len = 0;
+	r->data[0] = 0;
+	r->data[1] = 0;
+	return r;
+}
+
+/* exec_file fills an exec record's identity and path from a file, with
+ * bpf_d_path (every caller is a hook that allows it). */
+static __always_inline __u32 exec_file(struct work *w, struct exec_rec *r, struct file *f)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
+	w->trunc = 0;
+	__u32 l = bound(file_path(w, f, r->data, 1), 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	return l;
+}
+
+/* Every file the kernel is about to execute: the binary, a script, then the
+ * script's interpreter, each judged by identity and place. argv is not read:
+ * it lives in the new mm, which is not the current one yet. */
+SEC("lsm/bprm_check_security")
+int BPF_PROG(drift_bprm_check, struct linux_binprm *bprm)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct file *f = bprm->file;
+	struct work *w = get_work();
+	if (!f || !w)
+		return 0;
+	struct exec_rec *r = xrec_init(DOP_EXEC, 0);
+	if (!r)
+		return 0;
+	__u32 l = exec_file(w, r, f);
+	__u32 reasons = 0;
+	struct file_id id = {.dev = r->dev, .ino = r->ino};
+	if (bpf_map_lookup_elem(&taint, &id))
+		reasons |= EX_TAINTED;
+	if (BPF_CORE_READ(f, f_inode, __i_nlink) == 0)
+		reasons |= EX_DELETED;
+	if (r->data[1] == 'm' && r->data[2] == 'e' && r->data[3] == 'm' && r->data[4] == 'f' && r->data[5] == 'd' &&
+	    r->data[6] == ':')
+		reasons |= EX_MEMFD;
+	if (!classify(&images, &r->lpm_bits, l))
+		reasons |= EX_OUTSIDE_IMAGE;
+	if (!reasons)
+		return 0;
+	r->reasons = reasons;
+	int v = send_exec(cfg, r, w->trunc);
+	if (!v)
+		seen_set(id.dev, id.ino, SEEN_EXEC);
+	return v;
+}
+
+/* Executable mappings of tainted files: a library written after sealing, or a
+ * binary run through the dynamic loader. arg = prot. */
+SEC("lsm/mmap_file")
+int BPF_PROG(drift_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags)
+{
+	if (!file || !(prot & PROT_EXEC_))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct inode *ino = BPF_CORE_READ(file, f_inode);
+	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
+	if (!bpf_map_lookup_elem(&taint, &id))
+		return 0;
+	if (seen_get(id.dev, id.ino, SEEN_EXEC))
+		return 0;
+	struct work *w = get_work();
+	struct exec_rec *r = xrec_init(DOP_EXEC, prot);
+	if (!r || !w)
+		return 0;
+	exec_file(w, r, file);
+	r->reasons = EX_TAINTED;
+	int v = send_exec(cfg, r, w->trunc);
+	if (!v)
+		seen_set(id.dev, id.ino, SEEN_EXEC);
+	return v;
+}
+
+/* ---- privileged kernel operations: drift when attempted ---- */
+
+/* finit_module and kexec_file_load: the kernel reads the file itself. */
+SEC("lsm/kernel_read_file")
+int BPF_PROG(drift_kread_file, struct file *file, enum kernel_read_file_id id)
+{
+	__u16 op;
+	if (id == READING_MODULE)
+		op = DOP_MODULE;
+	else if (id == READING_KEXEC_IMAGE || id == READING_KEXEC_INITRAMFS)
+		op = DOP_KEXEC;
+	else
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct work *w = get_work();
+	struct exec_rec *r = xrec_init(op, id);
+	if (!r || !w)
+		return 0;
+	if (file)
+		exec_file(w, r, file);
+	return send_exec(cfg, r, w->trunc);
+}
+
+/* init_module and kexec_load: the image comes from user memory. */
+SEC("lsm/kernel_load_data")
+int BPF_PROG(drift_kload_data, enum kernel_load_data_id id)
+{
+	__u16 op;
+	if (id == LOADING_MODULE)
+		op = DOP_MODULE;
+	else if (id == LOADING_KEXEC_IMAGE)
+		op = DOP_KEXEC;
+	else
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct exec_rec *r = xrec_init(op, id);
+	if (!r)
+		return 0;
+	return send_exec(cfg, r, 0);
+}
+
+/* Program loads by anyone else are drift. In enforce mode, turning the
+ * sensor's own program, map or link ids into descriptors (the way to detach
+ * or rewrite them) is refused. arg = cmd, or cmd << 32 | id. */
+SEC("lsm/bpf")
+int BPF_PROG(drift_bpf, int cmd, union bpf_attr *attr, unsigned int size)
+{
+	if (cmd != BPF_PROG_LOAD_ && cmd != BPF_PROG_GET_FD_BY_ID_ && cmd != BPF_MAP_GET_FD_BY_ID_ &&
+	    cmd != BPF_LINK_GET_FD_BY_ID_)
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	__u64 arg = cmd;
+	if (cmd != BPF_PROG_LOAD_) {
+		__u32 id = BPF_CORE_READ(attr, prog_id); /* prog_id, map_id and link_id share the slot */
+		__u64 key = (__u64)cmd << 32 | id;
+		if (!bpf_map_lookup_elem(&self_ids, &key))
+			return 0;
+		arg = key;
+	}
+	struct exec_rec *r = xrec_init(DOP_BPF, arg);
+	if (!r)
+		return 0;
+	return send_exec(cfg, r, 0);
+}
+
+/* ---- self-protection ---- */
+
+SEC("lsm/task_kill")
+int BPF_PROG(drift_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig)
+{
+	if (sig == 0)
+		return 0;
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->self_tgid || BPF_CORE_READ(p, tgid) != cfg->self_tgid)
+		return 0;
+	if (!cfg->sealed || !in_scope(cfg))
+		return 0;
+	struct exec_rec *r = xrec_init(DOP_SIGNAL, (__u64)sig << 32 | cfg->self_tgid);
+	if (!r)
+		return 0;
+	return send_exec(cfg, r, 0);
+}
+
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(drift_ptrace, struct task_struct *child, unsigned int mode)
+{
+	if (!(mode & PTRACE_MODE_ATTACH_))
+		return 0;
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->self_tgid || BPF_CORE_READ(child, tgid) != cfg->self_tgid)
+		return 0;
+	if (!cfg->sealed || !in_scope(cfg))
+		return 0;
+	struct exec_rec *r = xrec_init(DOP_PTRACE, (__u64)mode << 32 | cfg->self_tgid);
+	if (!r)
+		return 0;
+	return send_exec(cfg, r, 0);
+}
+
+/* ---- network ---- */
+
+static __always_inline int net_verdict(struct config *cfg, struct net_rec *r)
+{
+	int deny = cfg->deny_binds || enforcing(cfg);
+	if (deny)
+		r->h.flags |= RF_DENIED;
+	emit(r, sizeof(*r));
+	return deny ? -EPERM_ : 0;
+}
+
+static __always_inline int port_allowed(__u32 port)
+{
+	__u8 *ok = bpf_map_lookup_elem(&ports, &port);
+	return ok && *ok;
+}
+
+SEC("lsm/socket_bind")
+int BPF_PROG(drift_socket_bind, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	__u16 family = 0;
+	__be16 pbe = 0;
+	bpf_probe_read_kernel(&family, sizeof(family), address);
+	if (family != AF_INET_ && family != AF_INET6_)
+		return 0;
+	bpf_probe_read_kernel(&pbe, sizeof(pbe), (void *)address + 2);
+	__u16 port = bpf_ntohs(pbe);
+	if (port == 0 || port_allowed(port))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct net_rec r = {};
+	fill_hdr(&r.h, REC_NET, DOP_BIND);
+	r.h.flags = 0;
+	r.h.size = sizeof(r);
+	r.family = family;
+	r.protocol = BPF_CORE_READ(sock, sk, sk_protocol);
+	r.port = port;
+	if (family == AF_INET_)
+		bpf_probe_read_kernel(r.addr, 4, (void *)address + 4);
+	else
+		bpf_probe_read_kernel(r.addr, 16, (void *)address + 8);
+	return net_verdict(cfg, &r);
+}
+
+/* Listening on a port the policy does not allow; port 0 (the kernel picks
+ * one) is never allowed. */
+SEC("lsm/socket_listen")
+int BPF_PROG(drift_socket_listen, struct socket *sock, int backlog)
+{
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET_ && family != AF_INET6_)
+		return 0;
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (port_allowed(port))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct net_rec r = {};
+	fill_hdr(&r.h, REC_NET, DOP_LISTEN);
+	r.h.flags = 0;
+	r.h.size = sizeof(r);
+	r.family = family;
+	r.protocol = BPF_CORE_READ(sk, sk_protocol);
+	r.port = port;
+	if (family == AF_INET_) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(r.addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO(&r.addr, sk, __sk_common.skc_v6_rcv_saddr);
+	}
+	return net_verdict(cfg, &r);
+}
+
+/* Keep the record types in the object's BTF for the Go mirrors. */
+const struct rec_hdr *_rec_hdr __attribute__((unused));
+const struct file_rec *_file_rec __attribute__((unused));
+const struct exec_rec *_exec_rec __attribute__((unused));
+const struct net_rec *_net_rec __attribute__((unused));
+const struct dirlink *_dirlink __attribute__((unused));
+const struct seen_key *_seen_key __attribute__((unused));
