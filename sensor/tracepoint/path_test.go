@@ -1,0 +1,187 @@
+package tracepoint
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
+)
+
+// resolver runs the kernel's path logic through BPF_PROG_TEST_RUN, in the
+// calling thread's context (its cwd and fd table), on inputs the test picks.
+type resolver struct {
+	t *testing.T
+	b *Backend
+}
+
+func newResolver(t *testing.T) *resolver {
+	testenv.RequireBPF(t)
+	cg := testenv.NewCgroup(t)
+	root, _ := sysfs.CgroupRoot()
+	b, err := Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	err = b.Apply(backend.Rules{
+		Paths: []backend.Rule{
+			{Prefix: "/", Class: backend.ClassProtect, ID: 1},
+			{Prefix: "/tmp/", Class: backend.ClassExempt, ID: 2},
+			{Prefix: "/tmp/keep/", Class: backend.ClassProtect, ID: 3},
+		},
+		DirLinks: map[string]string{"/drift-bin/": "/usr/bin/", "/x/lnk/": "/x/real/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &resolver{t: t, b: b}
+}
+
+type resolved struct {
+	path  string
+	trunc bool
+	class uint32
+	rule  uint32
+}
+
+func (r *resolver) resolve(dfd int, name string) resolved {
+	r.t.Helper()
+	var in tpTestIn
+	in.Dfd = int32(dfd)
+	for i := 0; i < len(name) && i < len(in.Name)-1; i++ {
+		in.Name[i] = int8(name[i])
+	}
+	if err := r.b.objs.TestInMap.Put(uint32(0), &in); err != nil {
+		r.t.Fatal(err)
+	}
+	ret, err := r.b.objs.TestResolve.Run(&ebpf.RunOptions{})
+	if err != nil || ret != 0 {
+		r.t.Fatalf("test run: ret %d, %v", ret, err)
+	}
+	var out tpTestOut
+	if err := r.b.objs.TestOutMap.Lookup(uint32(0), &out); err != nil {
+		r.t.Fatal(err)
+	}
+	b := make([]byte, 0, out.Len)
+	for _, c := range out.Path[:out.Len] {
+		b = append(b, byte(c))
+	}
+	return resolved{path: string(b), trunc: out.Trunc != 0, class: out.Class, rule: out.Rule}
+}
+
+func TestPathResolution(t *testing.T) {
+	r := newResolver(t)
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cwd, _ = filepath.EvalSymlinks(cwd)
+	dir := t.TempDir()
+	dfd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+
+	long255 := strings.Repeat("n", 255)
+	cases := []struct {
+		name string
+		dfd  int
+		in   string
+		want string
+	}{
+		{"absolute", -100, "/etc/passwd", "/etc/passwd"},
+		{"root", -100, "/", "/"},
+		{"repeated and trailing slashes", -100, "//etc///x/", "/etc/x"},
+		{"dot and dotdot", -100, "/etc/../usr/./bin", "/usr/bin"},
+		{"dotdot above root", -100, "/../../etc", "/etc"},
+		{"only dotdot", -100, "/..", "/"},
+		{"dotted names are names", -100, "/a/..b/.c/...", "/a/..b/.c/..."},
+		{"relative to cwd", -100, "a/b", cwd + "/a/b"},
+		{"dotdot relative to cwd", -100, "../x", filepath.Dir(cwd) + "/x"},
+		{"relative to dirfd", dfd, "f", dir + "/f"},
+		{"dotdot out of dirfd", dfd, "../g", filepath.Dir(dir) + "/g"},
+		{"absolute ignores dirfd", dfd, "/etc/h", "/etc/h"},
+		{"symlinked directory", -100, "/drift-bin/ls", "/usr/bin/ls"},
+		{"the symlink itself", -100, "/drift-bin", "/usr/bin"},
+		{"symlinked directory after dotdot", -100, "/etc/../drift-bin/sh", "/usr/bin/sh"},
+		{"prefix of a symlink name is not it", -100, "/drift-binary", "/drift-binary"},
+		{"nested symlinked directory", -100, "/x/lnk/y", "/x/real/y"},
+		{"255-byte component", -100, "/d/" + long255, "/d/" + long255},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := r.resolve(c.dfd, c.in)
+			if got.path != c.want || got.trunc {
+				t.Errorf("resolve(%q) = %q (trunc %v), want %q", c.in, got.path, got.trunc, c.want)
+			}
+		})
+	}
+
+	t.Run("path at the record limit", func(t *testing.T) {
+		in := strings.Repeat("/"+long255, 15) + "/" + strings.Repeat("z", 250) // 4091 bytes
+		got := r.resolve(-100, in)
+		if got.path != in || got.trunc {
+			t.Errorf("len %d: got len %d trunc %v", len(in), len(got.path), got.trunc)
+		}
+	})
+	t.Run("more components than the dotdot stack is flagged", func(t *testing.T) {
+		in := strings.Repeat("/a", 100)
+		if got := r.resolve(-100, in); got.path != in || !got.trunc {
+			t.Errorf("got len %d trunc %v", len(got.path), got.trunc)
+		}
+	})
+	t.Run("path over the limit is truncated and flagged", func(t *testing.T) {
+		in := "/" + strings.Repeat("b", 200) + strings.Repeat("/cc", 2000)
+		got := r.resolve(-100, in[:4095])
+		if !got.trunc || len(got.path) >= 4096 || !strings.HasPrefix(got.path, "/"+strings.Repeat("b", 200)) {
+			t.Errorf("got len %d trunc %v", len(got.path), got.trunc)
+		}
+	})
+	t.Run("deep relative path under a deep cwd", func(t *testing.T) {
+		deep := dir + strings.Repeat("/d", 70)
+		if err := os.MkdirAll(deep, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Open(deep, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		got := r.resolve(fd, "leaf")
+		// More components than the walk follows: flagged, never a wrong path.
+		if !got.trunc {
+			t.Errorf("70 components below %s: not flagged as truncated (%q)", dir, got.path)
+		}
+	})
+}
+
+func TestPathClassification(t *testing.T) {
+	r := newResolver(t)
+	cases := []struct {
+		in    string
+		class uint32
+		rule  uint32
+	}{
+		{"/etc/passwd", backend.ClassProtect, 1},
+		{"/tmp/x", backend.ClassExempt, 2},
+		{"/tmp", backend.ClassProtect, 1},    // the directory itself is not under "/tmp/"
+		{"/tmpfoo", backend.ClassProtect, 1}, // a prefix matches whole components only
+		{"/tmp/keep/x", backend.ClassProtect, 3},
+		{"/tmp/../etc/x", backend.ClassProtect, 1},
+		{"/tmp/keep/../y", backend.ClassExempt, 2},
+	}
+	for _, c := range cases {
+		got := r.resolve(-100, c.in)
+		if got.class != c.class || got.rule != c.rule {
+			t.Errorf("%s: class %d rule %d, want class %d rule %d", c.in, got.class, got.rule, c.class, c.rule)
+		}
+	}
+}
