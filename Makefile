@@ -1,0 +1,44 @@
+# driftsensor. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+PKGS := ./...
+BIN := bin
+
+.PHONY: help setup build generate vmlinux check-generated vet test fuzz bench demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## install what a fresh Debian machine lacks (as root): clang, bpftool, iproute2, qemu, Go if missing
+	scripts/setup.sh
+
+build: ## build driftsensor, driftctl and driftresponder into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+generate: ## rebuild the committed eBPF objects from bpf/*.c (needs clang)
+	$(GO) generate ./sensor/... ./responder/...
+
+vmlinux: ## regenerate headers/vmlinux.h from this kernel's BTF (needs bpftool)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > headers/vmlinux.h
+
+check-generated: generate ## fail when the committed eBPF objects differ from a rebuild
+	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || { echo "generated eBPF objects are stale: run 'make generate' and commit the result" >&2; exit 1; }
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+test: vet ## run every test; privileged packages one at a time (as root; DRIFT_REQUIRE_BPF=1 turns skips into failures)
+	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
+
+fuzz: ## short runs of every fuzz target
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=20s ./sensor/policy/
+	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=20s ./sensor/record/
+
+bench: build ## run the benchmarks and print the tables for BENCHMARKS.md
+	scripts/bench.sh
+
+demo: build ## seal a scratch cgroup, make some drift in it, show the findings (never touches the machine's network)
+	tests/demo/run.sh
+
+clean: ## remove build output
+	rm -rf $(BIN)
