@@ -205,6 +205,14 @@ func act(a string, args []string) error {
 			unix.Close(int(fd))
 		}
 		return nil
+	case "uring-mkdir":
+		return uringMkdir(arg(0))
+	case "listen":
+		l, err := net.Listen("tcp", "127.0.0.1:"+arg(0))
+		if err != nil {
+			return err
+		}
+		return l.Close()
 	case "bind":
 		l, err := net.Listen("tcp", "127.0.0.1:"+arg(0))
 		if err != nil {
@@ -224,3 +232,54 @@ func execveat(fd int) error {
 		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
 	return e
 }
+
+// uringMkdir submits one IORING_OP_MKDIRAT through a raw io_uring: the
+// operation never passes through the mkdir syscalls.
+func uringMkdir(path string) error {
+	var p [120]byte
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&p[0])), 0)
+	if e != 0 {
+		return e
+	}
+	defer unix.Close(int(fd))
+	u32 := func(off int) uint32 { return *(*uint32)(unsafe.Pointer(&p[off])) }
+	sqEntries := u32(0)
+	const sqOff = 40 // struct io_sqring_offsets inside io_uring_params
+	tailOff, maskOff, arrayOff := u32(sqOff+4), u32(sqOff+8), u32(sqOff+24)
+	ring, err := unix.Mmap(int(fd), 0, int(arrayOff+sqEntries*4), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(ring)
+	sqes, err := unix.Mmap(int(fd), 0x10000000, int(sqEntries*64), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(sqes)
+	name := append([]byte(path), 0)
+	sqe := sqes[:64]
+	for i := range sqe {
+		sqe[i] = 0
+	}
+	sqe[0] = 37 // IORING_OP_MKDIRAT
+	dfd := int32(unix.AT_FDCWD)
+	*(*int32)(unsafe.Pointer(&sqe[4])) = dfd
+	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(&name[0])))
+	*(*uint32)(unsafe.Pointer(&sqe[24])) = 0o755
+	tail := (*uint32)(unsafe.Pointer(&ring[tailOff]))
+	mask := *(*uint32)(unsafe.Pointer(&ring[maskOff]))
+	*(*uint32)(unsafe.Pointer(&ring[arrayOff+(*tail&mask)*4])) = 0
+	*tail = *tail + 1
+	_, _, e = unix.Syscall6(unix.SYS_IO_URING_ENTER, fd, 1, 1, 1 /* IORING_ENTER_GETEVENTS */, 0, 0)
+	runtimeKeepAlive(name)
+	if e != 0 {
+		return e
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("io_uring mkdir did not happen: %w", err)
+	}
+	return nil
+}
+
+//go:noinline
+func runtimeKeepAlive(b []byte) { _ = b }

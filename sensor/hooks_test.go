@@ -43,12 +43,14 @@ exec:
   image_paths: [/usr, /bin, /sbin, /lib, /lib64, %[1]s/usr]
 net:
   allowed_ports: [%[2]d]
-  deny_binds: true
+  deny_binds: %[3]v
 `
 
 const allowedPort = 47001
 
-func newBed(t *testing.T) *bed {
+func newBed(t *testing.T) *bed { return newBedDeny(t, true) }
+
+func newBedDeny(t *testing.T, denyBinds bool) *bed {
 	testenv.RequireBPF(t)
 	root, err := sysfs.CgroupRoot()
 	if err != nil {
@@ -64,7 +66,7 @@ func newBed(t *testing.T) *bed {
 	if err := os.Symlink("usr/bin", filepath.Join(b.img, "bin")); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Parse("test.yaml", []byte(fmt.Sprintf(testPolicy, b.img, allowedPort)))
+	pol, err := policy.Parse("test.yaml", []byte(fmt.Sprintf(testPolicy, b.img, allowedPort, denyBinds)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,4 +444,24 @@ func TestBindDenied(t *testing.T) {
 		t.Errorf("bind was not refused: %s", out)
 	}
 	b.expect(want{kind: "net", action: "bind", port: 47002, denied: true}, cmd.Process.Pid)
+}
+
+// TestListenReported: with denial off, the bind goes through and the listen
+// on a port the policy does not allow is reported.
+func TestListenReported(t *testing.T) {
+	b := newBedDeny(t, false)
+	b.seal(true)
+	pid := b.act("listen", "47003")
+	b.expect(want{kind: "net", action: "listen", port: 47003}, pid)
+	b.expect(want{kind: "net", action: "bind", port: 47003, denied: false}, pid)
+}
+
+// TestIOUringFileOps: file operations submitted through io_uring bypass the
+// syscall hooks; the io_uring tracepoint reports them with the same paths.
+func TestIOUringFileOps(t *testing.T) {
+	b := newBed(t)
+	b.seal(true)
+	d := b.path("etc/uring-dir")
+	pid := b.act("uring-mkdir", d)
+	b.expect(want{kind: "file", action: "io_uring", path: d}, pid)
 }

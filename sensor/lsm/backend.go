@@ -1,0 +1,372 @@
+// Package lsm is the kernel backend for hosts with BPF-LSM active: LSM hooks
+// judge every mutation, exec, privileged operation and bind before it happens,
+// so in enforce mode they refuse drift (-EPERM) as well as report it. It fills
+// the same maps and emits the same records as the tracepoint backend.
+package lsm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"golang.org/x/sys/unix"
+)
+
+// Name is how status and heartbeats name this backend.
+const Name = "lsm"
+
+// Bits of config.reflex and record ops this backend adds to bpf/common.h
+// (mirrored from bpf/lsm.c).
+const (
+	reflexKill = 1 << 0
+	reflexDeny = 1 << 1
+	// OpSignal is a signal aimed at the sensor (arg = sig<<32 | target tgid).
+	OpSignal = 38
+)
+
+// bpf(2) commands that turn an id into a descriptor: the keys of self_ids.
+const (
+	cmdProgGetFDByID = 13
+	cmdMapGetFDByID  = 14
+	cmdLinkGetFDByID = 30
+)
+
+// Backend is a loaded and attached lsm backend.
+type Backend struct {
+	coll   *ebpf.Collection
+	maps   lsmMaps
+	links  []link.Link
+	reader *ringbuf.Reader
+	cfg    lsmConfig
+	// Missing lists hooks this kernel does not have (their programs are not
+	// loaded), e.g. file_truncate before 6.2, where path_truncate covers it.
+	Missing []string
+}
+
+// Available reports whether BPF-LSM can be used here, and if not, why: the
+// kernel must list "bpf" among its active LSMs and accept an LSM program.
+func Available() (ok bool, why string) {
+	if _, err := sysfs.Ensure("securityfs", "/sys/kernel/security"); err != nil {
+		return false, fmt.Sprintf("cannot read the active LSM list: %v", err)
+	}
+	raw, err := os.ReadFile("/sys/kernel/security/lsm")
+	if err != nil {
+		return false, fmt.Sprintf("cannot read the active LSM list: %v", err)
+	}
+	list := strings.TrimSpace(string(raw))
+	active := false
+	for _, l := range strings.Split(list, ",") {
+		if l == "bpf" {
+			active = true
+		}
+	}
+	if !active {
+		return false, fmt.Sprintf("BPF-LSM is not active (/sys/kernel/security/lsm is %q): boot with lsm=%s,bpf on the kernel command line (needs CONFIG_BPF_LSM)", list, list)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "drift_probe",
+		Type:         ebpf.LSM,
+		AttachType:   ebpf.AttachLSMMac,
+		AttachTo:     "file_open",
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		return false, fmt.Sprintf("BPF-LSM is active but loading an LSM program failed: %v (needs root or CAP_BPF+CAP_MAC_ADMIN, and kernel BTF)", err)
+	}
+	defer prog.Close()
+	l, err := link.AttachLSM(link.LSMOptions{Program: prog})
+	if err != nil {
+		return false, fmt.Sprintf("BPF-LSM is active but attaching an LSM program failed: %v (BPF trampolines are not allowed on this kernel)", err)
+	}
+	l.Close()
+	return true, ""
+}
+
+// Load loads the programs, attaches them and returns a backend that is not
+// yet sealed. Hooks this kernel lacks are listed in Missing.
+func Load(opts backend.Options) (*Backend, error) {
+	spec, err := loadLsm()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	if opts.RingBytes != 0 {
+		spec.Maps["events"].MaxEntries = opts.RingBytes
+	}
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("read kernel BTF: %w (the lsm backend needs /sys/kernel/btf/vmlinux)", err)
+	}
+	b := &Backend{}
+	for name, p := range spec.Programs {
+		var fn *btf.Func
+		if err := kernel.TypeByName("bpf_lsm_"+p.AttachTo, &fn); err != nil {
+			b.Missing = append(b.Missing, p.AttachTo)
+			delete(spec.Programs, name)
+		}
+	}
+	sort.Strings(b.Missing)
+
+	b.coll, err = ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("kernel verifier rejected the lsm programs: %+v", ve)
+		}
+		return nil, fmt.Errorf("load lsm programs: %w (needs root or CAP_BPF+CAP_MAC_ADMIN, and kernel BTF)", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.Close()
+		}
+	}()
+	if err := b.coll.Assign(&b.maps); err != nil {
+		return nil, fmt.Errorf("lsm maps: %w", err)
+	}
+
+	b.cfg.SelfTgid = uint32(os.Getpid())
+	for _, dir := range opts.Scope {
+		id, err := cgroupID(dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.maps.ScopeMap.Put(id, uint8(1)); err != nil {
+			return nil, fmt.Errorf("scope cgroup %s: %w", dir, err)
+		}
+		b.cfg.ScopeCgroups = 1
+	}
+	if err := b.putConfig(); err != nil {
+		return nil, err
+	}
+
+	names := make([]string, 0, len(b.coll.Programs))
+	for name := range b.coll.Programs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		l, err := link.AttachLSM(link.LSMOptions{Program: b.coll.Programs[name]})
+		if err != nil {
+			return nil, fmt.Errorf("attach lsm/%s: %w", spec.Programs[name].AttachTo, err)
+		}
+		b.links = append(b.links, l)
+	}
+	if err := b.protectSelf(); err != nil {
+		return nil, err
+	}
+
+	b.reader, err = ringbuf.NewReader(b.maps.Events)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	ok = true
+	return b, nil
+}
+
+// protectSelf lists the sensor's program, map and link ids, so that in
+// enforce mode no one else can turn them into descriptors to detach them.
+func (b *Backend) protectSelf() error {
+	put := func(cmd uint64, id uint32) error {
+		return b.maps.SelfIds.Put(cmd<<32|uint64(id), uint8(1))
+	}
+	for name, p := range b.coll.Programs {
+		info, err := p.Info()
+		if err != nil {
+			return fmt.Errorf("program %s info: %w", name, err)
+		}
+		if id, ok := info.ID(); ok {
+			if err := put(cmdProgGetFDByID, uint32(id)); err != nil {
+				return fmt.Errorf("self-protection ids: %w", err)
+			}
+		}
+	}
+	for name, m := range b.coll.Maps {
+		info, err := m.Info()
+		if err != nil {
+			return fmt.Errorf("map %s info: %w", name, err)
+		}
+		if id, ok := info.ID(); ok {
+			if err := put(cmdMapGetFDByID, uint32(id)); err != nil {
+				return fmt.Errorf("self-protection ids: %w", err)
+			}
+		}
+	}
+	for _, l := range b.links {
+		info, err := l.Info()
+		if err != nil {
+			continue // links without info (old kernels) cannot be looked up either
+		}
+		if err := put(cmdLinkGetFDByID, uint32(info.ID)); err != nil {
+			return fmt.Errorf("self-protection ids: %w", err)
+		}
+	}
+	return nil
+}
+
+// Apply writes the policy into the kernel maps, new entries before stale ones
+// go, so the kernel never sees an empty policy. DirLinks are not needed: the
+// hooks see paths the kernel has already resolved.
+func (b *Backend) Apply(r backend.Rules) error {
+	if err := putRules(b.maps.Rules, r.Paths); err != nil {
+		return fmt.Errorf("path rules: %w", err)
+	}
+	if err := putRules(b.maps.Images, r.Images); err != nil {
+		return fmt.Errorf("exec image rules: %w", err)
+	}
+	if err := putPorts(b.maps.Ports, r.PortAllowed); err != nil {
+		return err
+	}
+	b.cfg.DenyBinds = boolU32(r.DenyBinds)
+	b.cfg.Reflex = 0
+	if r.ReflexKill {
+		b.cfg.Reflex |= reflexKill
+	}
+	if r.Enforce {
+		b.cfg.Reflex |= reflexDeny
+	}
+	return b.putConfig()
+}
+
+func putPorts(m *ebpf.Map, allowed func(uint16) bool) error {
+	keys := make([]uint32, 65536)
+	vals := make([]uint8, 65536)
+	for p := range keys {
+		keys[p] = uint32(p)
+		if p > 0 && allowed != nil && allowed(uint16(p)) {
+			vals[p] = 1
+		}
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	}
+	for p := range keys { // kernels without batch ops on arrays
+		if err := m.Put(keys[p], vals[p]); err != nil {
+			return fmt.Errorf("allowed port %d: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func putRules(m *ebpf.Map, rules []backend.Rule) error {
+	want := map[string]bool{}
+	for _, r := range rules {
+		if len(r.Prefix) == 0 || len(r.Prefix) > 255 || r.Prefix[0] != '/' {
+			return fmt.Errorf("prefix %q: must be an absolute path of at most 255 bytes", r.Prefix)
+		}
+		if err := m.Put(lpmKey(r.Prefix), lsmRuleVal{Class: r.Class, Id: r.ID}); err != nil {
+			return fmt.Errorf("prefix %s: %w", r.Prefix, err)
+		}
+		want[r.Prefix] = true
+	}
+	var k lsmLpmKey
+	var v lsmRuleVal
+	var stale []lsmLpmKey
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !want[string(k.Data[:k.Bits/8])] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(&k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lpmKey(prefix string) *lsmLpmKey {
+	k := &lsmLpmKey{Bits: uint32(len(prefix) * 8)}
+	copy(k.Data[:], prefix)
+	return k
+}
+
+// SetSealed flips the sealed flag: from then on, every mutation in scope is a
+// finding (and in enforce mode, refused).
+func (b *Backend) SetSealed(sealed bool) error {
+	b.cfg.Sealed = boolU32(sealed)
+	return b.putConfig()
+}
+
+func (b *Backend) putConfig() error {
+	if err := b.maps.ConfigMap.Put(uint32(0), &b.cfg); err != nil {
+		return fmt.Errorf("write sensor config map: %w", err)
+	}
+	return nil
+}
+
+// Name says which backend this is.
+func (b *Backend) Name() string { return Name }
+
+// Reader is the ring buffer every record arrives on.
+func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
+
+// RingFill is the fraction of the ring buffer holding unread records.
+func (b *Backend) RingFill() float64 {
+	size := b.reader.BufferSize()
+	if size == 0 {
+		return 0
+	}
+	return float64(b.reader.AvailableBytes()) / float64(size)
+}
+
+// Stats reads the kernel counters.
+func (b *Backend) Stats() (backend.Stats, error) {
+	var s backend.Stats
+	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
+		var per []uint64
+		if err := b.maps.Stats.Lookup(uint32(i), &per); err != nil {
+			return s, fmt.Errorf("read kernel counters: %w", err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return s, nil
+}
+
+// Close detaches every program and frees every map.
+func (b *Backend) Close() error {
+	if b.reader != nil {
+		b.reader.Close()
+	}
+	for i := len(b.links) - 1; i >= 0; i-- {
+		b.links[i].Close()
+	}
+	b.links = nil
+	if b.coll != nil {
+		b.coll.Close()
+	}
+	return nil
+}
+
+// cgroupID is the kernel's id of a cgroup v2 directory: its inode number.
+func cgroupID(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, fmt.Errorf("scope cgroup %s: %w (give a directory in the cgroup v2 hierarchy)", dir, err)
+	}
+	return st.Ino, nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var _ backend.Backend = (*Backend)(nil)

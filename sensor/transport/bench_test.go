@@ -1,0 +1,61 @@
+package transport
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/spool"
+)
+
+// BenchmarkPublish measures Publish on loopback against an embedded server:
+// with JetStream each call waits for the stream's ack, with core NATS for a
+// flush. Reported: events/s and the p50/p99 latency of one Publish.
+//
+//	go test -run '^$' -bench BenchmarkPublish -benchtime 20000x ./sensor/transport
+func BenchmarkPublish(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		js   bool
+	}{{"jetstream", true}, {"core", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			ts := startTestServer(b, c.js)
+			sp, _, err := spool.Open(b.TempDir(), spool.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sp.Close()
+			p, err := New(context.Background(), Options{URL: ts.url}, "bench", sp, testLog())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			ev := &event.Event{Kind: event.KindFile, Action: "open_write", Backend: "tracepoint",
+				File:    &event.File{Path: "/etc/passwd", Dev: 2049, Ino: 131, MountID: 25, Flags: 0o1101},
+				Process: &event.Process{PID: 4242, TID: 4242, PPID: 1, Comm: "bash", Exe: "/usr/bin/bash", CgroupID: 7}}
+			lat := make([]time.Duration, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				ev.Time = time.Time{}
+				t0 := time.Now()
+				if err := p.Publish(ev); err != nil {
+					b.Fatal(err)
+				}
+				lat[i] = time.Since(t0)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if c := p.Counters(); c.Published != uint64(b.N) || c.Spooled != 0 {
+				b.Fatalf("counters %+v after %d publishes: something went to the spool", c, b.N)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(lat[len(lat)*50/100].Nanoseconds())/1e3, "p50_us")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99_us")
+		})
+	}
+}

@@ -1,0 +1,41 @@
+package transport
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// StartEmbedded starts a nats-server on 127.0.0.1 with a random port and
+// JetStream stored in dir. driftsensor runs it when no --nats URL is given, so
+// one machine runs the whole pipeline; tests use it as the real thing.
+// Stop it with Shutdown and WaitForShutdown.
+func StartEmbedded(dir string) (*server.Server, string, error) {
+	return startServer(dir, server.RANDOM_PORT, true)
+}
+
+// startServer starts a loopback server on port (server.RANDOM_PORT for any),
+// with JetStream in dir when js is set.
+func startServer(dir string, port int, js bool) (*server.Server, string, error) {
+	opts := &server.Options{
+		ServerName: "driftsensor-embedded",
+		Host:       "127.0.0.1",
+		Port:       port,
+		JetStream:  js,
+		StoreDir:   dir,
+		NoSigs:     true, // the daemon owns signal handling
+		NoLog:      true,
+		MaxPayload: 1 << 20,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("embedded nats-server (store %s): %w", dir, err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, "", fmt.Errorf("embedded nats-server (store %s) not ready after 10s; is 127.0.0.1:%d free?", dir, port)
+	}
+	return s, s.ClientURL(), nil
+}

@@ -1,0 +1,78 @@
+package transport
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+)
+
+// HeartbeatWire is the heartbeat as published: event.Heartbeat plus how
+// findings leave the host. Readers that decode into event.Heartbeat ignore
+// the extra field.
+type HeartbeatWire struct {
+	event.Heartbeat
+	Transport string `json:"transport"` // TransportJetStream, TransportCore or TransportOffline
+}
+
+// StartHeartbeat publishes a heartbeat on drift.v1.<host>.heartbeat every
+// interval (1s when interval <= 0) until Close. fn supplies what the sensor
+// knows (backend, policy hash, version, state, findings, lost records, ring
+// fill); the publisher sets schema, host and seq, fills time, uptime and
+// findings when fn leaves them zero, and always the spool and ctl counters, which it owns.
+// Heartbeats are not spooled: a late heartbeat is no heartbeat.
+func (p *Publisher) StartHeartbeat(interval time.Duration, fn func() event.Heartbeat) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			p.beat(fn)
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (p *Publisher) beat(fn func() event.Heartbeat) {
+	var hb event.Heartbeat
+	if fn != nil {
+		hb = fn()
+	}
+	hb.Schema = event.HeartbeatSchema
+	hb.Host = p.host
+	hb.Seq = p.seq.last()
+	if hb.Time.IsZero() {
+		hb.Time = time.Now().UTC()
+	}
+	if hb.UptimeSec == 0 {
+		hb.UptimeSec = time.Since(p.start).Seconds()
+	}
+	c := p.Counters()
+	if hb.Counters.Findings == 0 {
+		for i := range p.findings {
+			hb.Counters.Findings += p.findings[i].Load()
+		}
+	}
+	hb.Counters.SpoolDepth = c.SpoolDepth
+	hb.Counters.SpoolLost = c.SpoolOverflow
+	hb.Counters.Rejected = c.Rejected
+	data, err := json.Marshal(HeartbeatWire{Heartbeat: hb, Transport: c.Transport})
+	if err != nil {
+		p.log.Error().Err(err).Msg("encode heartbeat")
+		return
+	}
+	if !p.nc.IsConnected() {
+		return
+	}
+	if err := p.nc.Publish(event.HeartbeatSubject(p.host), data); err != nil {
+		p.log.Debug().Err(err).Msg("heartbeat not sent")
+	}
+}

@@ -1,0 +1,687 @@
+// Package transport carries findings, heartbeats, host state and commands
+// over NATS. Findings are durable once Publish returns: acknowledged by the
+// JetStream stream (or flushed to a server without JetStream), or written to
+// the on-disk spool, from which they go out in order when the server is back.
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/spool"
+)
+
+// ErrClosed is returned by a Publisher after Close.
+var ErrClosed = errors.New("transport: publisher closed")
+
+// Transport modes, as heartbeats report them.
+const (
+	TransportJetStream = "jetstream" // findings kept in the stream, acknowledged
+	TransportCore      = "core"      // the server has no JetStream: flushed, not kept
+	TransportOffline   = "offline"   // not connected (or not yet probed): findings spool
+)
+
+type mode int32
+
+const (
+	modeUnknown mode = iota // not probed since the last (re)connect
+	modeJetStream
+	modeCore
+)
+
+var kinds = [...]event.Kind{event.KindFile, event.KindExec, event.KindNet, event.KindSensor}
+
+func kindIndex(k event.Kind) int {
+	for i, kk := range kinds {
+		if k == kk {
+			return i
+		}
+	}
+	return -1
+}
+
+// Counters are a Publisher's running totals since New.
+type Counters struct {
+	Published     uint64 // findings the server accepted, spool drains included
+	Spooled       uint64 // findings written to the spool
+	SpoolOverflow uint64 // findings the spool refused (full, too large) or failed to write: lost
+	PublishErrors uint64 // failed publish attempts; each finding went to the spool
+	Rejected      uint64 // ctl messages and state values rejected
+	SpoolDepth    uint64 // findings waiting in the spool now
+	Seq           uint64 // last sequence number assigned
+	Transport     string // TransportJetStream, TransportCore or TransportOffline
+}
+
+// Publisher sends one host's findings. It is safe for concurrent use; Publish
+// calls are numbered and sent in the order they take the publisher's lock.
+type Publisher struct {
+	host  string
+	opts  Options
+	log   zerolog.Logger
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	spool *spool.Spool
+	seq   *seqFile
+	start time.Time
+
+	mu       sync.Mutex // orders numbering, sending and spooling
+	ids      *nuid.NUID
+	closed   bool
+	spooling bool // logged "spooling" and not yet "drained"
+
+	mode    atomic.Int32
+	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+	ctlSub  *nats.Subscription
+	lastErr atomic.Value // string: last probe error logged, to log changes only
+
+	published, spooled, overflow, pubErrors, rejected atomic.Uint64
+	findings                                          [len(kinds)]atomic.Uint64
+	lat                                               latency
+}
+
+// New connects to the server named by opts.URL and returns a Publisher for
+// host that spools to sp when the server is unreachable. It does not fail when
+// the server is down: findings spool until it comes up. ctx bounds the setup;
+// Close stops the publisher (sp stays open: it belongs to the caller).
+func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log zerolog.Logger) (*Publisher, error) {
+	if err := event.ValidHost(host); err != nil {
+		return nil, err
+	}
+	if sp == nil {
+		return nil, errors.New("transport: a spool is required (findings must survive an unreachable server)")
+	}
+	if opts.URL == "" {
+		return nil, errors.New("transport: no NATS URL (start a server with StartEmbedded, or pass --nats)")
+	}
+	opts.defaults()
+	if opts.Name == "" {
+		opts.Name = "driftsensor/" + host
+	}
+	seq, err := openSeqFile(sp.Dir())
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{
+		host: host, opts: opts, log: log.With().Str("component", "transport").Logger(),
+		spool: sp, seq: seq, start: time.Now(), ids: nuid.New(),
+		kick: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	nopts, err := opts.natsOptions()
+	if err != nil {
+		seq.close()
+		return nil, err
+	}
+	nopts = append(nopts,
+		nats.Timeout(opts.AckTimeout),
+		nats.RetryOnFailedConnect(true), // a server down at boot is an outage like any other
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(opts.ReconnectWait),
+		// No client-side buffering while disconnected: a finding is either
+		// acknowledged by the server or in the spool, never in a RAM buffer.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(*nats.Conn) { p.wake() }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			p.mode.Store(int32(modeUnknown))
+			if nc.IsClosed() {
+				return // Close, not an outage
+			}
+			p.log.Warn().Err(err).Msg("disconnected from NATS; findings go to the spool")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			p.mode.Store(int32(modeUnknown))
+			p.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+			p.wake()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := p.log.Error().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS error")
+		}),
+	)
+	nc, err := nats.Connect(opts.URL, nopts...)
+	if err != nil {
+		seq.close()
+		return nil, fmt.Errorf("nats connect %s: %w", opts.URL, err)
+	}
+	p.nc = nc
+	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(opts.AckTimeout), jetstream.WithPublishAsyncMaxPending(2*maxBatch)); err != nil {
+		nc.Close()
+		seq.close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if p.ctlSub, err = nc.Subscribe(event.CtlSubject(host), p.onCtl); err != nil {
+		nc.Close()
+		seq.close()
+		return nil, fmt.Errorf("subscribe %s: %w", event.CtlSubject(host), err)
+	}
+
+	// Continue the sequence where the last run left it: the sequence file has
+	// every number assigned unless the machine lost power; the spool and the
+	// stream hold the findings that were durable.
+	if last, err := sp.Last(); err == nil {
+		if s, ok := seqOf(last); ok {
+			seq.raise(s)
+		}
+	}
+	if nc.IsConnected() {
+		if err := p.probe(ctx); err != nil {
+			p.logProbe(err)
+		} else if p.mode.Load() == int32(modeJetStream) {
+			seq.raise(p.streamLastSeq(ctx))
+		}
+	}
+	p.log.Info().Str("host", host).Uint64("seq", seq.last()).Int("spooled", sp.Depth()).
+		Str("transport", p.Transport()).Msg("publisher ready")
+
+	p.wg.Add(1)
+	go p.loop()
+	p.wake()
+	return p, nil
+}
+
+// Conn is the publisher's NATS connection, for wiring more subscriptions.
+func (p *Publisher) Conn() *nats.Conn { return p.nc }
+
+// Host is the host name the publisher publishes as.
+func (p *Publisher) Host() string { return p.host }
+
+// Transport says how findings leave now: TransportJetStream, TransportCore or TransportOffline.
+func (p *Publisher) Transport() string {
+	if !p.nc.IsConnected() {
+		return TransportOffline
+	}
+	switch mode(p.mode.Load()) {
+	case modeJetStream:
+		return TransportJetStream
+	case modeCore:
+		return TransportCore
+	}
+	return TransportOffline
+}
+
+func (p *Publisher) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// probe finds out whether the server keeps findings (JetStream) and makes
+// sure the stream exists.
+func (p *Publisher) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.AckTimeout)
+	defer cancel()
+	_, err := p.js.AccountInfo(ctx)
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		if mode(p.mode.Swap(int32(modeCore))) != modeCore {
+			p.log.Warn().Err(err).Msg("the NATS server has no JetStream: findings go out on core NATS, flushed but not kept; heartbeats say transport=core")
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("JetStream account info: %w", err)
+	}
+	if err := ensureStream(ctx, p.js, p.log); err != nil {
+		return err
+	}
+	p.mode.Store(int32(modeJetStream))
+	return nil
+}
+
+func (p *Publisher) logProbe(err error) {
+	if s := err.Error(); p.lastErr.Swap(s) != s {
+		p.log.Error().Err(err).Msg("cannot use the server's JetStream yet; findings spool and the probe is retried")
+	}
+}
+
+// streamLastSeq is the highest seq this host has in the stream.
+func (p *Publisher) streamLastSeq(ctx context.Context) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.AckTimeout)
+	defer cancel()
+	s, err := p.js.Stream(ctx, event.StreamName)
+	if err != nil {
+		return 0
+	}
+	var last uint64
+	for _, k := range kinds {
+		m, err := s.GetLastMsgForSubject(ctx, event.Subject(p.host, k))
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgNotFound) {
+				p.log.Debug().Err(err).Msg("reading the last finding from the stream")
+			}
+			continue
+		}
+		var v struct {
+			Seq uint64 `json:"seq"`
+		}
+		if json.Unmarshal(m.Data, &v) == nil {
+			last = max(last, v.Seq)
+		}
+	}
+	return last
+}
+
+// Publish numbers ev and sends it. It sets ev.Schema, Host, ID and Seq, and
+// Time when it is zero. A nil error means the finding is durable: the stream
+// acknowledged it (or a server without JetStream took it), or it is in the
+// spool. An error means it was lost, and is counted (SpoolOverflow): the
+// caller reports that as a finding.
+func (p *Publisher) Publish(ev *event.Event) error {
+	ki := kindIndex(ev.Kind)
+	if ki < 0 {
+		return fmt.Errorf("transport: finding kind %q (want file, exec, net or sensor)", ev.Kind)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	out, err := p.number(ev, ki)
+	if err != nil {
+		return err
+	}
+	// While anything waits in the spool, new findings queue behind it: the
+	// order of a host's findings is never changed.
+	if p.direct() {
+		start := time.Now()
+		err := p.send(out.subj, out.id, out.data)
+		if err == nil {
+			p.lat.observe(time.Since(start))
+			p.published.Add(1)
+			return nil
+		}
+		p.pubErrors.Add(1)
+		p.sendFailed(err)
+	}
+	return p.toSpool(out.subj, out.id, out.seq, out.data)
+}
+
+// maxBatch bounds the findings in flight at once in PublishBatch.
+const maxBatch = 1024
+
+// PublishBatch publishes evs in order with the guarantee of Publish for each
+// one, but pipelines the sends: one wait for the whole batch instead of one
+// round trip per finding. It is for a reader that drains a burst from the ring
+// buffer. If a send fails, that finding and all after it go to the spool, in
+// order; a later one the server did take is sent again and dropped by the
+// stream as a duplicate. The error joins the findings lost.
+func (p *Publisher) PublishBatch(evs []*event.Event) error {
+	kis := make([]int, len(evs))
+	for i, ev := range evs {
+		if kis[i] = kindIndex(ev.Kind); kis[i] < 0 {
+			return fmt.Errorf("transport: finding %d: kind %q (want file, exec, net or sensor)", i, ev.Kind)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var errs []error
+	for len(evs) > 0 {
+		n := min(len(evs), maxBatch)
+		out := make([]outgoing, 0, n)
+		for i, ev := range evs[:n] {
+			o, err := p.number(ev, kis[i])
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out = append(out, o)
+		}
+		evs, kis = evs[n:], kis[n:]
+		sent := 0
+		if p.direct() {
+			start := time.Now()
+			var err error
+			sent, err = p.sendBatch(out)
+			if sent > 0 {
+				d := time.Since(start) / time.Duration(sent) // the batch's cost per finding
+				for range sent {
+					p.lat.observe(d)
+				}
+				p.published.Add(uint64(sent))
+			}
+			if err != nil {
+				p.pubErrors.Add(1)
+				p.sendFailed(err)
+			}
+		}
+		for _, o := range out[sent:] {
+			if err := p.toSpool(o.subj, o.id, o.seq, o.data); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// outgoing is a numbered, encoded finding.
+type outgoing struct {
+	subj, id string
+	seq      uint64
+	data     []byte
+}
+
+// number assigns the finding its identity and encodes it. Callers hold p.mu.
+func (p *Publisher) number(ev *event.Event, ki int) (outgoing, error) {
+	ev.Schema = event.Schema
+	ev.Host = p.host
+	ev.ID = p.ids.Next()
+	ev.Seq = p.seq.next()
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		p.overflow.Add(1)
+		return outgoing{}, fmt.Errorf("transport: finding seq %d lost: encode: %w", ev.Seq, err)
+	}
+	p.findings[ki].Add(1)
+	return outgoing{subj: event.Subject(p.host, ev.Kind), id: ev.ID, seq: ev.Seq, data: data}, nil
+}
+
+// direct reports whether findings may go straight to the server: it is
+// connected and probed, and nothing waits in the spool. Callers hold p.mu.
+func (p *Publisher) direct() bool {
+	return mode(p.mode.Load()) != modeUnknown && p.nc.IsConnected() && p.spool.Depth() == 0
+}
+
+func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte) error {
+	if err := p.spool.Append(encodeSpooled(subj, id, data)); err != nil {
+		p.overflow.Add(1)
+		if !p.spooling || !errors.Is(err, spool.ErrFull) {
+			p.log.Error().Err(err).Uint64("seq", seq).Msg("finding lost: the spool refused it")
+		}
+		return fmt.Errorf("transport: finding seq %d lost: %w", seq, err)
+	}
+	p.spooled.Add(1)
+	if !p.spooling {
+		p.spooling = true
+		p.log.Warn().Uint64("seq", seq).Msg("server unreachable or not acknowledging; spooling findings")
+	}
+	p.wake()
+	return nil
+}
+
+// send publishes one finding and waits until the server has it.
+func (p *Publisher) send(subj, id string, data []byte) error {
+	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.AckTimeout)
+	defer cancel()
+	if mode(p.mode.Load()) == modeJetStream {
+		// The Nats-Msg-Id lets the stream drop a resend of a finding it already
+		// has (an ack lost to a disconnect, a kill between ack and spool ack).
+		_, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName), jetstream.WithRetryAttempts(0))
+		return err
+	}
+	if err := p.nc.PublishMsg(msg); err != nil {
+		return err
+	}
+	return p.nc.FlushWithContext(ctx)
+}
+
+// sendBatch publishes findings without waiting in between, then waits for
+// the server to have them. It returns how many, from the first, it has.
+func (p *Publisher) sendBatch(out []outgoing) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.AckTimeout)
+	defer cancel()
+	if mode(p.mode.Load()) == modeJetStream {
+		futs := make([]jetstream.PubAckFuture, 0, len(out))
+		var err error
+		for _, o := range out {
+			msg := &nats.Msg{Subject: o.subj, Data: o.data, Header: nats.Header{jetstream.MsgIDHeader: []string{o.id}}}
+			var f jetstream.PubAckFuture
+			if f, err = p.js.PublishMsgAsync(msg, jetstream.WithExpectStream(event.StreamName), jetstream.WithRetryAttempts(0)); err != nil {
+				break
+			}
+			futs = append(futs, f)
+		}
+		for i, f := range futs {
+			select {
+			case <-f.Ok():
+			case ferr := <-f.Err():
+				return i, ferr
+			case <-ctx.Done():
+				return i, fmt.Errorf("waiting for the stream's ack: %w", ctx.Err())
+			}
+		}
+		return len(futs), err
+	}
+	for i, o := range out {
+		if err := p.nc.PublishMsg(&nats.Msg{Subject: o.subj, Data: o.data, Header: nats.Header{jetstream.MsgIDHeader: []string{o.id}}}); err != nil {
+			if ferr := p.nc.FlushWithContext(ctx); ferr != nil {
+				return 0, ferr
+			}
+			return i, err
+		}
+	}
+	if err := p.nc.FlushWithContext(ctx); err != nil {
+		return 0, err
+	}
+	return len(out), nil
+}
+
+// sendFailed makes the loop probe the server again when the failure says the
+// stream is gone (deleted, or a server restarted without JetStream).
+func (p *Publisher) sendFailed(err error) {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound) {
+		p.mode.Store(int32(modeUnknown))
+	}
+}
+
+// loop drains the spool whenever the server is reachable, and re-probes the
+// server after each reconnect.
+func (p *Publisher) loop() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.opts.ReconnectWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-p.kick:
+		case <-t.C:
+			if p.spool.Depth() == 0 && mode(p.mode.Load()) != modeUnknown {
+				continue
+			}
+		}
+		if !p.nc.IsConnected() {
+			continue
+		}
+		if mode(p.mode.Load()) == modeUnknown {
+			if err := p.probe(context.Background()); err != nil {
+				p.logProbe(err)
+				continue
+			}
+			p.lastErr.Store("")
+		}
+		p.drain()
+	}
+}
+
+// drain sends spooled findings, oldest first, a batch at a time under the
+// lock, so a Publish meanwhile lands behind them in the spool.
+func (p *Publisher) drain() {
+	for {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		if !p.drainBatch() {
+			return
+		}
+	}
+}
+
+// drainBatch sends one batch from the spool; false means stop for now.
+func (p *Publisher) drainBatch() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || !p.nc.IsConnected() || mode(p.mode.Load()) == modeUnknown {
+		return false
+	}
+	recs, err := p.spool.PeekN(maxBatch)
+	if errors.Is(err, spool.ErrEmpty) {
+		if p.spooling {
+			p.spooling = false
+			p.log.Info().Uint64("seq", p.seq.last()).Msg("spool drained; publishing directly again")
+		}
+		return false
+	}
+	if err != nil {
+		p.log.Error().Err(err).Msg("reading the spool")
+		return false
+	}
+	out := make([]outgoing, 0, len(recs))
+	for _, b := range recs {
+		subj, id, data, err := decodeSpooled(b)
+		if err != nil {
+			break
+		}
+		out = append(out, outgoing{subj: subj, id: id, data: data})
+	}
+	if len(out) == 0 {
+		// The record passed its checksum but is not ours: nothing to resend.
+		p.overflow.Add(1)
+		p.log.Error().Msg("spooled record undecodable; dropped and counted as lost")
+		return p.spool.Ack() == nil
+	}
+	start := time.Now()
+	sent, err := p.sendBatch(out)
+	if sent > 0 {
+		d := time.Since(start) / time.Duration(sent)
+		for range sent {
+			p.lat.observe(d)
+		}
+		p.published.Add(uint64(sent))
+		if aerr := p.spool.AckN(sent); aerr != nil {
+			// Sent but still spooled: they go again later and the stream drops the duplicates.
+			p.log.Error().Err(aerr).Msg("acknowledging spooled findings")
+			return false
+		}
+	}
+	if err != nil {
+		p.pubErrors.Add(1)
+		p.sendFailed(err)
+		return false
+	}
+	return true
+}
+
+// Spooled record: uvarint subject length, subject, uvarint id length, id, JSON.
+func encodeSpooled(subj, id string, data []byte) []byte {
+	b := make([]byte, 0, 2*binary.MaxVarintLen16+len(subj)+len(id)+len(data))
+	b = binary.AppendUvarint(b, uint64(len(subj)))
+	b = append(b, subj...)
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	return append(b, data...)
+}
+
+func decodeSpooled(b []byte) (subj, id string, data []byte, err error) {
+	field := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) || n > 1024 {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	var ok1, ok2 bool
+	subj, ok1 = field()
+	id, ok2 = field()
+	if !ok1 || !ok2 || subj == "" || id == "" {
+		return "", "", nil, errors.New("spooled record: bad subject or id framing")
+	}
+	return subj, id, b, nil
+}
+
+// seqOf reads the seq of a spooled finding.
+func seqOf(rec []byte) (uint64, bool) {
+	_, _, data, err := decodeSpooled(rec)
+	if err != nil {
+		return 0, false
+	}
+	var v struct {
+		Seq uint64 `json:"seq"`
+	}
+	if json.Unmarshal(data, &v) != nil {
+		return 0, false
+	}
+	return v.Seq, true
+}
+
+// Counters returns the running totals.
+func (p *Publisher) Counters() Counters {
+	return Counters{
+		Published:     p.published.Load(),
+		Spooled:       p.spooled.Load(),
+		SpoolOverflow: p.overflow.Load(),
+		PublishErrors: p.pubErrors.Load(),
+		Rejected:      p.rejected.Load(),
+		SpoolDepth:    uint64(p.spool.Depth()),
+		Seq:           p.seq.last(),
+		Transport:     p.Transport(),
+	}
+}
+
+// Metrics returns the transport's part of the sensor metrics; the sensor
+// fills LostRecords and RingFill.
+func (p *Publisher) Metrics() Metrics {
+	c := p.Counters()
+	m := Metrics{
+		Findings:       make(map[event.Kind]uint64, len(kinds)),
+		SpoolDepth:     c.SpoolDepth,
+		SpoolLost:      c.SpoolOverflow,
+		Published:      c.Published,
+		Spooled:        c.Spooled,
+		PublishErrors:  c.PublishErrors,
+		Rejected:       c.Rejected,
+		PublishLatency: p.lat.snapshot(),
+	}
+	for i, k := range kinds {
+		m.Findings[k] = p.findings[i].Load()
+	}
+	return m
+}
+
+// Close stops the background work, flushes and closes the connection and
+// syncs the sequence file. The spool stays open.
+func (p *Publisher) Close() error {
+	var err error
+	p.closeMu.Do(func() {
+		close(p.done)
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		p.wg.Wait()
+		if p.nc.IsConnected() {
+			_ = p.nc.FlushTimeout(p.opts.AckTimeout)
+		}
+		p.nc.Close()
+		err = p.seq.close()
+	})
+	return err
+}
