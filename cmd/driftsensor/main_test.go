@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
+)
+
+func build(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "driftsensor-bin") // not t.TempDir: its parent is 0700 and the not-root case must run it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "driftsensor")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBadInput: every refusal is a clear message and exit status 2, never a panic.
+func TestBadInput(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(bad, []byte("version: 1\nactions:\n  file: cordn\n"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		uid  int
+		want string
+	}{
+		{"unknown flag", []string{"--sael"}, 0, "flag provided but not defined: -sael"},
+		{"stray argument", []string{"seal"}, 0, `unexpected argument "seal"`},
+		{"policy typo", []string{"--policy", bad}, 0, bad + `:3:9: unknown action "cordn" (want alert, cordon, destroy)`},
+		{"missing policy", []string{"--policy", filepath.Join(dir, "nope.yaml")}, 0, "nope.yaml"},
+		{"bad host name", []string{"--host", "a.b c"}, 0, `host name "a.b c"`},
+		{"bad log level", []string{"--log-level", "loud"}, 0, `--log-level "loud"`},
+		{"unknown backend", []string{"--backend", "kprobe"}, 0, `--backend "kprobe"`},
+		{"not root", []string{"--host", "x"}, 65534, "must run as root"},
+		{"scope that is not a cgroup", []string{"--host", "x", "--scope-cgroup", "/no/such/cgroup"}, 0, "scope cgroup /no/such/cgroup"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.uid != 0 && os.Geteuid() != 0 {
+				t.Skip("needs root to drop to another uid")
+			}
+			cmd := exec.Command(bin, c.args...)
+			if c.uid != 0 {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.uid)}}
+			}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), c.want) || strings.Contains(string(out), "panic") {
+				t.Errorf("output %q does not say %q", out, c.want)
+			}
+		})
+	}
+}
+
+func countOurPrograms(t *testing.T) int {
+	n := 0
+	id := ebpf.ProgramID(0)
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return n
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, "drift_") {
+			n++
+		}
+		p.Close()
+	}
+}
+
+// TestRunSealedScope: start with --ready-file, make drift in the scope, read
+// the JSON line, stop with SIGTERM: exit 0 and nothing left attached.
+func TestRunSealedScope(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	img := filepath.Join(t.TempDir(), "img")
+	os.MkdirAll(filepath.Join(img, "etc"), 0o755)
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nprotect: ["+img+"]\n"), 0o644)
+	before := countOurPrograms(t)
+
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t1", "--ready-file", ready)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatal("no ready file")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := countOurPrograms(t) - before; got < 5 {
+		t.Fatalf("%d drift_ programs attached, want at least 5", got)
+	}
+
+	target := filepath.Join(img, "etc", "shadow")
+	actor, closeFD, err := cg.Command("sh", "-c", "echo x > "+target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	if out, err := actor.CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	lines := bufio.NewScanner(stdout)
+	var ev event.Event
+	for lines.Scan() {
+		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q", lines.Text())
+		}
+		if ev.Kind == event.KindFile && ev.Process.PID == uint32(actor.Process.Pid) {
+			break
+		}
+	}
+	if ev.Schema != event.Schema || ev.Host != "t1" || ev.Action != "open_write" || ev.File.Path != target || ev.Seq == 0 {
+		t.Fatalf("finding %+v", ev)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	// The kernel frees programs after an RCU grace period: wait for it.
+	left := 0
+	for i := 0; i < 100; i++ {
+		if left = countOurPrograms(t) - before; left == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%d drift_ programs still loaded 5s after exit", left)
+}
