@@ -36,6 +36,9 @@ type Config struct {
 	// Emit receives every finding, in order, on the reader goroutine.
 	Emit func(*event.Event)
 	Log  zerolog.Logger
+	// OnRecord, when set, is called with each record's kernel time as soon as
+	// it is decoded, before enrichment: benchmarks measure ring latency with it.
+	OnRecord func(ktime uint64)
 	// StatsEvery is how often the kernel counters are read (default 250ms).
 	StatsEvery time.Duration
 }
@@ -140,6 +143,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 		if err := record.Decode(raw.RawSample, &rec); err != nil {
 			s.emit(s.health("decode_error", 0, err.Error()))
 			continue
+		}
+		if s.cfg.OnRecord != nil {
+			s.cfg.OnRecord(rec.KTime)
 		}
 		s.emit(s.toEvent(&rec))
 	}

@@ -1,0 +1,303 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/driftsensor/driftsensor/sensor"
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/tracepoint"
+)
+
+// The worker is this test binary re-executed inside the benchmark's cgroup:
+// it runs one workload for N iterations and prints the nanoseconds it took.
+func TestMain(m *testing.M) {
+	if w := os.Getenv("DRIFT_BENCH_WORKER"); w != "" {
+		n, _ := strconv.Atoi(os.Getenv("DRIFT_BENCH_N"))
+		ns, err := work(w, n, os.Getenv("DRIFT_BENCH_DIR"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(ns)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func work(kind string, n int, dir string) (int64, error) {
+	buf := []byte("some benign bytes\n")
+	start := time.Now()
+	switch kind {
+	case "churn": // create, write, rename, unlink under a writable exception
+		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+		for i := 0; i < n; i++ {
+			fd, err := unix.Open(a, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
+			if err != nil {
+				return 0, err
+			}
+			unix.Write(fd, buf)
+			unix.Close(fd)
+			if err := unix.Rename(a, b); err != nil {
+				return 0, err
+			}
+			if err := unix.Unlink(b); err != nil {
+				return 0, err
+			}
+		}
+	case "syscalls": // open, stat, close of a protected file, for reading
+		var st unix.Stat_t
+		for i := 0; i < n; i++ {
+			fd, err := unix.Open("/etc/hostname", unix.O_RDONLY, 0)
+			if err != nil {
+				return 0, err
+			}
+			unix.Fstat(fd, &st)
+			unix.Stat("/etc/hostname", &st)
+			unix.Close(fd)
+		}
+	case "chmod": // a finding per call: throughput
+		f := filepath.Join(dir, "target")
+		for i := 0; i < n; i++ {
+			unix.Chmod(f, uint32(0o600+i%2))
+		}
+	default:
+		return 0, fmt.Errorf("unknown workload %q", kind)
+	}
+	return time.Since(start).Nanoseconds(), nil
+}
+
+// runWorker runs one workload in the cgroup and returns ns per iteration.
+func runWorker(tb testing.TB, cg *testenv.Cgroup, kind string, n int, dir string) float64 {
+	self, _ := os.Executable()
+	cmd, closeFD, err := cg.Command(self)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer closeFD()
+	cmd.Env = append(os.Environ(), "DRIFT_BENCH_WORKER="+kind, "DRIFT_BENCH_N="+strconv.Itoa(n), "DRIFT_BENCH_DIR="+dir)
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("worker %s: %v", kind, err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		tb.Fatalf("worker output %q", out)
+	}
+	return float64(ns) / float64(n)
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func percentile(v []float64, p float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// loadSensor attaches a sealed sensor scoped to cg with the default policy
+// (so the churn directory under /tmp is a writable exception).
+func loadSensor(tb testing.TB, cg *testenv.Cgroup, emit func(*event.Event), onRecord func(uint64)) (*tracepoint.Backend, func()) {
+	root, _ := sysfs.CgroupRoot()
+	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root, RingBytes: 64 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pol := policy.Default()
+	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := be.SetSealed(true); err != nil {
+		tb.Fatal(err)
+	}
+	if emit == nil {
+		emit = func(*event.Event) {}
+	}
+	s := sensor.New(sensor.Config{Host: "bench", Policy: pol, Backend: be, Log: zerolog.Nop(), Emit: emit, OnRecord: onRecord})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	return be, func() { cancel(); <-done; be.Close() }
+}
+
+// BenchmarkOverhead compares, in one run and interleaved round by round, the
+// benign workloads with nothing attached, with an empty tp_btf/sys_enter
+// program (the floor), and with the sealed sensor. Metrics are medians.
+func BenchmarkOverhead(b *testing.B) {
+	testenv.RequireBPF(b)
+	cg := testenv.NewCgroup(b)
+	// tmpfs under /dev (a default writable exception): the measure is CPU
+	// overhead, not the disk journal's variance.
+	dir, err := os.MkdirTemp("/dev/shm", "driftbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	rounds := 9
+	if s := os.Getenv("DRIFT_BENCH_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
+	}
+	for _, wl := range []struct {
+		name string
+		n    int
+	}{{"churn", 20000}, {"syscalls", 100000}} {
+		b.Run(wl.name, func(b *testing.B) {
+			var base, floor, sens []float64
+			runBase := func() { base = append(base, runWorker(b, cg, wl.name, wl.n, dir)) }
+			runFloor := func() {
+				var objs floorObjects
+				if err := loadFloorObjects(&objs, nil); err != nil {
+					b.Fatal(err)
+				}
+				l, err := link.AttachTracing(link.TracingOptions{Program: objs.FloorSysEnter})
+				if err != nil {
+					b.Fatal(err)
+				}
+				floor = append(floor, runWorker(b, cg, wl.name, wl.n, dir))
+				l.Close()
+				objs.Close()
+			}
+			runSensor := func() {
+				_, stop := loadSensor(b, cg, nil, nil)
+				sens = append(sens, runWorker(b, cg, wl.name, wl.n, dir))
+				stop()
+			}
+			runWorker(b, cg, wl.name, wl.n/10, dir) // warm caches
+			for r := 0; r < rounds; r++ {
+				// Alternate the order so drift over the run hits every condition alike.
+				if r%2 == 0 {
+					runBase()
+					runFloor()
+					runSensor()
+				} else {
+					runSensor()
+					runFloor()
+					runBase()
+				}
+			}
+			mb, mf, ms := median(base), median(floor), median(sens)
+			b.ReportMetric(mb, "base-ns/op")
+			b.ReportMetric(mf, "floor-ns/op")
+			b.ReportMetric(ms, "sensor-ns/op")
+			b.ReportMetric(100*(mf/mb-1), "floor-%")
+			b.ReportMetric(100*(ms/mb-1), "sensor-%")
+			b.ReportMetric(100*(ms-mf)/mb, "sensor-over-floor-pts")
+		})
+	}
+}
+
+// BenchmarkFindings drives a finding per syscall (chmod of a protected file)
+// and reports the latency from the kernel hook to the Go callback (p50, p99),
+// and the sustained rate; every record is either delivered or counted lost.
+func BenchmarkFindings(b *testing.B) {
+	testenv.RequireBPF(b)
+	cg := testenv.NewCgroup(b)
+	dir, err := os.MkdirTemp("/var/tmp", "driftbench") // /var/tmp is exempt: use a protected place
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	dir, err = os.MkdirTemp("/opt", "driftbench")
+	if err != nil {
+		dir, err = os.MkdirTemp("/root", "driftbench")
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "target"), nil, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var lat, ring []float64
+	var got atomic.Uint64
+	var lost atomic.Uint64
+	now := func() int64 {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		return ts.Nano()
+	}
+	_, stop := loadSensor(b, cg, func(ev *event.Event) {
+		if ev.Kind == event.KindSensor {
+			lost.Add(ev.Health.LostRecords)
+			return
+		}
+		if ev.Action != "chmod" {
+			return
+		}
+		t := now()
+		got.Add(1)
+		mu.Lock()
+		lat = append(lat, float64(t-int64(ev.KTimeNS))/1000)
+		mu.Unlock()
+	}, func(ktime uint64) {
+		t := now()
+		mu.Lock()
+		ring = append(ring, float64(t-int64(ktime))/1000)
+		mu.Unlock()
+	})
+	defer stop()
+	n := 200000
+	if s := os.Getenv("DRIFT_BENCH_FINDINGS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	start := time.Now()
+	nsPer := runWorker(b, cg, "chmod", n, dir)
+	// Wait until every record is delivered or counted lost.
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load()+lost.Load() < uint64(n) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(got.Load())/elapsed.Seconds(), "findings/s")
+	b.ReportMetric(1e9/nsPer, "syscalls/s")
+	b.ReportMetric(float64(got.Load()), "delivered")
+	b.ReportMetric(float64(lost.Load()), "lost")
+	if missing := int64(n) - int64(got.Load()+lost.Load()); missing != 0 {
+		b.Errorf("%d records neither delivered nor counted lost", missing)
+	}
+	mu.Lock()
+	if len(lat) > 0 {
+		b.ReportMetric(percentile(ring, 0.5), "burst-ring-p50-us")
+		b.ReportMetric(percentile(ring, 0.99), "burst-ring-p99-us")
+	}
+	// Light load: one finding at a time, the latency a lone drift sees.
+	lat, ring = lat[:0], ring[:0]
+	mu.Unlock()
+	got.Store(0)
+	for i := 0; i < 200; i++ {
+		runWorker(b, cg, "chmod", 1, dir)
+	}
+	for got.Load() < 200 && time.Now().Before(deadline.Add(10*time.Second)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	if len(lat) > 0 {
+		b.ReportMetric(percentile(ring, 0.5), "ring-p50-us")
+		b.ReportMetric(percentile(ring, 0.99), "ring-p99-us")
+		b.ReportMetric(percentile(lat, 0.5), "finding-p50-us")
+		b.ReportMetric(percentile(lat, 0.99), "finding-p99-us")
+	}
+	mu.Unlock()
+}
