@@ -12,14 +12,16 @@ import (
 
 // BenchmarkPublish measures Publish on loopback against an embedded server:
 // with JetStream each call waits for the stream's ack, with core NATS for a
-// flush. Reported: events/s and the p50/p99 latency of one Publish.
+// flush. Reported: events/s and the p50/p99 latency of one Publish (of one
+// PublishBatch call for the batch variants).
 //
 //	go test -run '^$' -bench BenchmarkPublish -benchtime 20000x ./sensor/transport
 func BenchmarkPublish(b *testing.B) {
 	for _, c := range []struct {
-		name string
-		js   bool
-	}{{"jetstream", true}, {"core", false}} {
+		name  string
+		js    bool
+		batch int
+	}{{"jetstream", true, 1}, {"core", false, 1}, {"jetstream/batch256", true, 256}, {"core/batch256", false, 256}} {
 		b.Run(c.name, func(b *testing.B) {
 			ts := startTestServer(b, c.js)
 			sp, _, err := spool.Open(b.TempDir(), spool.Options{})
@@ -35,17 +37,32 @@ func BenchmarkPublish(b *testing.B) {
 			ev := &event.Event{Kind: event.KindFile, Action: "open_write", Backend: "tracepoint",
 				File:    &event.File{Path: "/etc/passwd", Dev: 2049, Ino: 131, MountID: 25, Flags: 0o1101},
 				Process: &event.Process{PID: 4242, TID: 4242, PPID: 1, Comm: "bash", Exe: "/usr/bin/bash", CgroupID: 7}}
-			lat := make([]time.Duration, b.N)
+			evs := make([]*event.Event, c.batch)
+			for i := range evs {
+				e := *ev
+				evs[i] = &e
+			}
+			var lat []time.Duration // of one Publish, or of one PublishBatch
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
-			for i := range b.N {
-				ev.Time = time.Time{}
+			for i := 0; i < b.N; i += c.batch {
 				t0 := time.Now()
-				if err := p.Publish(ev); err != nil {
-					b.Fatal(err)
+				if c.batch == 1 {
+					ev.Time = time.Time{}
+					if err := p.Publish(ev); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					n := min(c.batch, b.N-i)
+					for _, e := range evs[:n] {
+						e.Time = time.Time{}
+					}
+					if err := p.PublishBatch(evs[:n]); err != nil {
+						b.Fatal(err)
+					}
 				}
-				lat[i] = time.Since(t0)
+				lat = append(lat, time.Since(t0))
 			}
 			elapsed := time.Since(start)
 			b.StopTimer()

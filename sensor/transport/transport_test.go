@@ -287,18 +287,38 @@ func TestSequenceContinuesAfterRestart(t *testing.T) {
 }
 
 func TestServerRestartMidStream(t *testing.T) {
+	for _, batch := range []int{1, 64} {
+		t.Run(fmt.Sprint("batch", batch), func(t *testing.T) { testServerRestart(t, batch) })
+	}
+}
+
+func testServerRestart(t *testing.T, batch int) {
 	ts := startTestServer(t, true)
 	p := newPublisher(t, ts.url, "h1", t.TempDir(), Options{})
 	nc := connect(t, ts.url) // reconnects on its own after the restart
 
 	var accepted []string
 	publish := func(n int) {
-		for range n {
-			ev := finding(len(accepted))
-			if err := p.Publish(ev); err != nil {
+		t.Helper()
+		for n > 0 {
+			k := min(n, batch)
+			evs := make([]*event.Event, k)
+			for i := range evs {
+				evs[i] = finding(len(accepted) + i)
+			}
+			var err error
+			if batch == 1 {
+				err = p.Publish(evs[0])
+			} else {
+				err = p.PublishBatch(evs)
+			}
+			if err != nil {
 				t.Fatalf("Publish: %v", err)
 			}
-			accepted = append(accepted, ev.ID)
+			for _, ev := range evs {
+				accepted = append(accepted, ev.ID)
+			}
+			n -= k
 		}
 	}
 	publish(200)
