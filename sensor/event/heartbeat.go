@@ -18,6 +18,7 @@ type Heartbeat struct {
 	Version    string    `json:"version"`
 	UptimeSec  float64   `json:"uptime_sec"`
 	State      State     `json:"state"`
+	Transport  string    `json:"transport"` // how findings leave the host: jetstream, core or offline
 	Counters   Counters  `json:"counters"`
 }
 

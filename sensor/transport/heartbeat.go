@@ -7,14 +7,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
-// HeartbeatWire is the heartbeat as published: event.Heartbeat plus how
-// findings leave the host. Readers that decode into event.Heartbeat ignore
-// the extra field.
-type HeartbeatWire struct {
-	event.Heartbeat
-	Transport string `json:"transport"` // TransportJetStream, TransportCore or TransportOffline
-}
-
 // StartHeartbeat publishes a heartbeat on drift.v1.<host>.heartbeat every
 // interval (1s when interval <= 0) until Close. fn supplies what the sensor
 // knows (backend, policy hash, version, state, findings, lost records, ring
@@ -64,7 +56,7 @@ func (p *Publisher) beat(fn func() event.Heartbeat) {
 	hb.Counters.SpoolDepth = c.SpoolDepth
 	hb.Counters.SpoolLost = c.SpoolOverflow
 	hb.Counters.Rejected = c.Rejected
-	data, err := json.Marshal(HeartbeatWire{Heartbeat: hb, Transport: c.Transport})
+	data, err := json.Marshal(withTransport(hb, c.Transport))
 	if err != nil {
 		p.log.Error().Err(err).Msg("encode heartbeat")
 		return
@@ -75,4 +67,9 @@ func (p *Publisher) beat(fn func() event.Heartbeat) {
 	if err := p.nc.Publish(event.HeartbeatSubject(p.host), data); err != nil {
 		p.log.Debug().Err(err).Msg("heartbeat not sent")
 	}
+}
+
+func withTransport(hb event.Heartbeat, t string) event.Heartbeat {
+	hb.Transport = t
+	return hb
 }

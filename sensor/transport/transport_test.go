@@ -367,7 +367,7 @@ func TestCoreNATSFallback(t *testing.T) {
 		}
 	}
 	var findings int
-	var hb HeartbeatWire
+	var hb event.Heartbeat
 	for findings < 20 || hb.Transport == "" {
 		select {
 		case m := <-msgs:
@@ -445,7 +445,7 @@ func TestHeartbeatCarriesCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hb HeartbeatWire
+	var hb event.Heartbeat
 	if err := json.Unmarshal(m.Data, &hb); err != nil {
 		t.Fatal(err)
 	}
