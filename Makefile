@@ -4,7 +4,7 @@ GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 PKGS := ./...
 BIN := bin
 
-.PHONY: help setup build generate vmlinux check-generated vet test fuzz bench demo clean
+.PHONY: help setup build generate vmlinux check-generated vet test vmtest vmbench fuzz bench demo clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ vet: ## go vet
 
 test: vet ## run every test; privileged packages one at a time (as root; DRIFT_REQUIRE_BPF=1 turns skips into failures)
 	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
+
+vmtest: ## run the lsm backend's privileged tests in a qemu VM with BPF-LSM on (Debian cloud kernel, tcg)
+	tests/vmtest/run.sh
+
+vmbench: ## BenchmarkLSM inside that VM (tcg: timings are indicative only)
+	VMTEST_RUN='^$$' VMTEST_BENCH=BenchmarkLSM tests/vmtest/run.sh
 
 fuzz: ## short runs of every fuzz target
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=20s ./sensor/policy/

@@ -47,6 +47,7 @@ enum rec_op {
 	DOP_BPF,
 	DOP_PTRACE,
 	DOP_URING_SETUP,
+	DOP_SIGNAL, /* a signal aimed at the sensor (lsm enforce); arg = sig << 32 | target tgid */
 
 	DOP_BIND = 64,
 	DOP_LISTEN,
@@ -145,6 +146,7 @@ struct config {
 	__u32 _pad;
 };
 #define REFLEX_KILL (1 << 0)
+#define REFLEX_DENY (1 << 1) /* enforce mode (lsm): refuse findings with -EPERM */
 
 /* Counters in the per-CPU stats array, summed by user space. */
 enum stat_idx {

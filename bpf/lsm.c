@@ -19,10 +19,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* TODO(common.h): enforce mode and the signal op belong in common.h; until
- * they are there, the lsm backend owns these two numbers. */
-#define REFLEX_DENY (1 << 1) /* config.reflex: refuse findings with -EPERM */
-#define DOP_SIGNAL 38         /* a signal aimed at the sensor; arg = sig << 32 | target tgid */
 
 #define EPERM_ 1
 #define O_CREAT_ 0100
@@ -422,7 +418,8 @@ static __noinline int judge_at(struct config *cfg, struct jreq *q)
 
 	__u32 trunc = w->trunc;
 	frec_init(r, q->op, q->flags, q->mode, rule);
-	struct inode *ino = BPF_CORE_READ(q->d, d_inode);
+	struct dentry *d = q->d; /* not inside BPF_CORE_READ: jreq is ours, not the kernel's */
+	struct inode *ino = BPF_CORE_READ(d, d_inode);
 	if (ino) {
 		r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
 		r->ino = BPF_CORE_READ(ino, i_ino);

@@ -229,6 +229,7 @@ var fileActions = map[uint16]string{
 var execActions = map[uint16]string{
 	record.OpExec: "exec", record.OpModule: "module_load", record.OpKexec: "kexec_load",
 	record.OpBPF: "bpf_prog_load", record.OpPtrace: "ptrace_attach", record.OpUringSetup: "io_uring_setup",
+	record.OpSignal: "signal_sensor",
 }
 
 // ActionName names a record's operation as findings do.

@@ -1,6 +1,7 @@
 package lsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -136,7 +137,15 @@ func act(op string, a []string) error {
 	case "mount":
 		return unix.Mount("none", a[0], "tmpfs", 0, "")
 	case "init-module":
-		return unix.InitModule([]byte("not a module"), "")
+		// longer than an ELF header, or the kernel refuses it before the hook
+		return unix.InitModule(bytes.Repeat([]byte("not a module "), 16), "")
+	case "finit-module":
+		fd, err := unix.Open(a[0], unix.O_RDONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.FinitModule(fd, "", 0)
 	case "bpf-load":
 		return closeFd(bpfProgLoad())
 	case "bpf-prog-fd":
@@ -187,16 +196,16 @@ func bpfGetFDByID(cmd int, id uint32) (int, error) {
 // io_uring, just enough to submit one IORING_OP_OPENAT and wait for it.
 type uringParams struct {
 	SqEntries, CqEntries, Flags, SqThreadCPU, SqThreadIdle, Features, WqFd uint32
-	Resv                                                                  [3]uint32
-	SqOff                                                                 [10]uint32 // head tail mask entries flags dropped array resv1 resv2(u64)
-	CqOff                                                                 [10]uint32 // head tail mask entries overflow cqes flags resv1 resv2(u64)
+	Resv                                                                   [3]uint32
+	SqOff                                                                  [10]uint32 // head tail mask entries flags dropped array resv1 resv2(u64)
+	CqOff                                                                  [10]uint32 // head tail mask entries overflow cqes flags resv1 resv2(u64)
 }
 
 const (
-	ioringOpOpenat = 18
-	ioringOffSQRing = 0
-	ioringOffCQRing = 0x8000000
-	ioringOffSQEs   = 0x10000000
+	ioringOpOpenat       = 18
+	ioringOffSQRing      = 0
+	ioringOffCQRing      = 0x8000000
+	ioringOffSQEs        = 0x10000000
 	ioringEnterGetEvents = 1
 )
 

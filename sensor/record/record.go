@@ -47,6 +47,7 @@ const (
 	OpBPF
 	OpPtrace
 	OpUringSetup
+	OpSignal // a signal aimed at the sensor (lsm enforce mode)
 )
 
 // Net ops.
