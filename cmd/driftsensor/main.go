@@ -5,25 +5,27 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/sensor"
+	"github.com/driftsensor/driftsensor/sensor/agent"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
-	"github.com/driftsensor/driftsensor/sensor/tracepoint"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 type multi []string
@@ -42,11 +44,23 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("driftsensor", flag.ContinueOnError)
 	var (
 		policyFile = fs.String("policy", "", "policy YAML file (default: the built-in policy: protect /, the usual writable exceptions)")
-		seal       = fs.Bool("seal", false, "seal at start (also: seal_on_start in the policy)")
+		seal       = fs.Bool("seal", false, "seal at start, for images that boot sealed (also: seal_on_start in the policy); later changes come from the control plane")
 		host       = fs.String("host", "", "host name in findings and subjects (default: the system host name)")
-		readyFile  = fs.String("ready-file", "", "write this file once the programs are attached (and sealed, if asked)")
+		readyFile  = fs.String("ready-file", "", "write this file once the programs are attached and the initial state applied")
 		ringBytes  = fs.Uint("ring-bytes", 8<<20, "ring buffer size in bytes (a power of two, multiple of the page size)")
-		backendArg = fs.String("backend", "auto", "kernel backend: auto, tracepoint")
+		backendArg = fs.String("backend", "auto", "kernel backend: auto (lsm when BPF-LSM is active, else tracepoint), lsm, tracepoint")
+		enforce    = fs.Bool("enforce", false, "lsm backend: deny mutations with EPERM (and protect the sensor itself), not only report them")
+		natsURL    = fs.String("nats", "", `NATS server URL(s); "" starts an embedded server on loopback; "off" prints findings only`)
+		natsPort   = fs.Int("embedded-port", 4222, "loopback port of the embedded NATS server (0: any free port)")
+		creds      = fs.String("nats-creds", "", "NATS .creds file (user JWT and nkey seed)")
+		nkey       = fs.String("nats-nkey", "", "NATS nkey seed file (per-host credentials from driftctl creds)")
+		tlsCA      = fs.String("tls-ca", "", "CA bundle to verify the NATS server")
+		tlsCert    = fs.String("tls-cert", "", "client certificate for mutual TLS")
+		tlsKey     = fs.String("tls-key", "", "client key for mutual TLS")
+		stateDir   = fs.String("state-dir", "/var/lib/driftsensor", "where the spool (and the embedded server's JetStream store) live")
+		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval")
+		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
+		stdout     = fs.Bool("stdout", true, "also print findings as JSON lines on stdout")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		scopes     multi
 	)
@@ -70,22 +84,17 @@ func run(args []string) error {
 		}
 	}
 	if *host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("read host name: %w (pass --host)", err)
+		if *host, err = defaultHost(); err != nil {
+			return err
 		}
-		*host = strings.Map(func(r rune) rune {
-			if r == '.' || r == ' ' {
-				return '_'
-			}
-			return r
-		}, h)
 	}
 	if err := event.ValidHost(*host); err != nil {
 		return fmt.Errorf("--host: %w", err)
 	}
-	if *backendArg != "auto" && *backendArg != tracepoint.Name {
-		return fmt.Errorf("--backend %q: this build has auto and tracepoint", *backendArg)
+	switch *backendArg {
+	case "auto", "lsm", "tracepoint":
+	default:
+		return fmt.Errorf("--backend %q: want auto, lsm or tracepoint", *backendArg)
 	}
 	if err := preflight(); err != nil {
 		return err
@@ -110,50 +119,95 @@ func run(args []string) error {
 		log.Warn().Err(err).Msg("tracefs not mounted; tp_btf hooks do not need it")
 	}
 
-	be, err := tracepoint.Load(backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes)})
+	be, why, err := agent.OpenBackend(*backendArg, backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes)})
 	if err != nil {
 		return err
 	}
 	defer be.Close()
-	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
+	rules := sensor.RulesFor(pol)
+	rules.Enforce = *enforce
+	if *enforce && be.Name() != "lsm" {
+		log.Warn().Msg("--enforce: the tracepoint backend cannot deny file mutations or exec; it reports them (binds are denied per the policy)")
+	}
+	if err := be.Apply(rules); err != nil {
 		return fmt.Errorf("apply policy %s: %w", pol.Source, err)
 	}
-	sealed := *seal || pol.SealOnStart
-	if err := be.SetSealed(sealed); err != nil {
-		return err
-	}
-
-	var outMu sync.Mutex
-	enc := json.NewEncoder(os.Stdout)
-	seq := uint64(0)
-	s := sensor.New(sensor.Config{
-		Host:    *host,
-		Policy:  pol,
-		Backend: be,
-		Log:     log,
-		Emit: func(ev *event.Event) {
-			outMu.Lock()
-			defer outMu.Unlock()
-			seq++
-			ev.Seq = seq
-			if err := enc.Encode(ev); err != nil {
-				log.Error().Err(err).Msg("write finding to stdout")
-			}
-		},
-	})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log.Info().Str("host", *host).Str("backend", be.Name()).Str("policy", pol.Source).Str("policy_hash", pol.Hash).
-		Bool("sealed", sealed).Strs("scope", scopeDirs).Msg("attached")
-	if *readyFile != "" {
-		if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-			return fmt.Errorf("--ready-file: %w", err)
+
+	var pub *transport.Publisher
+	if *natsURL != "off" {
+		url := *natsURL
+		if url == "" {
+			srv, u, err := transport.StartEmbeddedOn(filepath.Join(*stateDir, "jetstream"), *natsPort)
+			if err != nil {
+				return fmt.Errorf("embedded NATS server: %w (pass --embedded-port 0 for any free port, or --nats URL)", err)
+			}
+			defer srv.WaitForShutdown()
+			defer srv.Shutdown()
+			url = u
+			log.Info().Str("url", url).Msg("embedded NATS server")
+		}
+		sp, damage, err := spool.Open(filepath.Join(*stateDir, "spool-"+*host), spool.Options{})
+		if err != nil {
+			return fmt.Errorf("spool in %s: %w", *stateDir, err)
+		}
+		defer sp.Close()
+		for _, d := range damage {
+			log.Error().Str("file", d.File).Int64("offset", d.Offset).Int64("bytes", d.Bytes).Int("records", d.Records).Str("reason", d.Reason).Msg("spool damage: records discarded")
+		}
+		pub, err = transport.New(ctx, transport.Options{URL: url, CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey,
+			CredsFile: *creds, NKeySeedFile: *nkey}, *host, sp, log)
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		for _, d := range damage {
+			pub.Publish(spoolDamage(*host, be.Name(), d))
 		}
 	}
-	err = s.Run(ctx)
+
+	var out io.Writer
+	if *stdout {
+		out = os.Stdout
+	}
+	log.Info().Str("host", *host).Str("backend", be.Name()).Str("why", why).Str("policy", pol.Source).Str("policy_hash", pol.Hash).
+		Bool("seal", *seal || pol.SealOnStart).Strs("scope", scopeDirs).Msg("attached")
+	err = agent.Run(ctx, agent.Config{
+		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Publisher: pub, Out: out,
+		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
+		Ready: func() {
+			if *readyFile != "" {
+				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+					log.Error().Err(err).Msg("--ready-file")
+				}
+			}
+		},
+	})
 	log.Info().Msg("detaching")
 	return err
+}
+
+// spoolDamage reports a damaged spool as a finding: findings were lost.
+func spoolDamage(host, backendName string, d spool.Damage) *event.Event {
+	return &event.Event{
+		Host: host, Time: time.Now(), Kind: event.KindSensor, Action: "spool_damage", Backend: backendName,
+		Health: &event.Health{LostRecords: uint64(d.Records), Detail: fmt.Sprintf("%s at offset %d: %d bytes discarded (%s)", d.File, d.Offset, d.Bytes, d.Reason)},
+	}
+}
+
+func defaultHost() (string, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("read host name: %w (pass --host)", err)
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, h), nil
 }
 
 // preflight turns the usual reasons a load fails into a clear message.

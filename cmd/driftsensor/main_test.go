@@ -109,7 +109,8 @@ func TestRunSealedScope(t *testing.T) {
 	before := countOurPrograms(t)
 
 	ready := filepath.Join(t.TempDir(), "ready")
-	cmd := exec.Command(bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t1", "--ready-file", ready)
+	cmd := exec.Command(bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t1", "--ready-file", ready,
+		"--embedded-port", "0", "--state-dir", t.TempDir())
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

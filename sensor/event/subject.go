@@ -24,6 +24,8 @@ const (
 	StateSealed    State = "sealed"
 	StateCordoned  State = "cordoned"
 	StateDestroyed State = "destroyed"
+	// StateNone means the control plane holds no state for the host yet.
+	StateNone State = ""
 )
 
 var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)

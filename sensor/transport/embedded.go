@@ -15,6 +15,15 @@ func StartEmbedded(dir string) (*server.Server, string, error) {
 	return startServer(dir, server.RANDOM_PORT, true)
 }
 
+// StartEmbeddedOn is StartEmbedded on a chosen loopback port (0: any), so
+// driftctl and a responder on the same machine know where to connect.
+func StartEmbeddedOn(dir string, port int) (*server.Server, string, error) {
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return startServer(dir, port, true)
+}
+
 // startServer starts a loopback server on port (server.RANDOM_PORT for any),
 // with JetStream in dir when js is set.
 func startServer(dir string, port int, js bool) (*server.Server, string, error) {

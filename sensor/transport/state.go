@@ -88,8 +88,10 @@ func entryState(e jetstream.KeyValueEntry) (event.State, error) {
 	return ParseState(string(e.Value()))
 }
 
-// WatchState calls fn with the host's state now (mutable when the key is
-// missing) and again on every change, until ctx ends or the publisher closes.
+// WatchState calls fn with the host's state now and again on every change,
+// until ctx ends or the publisher closes. When the control plane holds no
+// state for the host, fn gets StateNone: a host that boots sealed stays
+// sealed, and one that does not stays mutable.
 // A value that is not a state is logged, counted as rejected and skipped. It
 // needs JetStream: without it there is no control plane to watch.
 func (p *Publisher) WatchState(ctx context.Context, fn func(event.State)) error {
@@ -125,7 +127,7 @@ func (p *Publisher) WatchState(ctx context.Context, fn func(event.State)) error 
 			}
 			if e == nil { // end of the initial values
 				if !initDone && !sawInitial {
-					fn(event.StateMutable) // no key: never sealed
+					fn(event.StateNone) // no key: the control plane has not decided
 				}
 				initDone = true
 				continue

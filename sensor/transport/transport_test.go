@@ -478,10 +478,10 @@ func TestStateWatchAndAudit(t *testing.T) {
 		case <-time.After(guard):
 			t.Fatal("no state callback")
 		}
-		return ""
+		return "timeout"
 	}
-	if s := next(); s != event.StateMutable {
-		t.Fatalf("initial state %s, want mutable (no key)", s)
+	if s := next(); s != event.StateNone {
+		t.Fatalf("initial state %q, want none (no key)", s)
 	}
 
 	nc := connect(t, ts.url)

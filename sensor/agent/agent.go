@@ -1,0 +1,230 @@
+// Package agent runs a host's sensor as a daemon: findings flow from the
+// kernel backend through the sensor to stdout and the NATS publisher, the
+// host's state follows the control plane, and heartbeats say the sensor lives.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/driftsensor/driftsensor/sensor"
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/transport"
+)
+
+// Version is reported in heartbeats.
+var Version = "dev"
+
+// Config wires a daemon.
+type Config struct {
+	Host       string
+	Policy     *policy.Policy
+	Backend    backend.Backend
+	BackendWhy string                 // why this backend and not the other
+	Publisher  *transport.Publisher   // nil: findings go to Out only
+	Out        io.Writer              // JSON lines of findings; nil: none
+	Encode     func(*event.Event) any // what Out gets per finding (nil: the event itself)
+	Seal       bool                   // seal at start (an image that boots sealed)
+	Heartbeat  time.Duration          // default 1s
+	Metrics    string                 // listen address for Prometheus metrics; "" = off
+	Log        zerolog.Logger
+	// OnState, when set, is told each state the daemon applied to the kernel.
+	OnState func(event.State)
+	// Ready, when set, is called once everything is attached and the initial state applied.
+	Ready func()
+}
+
+// Daemon is a running agent.
+type Daemon struct {
+	cfg    Config
+	sensor *sensor.Sensor
+	queue  chan *event.Event
+	state  atomic.Value // event.State
+	seq    uint64       // local numbering when there is no publisher
+	start  time.Time
+	ids    *nuid.NUID
+	outMu  sync.Mutex
+}
+
+// queueLen bounds findings between the ring buffer reader and the publisher:
+// when it is full the reader waits, the kernel ring fills and the kernel
+// counts what it could not queue, which the sensor reports. Nothing is
+// dropped silently in user space.
+const queueLen = 1 << 16
+
+// Run runs until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now(), ids: nuid.New()}
+	d.sensor = sensor.New(sensor.Config{
+		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log,
+		Emit: func(ev *event.Event) { d.queue <- ev },
+	})
+
+	initial := event.StateMutable
+	if cfg.Seal {
+		initial = event.StateSealed
+	}
+	if err := d.apply(initial); err != nil {
+		return err
+	}
+	if p := cfg.Publisher; p != nil {
+		if err := p.WatchState(ctx, d.onState); err != nil {
+			cfg.Log.Warn().Err(err).Msg("no control plane to watch: the host state stays as set at start")
+		}
+		p.StartHeartbeat(cfg.Heartbeat, d.heartbeat)
+	}
+	if cfg.Metrics != "" {
+		if err := d.serveMetrics(ctx); err != nil {
+			return err
+		}
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.forward(ctx) }()
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+	err := d.sensor.Run(ctx)
+	close(d.queue)
+	wg.Wait()
+	return err
+}
+
+// onState applies a state the control plane decided.
+func (d *Daemon) onState(st event.State) {
+	if st == event.StateNone { // nothing decided yet: keep what we booted with
+		return
+	}
+	if err := d.apply(st); err != nil {
+		d.cfg.Log.Error().Err(err).Str("state", string(st)).Msg("apply host state")
+	}
+}
+
+func (d *Daemon) apply(st event.State) error {
+	sealed := st != event.StateMutable
+	if err := d.cfg.Backend.SetSealed(sealed); err != nil {
+		return err
+	}
+	prev, _ := d.state.Load().(event.State)
+	d.state.Store(st)
+	if prev != st {
+		d.cfg.Log.Info().Str("state", string(st)).Str("was", string(prev)).Bool("sealed", sealed).Msg("host state applied")
+	}
+	if d.cfg.OnState != nil {
+		d.cfg.OnState(st)
+	}
+	return nil
+}
+
+// forward moves findings to stdout and the publisher in batches: one
+// JetStream round trip per batch, not per finding.
+func (d *Daemon) forward(ctx context.Context) {
+	batch := make([]*event.Event, 0, 256)
+	for ev := range d.queue {
+		batch = append(batch[:0], ev)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case ev, ok := <-d.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, ev)
+			default:
+				break fill
+			}
+		}
+		d.send(batch)
+	}
+}
+
+func (d *Daemon) send(batch []*event.Event) {
+	if p := d.cfg.Publisher; p != nil {
+		// PublishBatch numbers the events (seq, id) and either has them acked
+		// or spools them; an error means some could not even be spooled, and
+		// the publisher has counted them as spool overflow.
+		if err := p.PublishBatch(batch); err != nil {
+			d.cfg.Log.Error().Err(err).Int("findings", len(batch)).Msg("publish")
+		}
+	} else {
+		for _, ev := range batch {
+			d.seq++
+			ev.Seq = d.seq
+			ev.ID = d.ids.Next()
+		}
+	}
+	if d.cfg.Out == nil {
+		return
+	}
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	enc := json.NewEncoder(d.cfg.Out)
+	for _, ev := range batch {
+		var v any = ev
+		if d.cfg.Encode != nil {
+			v = d.cfg.Encode(ev)
+		}
+		if err := enc.Encode(v); err != nil {
+			d.cfg.Log.Error().Err(err).Msg("write finding")
+			return
+		}
+	}
+}
+
+func (d *Daemon) heartbeat() event.Heartbeat {
+	findings, lost := d.sensor.Counters()
+	st, _ := d.state.Load().(event.State)
+	return event.Heartbeat{
+		Backend:    d.cfg.Backend.Name(),
+		BackendWhy: d.cfg.BackendWhy,
+		PolicyHash: d.cfg.Policy.Hash,
+		Version:    Version,
+		UptimeSec:  time.Since(d.start).Seconds(),
+		State:      st,
+		Counters: event.Counters{
+			Findings:    findings,
+			LostRecords: lost,
+			RingFill:    d.cfg.Backend.RingFill(),
+		},
+	}
+}
+
+func (d *Daemon) serveMetrics(ctx context.Context) error {
+	l, err := net.Listen("tcp", d.cfg.Metrics)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", d.cfg.Metrics, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", transport.MetricsHandler(func() transport.Metrics {
+		var m transport.Metrics
+		if d.cfg.Publisher != nil {
+			m = d.cfg.Publisher.Metrics()
+		}
+		_, lost := d.sensor.Counters()
+		m.Findings = d.sensor.ByKind()
+		m.LostRecords = lost
+		m.RingFill = d.cfg.Backend.RingFill()
+		return m
+	}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	go func() { <-ctx.Done(); srv.Close() }()
+	d.cfg.Log.Info().Str("addr", l.Addr().String()).Msg("metrics on /metrics")
+	return nil
+}

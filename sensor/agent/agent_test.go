@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/driftsensor/driftsensor/sensor"
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/tracepoint"
+	"github.com/driftsensor/driftsensor/sensor/transport"
+)
+
+type pipeline struct {
+	cg     *testenv.Cgroup
+	img    string
+	ctl    *transport.Control
+	nc     *nats.Conn
+	states chan event.State
+	host   string
+}
+
+// start runs a daemon for host on a real embedded server, scoped to a cgroup
+// of the test's own, protecting a directory tree of the test's own.
+func start(t testing.TB, host string, seal bool) *pipeline {
+	testenv.RequireBPF(t)
+	srv, url, err := transport.StartEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	p := &pipeline{cg: testenv.NewCgroup(t), img: filepath.Join(t.TempDir(), "img"), states: make(chan event.State, 16), host: host}
+	os.MkdirAll(filepath.Join(p.img, "etc"), 0o755)
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+p.img+"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := sysfs.CgroupRoot()
+	be, err := tracepoint.Load(backend.Options{Scope: []string{p.cg.Path}, CgroupRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
+		t.Fatal(err)
+	}
+	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	pub, err := transport.New(ctx, transport.Options{URL: url}, host, sp, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.nc, err = nats.Connect(url); err != nil {
+		t.Fatal(err)
+	}
+	if p.ctl, err = transport.NewControl(p.nc, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		Run(ctx, Config{Host: host, Policy: pol, Backend: be, Publisher: pub, Seal: seal, Heartbeat: 100 * time.Millisecond,
+			Log: zerolog.Nop(), OnState: func(s event.State) { p.states <- s }, Ready: func() { close(ready) }})
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done; pub.Close(); p.nc.Close() })
+	<-ready
+	return p
+}
+
+// mutate writes a protected file from inside the scope and returns the pid.
+func (p *pipeline) mutate(t testing.TB, name string) int {
+	cmd, closeFD, err := p.cg.Command("sh", "-c", "echo x > "+filepath.Join(p.img, "etc", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	return cmd.Process.Pid
+}
+
+func (p *pipeline) waitState(t testing.TB, want event.State) {
+	t.Helper()
+	for {
+		select {
+		case s := <-p.states:
+			if s == want {
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("state %s never applied", want)
+		}
+	}
+}
+
+// TestSealThroughControlPlane: driftctl-style state changes in the KV bucket
+// reach the kernel; findings then arrive on drift.v1.<host>.file.
+func TestSealThroughControlPlane(t *testing.T) {
+	p := start(t, "cp1", false)
+	sub, err := p.nc.SubscribeSync(event.Subject(p.host, event.KindFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	before := p.mutate(t, "before-seal") // mutable: not drift
+
+	if _, err := p.ctl.SetState(ctx, p.host, event.StateSealed, "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, event.StateSealed)
+	sealedPid := p.mutate(t, "after-seal")
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal("no finding after sealing:", err)
+	}
+	var ev event.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Process.PID == uint32(before) {
+		t.Fatalf("a mutation before sealing was reported: %+v", ev)
+	}
+	want := filepath.Join(p.img, "etc", "after-seal")
+	if ev.Schema != event.Schema || ev.Host != p.host || ev.Seq == 0 || ev.ID == "" ||
+		ev.Action != "open_write" || ev.File.Path != want || ev.Process.PID != uint32(sealedPid) {
+		t.Fatalf("finding %+v, want open_write %s by %d", ev, want, sealedPid)
+	}
+
+	if _, err := p.ctl.SetState(ctx, p.host, event.StateMutable, "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, event.StateMutable)
+	p.mutate(t, "after-unseal")
+	if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {
+		t.Fatalf("finding after unsealing: %s", m.Data)
+	}
+}
+
+// TestSealOnStart: an image that boots sealed stays sealed while the control
+// plane has no state for it.
+func TestSealOnStart(t *testing.T) {
+	p := start(t, "cp2", true)
+	sub, _ := p.nc.SubscribeSync(event.Subject(p.host, event.KindFile))
+	pid := p.mutate(t, "x")
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal("booted sealed, yet no finding:", err)
+	}
+	var ev event.Event
+	json.Unmarshal(m.Data, &ev)
+	if ev.Process.PID != uint32(pid) {
+		t.Fatalf("finding from pid %d, want %d", ev.Process.PID, pid)
+	}
+}
+
+// TestHeartbeat: heartbeats carry backend, policy hash, state and counters.
+func TestHeartbeat(t *testing.T) {
+	p := start(t, "cp3", true)
+	sub, _ := p.nc.SubscribeSync(event.HeartbeatSubject(p.host))
+	p.mutate(t, "y")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := sub.NextMsg(2 * time.Second)
+		if err != nil {
+			t.Fatal("no heartbeat:", err)
+		}
+		var hb event.Heartbeat
+		if err := json.Unmarshal(m.Data, &hb); err != nil {
+			t.Fatal(err)
+		}
+		if hb.Backend != "tracepoint" || hb.PolicyHash == "" || hb.State != event.StateSealed || hb.Transport == "" {
+			t.Fatalf("heartbeat %+v", hb)
+		}
+		if hb.Counters.Findings >= 1 {
+			return
+		}
+	}
+	t.Fatal("heartbeats never counted the finding")
+}
+
+// BenchmarkSealApply: control-plane state change -> kernel map updated.
+func BenchmarkSealApply(b *testing.B) {
+	p := start(b, "cpb", false)
+	ctx := context.Background()
+	var lat []time.Duration
+	for i := 0; i < 50; i++ {
+		st := event.StateSealed
+		if i%2 == 1 {
+			st = event.StateMutable
+		}
+		t0 := time.Now()
+		if _, err := p.ctl.SetState(ctx, p.host, st, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		p.waitState(b, st)
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+}
