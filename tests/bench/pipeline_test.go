@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/driftsensor/driftsensor/sensor"
+	"github.com/driftsensor/driftsensor/sensor/agent"
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/tracepoint"
+	"github.com/driftsensor/driftsensor/sensor/transport"
+)
+
+// BenchmarkPipeline measures the whole chain on loopback: a mutation in the
+// kernel -> ring buffer -> sensor -> NATS (JetStream, embedded server) -> a
+// subscriber's callback. Latency is the subscriber's CLOCK_MONOTONIC minus
+// the record's kernel time. Lone findings give the latency a single drift
+// sees; a burst gives the sustained rate, with every finding either received
+// or counted (kernel losses, spool overflow).
+func BenchmarkPipeline(b *testing.B) {
+	testenv.RequireBPF(b)
+	cg := testenv.NewCgroup(b)
+	srv, url, err := transport.StartEmbedded(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	img, err := os.MkdirTemp("/opt", "driftbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(img)
+	os.WriteFile(filepath.Join(img, "target"), nil, 0o600)
+	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+img+"]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, _ := sysfs.CgroupRoot()
+	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root, RingBytes: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	be.Apply(sensor.RulesFor(pol))
+	sp, _, err := spool.Open(b.TempDir(), spool.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sp.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, err := transport.New(ctx, transport.Options{URL: url}, "bench", sp, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	var lat []float64
+	var got, lost atomic.Uint64
+	mono := func() int64 {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		return ts.Nano()
+	}
+	sub, err := nc.Subscribe("drift.v1.bench.>", func(m *nats.Msg) {
+		now := mono()
+		var ev event.Event
+		if json.Unmarshal(m.Data, &ev) != nil {
+			return
+		}
+		if ev.Kind == event.KindSensor {
+			lost.Add(ev.Health.LostRecords)
+			return
+		}
+		if ev.Action != "chmod" {
+			return
+		}
+		got.Add(1)
+		mu.Lock()
+		lat = append(lat, float64(now-int64(ev.KTimeNS))/1000)
+		mu.Unlock()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub.SetPendingLimits(-1, -1)
+
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		agent.Run(ctx, agent.Config{Host: "bench", Policy: pol, Backend: be, Publisher: pub, Seal: true,
+			Log: zerolog.Nop(), Ready: func() { close(ready) }})
+		close(done)
+	}()
+	<-ready
+
+	// Lone findings: one chmod, wait for it, again.
+	const lone = 300
+	for i := 0; i < lone; i++ {
+		want := got.Load() + 1
+		runWorker(b, cg, "chmod", 1, img)
+		for deadline := time.Now().Add(5 * time.Second); got.Load() < want && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	mu.Lock()
+	if len(lat) > 0 {
+		b.ReportMetric(percentile(lat, 0.5), "lone-p50-us")
+		b.ReportMetric(percentile(lat, 0.99), "lone-p99-us")
+	}
+	lat = lat[:0]
+	mu.Unlock()
+
+	// Burst: n chmods as fast as one process can make them.
+	n := 200000
+	if s := os.Getenv("DRIFT_BENCH_FINDINGS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	base := got.Load()
+	start := time.Now()
+	runWorker(b, cg, "chmod", n, img)
+	deadline := time.Now().Add(60 * time.Second)
+	for got.Load()-base+lost.Load() < uint64(n) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	recv := got.Load() - base
+	c := pub.Counters()
+	b.ReportMetric(float64(recv)/elapsed.Seconds(), "findings/s")
+	b.ReportMetric(float64(recv), "received")
+	b.ReportMetric(float64(lost.Load()), "kernel-lost")
+	b.ReportMetric(float64(c.SpoolOverflow), "spool-lost")
+	mu.Lock()
+	b.ReportMetric(percentile(lat, 0.5), "burst-p50-us")
+	b.ReportMetric(percentile(lat, 0.99), "burst-p99-us")
+	mu.Unlock()
+	if missing := int64(n) - int64(recv+lost.Load()+c.SpoolOverflow); missing != 0 {
+		b.Errorf("%d findings neither received nor counted lost", missing)
+	}
+	cancel()
+	<-done
+}
