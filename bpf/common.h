@@ -77,7 +77,8 @@ struct rec_hdr {
 	__u32 ppid;
 	__u32 uid;
 	__u32 gid;
-	__u32 _pad;
+	__u32 ptag; /* process identity: start time and exec generation; 0 = unknown.
+		     * User space reuses cached /proc data while it is unchanged. */
 	__u64 cgroup_id;
 	char comm[16];
 };

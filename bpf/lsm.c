@@ -218,6 +218,7 @@ static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
 	h->gid = ug >> 32;
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	h->ptag = 0; /* no exec generation here: user space validates against /proc */
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 

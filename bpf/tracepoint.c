@@ -126,6 +126,15 @@ struct {
 	__type(value, struct exec_rec);
 } xrec_map SEC(".maps");
 
+/* Exec generation per process, bumped at every exec: with the start time it
+ * tells user space whether cached process data (exe, argv) is still right. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} execgen SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -161,7 +170,7 @@ static __always_inline int in_scope(struct config *cfg)
 	return 0;
 }
 
-static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op, int task)
+static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
 {
 	__u64 pt = bpf_get_current_pid_tgid();
 	__u64 ug = bpf_get_current_uid_gid();
@@ -175,13 +184,18 @@ static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op, in
 	h->gid = ug >> 32;
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->ppid = 0;
+	h->ptag = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-static __always_inline void fill_ppid(struct rec_hdr *h)
+/* fill_task adds what needs the task: the parent and the process tag. */
+static __always_inline void fill_task(struct rec_hdr *h)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	__u32 tgid = h->tgid;
+	__u32 *gen = bpf_map_lookup_elem(&execgen, &tgid);
+	h->ptag = ((__u32)t->start_time ^ ((gen ? *gen : 0) * 0x9E3779B9u)) | 1;
 }
 
 /* classify returns the matching rule for path[0..len), or NULL. */
@@ -282,7 +296,8 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 	if (!r || !w)
 		return 0;
 
-	fill_hdr(&r->h, REC_FILE, q->op, 1);
+	fill_hdr(&r->h, REC_FILE, q->op);
+	fill_task(&r->h);
 	r->h.flags = RF_LEXICAL;
 	r->ret = ret;
 	r->dev = r->ino = 0;
@@ -370,7 +385,8 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	if (!r || !w)
 		return 0;
 
-	fill_hdr(&r->h, REC_FILE, q->op, 1);
+	fill_hdr(&r->h, REC_FILE, q->op);
+	fill_task(&r->h);
 	file_identity(r, f);
 	int regular = is_regular(f);
 
@@ -407,8 +423,8 @@ static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret)
 	struct work *w = get_work();
 	if (!r || !w)
 		return 0;
-	fill_hdr(&r->h, REC_EXEC, q->op, 1);
-	fill_ppid(&r->h);
+	fill_hdr(&r->h, REC_EXEC, q->op);
+	fill_task(&r->h);
 	r->h.flags = RF_ATTEMPT;
 	r->ret = ret;
 	r->arg = q->arg;
@@ -694,6 +710,13 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, one = 1;
+	__u32 *gen = bpf_map_lookup_elem(&execgen, &tgid);
+	if (gen)
+		__sync_fetch_and_add(gen, 1);
+	else
+		bpf_map_update_elem(&execgen, &tgid, &one, BPF_ANY);
+
 	struct config *cfg = get_config();
 	if (!cfg || !cfg->sealed || !in_scope(cfg))
 		return 0;
@@ -737,8 +760,8 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (!reasons)
 		return 0;
 
-	fill_hdr(&r->h, REC_EXEC, DOP_EXEC, 1);
-	fill_ppid(&r->h);
+	fill_hdr(&r->h, REC_EXEC, DOP_EXEC);
+	fill_task(&r->h);
 	r->ret = 0;
 	r->dev = id.dev;
 	r->ino = id.ino;
@@ -853,7 +876,7 @@ static __always_inline int bind_common(struct bpf_sock_addr *ctx, __u16 family, 
 	if (ok && *ok)
 		return 1;
 	struct net_rec r = {};
-	fill_hdr(&r.h, REC_NET, DOP_BIND, 0);
+	fill_hdr(&r.h, REC_NET, DOP_BIND);
 	r.h.size = sizeof(r);
 	r.family = family;
 	r.protocol = ctx->protocol;
@@ -898,8 +921,8 @@ int BPF_PROG(drift_listen, const struct sock *sk, int oldstate, int newstate)
 	if (ok && *ok)
 		return 0;
 	struct net_rec r = {};
-	fill_hdr(&r.h, REC_NET, DOP_LISTEN, 1);
-	fill_ppid(&r.h);
+	fill_hdr(&r.h, REC_NET, DOP_LISTEN);
+	fill_task(&r.h);
 	r.h.size = sizeof(r);
 	r.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	r.protocol = BPF_CORE_READ(sk, sk_protocol);

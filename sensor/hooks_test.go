@@ -496,6 +496,9 @@ func TestLostRecordsAreFindings(t *testing.T) {
 		Emit: func(ev *event.Event) {
 			mu.Lock()
 			defer mu.Unlock()
+			if delivered < 50 { // a slow consumer: the one-page ring must overflow
+				time.Sleep(2 * time.Millisecond)
+			}
 			switch {
 			case ev.Kind == event.KindSensor && ev.Action == "lost_records":
 				lost += ev.Health.LostRecords
@@ -508,7 +511,7 @@ func TestLostRecordsAreFindings(t *testing.T) {
 	defer cancel()
 	go s.Run(ctx)
 
-	const n = 20000
+	const n = 2000
 	cmd, closeFD, err := cg.Command("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do chmod 600 %s; i=$((i+1)); done", n, target))
 	if err != nil {
 		t.Fatal(err)

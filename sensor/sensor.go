@@ -311,7 +311,7 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 		ev.Net = n
 	}
 	argv := p.Argv
-	s.cfg.Procs.Fill(p)
+	s.cfg.Procs.FillTagged(p, r.PTag)
 	if len(argv) > 0 { // the kernel's copy, taken at exec, beats a later /proc read
 		p.Argv = argv
 	}

@@ -119,6 +119,7 @@ func TestSealThroughControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.nc.Flush()
 	ctx := context.Background()
 
 	before := p.mutate(t, "before-seal") // mutable: not drift
@@ -160,6 +161,7 @@ func TestSealThroughControlPlane(t *testing.T) {
 func TestSealOnStart(t *testing.T) {
 	p := start(t, "cp2", true)
 	sub, _ := p.nc.SubscribeSync(event.Subject(p.host, event.KindFile))
+	p.nc.Flush() // the subscription is live at the server before the mutation
 	pid := p.mutate(t, "x")
 	m, err := sub.NextMsg(10 * time.Second)
 	if err != nil {
@@ -176,6 +178,7 @@ func TestSealOnStart(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	p := start(t, "cp3", true)
 	sub, _ := p.nc.SubscribeSync(event.HeartbeatSubject(p.host))
+	p.nc.Flush()
 	p.mutate(t, "y")
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

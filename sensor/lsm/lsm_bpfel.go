@@ -100,7 +100,7 @@ type lsmRecHdr struct {
 	Ppid     uint32
 	Uid      uint32
 	Gid      uint32
-	Pad      uint32
+	Ptag     uint32
 	CgroupId uint64
 	Comm     [16]int8
 }

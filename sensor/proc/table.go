@@ -47,6 +47,7 @@ type entry struct {
 	info        *info
 	parentStart uint64 // start time of the parent, once seen alive; 0 if unknown
 	stale       bool   // Forget was called: do not serve while the process is alive
+	tag         uint32 // the kernel's process tag when info was read; 0 if none
 	checked     int64  // when info was last confirmed against procfs
 	prev, next  *entry // LRU ring, most recent first
 }
@@ -95,7 +96,14 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 // the cache still knows of it, provided the cached comm matches p.Comm, and
 // otherwise leaves p as it was. Fill never fails and never waits on another
 // Fill. The returned Argv is shared with the cache and must not be modified.
-func (t *Table) Fill(p *event.Process) {
+func (t *Table) Fill(p *event.Process) { t.FillTagged(p, 0) }
+
+// FillTagged is Fill with the kernel's process tag (start time and exec
+// generation; 0 when the backend has none). While the tag of a pid is the one
+// its cached data was read under, the process has neither exited nor exec'd,
+// so the data is served without reading procfs: a burst of findings from one
+// process costs one procfs read, not one per finding.
+func (t *Table) FillTagged(p *event.Process, tag uint32) {
 	if p == nil || p.PID == 0 {
 		return
 	}
@@ -103,7 +111,15 @@ func (t *Table) Fill(p *event.Process) {
 	defer scratchPool.Put(s)
 	now := int64(time.Since(t.epoch))
 
-	e, in := t.subject(p, s, now)
+	e, in := t.tagged(p, tag)
+	if in == nil {
+		e, in = t.subject(p, s, now)
+		if e != nil && tag != 0 {
+			t.mu.Lock()
+			e.tag = tag
+			t.mu.Unlock()
+		}
+	}
 	if in != nil {
 		if p.PPID == 0 {
 			p.PPID = in.ppid
@@ -137,6 +153,22 @@ func (t *Table) Forget(pid uint32) {
 		e.stale = true
 	}
 	t.mu.Unlock()
+}
+
+// tagged returns the cached data of p's process when the kernel's tag says it
+// is still the process and image it was read from.
+func (t *Table) tagged(p *event.Process, tag uint32) (*entry, *info) {
+	if tag == 0 {
+		return nil, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.latest[p.PID]
+	if e == nil || e.tag != tag || e.stale || !e.info.full || (p.CgroupID != 0 && e.info.cgroupID != p.CgroupID) {
+		return nil, nil
+	}
+	t.touch(e)
+	return e, e.info
 }
 
 // subject returns what is known of the process p is about, reading procfs.

@@ -691,3 +691,36 @@ func TestMidExec(t *testing.T) {
 		t.Errorf("Argv = %q, want %q", p.Argv, want)
 	}
 }
+
+// TestFillTaggedServesCacheWhileTagHolds: the same kernel tag means the same
+// process image, so procfs is not read again; a new tag (after an exec) is.
+func TestFillTaggedServesCacheWhileTagHolds(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 0.3; exec sleep 5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	tbl := New("/proc", 16)
+	pid := uint32(cmd.Process.Pid)
+	var first event.Process
+	for i := 0; i < 100; i++ { // wait until sh has its argv (the exec into sh done)
+		first = event.Process{PID: pid}
+		tbl.FillTagged(&first, 1)
+		if len(first.Argv) > 0 {
+			break
+		}
+		tbl.Forget(pid)
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond) // sh has exec'd sleep by now
+	same := event.Process{PID: pid}
+	tbl.FillTagged(&same, 1)
+	if same.Exe != first.Exe {
+		t.Fatalf("same tag: exe %q, want the cached %q (procfs read again)", same.Exe, first.Exe)
+	}
+	fresh := event.Process{PID: pid}
+	tbl.FillTagged(&fresh, 2)
+	if fresh.Exe == first.Exe || filepath.Base(fresh.Exe) != "sleep" {
+		t.Fatalf("new tag: exe %q, want sleep read from procfs (was %q)", fresh.Exe, first.Exe)
+	}
+}

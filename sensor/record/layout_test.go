@@ -23,7 +23,7 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{"rec_hdr", "kind", hdrKind}, {"rec_hdr", "size", hdrSize}, {"rec_hdr", "op", hdrOp},
 		{"rec_hdr", "flags", hdrFlags}, {"rec_hdr", "ktime", hdrKtime}, {"rec_hdr", "tgid", hdrTgid},
 		{"rec_hdr", "pid", hdrPid}, {"rec_hdr", "ppid", hdrPpid}, {"rec_hdr", "uid", hdrUID},
-		{"rec_hdr", "gid", hdrGID}, {"rec_hdr", "cgroup_id", hdrCgroup}, {"rec_hdr", "comm", hdrComm},
+		{"rec_hdr", "gid", hdrGID}, {"rec_hdr", "ptag", hdrPTag}, {"rec_hdr", "cgroup_id", hdrCgroup}, {"rec_hdr", "comm", hdrComm},
 		{"file_rec", "ret", fileRet}, {"file_rec", "dev", fileDev}, {"file_rec", "ino", fileIno},
 		{"file_rec", "mnt_id", fileMntID}, {"file_rec", "flags", fileFlags}, {"file_rec", "mode", fileMode},
 		{"file_rec", "rule", fileRule}, {"file_rec", "path_len", filePathLen}, {"file_rec", "path2_len", filePath2Len},

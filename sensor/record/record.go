@@ -87,6 +87,7 @@ const (
 	hdrPpid   = 24
 	hdrUID    = 28
 	hdrGID    = 32
+	hdrPTag   = 36
 	hdrCgroup = 40
 	hdrComm   = 48
 
@@ -132,6 +133,7 @@ type Header struct {
 	PPID     uint32
 	UID      uint32
 	GID      uint32
+	PTag     uint32 // process identity tag; 0 = unknown (see bpf/common.h)
 	CgroupID uint64
 	Comm     []byte // NUL-trimmed, points into the record
 }
@@ -179,6 +181,7 @@ func Decode(raw []byte, r *Record) error {
 	h.PPID = le.Uint32(raw[hdrPpid:])
 	h.UID = le.Uint32(raw[hdrUID:])
 	h.GID = le.Uint32(raw[hdrGID:])
+	h.PTag = le.Uint32(raw[hdrPTag:])
 	h.CgroupID = le.Uint64(raw[hdrCgroup:])
 	h.Comm = cstr(raw[hdrComm : hdrComm+16])
 	if int(h.Size) > len(raw) || int(h.Size) < HdrSize {

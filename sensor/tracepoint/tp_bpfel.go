@@ -100,7 +100,7 @@ type tpRecHdr struct {
 	Ppid     uint32
 	Uid      uint32
 	Gid      uint32
-	Pad      uint32
+	Ptag     uint32
 	CgroupId uint64
 	Comm     [16]int8
 }
@@ -158,6 +158,7 @@ const (
 	tpMapConfigMap     = "config_map"
 	tpMapDirlinks      = "dirlinks"
 	tpMapEvents        = "events"
+	tpMapExecgen       = "execgen"
 	tpMapFrecMap       = "frec_map"
 	tpMapImages        = "images"
 	tpMapPorts         = "ports"
@@ -242,6 +243,7 @@ type tpMapSpecs struct {
 	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
+	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
@@ -290,6 +292,7 @@ type tpMaps struct {
 	ConfigMap  *ebpf.Map `ebpf:"config_map"`
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
+	Execgen    *ebpf.Map `ebpf:"execgen"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
 	Images     *ebpf.Map `ebpf:"images"`
 	Ports      *ebpf.Map `ebpf:"ports"`
@@ -309,6 +312,7 @@ func (m *tpMaps) Close() error {
 		m.ConfigMap,
 		m.Dirlinks,
 		m.Events,
+		m.Execgen,
 		m.FrecMap,
 		m.Images,
 		m.Ports,

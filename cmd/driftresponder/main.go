@@ -1,0 +1,187 @@
+// Command driftresponder subscribes to every host's findings and heartbeats
+// and cordons or destroys drifting hosts by policy. Flags and wiring only:
+// the logic lives in responder/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/driftsensor/driftsensor/responder/actuator"
+	"github.com/driftsensor/driftsensor/responder/decide"
+)
+
+type rules []decide.Rule
+
+func (r *rules) String() string { return fmt.Sprint(len(*r), " rules") }
+func (r *rules) Set(s string) error {
+	x, err := decide.ParseRuleFlag(s)
+	if err != nil {
+		return err
+	}
+	*r = append(*r, x)
+	return nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "driftresponder:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("driftresponder", flag.ContinueOnError)
+	var (
+		url        = fs.String("nats", nats.DefaultURL, "NATS server URL")
+		creds      = fs.String("creds", "", "NATS credentials file")
+		replica    = fs.String("replica", "", "this replica's name in the audit trail (default: the machine's host name)")
+		policyFile = fs.String("policy", "", "policy YAML file (default: alert on findings, cordon on a failing sensor)")
+		dryRun     = fs.Bool("dry-run", false, "decide and audit, never act")
+		ctlCordon  = fs.Bool("ctl-cordon", true, "cordon through the host's ctl subject (its tc gate)")
+		linkTmpl   = fs.String("link", "", "cordon from outside too: template of the host's link name here, e.g. 'tap-{{.Host}}'")
+		linkNetns  = fs.String("link-netns", "", "network namespace path holding those links (default: this one)")
+		linkMode   = fs.String("link-mode", "both", "external cordon: down, detach or both")
+		bridge     = fs.String("bridge", "", "bridge an uncordoned link is re-attached to")
+		destroyCmd = fs.String("destroy-cmd", "", "destroy hook: a command line run without a shell, templated, e.g. 'virsh destroy {{.Host}}'")
+		webhook    = fs.String("destroy-webhook", "", "destroy hook: URL to POST the incident to")
+		probeTmpl  = fs.String("probe", "", "verify cordons: template of a host:port that must stop answering, e.g. '{{.Host}}.fleet:22'")
+		hbEvery    = fs.Duration("heartbeat-interval", 5*time.Second, "the sensors' heartbeat interval (0: no silence check)")
+		missed     = fs.Int("missed-beats", 3, "silent intervals before the dead man's switch fires")
+		gapCheck   = fs.Bool("gap-check", true, "a gap in a host's finding sequence fires the dead man's switch (disable with more than one replica)")
+		maxHosts   = fs.Int("max-hosts", 0, "blast-radius limit: hosts acted on per window without approval (0: none)")
+		maxPercent = fs.Float64("max-percent", 0, "blast-radius limit: share of the known fleet per window (0: none)")
+		window     = fs.Duration("window", 10*time.Minute, "blast-radius window")
+		readyFile  = fs.String("ready-file", "", "write this file once subscribed")
+		verbose    = fs.Bool("v", false, "debug logging")
+	)
+	var extra rules
+	fs.Var(&extra, "rule", "policy rule appended after the file's, e.g. 'kind=file,path=/etc,action=cordon' (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
+	if !*verbose {
+		log = log.Level(zerolog.InfoLevel)
+	}
+	policy := decide.DefaultPolicy()
+	if *policyFile != "" {
+		data, err := os.ReadFile(*policyFile)
+		if err != nil {
+			return err
+		}
+		if policy, err = decide.ParsePolicy(*policyFile, data); err != nil {
+			return err
+		}
+	}
+	for _, r := range extra {
+		if err := policy.Add(r); err != nil {
+			return fmt.Errorf("-rule: %w", err)
+		}
+	}
+	if *replica == "" {
+		*replica, _ = os.Hostname()
+	}
+	cfg := decide.Config{
+		Replica: *replica, Policy: policy, DryRun: *dryRun, CtlCordon: *ctlCordon,
+		HeartbeatInterval: *hbEvery, MissedBeats: *missed, GapCheck: *gapCheck,
+		MaxHosts: *maxHosts, MaxPercent: *maxPercent, Window: *window, Log: log,
+	}
+	if *linkTmpl != "" {
+		name, err := hostTemplate("-link", *linkTmpl)
+		if err != nil {
+			return err
+		}
+		lc := &actuator.LinkCordon{Link: name, Netns: *linkNetns, Bridge: *bridge}
+		switch *linkMode {
+		case "down":
+			lc.Down = true
+		case "detach":
+			lc.Detach = true
+		case "both":
+		default:
+			return fmt.Errorf("-link-mode %q: want down, detach or both", *linkMode)
+		}
+		cfg.Cordoners = append(cfg.Cordoners, lc)
+	}
+	if *destroyCmd != "" {
+		c, err := actuator.NewCommand(strings.Fields(*destroyCmd))
+		if err != nil {
+			return err
+		}
+		cfg.Destroyers = append(cfg.Destroyers, c)
+	}
+	if *webhook != "" {
+		cfg.Destroyers = append(cfg.Destroyers, &actuator.Webhook{URL: *webhook})
+	}
+	if *probeTmpl != "" {
+		addr, err := hostTemplate("-probe", *probeTmpl)
+		if err != nil {
+			return err
+		}
+		cfg.Prober = &actuator.TCPProber{Addr: addr}
+	}
+	if !cfg.CtlCordon && len(cfg.Cordoners) == 0 && !cfg.DryRun {
+		log.Warn().Msg("no cordon mechanism: -ctl-cordon=false and no -link; cordon decisions will only be audited")
+	}
+
+	opts := []nats.Option{nats.Name("driftresponder " + *replica), nats.MaxReconnects(-1)}
+	if *creds != "" {
+		opts = append(opts, nats.UserCredentials(*creds))
+	}
+	nc, err := nats.Connect(*url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", *url, err)
+	}
+	defer nc.Close()
+	r, err := decide.New(nc, cfg)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.Start(startCtx); err != nil {
+		return err
+	}
+	defer r.Close()
+	if *readyFile != "" {
+		if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// hostTemplate turns a template over {{.Host}} into a per-host lookup.
+func hostTemplate(flagName, s string) (func(string) (string, error), error) {
+	tp, err := template.New(flagName).Option("missingkey=error").Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", flagName, s, err)
+	}
+	return func(host string) (string, error) {
+		var b strings.Builder
+		if err := tp.Execute(&b, struct{ Host string }{host}); err != nil {
+			return "", err
+		}
+		if b.Len() == 0 {
+			return "", errors.New(flagName + " rendered empty for " + host)
+		}
+		return b.String(), nil
+	}, nil
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/driftsensor/driftsensor/responder/decide"
+	"github.com/driftsensor/driftsensor/sensor/event"
+)
+
+func TestRunDryRun(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	defer s.Shutdown()
+
+	ready := filepath.Join(t.TempDir(), "ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-nats", s.ClientURL(), "-dry-run", "-replica", "r1", "-ready-file", ready,
+			"-rule", "kind=file,path=/etc,action=cordon", "-heartbeat-interval", "0"})
+	}()
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	got := make(chan decide.Record, 16)
+	if _, err := nc.Subscribe(decide.AuditPrefix+".>", func(m *nats.Msg) {
+		var r decide.Record
+		if json.Unmarshal(m.Data, &r) == nil {
+			got <- r
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(event.Event{Schema: event.Schema, ID: "e1", Host: "h1", Seq: 1, Kind: event.KindFile, File: &event.File{Path: "/etc/passwd"}})
+	if err := nc.Publish(event.Subject("h1", event.KindFile), data); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case r := <-got:
+			if r.Stage == decide.StageDryRun {
+				if r.Action != decide.ActCordon || r.Replica != "r1" || !r.DryRun {
+					t.Errorf("dry-run record %+v", r)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run: %v", err)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no dry-run record")
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-rule", "kind=file,action=zap"},
+		{"-link", "{{.Host", "-nats", "nats://127.0.0.1:1"},
+		{"-link", "x", "-link-mode", "sideways"},
+		{"-policy", "/nonexistent/policy.yaml"},
+	} {
+		if err := run(context.Background(), args); err == nil || strings.Contains(err.Error(), "connect") {
+			t.Errorf("%q: got %v, want a flag error before connecting", args, err)
+		}
+	}
+}
