@@ -1,0 +1,13 @@
+package actuator
+
+import (
+	"os"
+	"testing"
+
+	"github.com/driftsensor/driftsensor/tests/testbed"
+)
+
+func TestMain(m *testing.M) {
+	testbed.ServeEchoIfChild()
+	os.Exit(m.Run())
+}

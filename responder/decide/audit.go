@@ -1,0 +1,117 @@
+package decide
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+)
+
+// AuditSchema names the version of audit records.
+const AuditSchema = "driftsensor.audit/v1"
+
+// AuditPrefix starts every audit subject: drift.audit.<host>.
+const AuditPrefix = "drift.audit"
+
+// AuditSubject is where records about host go.
+func AuditSubject(host string) string { return AuditPrefix + "." + host }
+
+// Audit stages.
+const (
+	StageReject   = "reject"   // a message failed the authenticity or schema check
+	StageDecision = "decision" // policy chose an action for an incident
+	StageAlert    = "alert"    // an alert-only decision, or a hold that needs a person
+	StageHold     = "hold"     // the blast-radius limiter held an action for approval
+	StageApprove  = "approve"  // a person approved a held action
+	StageSkip     = "skip"     // another replica already acted
+	StageDryRun   = "dry_run"  // the action that would have been taken
+	StageAction   = "action"   // an actuator ran (Error set if it failed)
+	StageVerify   = "verify"   // the cordon probe stopped passing (or never did: Error)
+	StageDeadMan  = "dead_man" // the dead man's switch fired
+)
+
+// Stages are the times an incident went through; zero means not reached.
+type Stages struct {
+	Sensed   time.Time `json:"sensed,omitzero"`   // the sensor's time of the triggering finding
+	Received time.Time `json:"received,omitzero"` // the responder read it
+	Decided  time.Time `json:"decided,omitzero"`
+	Acted    time.Time `json:"acted,omitzero"`    // the actuator returned
+	Verified time.Time `json:"verified,omitzero"` // the first probe that did not pass was sent
+}
+
+// Record is one entry of the audit trail.
+type Record struct {
+	Schema   string    `json:"schema"`
+	Time     time.Time `json:"time"`
+	Replica  string    `json:"replica"`
+	Host     string    `json:"host"`
+	Incident string    `json:"incident,omitempty"`
+	Stage    string    `json:"stage"`
+	Action   Action    `json:"action,omitempty"`
+	Actuator string    `json:"actuator,omitempty"`
+	Rule     string    `json:"rule,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	DryRun   bool      `json:"dry_run,omitempty"`
+	Events   []string  `json:"events,omitempty"` // ids of the triggering findings
+	Stages   Stages    `json:"stages,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// ensureAuditStream creates the audit stream unless it exists (perhaps
+// created by someone else with other limits, which are kept).
+func ensureAuditStream(ctx context.Context, js jetstream.JetStream) error {
+	if _, err := js.Stream(ctx, event.AuditStream); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        event.AuditStream,
+		Description: "driftresponder decisions and actions",
+		Subjects:    []string{AuditPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil
+	}
+	return err
+}
+
+// audit appends rec without waiting for the server's ack: acting must not
+// wait on the audit trail; failures are counted (Stats.AuditErrors).
+func (r *Responder) audit(rec Record) {
+	rec.Schema = AuditSchema
+	rec.Replica = r.cfg.Replica
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		r.stats.AuditErrors.Add(1)
+		return
+	}
+	f, err := r.js.PublishAsync(AuditSubject(rec.Host), data)
+	if err != nil {
+		r.stats.AuditErrors.Add(1)
+		r.log.Error().Err(err).Str("host", rec.Host).Str("stage", rec.Stage).Msg("audit append failed")
+		return
+	}
+	go func() {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			r.stats.AuditErrors.Add(1)
+			r.log.Error().Err(err).Str("host", rec.Host).Str("stage", rec.Stage).Msg("audit append failed")
+		}
+	}()
+	ev := r.log.Info()
+	if rec.Error != "" {
+		ev = r.log.Warn().Str("error", rec.Error)
+	}
+	ev.Str("host", rec.Host).Str("incident", rec.Incident).Str("stage", rec.Stage).Str("action", string(rec.Action)).
+		Str("actuator", rec.Actuator).Bool("dry_run", rec.DryRun).Str("reason", rec.Reason).Msg("audit")
+}

@@ -1,0 +1,278 @@
+package decide
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/driftsensor/driftsensor/responder/actuator"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/tests/testbed"
+)
+
+func TestMain(m *testing.M) {
+	testbed.ServeEchoIfChild()
+	os.Exit(m.Run())
+}
+
+// natsServer starts an embedded server with JetStream on a random loopback port.
+func natsServer(t testing.TB) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+func connect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// startResponder runs a replica until cleanup.
+func startResponder(t testing.TB, url string, cfg Config) *Responder {
+	t.Helper()
+	if testing.Verbose() {
+		cfg.Log = zerolog.New(zerolog.NewTestWriter(t))
+	}
+	r, err := New(connect(t, url), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// sensor publishes as one host would.
+type sensor struct {
+	t    testing.TB
+	nc   *nats.Conn
+	host string
+	seq  uint64
+}
+
+func newSensor(t testing.TB, nc *nats.Conn, host string) *sensor {
+	return &sensor{t: t, nc: nc, host: host}
+}
+
+func (s *sensor) finding(kind event.Kind, path string) string {
+	s.seq++
+	ev := event.Event{
+		Schema: event.Schema, ID: fmt.Sprintf("%s-%d", s.host, s.seq), Host: s.host, Seq: s.seq,
+		Time: time.Now(), Kind: kind, Action: "write", Backend: "tracepoint",
+	}
+	switch kind {
+	case event.KindFile:
+		ev.File = &event.File{Path: path}
+	case event.KindExec:
+		ev.Exec = &event.Exec{Path: path}
+	case event.KindSensor:
+		ev.Health = &event.Health{LostRecords: 1, Detail: "ring buffer full"}
+	}
+	s.publish(event.Subject(s.host, kind), ev)
+	return ev.ID
+}
+
+func (s *sensor) publish(subject string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.nc.Publish(subject, data); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.nc.Flush(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *sensor) heartbeat(c event.Counters) {
+	s.publish(event.HeartbeatSubject(s.host), event.Heartbeat{
+		Schema: event.HeartbeatSchema, Host: s.host, Seq: s.seq, Time: time.Now(), Backend: "tracepoint", Counters: c,
+	})
+}
+
+// ctlAgent answers cordon commands on every host's ctl subject, as the
+// sensor would, and records them.
+type ctlAgent struct {
+	mu   sync.Mutex
+	cmds map[string][]ctlCommand // host -> commands
+	on   func(host string, c ctlCommand) error
+}
+
+func newCtlAgent(t testing.TB, nc *nats.Conn, on func(string, ctlCommand) error) *ctlAgent {
+	a := &ctlAgent{cmds: map[string][]ctlCommand{}, on: on}
+	sub, err := nc.Subscribe(event.SubjectRoot+".*."+event.CtlTok, func(m *nats.Msg) {
+		host, _, _ := subjectHost(m.Subject)
+		var c ctlCommand
+		rep := ctlReply{OK: true}
+		if err := json.Unmarshal(m.Data, &c); err != nil || c.Schema != CtlSchema {
+			rep = ctlReply{Error: fmt.Sprintf("bad command %q", m.Data)}
+		} else if a.on != nil {
+			if err := a.on(host, c); err != nil {
+				rep = ctlReply{Error: err.Error()}
+			}
+		}
+		a.mu.Lock()
+		a.cmds[host] = append(a.cmds[host], c)
+		a.mu.Unlock()
+		data, _ := json.Marshal(rep)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (a *ctlAgent) count(host string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.cmds[host])
+}
+
+func (a *ctlAgent) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, c := range a.cmds {
+		n += len(c)
+	}
+	return n
+}
+
+// recorder is a Cordoner and Destroyer that counts calls per host.
+type recorder struct {
+	mu    sync.Mutex
+	calls map[string][]actuator.Target
+}
+
+func newRecorder() *recorder { return &recorder{calls: map[string][]actuator.Target{}} }
+
+func (r *recorder) Name() string { return "recorder" }
+
+func (r *recorder) Cordon(_ context.Context, t actuator.Target) error  { return r.add(t) }
+func (r *recorder) Destroy(_ context.Context, t actuator.Target) error { return r.add(t) }
+
+func (r *recorder) add(t actuator.Target) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls[t.Host] = append(r.calls[t.Host], t)
+	return nil
+}
+
+func (r *recorder) hosts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for h, c := range r.calls {
+		out[h] = len(c)
+	}
+	return out
+}
+
+func (r *recorder) total() int {
+	n := 0
+	for _, c := range r.hosts() {
+		n += c
+	}
+	return n
+}
+
+// auditLog collects audit records as they are published.
+type auditLog struct {
+	mu   sync.Mutex
+	recs []Record
+}
+
+func watchAudit(t testing.TB, nc *nats.Conn) *auditLog {
+	l := &auditLog{}
+	sub, err := nc.Subscribe(AuditPrefix+".>", func(m *nats.Msg) {
+		var rec Record
+		if err := json.Unmarshal(m.Data, &rec); err != nil {
+			t.Errorf("audit record %s: %v", m.Data, err)
+			return
+		}
+		l.mu.Lock()
+		l.recs = append(l.recs, rec)
+		l.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *auditLog) find(f func(Record) bool) []Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Record
+	for _, r := range l.recs {
+		if f(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *auditLog) dump() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, r := range l.recs {
+		fmt.Fprintf(&b, "  %s %s %s %s %s %q err=%q\n", r.Replica, r.Host, r.Incident, r.Stage, r.Action, r.Reason, r.Error)
+	}
+	return b.String()
+}
+
+// eventually polls cond until it holds; the timeout only guards against a hang.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func stage(host, st string) func(Record) bool {
+	return func(r Record) bool { return r.Host == host && r.Stage == st }
+}
+
+func netipPrefix(h *testbed.Host) netip.Prefix { return netip.PrefixFrom(h.Addr, 32) }

@@ -1,0 +1,446 @@
+// Package testbed builds a fleet of test hosts on one machine: each host is a
+// network namespace plus a cgroup v2 subtree, joined by a veth pair to a bridge
+// of the bed's own in the root namespace, with an address from 192.0.2.0/24
+// (TEST-NET-1) on its veth only. Nothing of the machine's own network is
+// touched, and everything a bed creates is removed at the test's cleanup.
+package testbed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/driftsensor/driftsensor/responder/inns"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+)
+
+// Net is the only network test hosts get addresses from.
+var Net = netip.MustParsePrefix("192.0.2.0/24")
+
+// HostIf is the name of a host's interface inside its namespace.
+const HostIf = "eth0"
+
+// Bed is one fleet: a bridge, and hosts hanging off it.
+type Bed struct {
+	t      testing.TB
+	ID     string // random hex, part of every name the bed creates
+	Bridge string // bridge name in the root namespace
+	Cgroup string // cgroup v2 directory holding every host's subtree
+
+	mu    sync.Mutex
+	next  int                 // last host octet handed out
+	taken map[netip.Addr]bool // the machine's own addresses and gateways
+	hosts map[string]*Host
+}
+
+// Host is one test host.
+type Host struct {
+	Name      string
+	Addr      netip.Addr // on HostIf, inside the namespace
+	Netns     string     // namespace name (ip netns exec Netns ...)
+	NetnsPath string     // /run/netns/Netns
+	Link      string     // the veth's peer in the root namespace, a port of the bridge
+	Cgroup    string     // the host's cgroup v2 directory
+
+	bed *Bed
+}
+
+// New creates an empty bed with its bridge and parent cgroup; t.Cleanup
+// removes both, after every host.
+func New(t testing.TB) *Bed {
+	t.Helper()
+	var raw [3]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		t.Fatal(err)
+	}
+	b := &Bed{t: t, ID: hex.EncodeToString(raw[:]), hosts: map[string]*Host{}}
+	b.Bridge = "dtb" + b.ID
+
+	root, err := sysfs.CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Cgroup = filepath.Join(root, "dtb"+b.ID)
+	if err := os.Mkdir(b.Cgroup, 0o755); err != nil {
+		t.Fatalf("testbed: create cgroup %s: %v", b.Cgroup, err)
+	}
+	t.Cleanup(func() {
+		if err := removeCgroup(b.Cgroup); err != nil {
+			t.Errorf("testbed: remove cgroup %s: %v", b.Cgroup, err)
+		}
+	})
+
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Bridge}}
+	if err := netlink.LinkAdd(br); err != nil {
+		t.Fatalf("testbed: create bridge %s: %v", b.Bridge, err)
+	}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(b.Bridge); err == nil {
+			if err := netlink.LinkDel(l); err != nil {
+				t.Errorf("testbed: delete bridge %s: %v", b.Bridge, err)
+			}
+		}
+	})
+	// The machine may itself sit on 192.0.2.0/24: keep the root namespace's
+	// IP stack off the bridge (no ARP replies for its own addresses, no IPv6),
+	// so bed traffic can never reach the machine, and skip its addresses.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+b.Bridge+"/arp_ignore", []byte("8"), 0); err != nil {
+		t.Fatalf("testbed: silence ARP on bridge %s: %v", b.Bridge, err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+b.Bridge+"/disable_ipv6", []byte("1"), 0); err != nil && !os.IsNotExist(err) {
+		t.Fatalf("testbed: disable IPv6 on bridge %s: %v", b.Bridge, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		t.Fatalf("testbed: bring bridge %s up: %v", b.Bridge, err)
+	}
+	b.taken, err = rootAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.next = firstOctet - 1
+	return b
+}
+
+// firstOctet is where host addresses start: clear of the low addresses a
+// machine on the same documentation range usually has (gateway, own address).
+const firstOctet = 100
+
+// rootAddrs lists the root namespace's own addresses and gateways in Net,
+// which hosts must not be given even on their separate segment.
+func rootAddrs() (map[netip.Addr]bool, error) {
+	taken := map[netip.Addr]bool{}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: list the machine's addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			taken[ip] = true
+		}
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: list the machine's routes: %w", err)
+	}
+	for _, r := range routes {
+		if ip, ok := netip.AddrFromSlice(r.Gw.To4()); ok {
+			taken[ip] = true
+		}
+	}
+	return taken, nil
+}
+
+// AddHost creates a host with the next free address of Net. Names are short
+// (1-20 letters, digits or '-'); they become part of the namespace name.
+func (b *Bed) AddHost(name string) *Host {
+	b.t.Helper()
+	h, err := b.addHost(name)
+	if err != nil {
+		b.t.Fatalf("testbed: add host %q: %v", name, err)
+	}
+	return h
+}
+
+func (b *Bed) addHost(name string) (*Host, error) {
+	if name == "" || len(name) > 20 || strings.ContainsAny(name, "/. ") {
+		return nil, fmt.Errorf("host name %q: use 1-20 letters, digits or '-'", name)
+	}
+	b.mu.Lock()
+	if _, dup := b.hosts[name]; dup {
+		b.mu.Unlock()
+		return nil, errors.New("already exists")
+	}
+	b.next++
+	for b.next <= 254 && b.taken[netip.AddrFrom4([4]byte{192, 0, 2, byte(b.next)})] {
+		b.next++
+	}
+	n := b.next
+	b.mu.Unlock()
+	if n > 254 {
+		return nil, fmt.Errorf("no address left in %s from .%d up", Net, firstOctet)
+	}
+	h := &Host{
+		Name:  name,
+		Addr:  netip.AddrFrom4([4]byte{192, 0, 2, byte(n)}),
+		Netns: "dtb" + b.ID + "-" + name,
+		Link:  fmt.Sprintf("dtb%sh%d", b.ID, n),
+		bed:   b,
+	}
+	h.NetnsPath = filepath.Join("/run/netns", h.Netns)
+	h.Cgroup = filepath.Join(b.Cgroup, name)
+
+	if err := os.Mkdir(h.Cgroup, 0o755); err != nil {
+		return nil, fmt.Errorf("create cgroup: %w", err)
+	}
+	b.t.Cleanup(func() {
+		if err := removeCgroup(h.Cgroup); err != nil {
+			b.t.Errorf("testbed: remove cgroup of %s: %v", name, err)
+		}
+	})
+
+	ns, err := newNamedNetns(h.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("create network namespace %s: %w", h.Netns, err)
+	}
+	defer ns.Close()
+	b.t.Cleanup(func() {
+		if _, err := os.Stat(h.NetnsPath); err == nil {
+			if err := netns.DeleteNamed(h.Netns); err != nil {
+				b.t.Errorf("testbed: delete network namespace %s: %v", h.Netns, err)
+			}
+		}
+	})
+
+	br, err := netlink.LinkByName(b.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("find bridge %s: %w", b.Bridge, err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: h.Link, MasterIndex: br.Attrs().Index},
+		PeerName:      h.Link + "p",
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("create veth %s: %w", h.Link, err)
+	}
+	b.t.Cleanup(func() {
+		// Usually gone with the namespace already; a destroyed host's
+		// namespace may linger while a process still holds it.
+		if l, err := netlink.LinkByName(h.Link); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	})
+	if err := netlink.LinkSetUp(veth); err != nil {
+		return nil, fmt.Errorf("bring %s up: %w", h.Link, err)
+	}
+
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", h.Netns, err)
+	}
+	defer nh.Close()
+	peer, err := nh.LinkByName(h.Link + "p")
+	if err != nil {
+		return nil, fmt.Errorf("find veth peer in %s: %w", h.Netns, err)
+	}
+	if err := nh.LinkSetName(peer, HostIf); err != nil {
+		return nil, fmt.Errorf("rename veth peer: %w", err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: h.Addr.AsSlice(), Mask: net.CIDRMask(Net.Bits(), 32)}}
+	if err := nh.AddrAdd(peer, addr); err != nil {
+		return nil, fmt.Errorf("add %s: %w", h.Addr, err)
+	}
+	if err := nh.LinkSetUp(peer); err != nil {
+		return nil, fmt.Errorf("bring %s up: %w", HostIf, err)
+	}
+	lo, err := nh.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("find lo: %w", err)
+	}
+	if err := nh.LinkSetUp(lo); err != nil {
+		return nil, fmt.Errorf("bring lo up: %w", err)
+	}
+
+	b.mu.Lock()
+	b.hosts[name] = h
+	b.mu.Unlock()
+	return h, nil
+}
+
+// Host returns the host called name, or nil.
+func (b *Bed) Host(name string) *Host {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hosts[name]
+}
+
+// Hosts lists every host, in no particular order.
+func (b *Bed) Hosts() []*Host {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*Host, 0, len(b.hosts))
+	for _, h := range b.hosts {
+		out = append(out, h)
+	}
+	return out
+}
+
+// newNamedNetns creates /run/netns/name. netns.NewNamed moves the calling
+// thread into the new namespace, so it runs on a locked thread of its own
+// goroutine that is switched back (or dies locked if that fails).
+func newNamedNetns(name string) (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{netns.None(), err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if serr := netns.Set(orig); serr != nil {
+			done <- result{ns, errors.Join(err, serr)}
+			return // stays locked: the runtime drops this thread
+		}
+		runtime.UnlockOSThread()
+		done <- result{ns, err}
+	}()
+	r := <-done
+	return r.ns, r.err
+}
+
+// Do runs fn inside the host's network namespace (not its cgroup). Sockets
+// created by fn keep working afterwards from any goroutine.
+func (h *Host) Do(fn func() error) error { return inns.Do(h.NetnsPath, fn) }
+
+// Start starts cmd inside the host: in its network namespace (the forking
+// thread is switched into it) and in its cgroup from the first instruction
+// (clone3 with CLONE_INTO_CGROUP). The process is killed at cleanup with
+// the rest of the host's cgroup.
+func (h *Host) Start(cmd *exec.Cmd) error {
+	fd, err := syscall.Open(h.Cgroup, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open cgroup of %s: %w", h.Name, err)
+	}
+	defer syscall.Close(fd)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = fd
+	if err := h.Do(cmd.Start); err != nil {
+		return fmt.Errorf("start %s on %s: %w", cmd.Path, h.Name, err)
+	}
+	h.bed.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return nil
+}
+
+// Run runs a command inside the host and returns its combined output.
+func (h *Host) Run(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := h.Start(cmd); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
+	return []byte(out.String()), err
+}
+
+// Procs lists the PIDs in the host's cgroup.
+func (h *Host) Procs() ([]int, error) {
+	raw, err := os.ReadFile(filepath.Join(h.Cgroup, "cgroup.procs"))
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(raw)) {
+		var p int
+		if _, err := fmt.Sscan(f, &p); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids, nil
+}
+
+// Destroy is the test bed's destroy: it kills every process in the host's
+// cgroup (cgroup.kill) and deletes its network namespace.
+func (h *Host) Destroy() error { return DestroyHost(h.Cgroup, h.Netns) }
+
+// DestroyHost kills every process in cgroup dir and deletes the named network
+// namespace. Either may already be gone.
+func DestroyHost(cgroupDir, netnsName string) error {
+	var errs []error
+	if err := os.WriteFile(filepath.Join(cgroupDir, "cgroup.kill"), []byte("1"), 0); err != nil && !os.IsNotExist(err) {
+		errs = append(errs, fmt.Errorf("kill cgroup %s: %w", cgroupDir, err))
+	}
+	if _, err := os.Stat(filepath.Join("/run/netns", netnsName)); err == nil {
+		if err := netns.DeleteNamed(netnsName); err != nil {
+			errs = append(errs, fmt.Errorf("delete network namespace %s: %w", netnsName, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup kills what is left in dir, removes child cgroups, then dir.
+func removeCgroup(dir string) error {
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return nil
+		}
+	}
+	return err
+}
+
+// Listen opens a listener inside the host's namespace.
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := h.Do(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// ListenPacket opens a packet socket inside the host's namespace.
+func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var c net.PacketConn
+	err := h.Do(func() (err error) {
+		c, err = net.ListenPacket(network, addr)
+		return err
+	})
+	return c, err
+}
+
+// DialContext dials from inside the host's namespace. The socket is created
+// there; the connection then works from any goroutine.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := h.Do(func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
