@@ -59,6 +59,7 @@ enum rec_op {
 #define RF_KILLED (1 << 2)   /* the reflex killed the actor */
 #define RF_ATTEMPT (1 << 3)  /* reported whether or not it succeeded */
 #define RF_LEXICAL (1 << 4)  /* path resolved from the name given, not from the inode */
+#define RF_CORDONED (1 << 5) /* the reflex set the host's cordon flag */
 
 /* exec_rec.reasons */
 #define EX_TAINTED (1 << 0)      /* file created or modified after sealing */
@@ -148,6 +149,7 @@ struct config {
 };
 #define REFLEX_KILL (1 << 0)
 #define REFLEX_DENY (1 << 1) /* enforce mode (lsm): refuse findings with -EPERM */
+#define REFLEX_CORDON (1 << 2) /* set the cordon gate's flag at detection */
 
 /* Counters in the per-CPU stats array, summed by user space. */
 enum stat_idx {

@@ -126,6 +126,16 @@ struct {
 	__type(value, struct exec_rec);
 } xrec_map SEC(".maps");
 
+/* The cordon gate's flag (responder/gate). The loader replaces this map with
+ * the gate's pinned one when the policy asks for the cordon reflex, so the
+ * program that detects drift cuts the network before user space runs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gate_cordon SEC(".maps");
+
 /* Exec generation per process, bumped at every exec: with the start time it
  * tells user space whether cached process data (exe, argv) is still right. */
 struct {
@@ -242,6 +252,11 @@ static __always_inline void mark_seen(struct file_rec *r)
 
 static __always_inline void reflex(struct config *cfg, struct rec_hdr *h)
 {
+	if (cfg->reflex & REFLEX_CORDON) {
+		__u32 zero = 0, one = 1;
+		if (!bpf_map_update_elem(&gate_cordon, &zero, &one, BPF_ANY))
+			h->flags |= RF_CORDONED;
+	}
 	if (cfg->reflex & REFLEX_KILL) {
 		if (!bpf_send_signal(SIGKILL_))
 			h->flags |= RF_KILLED;

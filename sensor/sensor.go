@@ -82,12 +82,13 @@ func RulesFor(p *policy.Policy) backend.Rules {
 	roots := append([]string{"/"}, p.Protect...)
 	roots = append(roots, p.ExecImagePaths...)
 	return backend.Rules{
-		Paths:       conv(p.Rules()),
-		Images:      conv(p.ImageRules()),
-		DirLinks:    DirLinks(roots),
-		PortAllowed: p.PortAllowed,
-		DenyBinds:   p.DenyBinds,
-		ReflexKill:  p.ReflexKill,
+		Paths:        conv(p.Rules()),
+		Images:       conv(p.ImageRules()),
+		DirLinks:     DirLinks(roots),
+		PortAllowed:  p.PortAllowed,
+		DenyBinds:    p.DenyBinds,
+		ReflexKill:   p.ReflexKill,
+		ReflexCordon: p.ReflexCordon,
 	}
 }
 
@@ -254,6 +255,18 @@ func ActionName(kind, op uint16) string {
 	return fmt.Sprintf("op%d", op)
 }
 
+// reflexes names what the kernel did at detection.
+func reflexes(flags uint16) []string {
+	var out []string
+	if flags&record.FlagCordoned != 0 {
+		out = append(out, "cordoned")
+	}
+	if flags&record.FlagKilled != 0 {
+		out = append(out, "killed")
+	}
+	return out
+}
+
 // Reasons names the exec reasons bits.
 func Reasons(bits uint32) []string {
 	var out []string
@@ -278,6 +291,7 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 		Backend: s.cfg.Backend.Name(),
 		Rule:    s.rules[r.Rule],
 		Denied:  r.Header.Flags&record.FlagDenied != 0,
+		Reflex:  reflexes(r.Header.Flags),
 	}
 	p := &event.Process{
 		PID: r.TGID, TID: r.PID, PPID: r.PPID, UID: r.UID, GID: r.GID,

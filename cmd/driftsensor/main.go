@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/responder/gate"
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/agent"
 	"github.com/driftsensor/driftsensor/sensor/backend"
@@ -62,8 +63,12 @@ func run(args []string) error {
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
 		stdout     = fs.Bool("stdout", true, "also print findings as JSON lines on stdout")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		gateOn     = fs.Bool("gate", false, "attach the cordon gate (tc) to every interface of the host's network namespace; the responder, a cordoned state or the reflex closes it")
+		gateNetns  = fs.String("gate-netns", "", "network namespace the host's interfaces live in (a /run/netns path; default: the sensor's own)")
 		scopes     multi
+		mgmt       multi
 	)
+	fs.Var(&mgmt, "mgmt-allow", "management peer that passes a cordon: CIDR[:port[,port]] (e.g. 192.0.2.250:4222, 10.0.0.0/8:22); repeatable")
 	fs.Var(&scopes, "scope-cgroup", "watch only this cgroup v2 subtree (path inside the hierarchy, e.g. /drift/host1); repeatable; default: the policy's scope, else the whole host")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -119,7 +124,29 @@ func run(args []string) error {
 		log.Warn().Err(err).Msg("tracefs not mounted; tp_btf hooks do not need it")
 	}
 
-	be, why, err := agent.OpenBackend(*backendArg, backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes)})
+	var cordon func(bool) error
+	bopts := backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes)}
+	if *gateOn {
+		var allow []gate.Rule
+		for _, m := range mgmt {
+			r, err := gate.ParseRule(m)
+			if err != nil {
+				return fmt.Errorf("--mgmt-allow %q: %w", m, err)
+			}
+			allow = append(allow, r)
+		}
+		g, err := gate.Attach(*gateNetns, allow, gate.Options{PinDir: filepath.Join(gate.DefaultPinDir, *host)})
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		cordon = g.SetCordon
+		bopts.CordonFlag = g.Flag()
+		log.Info().Strs("interfaces", g.Interfaces()).Str("mode", string(g.Mode())).Str("pin", g.PinPath()).Strs("allow", mgmt).Msg("cordon gate attached")
+	} else if pol.ReflexCordon {
+		return fmt.Errorf("policy %s: reflex.cordon needs the cordon gate: start with --gate (and --mgmt-allow for the management peers)", pol.Source)
+	}
+	be, why, err := agent.OpenBackend(*backendArg, bopts)
 	if err != nil {
 		return err
 	}
@@ -136,7 +163,21 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var pub *transport.Publisher
+	var out io.Writer
+	if *stdout {
+		out = os.Stdout
+	}
+	d := agent.New(agent.Config{
+		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Cordon: cordon,
+		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
+		Ready: func() {
+			if *readyFile != "" {
+				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+					log.Error().Err(err).Msg("--ready-file")
+				}
+			}
+		},
+	})
 	if *natsURL != "off" {
 		url := *natsURL
 		if url == "" {
@@ -157,34 +198,21 @@ func run(args []string) error {
 		for _, d := range damage {
 			log.Error().Str("file", d.File).Int64("offset", d.Offset).Int64("bytes", d.Bytes).Int("records", d.Records).Str("reason", d.Reason).Msg("spool damage: records discarded")
 		}
-		pub, err = transport.New(ctx, transport.Options{URL: url, CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey,
-			CredsFile: *creds, NKeySeedFile: *nkey}, *host, sp, log)
+		pub, err := transport.New(ctx, transport.Options{URL: url, CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey,
+			CredsFile: *creds, NKeySeedFile: *nkey, OnCommand: d.Command}, *host, sp, log)
 		if err != nil {
 			return err
 		}
 		defer pub.Close()
+		d.SetPublisher(pub)
 		for _, d := range damage {
 			pub.Publish(spoolDamage(*host, be.Name(), d))
 		}
 	}
 
-	var out io.Writer
-	if *stdout {
-		out = os.Stdout
-	}
 	log.Info().Str("host", *host).Str("backend", be.Name()).Str("why", why).Str("policy", pol.Source).Str("policy_hash", pol.Hash).
 		Bool("seal", *seal || pol.SealOnStart).Strs("scope", scopeDirs).Msg("attached")
-	err = agent.Run(ctx, agent.Config{
-		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Publisher: pub, Out: out,
-		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
-		Ready: func() {
-			if *readyFile != "" {
-				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-					log.Error().Err(err).Msg("--ready-file")
-				}
-			}
-		},
-	})
+	err = d.Run(ctx)
 	log.Info().Msg("detaching")
 	return err
 }

@@ -340,6 +340,9 @@ func (g *Gate) Interfaces() []string { return append([]string(nil), g.ifaces...)
 // PinPath is the bpffs path of the cordon flag.
 func (g *Gate) PinPath() string { return g.pin }
 
+// Flag is the cordon flag map, for a sensor's in-kernel reflex to share.
+func (g *Gate) Flag() *ebpf.Map { return g.objs.GateCordon }
+
 // SetCordon sets or clears the cordon flag; it takes effect with the next packet.
 func (g *Gate) SetCordon(on bool) error { return setFlag(g.objs.GateCordon, on) }
 

@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,7 +40,9 @@ type Config struct {
 	Seal       bool                   // seal at start (an image that boots sealed)
 	Heartbeat  time.Duration          // default 1s
 	Metrics    string                 // listen address for Prometheus metrics; "" = off
-	Log        zerolog.Logger
+	// Cordon sets or clears the host's cordon gate; nil when no gate is attached.
+	Cordon func(on bool) error
+	Log    zerolog.Logger
 	// OnState, when set, is told each state the daemon applied to the kernel.
 	OnState func(event.State)
 	// Ready, when set, is called once everything is attached and the initial state applied.
@@ -64,8 +67,11 @@ type Daemon struct {
 // dropped silently in user space.
 const queueLen = 1 << 16
 
-// Run runs until ctx ends.
-func Run(ctx context.Context, cfg Config) error {
+// Run runs a daemon for cfg until ctx ends.
+func Run(ctx context.Context, cfg Config) error { return New(cfg).Run(ctx) }
+
+// New prepares a daemon; Run starts it. Commands may arrive (Command) before Run.
+func New(cfg Config) *Daemon {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
@@ -74,7 +80,16 @@ func Run(ctx context.Context, cfg Config) error {
 		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log,
 		Emit: func(ev *event.Event) { d.queue <- ev },
 	})
+	return d
+}
 
+// SetPublisher sets the publisher when it had to be made after New (it
+// needs the daemon's command handler).
+func (d *Daemon) SetPublisher(p *transport.Publisher) { d.cfg.Publisher = p }
+
+// Run runs until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.cfg
 	initial := event.StateMutable
 	if cfg.Seal {
 		initial = event.StateSealed
@@ -122,6 +137,21 @@ func (d *Daemon) apply(st event.State) error {
 		return err
 	}
 	prev, _ := d.state.Load().(event.State)
+	// The cordon is set by a cordoned state (or a ctl command, or the reflex)
+	// and cleared only by the control plane moving the host out of it: a
+	// restart or a state the host had anyway never lifts a cordon.
+	if d.cfg.Cordon != nil {
+		switch {
+		case st == event.StateCordoned:
+			if err := d.cfg.Cordon(true); err != nil {
+				return err
+			}
+		case prev == event.StateCordoned:
+			if err := d.cfg.Cordon(false); err != nil {
+				return err
+			}
+		}
+	}
 	d.state.Store(st)
 	if prev != st {
 		d.cfg.Log.Info().Str("state", string(st)).Str("was", string(prev)).Bool("sealed", sealed).Msg("host state applied")
@@ -130,6 +160,26 @@ func (d *Daemon) apply(st event.State) error {
 		d.cfg.OnState(st)
 	}
 	return nil
+}
+
+// Command handles a ctl command (transport.Options.OnCommand). The responder
+// cordons through it; every other state change goes through the control
+// plane's state bucket, where it is audited and a host cannot make it itself.
+func (d *Daemon) Command(c transport.Command) error {
+	switch c.Cmd {
+	case "cordon":
+		if d.cfg.Cordon == nil {
+			return errors.New("no cordon gate on this host (start driftsensor with --gate)")
+		}
+		if err := d.cfg.Cordon(true); err != nil {
+			return err
+		}
+		d.cfg.Log.Warn().Str("id", c.ID).Msg("cordoned by command")
+		return nil
+	case "seal", "unseal", "uncordon":
+		return fmt.Errorf("%s: only through the control plane (driftctl %s), which audits it", c.Cmd, c.Cmd)
+	}
+	return fmt.Errorf("unknown command %q", c.Cmd)
 }
 
 // forward moves findings to stdout and the publisher in batches: one

@@ -2,7 +2,10 @@
 // hooks it uses: the policy in kernel terms goes in, raw records come out.
 package backend
 
-import "github.com/cilium/ebpf/ringbuf"
+import (
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+)
 
 // Rule is one entry of a longest-prefix-match table.
 type Rule struct {
@@ -19,13 +22,14 @@ const (
 
 // Rules is the policy in the kernel's terms.
 type Rules struct {
-	Paths       []Rule            // protected and exempt prefixes
-	Images      []Rule            // where exec is allowed
-	DirLinks    map[string]string // symlinked directories: "/bin/" -> "/usr/bin/"
-	PortAllowed func(port uint16) bool
-	DenyBinds   bool
-	ReflexKill  bool
-	Enforce     bool // deny mutations instead of only reporting them (lsm only)
+	Paths        []Rule            // protected and exempt prefixes
+	Images       []Rule            // where exec is allowed
+	DirLinks     map[string]string // symlinked directories: "/bin/" -> "/usr/bin/"
+	PortAllowed  func(port uint16) bool
+	DenyBinds    bool
+	ReflexKill   bool
+	ReflexCordon bool // set the cordon gate's flag at detection (needs Options.CordonFlag)
+	Enforce      bool // deny mutations instead of only reporting them (lsm only)
 }
 
 // Options says where a backend watches.
@@ -37,6 +41,9 @@ type Options struct {
 	CgroupRoot string
 	// RingBytes sizes the ring buffer; 0 keeps the default (8 MiB).
 	RingBytes uint32
+	// CordonFlag is the cordon gate's flag map (responder/gate), for the
+	// cordon reflex; nil when no gate is attached.
+	CordonFlag *ebpf.Map
 }
 
 // Stats are the kernel's counters, summed over CPUs.

@@ -31,6 +31,7 @@ type Event struct {
 	Backend string    `json:"backend"`
 	Rule    string    `json:"rule,omitempty"` // the policy rule that matched
 	Denied  bool      `json:"denied,omitempty"`
+	Reflex  []string  `json:"reflex,omitempty"` // what the kernel did at detection: cordoned, killed
 
 	File    *File    `json:"file,omitempty"`
 	Exec    *Exec    `json:"exec,omitempty"`

@@ -217,6 +217,9 @@ func (b *Backend) protectSelf() error {
 // go, so the kernel never sees an empty policy. DirLinks are not needed: the
 // hooks see paths the kernel has already resolved.
 func (b *Backend) Apply(r backend.Rules) error {
+	if r.ReflexCordon {
+		return errors.New("reflex.cordon: the lsm backend does not flip the cordon gate in the kernel yet; in enforce mode the mutation is denied instead (or use --backend tracepoint)")
+	}
 	if err := putRules(b.maps.Rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}

@@ -58,11 +58,12 @@ const (
 
 // Header flags (RF_*).
 const (
-	FlagDenied  = 1 << 0
-	FlagTrunc   = 1 << 1
-	FlagKilled  = 1 << 2
-	FlagAttempt = 1 << 3
-	FlagLexical = 1 << 4
+	FlagDenied   = 1 << 0
+	FlagTrunc    = 1 << 1
+	FlagKilled   = 1 << 2
+	FlagAttempt  = 1 << 3
+	FlagLexical  = 1 << 4
+	FlagCordoned = 1 << 5
 )
 
 // Exec reasons (EX_*).

@@ -66,6 +66,9 @@ func NewCgroup(t testing.TB) *Cgroup {
 	return cg
 }
 
+// CgroupAt wraps a cgroup directory made elsewhere (a test bed host), for Command.
+func CgroupAt(dir string) *Cgroup { return &Cgroup{Path: dir} }
+
 // Remove kills what is left in the cgroup and deletes it.
 func (c *Cgroup) Remove() error {
 	_ = os.WriteFile(filepath.Join(c.Path, "cgroup.kill"), []byte("1"), 0)

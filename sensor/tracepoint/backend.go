@@ -20,12 +20,19 @@ import (
 // Name is how status and heartbeats name this backend.
 const Name = "tracepoint"
 
+// Reflex bits of config.reflex (bpf/common.h REFLEX_*).
+const (
+	reflexKill   = 1 << 0
+	reflexCordon = 1 << 2
+)
+
 // Backend is a loaded and attached tracepoint backend.
 type Backend struct {
-	objs   tpObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-	cfg    tpConfig
+	objs    tpObjects
+	links   []link.Link
+	reader  *ringbuf.Reader
+	cfg     tpConfig
+	hasGate bool
 }
 
 // Load loads the programs, attaches them and returns a backend that is not
@@ -38,8 +45,12 @@ func Load(opts backend.Options) (*Backend, error) {
 	if opts.RingBytes != 0 {
 		spec.Maps["events"].MaxEntries = opts.RingBytes
 	}
-	b := &Backend{}
-	if err := spec.LoadAndAssign(&b.objs, nil); err != nil {
+	b := &Backend{hasGate: opts.CordonFlag != nil}
+	var co *ebpf.CollectionOptions
+	if opts.CordonFlag != nil {
+		co = &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"gate_cordon": opts.CordonFlag}}
+	}
+	if err := spec.LoadAndAssign(&b.objs, co); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("kernel verifier rejected the tracepoint programs: %+v", ve)
@@ -148,7 +159,13 @@ func (b *Backend) Apply(r backend.Rules) error {
 	b.cfg.DenyBinds = boolU32(r.DenyBinds)
 	b.cfg.Reflex = 0
 	if r.ReflexKill {
-		b.cfg.Reflex |= 1
+		b.cfg.Reflex |= reflexKill
+	}
+	if r.ReflexCordon {
+		if !b.hasGate {
+			return errors.New("reflex.cordon: no cordon gate is attached to flip (attach one: driftsensor --gate)")
+		}
+		b.cfg.Reflex |= reflexCordon
 	}
 	return b.putConfig()
 }

@@ -160,6 +160,7 @@ const (
 	tpMapEvents        = "events"
 	tpMapExecgen       = "execgen"
 	tpMapFrecMap       = "frec_map"
+	tpMapGateCordon    = "gate_cordon"
 	tpMapImages        = "images"
 	tpMapPorts         = "ports"
 	tpMapRules         = "rules"
@@ -245,6 +246,7 @@ type tpMapSpecs struct {
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
+	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
@@ -294,6 +296,7 @@ type tpMaps struct {
 	Events     *ebpf.Map `ebpf:"events"`
 	Execgen    *ebpf.Map `ebpf:"execgen"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
+	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
 	Images     *ebpf.Map `ebpf:"images"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rules      *ebpf.Map `ebpf:"rules"`
@@ -314,6 +317,7 @@ func (m *tpMaps) Close() error {
 		m.Events,
 		m.Execgen,
 		m.FrecMap,
+		m.GateCordon,
 		m.Images,
 		m.Ports,
 		m.Rules,
