@@ -17,12 +17,13 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
 func TestMain(m *testing.M) {
 	testbed.ServeEchoIfChild()
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 // natsServer starts an embedded server with JetStream on a random loopback port.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(actorEnv) != "" {
 		os.Exit(actor(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 func actor(args []string) int {

@@ -93,3 +93,29 @@ func (c *Cgroup) Command(name string, args ...string) (*exec.Cmd, func(), error)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
 	return cmd, func() { syscall.Close(fd) }, nil
 }
+
+// kernelFS are the file systems code under test may mount (bpffs for pins,
+// tracefs, securityfs for the LSM list).
+var kernelFS = map[string]bool{"bpf": true, "tracefs": true, "securityfs": true}
+
+// Main runs a test binary's tests and then unmounts the kernel file systems
+// they mounted, so a test run leaves the machine's mounts as it found them.
+func Main(m *testing.M) int {
+	before := map[string]bool{}
+	if ms, err := sysfs.Mounts(); err == nil {
+		for _, mt := range ms {
+			before[mt.Point] = true
+		}
+	}
+	code := m.Run()
+	if ms, err := sysfs.Mounts(); err == nil {
+		for i := len(ms) - 1; i >= 0; i-- {
+			if mt := ms[i]; kernelFS[mt.FSType] && !before[mt.Point] {
+				if err := syscall.Unmount(mt.Point, syscall.MNT_DETACH); err != nil {
+					fmt.Fprintf(os.Stderr, "testenv: unmount %s (%s) the tests mounted: %v\n", mt.Point, mt.FSType, err)
+				}
+			}
+		}
+	}
+	return code
+}

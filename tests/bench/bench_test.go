@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 		fmt.Println(ns)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 func work(kind string, n int, dir string) (int64, error) {
