@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
+	"github.com/driftsensor/driftsensor/responder/inns"
 )
 
 type rules []decide.Rule
@@ -60,6 +62,7 @@ func run(ctx context.Context, args []string) error {
 		destroyCmd = fs.String("destroy-cmd", "", "destroy hook: a command line run without a shell, templated, e.g. 'virsh destroy {{.Host}}'")
 		webhook    = fs.String("destroy-webhook", "", "destroy hook: URL to POST the incident to")
 		probeTmpl  = fs.String("probe", "", "verify cordons: template of a host:port that must stop answering, e.g. '{{.Host}}.fleet:22'")
+		probeNetns = fs.String("probe-netns", "", "network namespace path to probe from (a test bed peer); default: this one")
 		hbEvery    = fs.Duration("heartbeat-interval", 5*time.Second, "the sensors' heartbeat interval (0: no silence check)")
 		missed     = fs.Int("missed-beats", 3, "silent intervals before the dead man's switch fires")
 		gapCheck   = fs.Bool("gap-check", true, "a gap in a host's finding sequence fires the dead man's switch (disable with more than one replica)")
@@ -134,7 +137,18 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		cfg.Prober = &actuator.TCPProber{Addr: addr}
+		p := &actuator.TCPProber{Addr: addr}
+		if ns := *probeNetns; ns != "" {
+			p.Dial = func(ctx context.Context, network, address string) (c net.Conn, err error) {
+				err = inns.Do(ns, func() error {
+					var d net.Dialer
+					c, err = d.DialContext(ctx, network, address)
+					return err
+				})
+				return c, err
+			}
+		}
+		cfg.Prober = p
 	}
 	if !cfg.CtlCordon && len(cfg.Cordoners) == 0 && !cfg.DryRun {
 		log.Warn().Msg("no cordon mechanism: -ctl-cordon=false and no -link; cordon decisions will only be audited")
