@@ -67,7 +67,9 @@ func run(args []string) error {
 		gateNetns  = fs.String("gate-netns", "", "network namespace the host's interfaces live in (a /run/netns path; default: the sensor's own)")
 		scopes     multi
 		mgmt       multi
+		format     event.Format
 	)
+	fs.Var(&format, "format", "stdout format: json (driftsensor.event/v1) or ocsf (OCSF 1.3 classes, for SIEMs)")
 	fs.Var(&mgmt, "mgmt-allow", "management peer that passes a cordon: CIDR[:port[,port]] (e.g. 192.0.2.250:4222, 10.0.0.0/8:22); repeatable")
 	fs.Var(&scopes, "scope-cgroup", "watch only this cgroup v2 subtree (path inside the hierarchy, e.g. /drift/host1); repeatable; default: the policy's scope, else the whole host")
 	if err := fs.Parse(args); err != nil {
@@ -168,7 +170,7 @@ func run(args []string) error {
 		out = os.Stdout
 	}
 	d := agent.New(agent.Config{
-		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Cordon: cordon,
+		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Format: format, Cordon: cordon,
 		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
 		Ready: func() {
 			if *readyFile != "" {

@@ -166,3 +166,58 @@ func TestRunSealedScope(t *testing.T) {
 	}
 	t.Fatalf("%d drift_ programs still loaded 5s after exit", left)
 }
+
+// TestOCSFOutput: --format ocsf prints OCSF File System Activity for a file finding.
+func TestOCSFOutput(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	img := filepath.Join(t.TempDir(), "img")
+	os.MkdirAll(img, 0o755)
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nprotect: ["+img+"]\n"), 0o644)
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t2", "--ready-file", ready,
+		"--nats", "off", "--format", "ocsf")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	target := filepath.Join(img, "f")
+	actor, closeFD, err := cg.Command("touch", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	if out, err := actor.CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		t.Fatal("no output")
+	}
+	var o struct {
+		ClassUID int `json:"class_uid"`
+		File     struct {
+			Path string `json:"path"`
+		} `json:"file"`
+		Actor struct {
+			Process struct {
+				PID int `json:"pid"`
+			} `json:"process"`
+		} `json:"actor"`
+	}
+	if err := json.Unmarshal(lines.Bytes(), &o); err != nil {
+		t.Fatalf("not JSON: %q", lines.Text())
+	}
+	if o.ClassUID != 1001 || o.File.Path != target || o.Actor.Process.PID != actor.Process.Pid {
+		t.Fatalf("OCSF line %s: want class 1001, file %s, pid %d", lines.Text(), target, actor.Process.Pid)
+	}
+}

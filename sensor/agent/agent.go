@@ -5,7 +5,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,13 +32,13 @@ type Config struct {
 	Host       string
 	Policy     *policy.Policy
 	Backend    backend.Backend
-	BackendWhy string                 // why this backend and not the other
-	Publisher  *transport.Publisher   // nil: findings go to Out only
-	Out        io.Writer              // JSON lines of findings; nil: none
-	Encode     func(*event.Event) any // what Out gets per finding (nil: the event itself)
-	Seal       bool                   // seal at start (an image that boots sealed)
-	Heartbeat  time.Duration          // default 1s
-	Metrics    string                 // listen address for Prometheus metrics; "" = off
+	BackendWhy string               // why this backend and not the other
+	Publisher  *transport.Publisher // nil: findings go to Out only
+	Out        io.Writer            // JSON lines of findings; nil: none
+	Format     event.Format         // of the lines on Out: json (default) or ocsf
+	Seal       bool                 // seal at start (an image that boots sealed)
+	Heartbeat  time.Duration        // default 1s
+	Metrics    string               // listen address for Prometheus metrics; "" = off
 	// Cordon sets or clears the host's cordon gate; nil when no gate is attached.
 	Cordon func(on bool) error
 	Log    zerolog.Logger
@@ -224,15 +223,13 @@ func (d *Daemon) send(batch []*event.Event) {
 	}
 	d.outMu.Lock()
 	defer d.outMu.Unlock()
-	enc := json.NewEncoder(d.cfg.Out)
 	for _, ev := range batch {
-		var v any = ev
-		if d.cfg.Encode != nil {
-			v = d.cfg.Encode(ev)
+		line, err := d.cfg.Format.Marshal(ev)
+		if err == nil {
+			_, err = d.cfg.Out.Write(append(line, '\n'))
 		}
-		if err := enc.Encode(v); err != nil {
-			d.cfg.Log.Error().Err(err).Msg("write finding")
-			return
+		if err != nil {
+			d.cfg.Log.Error().Err(err).Str("format", d.cfg.Format.String()).Msg("write finding")
 		}
 	}
 }

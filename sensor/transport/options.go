@@ -16,6 +16,9 @@ type Options struct {
 	CredsFile    string // .creds file: user JWT and nkey seed
 	NKeySeedFile string // bare nkey seed file, when the server knows the public key
 	Name         string // connection name shown by the server; default driftsensor/<host>
+	// InboxPrefix is where replies to this connection go; a Publisher uses
+	// _INBOX_<host> so per-host credentials can confine it to its own inboxes.
+	InboxPrefix string
 
 	AckTimeout    time.Duration // wait for a JetStream ack or a flush; default 2s
 	ReconnectWait time.Duration // pause between reconnect attempts; default 250ms
@@ -39,6 +42,9 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	var opts []nats.Option
 	if o.Name != "" {
 		opts = append(opts, nats.Name(o.Name))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))

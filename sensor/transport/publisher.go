@@ -94,6 +94,10 @@ type Publisher struct {
 	lat                                               latency
 }
 
+// InboxPrefix is where a host's publisher receives replies (acks, API
+// answers, its state watch); per-host credentials grant it only these.
+func InboxPrefix(host string) string { return "_INBOX_" + host }
+
 // New connects to the server named by opts.URL and returns a Publisher for
 // host that spools to sp when the server is unreachable. It does not fail when
 // the server is down: findings spool until it comes up. ctx bounds the setup;
@@ -111,6 +115,9 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	opts.defaults()
 	if opts.Name == "" {
 		opts.Name = "driftsensor/" + host
+	}
+	if opts.InboxPrefix == "" {
+		opts.InboxPrefix = InboxPrefix(host)
 	}
 	seq, err := openSeqFile(sp.Dir())
 	if err != nil {
@@ -183,7 +190,10 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	if nc.IsConnected() {
 		if err := p.probe(ctx); err != nil {
 			p.logProbe(err)
-		} else if p.mode.Load() == int32(modeJetStream) {
+		} else if p.mode.Load() == int32(modeJetStream) && opts.CredsFile == "" && opts.NKeySeedFile == "" {
+			// Per-host credentials deny direct gets on the stream (they
+			// would let a host replay a forged finding on another host's
+			// subject): then the sequence file alone carries the sequence.
 			seq.raise(p.streamLastSeq(ctx))
 		}
 	}
