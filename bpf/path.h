@@ -44,6 +44,22 @@ struct dirlink {
 	__u8 target[DNAME_MAX];
 };
 
+/* A cached directory path, checked on use against the dentry it was built
+ * from (its parent and name) and the rename generation. */
+struct dpath {
+	__u64 parent;   /* d_parent when cached */
+	__u64 hash_len; /* d_name.hash_len when cached */
+	__u64 gen;      /* rename/mount generation when cached */
+	__u32 len;
+	__u32 _pad;
+	char path[DPATH_MAX];
+};
+
+struct dkey {
+	__u64 dentry;
+	__u64 mnt;
+};
+
 /* Per-CPU work area for path building. */
 struct work {
 	char in[DPATH_MAX];       /* the name as passed */
@@ -59,6 +75,11 @@ struct work {
 	__u64 wm;  /* struct mount * */
 	__u32 wn;
 	__u32 wo;
+	__u32 slow;       /* scan: the name needs lexical normalisation */
+	__u32 prev_slash; /* scan: the previous word ended in '/' */
+	__u32 scan_len;
+	__u32 _pad2;
+	struct dpath stage; /* value staged for a dcache update */
 };
 
 struct {
@@ -75,6 +96,39 @@ struct {
 	__type(value, struct dirlink);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } dirlinks SEC(".maps");
+
+/* Directory paths by (dentry, vfsmount): a cwd, a dirfd, the parent of an
+ * opened file. Saves walking the same directories on every syscall. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct dkey);
+	__type(value, struct dpath);
+} dcache SEC(".maps");
+
+/* Bumped by every successful rename and mount-table change anywhere: a
+ * cached path is only trusted under the generation it was built in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pathgen SEC(".maps");
+
+static __always_inline __u64 path_generation(void)
+{
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&pathgen, &zero);
+	return g ? *g : 0;
+}
+
+static __always_inline void bump_path_generation(void)
+{
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&pathgen, &zero);
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
 
 static __always_inline struct work *get_work(void)
 {
@@ -275,6 +329,68 @@ static __always_inline struct file *file_of(int fd)
 	return f;
 }
 
+/* dir_path writes the path of directory (dentry, vfsmnt) into out like
+ * walk_path, from the cache when it still holds, and caches what it walks.
+ * A cached path has no component stack: callers that apply ".." use
+ * walk_path. */
+static __noinline __u32 dir_path(struct work *w, struct dentry *dentry, struct vfsmount *vfsmnt, char *out)
+{
+	struct dkey k = {.dentry = (__u64)dentry, .mnt = (__u64)vfsmnt};
+	__u64 parent = (__u64)BPF_CORE_READ(dentry, d_parent);
+	__u64 hash_len = BPF_CORE_READ(dentry, d_name.hash_len);
+	__u64 gen = path_generation();
+	struct dpath *c = bpf_map_lookup_elem(&dcache, &k);
+	if (c && c->parent == parent && c->hash_len == hash_len && c->gen == gen) {
+		__u32 len = c->len;
+		if (len < DPATH_MAX) {
+			bpf_probe_read_kernel(out, bound(len, 4095), c->path);
+			out[bound(len, 4095)] = 0;
+			return len;
+		}
+	}
+	__u32 o = walk_path(w, dentry, vfsmnt, out);
+	if (w->trunc || o >= DPATH_MAX)
+		return o;
+	w->stage.parent = parent;
+	w->stage.hash_len = hash_len;
+	w->stage.gen = gen;
+	w->stage.len = o;
+	bpf_probe_read_kernel(w->stage.path, bound(o, 4095), out);
+	bpf_map_update_elem(&dcache, &k, &w->stage, BPF_ANY);
+	return o;
+}
+
+/* eq_bytes marks the bytes of x equal to c: bit 7 of each such byte is set. */
+static __always_inline __u64 eq_bytes(__u64 x, __u64 c)
+{
+	const __u64 lo7 = 0x7f7f7f7f7f7f7f7fULL;
+	__u64 v = x ^ (c * 0x0101010101010101ULL);
+	return ~(((v & lo7) + lo7) | v | lo7);
+}
+
+/* scan_word looks at 8 bytes of the name for "/." and "//": names without
+ * them need no lexical normalisation and are copied whole. */
+static long scan_word(__u32 i, void *unused)
+{
+	struct work *w = get_work();
+	if (!w)
+		return 1;
+	__u32 len = w->scan_len, off = i * 8;
+	if (off >= len || off >= DPATH_MAX)
+		return 1;
+	__u64 x = *(__u64 *)(w->in + bound(off, 4088));
+	__u32 rem = len - off;
+	if (rem < 8)
+		x &= (1ULL << (rem * 8)) - 1;
+	__u64 sl = eq_bytes(x, '/'), dot = eq_bytes(x, '.');
+	if (((sl << 8) & (sl | dot)) || (w->prev_slash && ((sl | dot) & 0x80))) {
+		w->slow = 1;
+		return 1;
+	}
+	w->prev_slash = (sl >> 63) & 1;
+	return 0;
+}
+
 /* resolve_name builds the canonical path of name (relative to dfd or the cwd)
  * into out, with *bits the LPM scratch right before it. Returns the length,
  * or 0 when the name could not be read. */
@@ -293,11 +409,18 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 		return 0;
 	if (n >= DPATH_MAX)
 		w->trunc = 1;
+	__u32 len = n - 1;
 
-	struct norm_ctx c = {.out = out, .n = n};
-	w->sp = 0;
+	/* Most names need no lexical work: no "." or ".." component, no "//",
+	 * no trailing slash. Find out 8 bytes at a time. */
+	w->slow = w->in[0] == '.' || w->in[bound(len - 1, 4095)] == '/';
+	w->prev_slash = 0;
+	w->scan_len = len;
+	if (!w->slow)
+		bpf_loop(DPATH_MAX / 8, scan_word, NULL, 0);
+
+	const struct path *base = NULL;
 	if (w->in[0] != '/') {
-		const struct path *base = NULL;
 		if (dfd == AT_FDCWD_) {
 			struct task_struct *t = bpf_get_current_task_btf();
 			base = &t->fs->pwd;
@@ -307,11 +430,31 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 				return 0;
 			base = &f->f_path;
 		}
-		c.o = walk_path(w, BPF_CORE_READ(base, dentry), BPF_CORE_READ(base, mnt), out);
-		c.cs = c.o;
 	}
-	bpf_loop(DPATH_MAX, norm_step, &c, 0);
-	__u32 o = c.o;
+
+	__u32 o = 0;
+	if (!w->slow) {
+		if (base)
+			o = dir_path(w, BPF_CORE_READ(base, dentry), BPF_CORE_READ(base, mnt), out);
+		if (o + 1 + len >= DPATH_MAX - 1) {
+			w->trunc = 1;
+			len = o + 1 < DPATH_MAX - 1 ? DPATH_MAX - 2 - o : 0;
+		}
+		if (base)
+			out[bound(o, 4095)] = '/';
+		__u32 at = base ? o + 1 : 0;
+		bpf_probe_read_kernel(out + bound(at, 4095), bound(len, 4095), w->in);
+		o = at + len;
+	} else {
+		struct norm_ctx c = {.out = out, .n = n};
+		w->sp = 0;
+		if (base) {
+			c.o = walk_path(w, BPF_CORE_READ(base, dentry), BPF_CORE_READ(base, mnt), out);
+			c.cs = c.o;
+		}
+		bpf_loop(DPATH_MAX, norm_step, &c, 0);
+		o = c.o;
+	}
 	if (o == 0) {
 		out[0] = '/';
 		o = 1;
@@ -322,16 +465,35 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 	return rewrite_dirlink(w, bits, out, o);
 }
 
-/* resolve_file builds the canonical path of an open file into out. */
+/* resolve_file builds the canonical path of an open file into out: its
+ * directory from the cache, then its own name. */
 static __noinline __u32 resolve_file(struct work *w, struct file *f, char *out)
 {
 	w->trunc = 0;
-	__u32 o = walk_path(w, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), out);
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	__u32 o;
+	if (parent == d || d == BPF_CORE_READ(vm, mnt_root)) {
+		/* a mount root, or a pseudo file (memfd): walk it whole */
+		o = walk_path(w, d, vm, out);
+	} else {
+		o = dir_path(w, parent, vm, out);
+		__u32 nl = BPF_CORE_READ(d, d_name.len);
+		const unsigned char *nm = BPF_CORE_READ(d, d_name.name);
+		if (nl > NMASK || o + 1 + nl >= DPATH_MAX - 1) {
+			w->trunc = 1;
+		} else {
+			out[bound(o, 4095)] = '/';
+			bpf_probe_read_kernel(out + bound(o + 1, 4095), bound(nl, 255), nm);
+			o += 1 + nl;
+		}
+	}
 	if (o == 0) {
 		out[0] = '/';
-		out[1] = 0;
 		o = 1;
 	}
+	out[bound(o, 4095)] = 0;
 	return o;
 }
 

@@ -412,8 +412,6 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 		if (bpf_map_lookup_elem(&seen, &k))
 			return 0;
 	}
-	if (regular && (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE))
-		taint_file(r);
 	if (regular)
 		mark_seen(r);
 
@@ -423,6 +421,13 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	r->path2_len = r->target_len = 0;
 	__u32 l = resolve_file(w, f, r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	/* Taint what could later run as part of the image: files written under
+	 * protected or image paths. A file written in a writable exception is
+	 * outside the image already, and moving or linking it into the image
+	 * is a finding of its own. */
+	if (regular && (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE) &&
+	    (is_protected(rv) || classify(&images, &r->lpm_bits, l)))
+		taint_file(r);
 	if (!is_protected(rv))
 		return 0;
 	r->rule = rv->id;
@@ -699,6 +704,10 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 	struct dreq q = {};
 	if (!decode(regs, regs->orig_ax, &q))
 		return 0;
+	/* Renames and mount changes move paths under cached directories: bump
+	 * the generation for every one, sealed or not, in scope or not. */
+	if (ret >= 0 && (q.op == DOP_RENAME || q.op == DOP_MOUNT))
+		bump_path_generation();
 	struct config *cfg = get_config();
 	if (!cfg || !cfg->sealed)
 		return 0;
@@ -843,6 +852,7 @@ int BPF_PROG(drift_uring, struct io_kiocb *req)
 	}
 	case IORING_OP_RENAMEAT: {
 		struct io_rename *rn = (void *)&req->cmd;
+		bump_path_generation();
 		q.dfd = BPF_CORE_READ(rn, old_dfd);
 		q.name = BPF_CORE_READ(rn, oldpath, name);
 		q.dfd2 = BPF_CORE_READ(rn, new_dfd);

@@ -392,7 +392,7 @@ func TestExecDrift(t *testing.T) {
 	t.Run("memfd", func(t *testing.T) {
 		defer b.on(t)()
 		pid := b.act("memfd")
-		b.expect(want{kind: "exec", action: "exec", path: "/memfd:drift", reasons: []string{"tainted", "outside_image", "memfd", "deleted"}}, pid)
+		b.expect(want{kind: "exec", action: "exec", path: "/memfd:drift", reasons: []string{"outside_image", "memfd", "deleted"}}, pid)
 	})
 	t.Run("deleted file", func(t *testing.T) {
 		defer b.on(t)()

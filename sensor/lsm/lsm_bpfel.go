@@ -30,6 +30,22 @@ type lsmDirlink struct {
 	Target [256]uint8
 }
 
+type lsmDkey struct {
+	_      structs.HostLayout
+	Dentry uint64
+	Mnt    uint64
+}
+
+type lsmDpath struct {
+	_       structs.HostLayout
+	Parent  uint64
+	HashLen uint64
+	Gen     uint64
+	Len     uint32
+	Pad     uint32
+	Path    [4096]int8
+}
+
 type lsmExecRec struct {
 	_       structs.HostLayout
 	H       lsmRecHdr
@@ -120,19 +136,24 @@ type lsmSeenKey struct {
 }
 
 type lsmWork struct {
-	_       structs.HostLayout
-	In      [4096]int8
-	AltBits uint32
-	Alt     [4360]int8
-	_       [4]byte
-	Comps   [64]uint64
-	Stack   [64]uint16
-	Sp      uint32
-	Trunc   uint32
-	Wd      uint64
-	Wm      uint64
-	Wn      uint32
-	Wo      uint32
+	_         structs.HostLayout
+	In        [4096]int8
+	AltBits   uint32
+	Alt       [4360]int8
+	_         [4]byte
+	Comps     [64]uint64
+	Stack     [64]uint16
+	Sp        uint32
+	Trunc     uint32
+	Wd        uint64
+	Wm        uint64
+	Wn        uint32
+	Wo        uint32
+	Slow      uint32
+	PrevSlash uint32
+	ScanLen   uint32
+	Pad2      uint32
+	Stage     lsmDpath
 }
 
 // Names of all BPF objects in the ELF.
@@ -140,10 +161,12 @@ type lsmWork struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	lsmMapConfigMap          = "config_map"
+	lsmMapDcache             = "dcache"
 	lsmMapDirlinks           = "dirlinks"
 	lsmMapEvents             = "events"
 	lsmMapFrecMap            = "frec_map"
 	lsmMapImages             = "images"
+	lsmMapPathgen            = "pathgen"
 	lsmMapPorts              = "ports"
 	lsmMapRules              = "rules"
 	lsmMapScopeMap           = "scope_map"
@@ -268,10 +291,12 @@ type lsmProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmMapSpecs struct {
 	ConfigMap *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache    *ebpf.MapSpec `ebpf:"dcache"`
 	Dirlinks  *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	FrecMap   *ebpf.MapSpec `ebpf:"frec_map"`
 	Images    *ebpf.MapSpec `ebpf:"images"`
+	Pathgen   *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports     *ebpf.MapSpec `ebpf:"ports"`
 	Rules     *ebpf.MapSpec `ebpf:"rules"`
 	ScopeMap  *ebpf.MapSpec `ebpf:"scope_map"`
@@ -316,10 +341,12 @@ func (o *lsmObjects) Close() error {
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmMaps struct {
 	ConfigMap *ebpf.Map `ebpf:"config_map"`
+	Dcache    *ebpf.Map `ebpf:"dcache"`
 	Dirlinks  *ebpf.Map `ebpf:"dirlinks"`
 	Events    *ebpf.Map `ebpf:"events"`
 	FrecMap   *ebpf.Map `ebpf:"frec_map"`
 	Images    *ebpf.Map `ebpf:"images"`
+	Pathgen   *ebpf.Map `ebpf:"pathgen"`
 	Ports     *ebpf.Map `ebpf:"ports"`
 	Rules     *ebpf.Map `ebpf:"rules"`
 	ScopeMap  *ebpf.Map `ebpf:"scope_map"`
@@ -334,10 +361,12 @@ type lsmMaps struct {
 func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.ConfigMap,
+		m.Dcache,
 		m.Dirlinks,
 		m.Events,
 		m.FrecMap,
 		m.Images,
+		m.Pathgen,
 		m.Ports,
 		m.Rules,
 		m.ScopeMap,

@@ -116,6 +116,13 @@ func TestPathResolution(t *testing.T) {
 		{"prefix of a symlink name is not it", -100, "/drift-binary", "/drift-binary"},
 		{"nested symlinked directory", -100, "/x/lnk/y", "/x/real/y"},
 		{"255-byte component", -100, "/d/" + long255, "/d/" + long255},
+		{"hidden file takes the slow path", -100, "/etc/.pwd.lock", "/etc/.pwd.lock"},
+		{"dot in a name is not a component", -100, "/etc/a.b/c.d", "/etc/a.b/c.d"},
+		{"slash dot across an 8-byte boundary", -100, "/1234567/./x", "/1234567/x"},
+		{"double slash across an 8-byte boundary", -100, "/1234567//x", "/1234567/x"},
+		{"trailing slash", -100, "/etc/x/", "/etc/x"},
+		{"relative dot slash", dfd, "./f2", dir + "/f2"},
+		{"relative name from the cached cwd", -100, "c", cwd + "/c"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -133,10 +140,16 @@ func TestPathResolution(t *testing.T) {
 			t.Errorf("len %d: got len %d trunc %v", len(in), len(got.path), got.trunc)
 		}
 	})
-	t.Run("more components than the dotdot stack is flagged", func(t *testing.T) {
+	t.Run("long name without dots takes the fast path whole", func(t *testing.T) {
 		in := strings.Repeat("/a", 100)
-		if got := r.resolve(-100, in); got.path != in || !got.trunc {
+		if got := r.resolve(-100, in); got.path != in || got.trunc {
 			t.Errorf("got len %d trunc %v", len(got.path), got.trunc)
+		}
+	})
+	t.Run("dotdot past the component stack is flagged", func(t *testing.T) {
+		in := strings.Repeat("/a", 100) + "/../b"
+		if got := r.resolve(-100, in); !got.trunc {
+			t.Errorf("got %q without the truncation flag", got.path)
 		}
 	})
 	t.Run("path over the limit is truncated and flagged", func(t *testing.T) {
@@ -225,5 +238,49 @@ func BenchmarkResolve(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportMetric(float64((timeRuns(c.in) - floor).Nanoseconds()), "kernel-ns/resolve")
 		})
+	}
+}
+
+// TestCachedDirectoryRenamed: a directory path cached in the kernel is not
+// trusted after a rename anywhere (the generation moves), nor when its dentry
+// now names another directory.
+func TestCachedDirectoryRenamed(t *testing.T) {
+	r := newResolver(t)
+	top := t.TempDir()
+	inner := filepath.Join(top, "a", "b")
+	if err := os.MkdirAll(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(inner, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if got := r.resolve(fd, "f"); got.path != inner+"/f" {
+		t.Fatalf("before rename: %q", got.path)
+	}
+	r.resolve(fd, "f") // served from the cache now
+	if err := os.Rename(filepath.Join(top, "a"), filepath.Join(top, "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(top, "renamed", "b", "f")
+	if got := r.resolve(fd, "f"); got.path != want {
+		t.Fatalf("after renaming an ancestor: %q, want %q", got.path, want)
+	}
+	// The directory itself removed and another made in its place: a new dentry.
+	fd2Path := filepath.Join(top, "renamed", "b")
+	unix.Close(fd)
+	if err := os.RemoveAll(fd2Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(top, "renamed", "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err = unix.Open(filepath.Join(top, "renamed", "c"), unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.resolve(fd, "f"); got.path != filepath.Join(top, "renamed", "c", "f") {
+		t.Fatalf("new directory: %q", got.path)
 	}
 }

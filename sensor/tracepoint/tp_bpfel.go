@@ -30,6 +30,22 @@ type tpDirlink struct {
 	Target [256]uint8
 }
 
+type tpDkey struct {
+	_      structs.HostLayout
+	Dentry uint64
+	Mnt    uint64
+}
+
+type tpDpath struct {
+	_       structs.HostLayout
+	Parent  uint64
+	HashLen uint64
+	Gen     uint64
+	Len     uint32
+	Pad     uint32
+	Path    [4096]int8
+}
+
 type tpExecRec struct {
 	_       structs.HostLayout
 	H       tpRecHdr
@@ -136,19 +152,24 @@ type tpTestOut struct {
 }
 
 type tpWork struct {
-	_       structs.HostLayout
-	In      [4096]int8
-	AltBits uint32
-	Alt     [4360]int8
-	_       [4]byte
-	Comps   [64]uint64
-	Stack   [64]uint16
-	Sp      uint32
-	Trunc   uint32
-	Wd      uint64
-	Wm      uint64
-	Wn      uint32
-	Wo      uint32
+	_         structs.HostLayout
+	In        [4096]int8
+	AltBits   uint32
+	Alt       [4360]int8
+	_         [4]byte
+	Comps     [64]uint64
+	Stack     [64]uint16
+	Sp        uint32
+	Trunc     uint32
+	Wd        uint64
+	Wm        uint64
+	Wn        uint32
+	Wo        uint32
+	Slow      uint32
+	PrevSlash uint32
+	ScanLen   uint32
+	Pad2      uint32
+	Stage     tpDpath
 }
 
 // Names of all BPF objects in the ELF.
@@ -156,12 +177,14 @@ type tpWork struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tpMapConfigMap     = "config_map"
+	tpMapDcache        = "dcache"
 	tpMapDirlinks      = "dirlinks"
 	tpMapEvents        = "events"
 	tpMapExecgen       = "execgen"
 	tpMapFrecMap       = "frec_map"
 	tpMapGateCordon    = "gate_cordon"
 	tpMapImages        = "images"
+	tpMapPathgen       = "pathgen"
 	tpMapPorts         = "ports"
 	tpMapRules         = "rules"
 	tpMapScopeMap      = "scope_map"
@@ -242,12 +265,14 @@ type tpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpMapSpecs struct {
 	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
 	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
+	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
@@ -292,12 +317,14 @@ func (o *tpObjects) Close() error {
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpMaps struct {
 	ConfigMap  *ebpf.Map `ebpf:"config_map"`
+	Dcache     *ebpf.Map `ebpf:"dcache"`
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Execgen    *ebpf.Map `ebpf:"execgen"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
 	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
 	Images     *ebpf.Map `ebpf:"images"`
+	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rules      *ebpf.Map `ebpf:"rules"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
@@ -313,12 +340,14 @@ type tpMaps struct {
 func (m *tpMaps) Close() error {
 	return _TpClose(
 		m.ConfigMap,
+		m.Dcache,
 		m.Dirlinks,
 		m.Events,
 		m.Execgen,
 		m.FrecMap,
 		m.GateCordon,
 		m.Images,
+		m.Pathgen,
 		m.Ports,
 		m.Rules,
 		m.ScopeMap,
