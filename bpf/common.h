@@ -137,6 +137,8 @@ struct rule_val {
 };
 #define CLASS_PROTECT 1
 #define CLASS_EXEMPT 2
+#define CLASS_MASK 0xffff
+#define CLASS_TAINT (1 << 16) /* flag: an exempt prefix inside the image paths; files written there are tainted */
 
 /* Live configuration, written by user space. */
 struct config {
@@ -145,7 +147,7 @@ struct config {
 	__u32 self_tgid;     /* the sensor itself is never a finding */
 	__u32 reflex;        /* REFLEX_* */
 	__u32 deny_binds;
-	__u32 _pad;
+	__u32 epoch; /* bumped at every seal: judgements from an earlier seal do not carry over */
 };
 #define REFLEX_KILL (1 << 0)
 #define REFLEX_DENY (1 << 1) /* enforce mode (lsm): refuse findings with -EPERM */

@@ -10,7 +10,13 @@
  * kernel_read_file, sb_mount); elsewhere a dentry walk (path.h), which is just
  * as canonical because the kernel has already resolved the name. Records carry
  * RF_ATTEMPT: the hook runs before the operation, so ret is the verdict (0 or
- * -EPERM), not the syscall's result. */
+ * -EPERM), not the syscall's result.
+ *
+ * Two programs exist in two versions, and the loader (sensor/lsm) keeps the one
+ * the running kernel fits: inode_setattr gained an idmap argument in 6.8
+ * (drift_inode_setattr / drift_inode_setattr_old), and io_uring_setup has an
+ * LSM hook only since 6.16 (drift_uring_allowed; before it the io_uring_create
+ * tracepoint, drift_uring_create, reports the rings that were set up). */
 
 #include "common.h"
 /* path.h also resolves names passed by a process, which hooks never need */
@@ -22,6 +28,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define EPERM_ 1
 #define O_CREAT_ 0100
+#define O_TRUNC_ 01000
 #define FMODE_WRITE_ 0x2
 #define FMODE_CREATED_ 0x100000
 #define MAY_WRITE_ 0x2
@@ -40,6 +47,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define FS_IOC32_SETFLAGS_ 0x40046602
 #define FS_IOC_FSSETXATTR_ 0x401c5820
 #define SIGKILL_ 9
+#define ATTR_MODE_ (1 << 0)
+#define ATTR_UID_ (1 << 1)
+#define ATTR_GID_ (1 << 2)
+#define ATTR_SIZE_ (1 << 3)
+#define ATTR_ATIME_ (1 << 4)
+#define ATTR_MTIME_ (1 << 5)
+#define NR_EXECVE_ 59
+#define NR_EXECVEAT_ 322
+#define ARGV_MAX 64 /* arguments read; ARGS_MAX bounds their bytes */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -90,8 +106,9 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } taint SEC(".maps");
 
-#define SEEN_WRITE 0 /* judged for writes through a descriptor */
-#define SEEN_EXEC 1  /* reported as exec drift: the loader's mmap is the same finding */
+#define SEEN_WRITE 0  /* judged for writes through a descriptor */
+#define SEEN_EXEC 1   /* reported as exec drift: the loader's mmap is the same finding */
+#define SEEN_OTRUNC 2 /* reported as open(O_TRUNC): the truncate that follows is the same finding */
 
 struct seen_key {
 	__u64 dev;
@@ -270,6 +287,13 @@ static __always_inline void seen_set(__u64 dev, __u64 ino, __u32 kind)
 	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
 	__u8 one = 1;
 	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
+}
+
+/* seen_take reports and clears a one-shot mark. */
+static __always_inline int seen_take(__u64 dev, __u64 ino, __u32 kind)
+{
+	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
+	return bpf_map_delete_elem(&seen, &k) == 0;
 }
 
 static __always_inline struct file_rec *get_frec(void)

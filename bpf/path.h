@@ -182,8 +182,10 @@ static long walk_down(__u32 i, char **outp)
 	if (i >= n)
 		return 1;
 	struct dentry *d = (struct dentry *)w->comps[bound(n - 1 - i, 63)];
-	__u32 len = BPF_CORE_READ(d, d_name.len);
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	struct qstr q;
+	BPF_CORE_READ_INTO(&q, d, d_name);
+	__u32 len = q.len;
+	const unsigned char *name = q.name;
 	if (len > NMASK || o + 1 + len >= DPATH_MAX - 1) {
 		w->trunc = 1;
 		return 1;
@@ -319,11 +321,12 @@ static __noinline __u32 rewrite_dirlink(struct work *w, __u32 *bits, char *out, 
 /* file_of returns the file behind fd in the current task, or NULL. */
 static __always_inline struct file *file_of(int fd)
 {
+	/* Direct loads through the task's BTF pointers: no helper call per hop. */
 	struct task_struct *t = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = t->files->fdt;
+	if (!fdt || fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
@@ -479,8 +482,10 @@ static __noinline __u32 resolve_file(struct work *w, struct file *f, char *out)
 		o = walk_path(w, d, vm, out);
 	} else {
 		o = dir_path(w, parent, vm, out);
-		__u32 nl = BPF_CORE_READ(d, d_name.len);
-		const unsigned char *nm = BPF_CORE_READ(d, d_name.name);
+		struct qstr q;
+		BPF_CORE_READ_INTO(&q, d, d_name); /* length and name pointer in one read */
+		__u32 nl = q.len;
+		const unsigned char *nm = q.name;
 		if (nl > NMASK || o + 1 + nl >= DPATH_MAX - 1) {
 			w->trunc = 1;
 		} else {

@@ -83,13 +83,13 @@ struct {
 } taint SEC(".maps");
 
 struct seen_key {
-	__u64 dev;
-	__u64 ino;
+	__u64 file; /* struct file *: the open file description */
 	__u32 tgid;
-	__u32 _pad;
+	__u32 epoch;
 };
 
-/* (process, file) pairs already judged for writes through a descriptor. */
+/* (process, open file) pairs already judged for writes through a descriptor
+ * in this seal: a repeated write costs the fd lookup and this lookup only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -164,20 +164,37 @@ static __always_inline struct config *get_config(void)
 	return bpf_map_lookup_elem(&config_map, &zero);
 }
 
+/* The scope verdict per cgroup: a cgroup's ancestry never changes, so the
+ * walk up the hierarchy is done once per cgroup, not once per syscall. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} scope_cache SEC(".maps");
+
 static __always_inline int in_scope(struct config *cfg)
 {
 	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
 		return 0;
 	if (!cfg->scope_cgroups)
 		return 1;
+	__u64 cg = bpf_get_current_cgroup_id();
+	__u8 *known = bpf_map_lookup_elem(&scope_cache, &cg);
+	if (known)
+		return *known;
+	__u8 in = 0;
 	for (int lvl = 0; lvl < 16; lvl++) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
 		if (!id)
-			return 0;
-		if (bpf_map_lookup_elem(&scope_map, &id))
-			return 1;
+			break;
+		if (bpf_map_lookup_elem(&scope_map, &id)) {
+			in = 1;
+			break;
+		}
 	}
-	return 0;
+	bpf_map_update_elem(&scope_cache, &cg, &in, BPF_ANY);
+	return in;
 }
 
 static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
@@ -217,35 +234,20 @@ static __always_inline struct rule_val *classify(void *map, __u32 *bits, __u32 l
 
 static __always_inline int is_protected(struct rule_val *r)
 {
-	return r && r->class == CLASS_PROTECT;
-}
-
-static __always_inline void file_identity(struct file_rec *r, struct file *f)
-{
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	struct mount *m = container_of(vm, struct mount, mnt);
-	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	r->ino = BPF_CORE_READ(ino, i_ino);
-	r->mnt_id = BPF_CORE_READ(m, mnt_id);
-}
-
-static __always_inline int is_regular(struct file *f)
-{
-	return (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT_) == S_IFREG_;
+	return r && (r->class & CLASS_MASK) == CLASS_PROTECT;
 }
 
 static __always_inline void taint_file(struct file_rec *r)
 {
 	struct file_id id = {.dev = r->dev, .ino = r->ino};
-	__u64 now = r->h.ktime;
+	__u64 now = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&taint, &id, &now, BPF_NOEXIST) == -7 /* E2BIG: full */)
 		count(STAT_TAINT_FULL);
 }
 
-static __always_inline void mark_seen(struct file_rec *r)
+static __always_inline void mark_seen(struct config *cfg, struct file *f, __u32 tgid)
 {
-	struct seen_key k = {.dev = r->dev, .ino = r->ino, .tgid = r->h.tgid};
+	struct seen_key k = {.file = (__u64)f, .tgid = tgid, .epoch = cfg->epoch};
 	__u8 one = 1;
 	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
 }
@@ -311,9 +313,6 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 	if (!r || !w)
 		return 0;
 
-	fill_hdr(&r->h, REC_FILE, q->op);
-	fill_task(&r->h);
-	r->h.flags = RF_LEXICAL;
 	r->ret = ret;
 	r->dev = r->ino = 0;
 	r->mnt_id = 0;
@@ -382,13 +381,17 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 	}
 	if (!hit)
 		return 0;
+	fill_hdr(&r->h, REC_FILE, q->op);
+	fill_task(&r->h);
+	r->h.flags = RF_LEXICAL;
 	w->trunc = trunc;
 	send_file(cfg, r, w);
 	return 0;
 }
 
 /* judge_file judges an open file: after open (the new fd), an fd argument, or a
- * write through an fd. */
+ * write through an fd. Cheap rejections come first; the record header is
+ * filled only for a finding. */
 static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, long ret)
 {
 	__u32 zero = 0;
@@ -400,36 +403,40 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	if (!r || !w)
 		return 0;
 
-	fill_hdr(&r->h, REC_FILE, q->op);
-	fill_task(&r->h);
-	file_identity(r, f);
-	int regular = is_regular(f);
-
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (q->shape == SH_WRITE) {
-		if (!regular || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE_))
-			return 0;
-		struct seen_key k = {.dev = r->dev, .ino = r->ino, .tgid = r->h.tgid};
+		struct seen_key k = {.file = (__u64)f, .tgid = tgid, .epoch = cfg->epoch};
 		if (bpf_map_lookup_elem(&seen, &k))
 			return 0;
 	}
-	if (regular)
-		mark_seen(r);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	int regular = (BPF_CORE_READ(ino, i_mode) & S_IFMT_) == S_IFREG_;
+	if (q->shape == SH_WRITE && (!regular || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE_)))
+		return 0;
+	mark_seen(cfg, f, tgid);
 
+	__u32 l = resolve_file(w, f, r->data);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	/* Taint what could later run as part of the image: files written under
+	 * protected or image paths. A file written in a writable exception
+	 * outside the image paths is outside the image already, and moving or
+	 * linking it into the image is a finding of its own. */
+	if (regular && (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE) &&
+	    (is_protected(rv) || (rv && (rv->class & CLASS_TAINT)) || (!rv && classify(&images, &r->lpm_bits, l))))
+		taint_file(r);
+	if (!is_protected(rv))
+		return 0;
+
+	fill_hdr(&r->h, REC_FILE, q->op);
+	fill_task(&r->h);
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
 	r->ret = ret;
 	r->flags = q->flags;
 	r->mode = q->mode;
 	r->path2_len = r->target_len = 0;
-	__u32 l = resolve_file(w, f, r->data);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	/* Taint what could later run as part of the image: files written under
-	 * protected or image paths. A file written in a writable exception is
-	 * outside the image already, and moving or linking it into the image
-	 * is a finding of its own. */
-	if (regular && (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE) &&
-	    (is_protected(rv) || classify(&images, &r->lpm_bits, l)))
-		taint_file(r);
-	if (!is_protected(rv))
-		return 0;
 	r->rule = rv->id;
 	r->path_len = l;
 	send_file(cfg, r, w);

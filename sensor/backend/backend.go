@@ -18,6 +18,9 @@ type Rule struct {
 const (
 	ClassProtect = 1
 	ClassExempt  = 2
+	// ClassTaint flags an exempt prefix that lies inside the exec image
+	// paths: files written there are tainted (executing them is drift).
+	ClassTaint = 1 << 16
 )
 
 // Rules is the policy in the kernel's terms.

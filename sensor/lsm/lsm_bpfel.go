@@ -20,7 +20,7 @@ type lsmConfig struct {
 	SelfTgid     uint32
 	Reflex       uint32
 	DenyBinds    uint32
-	Pad          uint32
+	Epoch        uint32
 }
 
 type lsmDirlink struct {

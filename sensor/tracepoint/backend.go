@@ -210,6 +210,9 @@ func lpmKey(prefix string) *tpLpmKey {
 
 // SetSealed flips the sealed flag: from then on, every mutation in scope is a finding.
 func (b *Backend) SetSealed(sealed bool) error {
+	if sealed && b.cfg.Sealed == 0 {
+		b.cfg.Epoch++ // a new seal judges every descriptor afresh
+	}
 	b.cfg.Sealed = boolU32(sealed)
 	return b.putConfig()
 }

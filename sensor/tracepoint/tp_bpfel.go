@@ -20,7 +20,7 @@ type tpConfig struct {
 	SelfTgid     uint32
 	Reflex       uint32
 	DenyBinds    uint32
-	Pad          uint32
+	Epoch        uint32
 }
 
 type tpDirlink struct {
@@ -128,11 +128,10 @@ type tpRuleVal struct {
 }
 
 type tpSeenKey struct {
-	_    structs.HostLayout
-	Dev  uint64
-	Ino  uint64
-	Tgid uint32
-	Pad  uint32
+	_     structs.HostLayout
+	File  uint64
+	Tgid  uint32
+	Epoch uint32
 }
 
 type tpTestIn struct {
@@ -187,6 +186,7 @@ const (
 	tpMapPathgen       = "pathgen"
 	tpMapPorts         = "ports"
 	tpMapRules         = "rules"
+	tpMapScopeCache    = "scope_cache"
 	tpMapScopeMap      = "scope_map"
 	tpMapSeen          = "seen"
 	tpMapStats         = "stats"
@@ -275,6 +275,7 @@ type tpMapSpecs struct {
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
+	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
 	Seen       *ebpf.MapSpec `ebpf:"seen"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
@@ -327,6 +328,7 @@ type tpMaps struct {
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rules      *ebpf.Map `ebpf:"rules"`
+	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
 	Seen       *ebpf.Map `ebpf:"seen"`
 	Stats      *ebpf.Map `ebpf:"stats"`
@@ -350,6 +352,7 @@ func (m *tpMaps) Close() error {
 		m.Pathgen,
 		m.Ports,
 		m.Rules,
+		m.ScopeCache,
 		m.ScopeMap,
 		m.Seen,
 		m.Stats,

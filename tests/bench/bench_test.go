@@ -73,6 +73,35 @@ func work(kind string, n int, dir string) (int64, error) {
 			unix.Stat("/etc/hostname", &st)
 			unix.Close(fd)
 		}
+	case "opens": // open for writing (no create) and close: exempt
+		f := filepath.Join(dir, "o")
+		os.WriteFile(f, nil, 0o644)
+		for i := 0; i < n; i++ {
+			fd, err := unix.Open(f, unix.O_WRONLY, 0)
+			if err != nil {
+				return 0, err
+			}
+			unix.Close(fd)
+		}
+	case "writes": // writes through one descriptor: exempt
+		fd, err := unix.Open(filepath.Join(dir, "w"), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		for i := 0; i < n; i++ {
+			unix.Pwrite(fd, buf, 0)
+		}
+		unix.Close(fd)
+	case "renames": // rename back and forth: exempt
+		a, b := filepath.Join(dir, "ra"), filepath.Join(dir, "rb")
+		os.WriteFile(a, nil, 0o644)
+		for i := 0; i < n; i++ {
+			if i%2 == 0 {
+				unix.Rename(a, b)
+			} else {
+				unix.Rename(b, a)
+			}
+		}
 	case "chmod": // a finding per call: throughput
 		f := filepath.Join(dir, "target")
 		for i := 0; i < n; i++ {
