@@ -285,3 +285,7 @@ func boolU32(b bool) uint32 {
 // Spec returns the embedded object's collection spec: its BTF describes the
 // record layout the decoder must agree with.
 func Spec() (*ebpf.CollectionSpec, error) { return loadTp() }
+
+// SysExitProgram is the program every syscall exit runs: benchmarks read its
+// kernel run-time statistics (ebpf.EnableStats) to cost each operation.
+func (b *Backend) SysExitProgram() *ebpf.Program { return b.objs.DriftSysExit }

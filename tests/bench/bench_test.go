@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -329,4 +330,41 @@ func BenchmarkFindings(b *testing.B) {
 		b.ReportMetric(percentile(lat, 0.99), "finding-p99-us")
 	}
 	mu.Unlock()
+}
+
+// BenchmarkBPFCost reports the kernel's own accounting of the sys_exit
+// program's run time (bpf_stats) per workload iteration, on a sealed scope.
+// Unlike wall-clock overhead it does not move with the machine's load.
+func BenchmarkBPFCost(b *testing.B) {
+	testenv.RequireBPF(b)
+	cg := testenv.NewCgroup(b)
+	dir, err := os.MkdirTemp("/dev/shm", "driftbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal("enable BPF run-time statistics:", err)
+	}
+	defer stats.Close()
+	be, stop := loadSensor(b, cg, nil, nil)
+	defer stop()
+	prog := be.SysExitProgram()
+	const n = 20000
+	for _, wl := range []string{"opens", "writes", "renames", "churn", "syscalls"} {
+		b.Run(wl, func(b *testing.B) {
+			before, err := prog.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			runWorker(b, cg, wl, n, dir)
+			after, err := prog.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64((after.Runtime-before.Runtime).Nanoseconds())/n, "bpf-ns/iteration")
+			b.ReportMetric(float64(after.RunCount-before.RunCount)/n, "runs/iteration")
+		})
+	}
 }
