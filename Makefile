@@ -4,7 +4,7 @@ GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 PKGS := ./...
 BIN := bin
 
-.PHONY: help setup build generate vmlinux check-generated vet test vmtest vmbench fuzz bench demo clean
+.PHONY: help setup build generate vmlinux check-generated vet test vmtest vmbench check fuzz bench demo clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,6 +30,8 @@ vet: ## go vet
 test: vet ## run every test; privileged packages one at a time (as root; DRIFT_REQUIRE_BPF=1 turns skips into failures)
 	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
 
+check: check-generated test vmtest ## what CI runs: generated objects fresh, every test, the lsm tests in the VM
+
 vmtest: ## run the lsm backend's privileged tests in a qemu VM with BPF-LSM on (Debian cloud kernel, tcg)
 	tests/vmtest/run.sh
 
@@ -43,7 +45,7 @@ fuzz: ## short runs of every fuzz target
 bench: build ## run the benchmarks and print the tables for BENCHMARKS.md
 	scripts/bench.sh
 
-demo: build ## seal a scratch cgroup, make some drift in it, show the findings (never touches the machine's network)
+demo: build ## two test hosts on a bridge of their own: drift in one is detected, published over NATS and cordoned by the responder
 	tests/demo/run.sh
 
 clean: ## remove build output

@@ -9,13 +9,17 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 need=()
-for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio curl:curl unzip:unzip; do
+for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip; do
 	command -v "${cmd%%:*}" >/dev/null || need+=("${cmd##*:}")
 done
-if [ ! -e /usr/include/bpf/bpf_helpers.h ]; then need+=(libbpf-dev); fi
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static) # the VM's initramfs has no libc
+# make vmtest asks apt for Debian's cloud kernel: the package lists must exist.
+if [ ${#need[@]} -gt 0 ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+	apt-get update -q
+fi
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
-	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 
