@@ -72,6 +72,7 @@ func run(args []string) error {
 		mgmt       multi
 		format     event.Format
 	)
+	fs.BoolVar(seal, "seal-on-start", false, "same as --seal")
 	fs.Var(&format, "format", "stdout format: json (driftsensor.event/v1) or ocsf (OCSF 1.3 classes, for SIEMs)")
 	fs.Var(&mgmt, "mgmt-allow", "management peer that passes a cordon: CIDR[:port[,port]] (e.g. 192.0.2.250:4222, 10.0.0.0/8:22); repeatable")
 	fs.Var(&scopes, "scope-cgroup", "watch only this cgroup v2 subtree (path inside the hierarchy, e.g. /drift/host1); repeatable; default: the policy's scope, else the whole host")

@@ -3,9 +3,13 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +38,7 @@ type pipeline struct {
 
 // start runs a daemon for host on a real embedded server, scoped to a cgroup
 // of the test's own, protecting a directory tree of the test's own.
-func start(t testing.TB, host string, seal bool) *pipeline {
+func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeline {
 	testenv.RequireBPF(t)
 	srv, url, err := transport.StartEmbedded(t.TempDir())
 	if err != nil {
@@ -74,9 +78,13 @@ func start(t testing.TB, host string, seal bool) *pipeline {
 	}
 	ready := make(chan struct{})
 	done := make(chan struct{})
+	cfg := Config{Host: host, Policy: pol, Backend: be, Publisher: pub, Seal: seal, Heartbeat: 100 * time.Millisecond,
+		Log: zerolog.Nop(), OnState: func(s event.State) { p.states <- s }, Ready: func() { close(ready) }}
+	for _, f := range tweak {
+		f(&cfg)
+	}
 	go func() {
-		Run(ctx, Config{Host: host, Policy: pol, Backend: be, Publisher: pub, Seal: seal, Heartbeat: 100 * time.Millisecond,
-			Log: zerolog.Nop(), OnState: func(s event.State) { p.states <- s }, Ready: func() { close(ready) }})
+		Run(ctx, cfg)
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done; pub.Close(); p.nc.Close() })
@@ -198,6 +206,35 @@ func TestHeartbeat(t *testing.T) {
 		}
 	}
 	t.Fatal("heartbeats never counted the finding")
+}
+
+// TestMetrics: the Prometheus endpoint counts the kernel's findings and the
+// transport's publishing.
+func TestMetrics(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p := start(t, "cpm", true, func(c *Config) { c.Metrics = addr })
+	sub, _ := p.nc.SubscribeSync(event.Subject(p.host, event.KindFile))
+	p.nc.Flush()
+	p.mutate(t, "m")
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatal("no finding:", err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`driftsensor_findings_total{kind="file"} 1`, "driftsensor_lost_records_total 0", "driftsensor_published_total 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
 }
 
 // BenchmarkSealApply: control-plane state change -> kernel map updated.
