@@ -42,6 +42,19 @@ func pair(t *testing.T) (*testbed.Bed, *testbed.Host, *TCPProber) {
 	return b, victim, p
 }
 
+// waitReachable fails the test unless host answers a probe within a few
+// seconds: a bed just built may need a moment (ARP, links coming up).
+func waitReachable(t *testing.T, p Prober, host string) {
+	t.Helper()
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = probeOnce(p, host); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s unreachable before any cordon: %v", host, err)
+}
+
 func probeOnce(p Prober, host string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
@@ -62,9 +75,7 @@ func TestLinkCordonTakesTheLinkOff(t *testing.T) {
 				Detach: tc.detach,
 				Bridge: b.Bridge,
 			}
-			if err := probeOnce(p, "victim"); err != nil {
-				t.Fatalf("before cordon: %v", err)
-			}
+			waitReachable(t, p, "victim")
 			target := Target{Host: "victim", Incident: "inc-1", Action: "cordon"}
 			if err := a.Cordon(context.Background(), target); err != nil {
 				t.Fatal(err)
@@ -111,9 +122,7 @@ func TestCgroupDestroyKillsAndRemoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &TCPProber{Addr: func(string) (string, error) { return victim.AddrPort(echoPort).String(), nil }, Dial: prober.DialContext}
-	if err := probeOnce(p, "victim"); err != nil {
-		t.Fatalf("before destroy: %v", err)
-	}
+	waitReachable(t, p, "victim")
 	cmds := []*exec.Cmd{echo}
 	for i := 0; i < 3; i++ {
 		c := exec.Command("sleep", "1000")
