@@ -23,6 +23,8 @@ import (
 
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/findings"
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/fleet"
+	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/incidents"
+	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -58,6 +60,10 @@ commands:
   status [--json]               fleet table: state, backend, last heartbeat, findings, lost records
   watch [--host H] [--kind K]   live findings, one line each
   replay --since T [--until T]  findings kept in the stream for a time range
+  incidents [--host H] [--since T] [--json]
+                                the responder's incidents from the audit stream: stages and their times,
+                                action, actuators, when the cordon was verified, errors
+  approve INCIDENT [--by WHO]   release an action the blast-radius limiter holds, audited
 
 global flags (also accepted after the command):
 `
@@ -105,15 +111,17 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"creds":    {(*cli).creds, "creds --hosts a,b --out DIR [--nats-listen ADDR] [--jetstream-dir DIR] [--rotate]"},
-		"init":     {(*cli).initCmd, "init"},
-		"seal":     {stateCmd(event.StateSealed), "seal HOST [--by WHO]"},
-		"unseal":   {stateCmd(event.StateMutable), "unseal HOST [--by WHO]"},
-		"cordon":   {stateCmd(event.StateCordoned), "cordon HOST [--by WHO]"},
-		"uncordon": {stateCmd(event.StateSealed), "uncordon HOST [--by WHO]"},
-		"status":   {(*cli).status, "status [--json] [--wait 2s]"},
-		"watch":    {(*cli).watch, "watch [--host H] [--kind file|exec|net|sensor] [--json|--format text|json|ocsf] [--count N]"},
-		"replay":   {(*cli).replay, "replay --since T [--until T] [--host H] [--kind K] [--json|--format text|json|ocsf]"},
+		"creds":     {(*cli).creds, "creds --hosts a,b --out DIR [--nats-listen ADDR] [--jetstream-dir DIR] [--rotate]"},
+		"init":      {(*cli).initCmd, "init"},
+		"seal":      {stateCmd(event.StateSealed), "seal HOST [--by WHO]"},
+		"unseal":    {stateCmd(event.StateMutable), "unseal HOST [--by WHO]"},
+		"cordon":    {stateCmd(event.StateCordoned), "cordon HOST [--by WHO]"},
+		"uncordon":  {stateCmd(event.StateSealed), "uncordon HOST [--by WHO]"},
+		"status":    {(*cli).status, "status [--json] [--wait 2s]"},
+		"watch":     {(*cli).watch, "watch [--host H] [--kind file|exec|net|sensor] [--json|--format text|json|ocsf] [--count N]"},
+		"replay":    {(*cli).replay, "replay --since T [--until T] [--host H] [--kind K] [--json|--format text|json|ocsf]"},
+		"incidents": {(*cli).incidents, "incidents [--host H] [--since T] [--json]"},
+		"approve":   {(*cli).approve, "approve INCIDENT [--by WHO]"},
 	}
 }
 
@@ -144,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch or replay)\n", name)
+		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch, replay, incidents or approve)\n", name)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -535,4 +543,106 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+func (c *cli) incidents(args []string) error {
+	fs := flag.NewFlagSet("incidents", flag.ContinueOnError)
+	host := fs.String("host", "", "only this host")
+	sinceArg := fs.String("since", "", "only records from then on: RFC 3339 time, a date, or a duration ago (90m, 24h); default: all")
+	asJSON := fs.Bool("json", false, "one JSON object per incident per line")
+	rest, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	var f incidents.Filter
+	if *host != "" {
+		if err := event.ValidHost(*host); err != nil {
+			return usagef("--host: %v", err)
+		}
+		f.Host = *host
+	}
+	if *sinceArg != "" {
+		if f.Since, err = parseTime(*sinceArg, time.Now()); err != nil {
+			return usagef("--since: %v", err)
+		}
+	}
+	nc, js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, max(c.g.timeout, 30*time.Second))
+	defer cancel()
+	list, skipped, err := incidents.Collect(ctx, js, f)
+	if err != nil {
+		return err
+	}
+	if skipped > 0 {
+		fmt.Fprintf(c.stderr, "driftctl: %d records in %s are not %s records; skipped\n", skipped, event.AuditStream, decide.AuditSchema)
+	}
+	if *asJSON {
+		return incidents.WriteJSON(c.stdout, list)
+	}
+	if err := incidents.WriteText(c.stdout, list); err != nil {
+		return err
+	}
+	if isTerminal(c.stdout) {
+		fmt.Fprintf(c.stderr, "driftctl: %d incidents\n", len(list))
+	}
+	return nil
+}
+
+// approve releases an action the responder's blast-radius limiter holds.
+// The replica holding the incident answers and audits the approval with the
+// name given; no answer means no replica holds it.
+func (c *cli) approve(args []string) error {
+	fs := flag.NewFlagSet("approve", flag.ContinueOnError)
+	by := fs.String("by", "", "who approves, for the audit record (default: $USER@hostname)")
+	rest, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usagef("want exactly one incident id (driftctl incidents lists held ones), got %d arguments", len(rest))
+	}
+	id := rest[0]
+	if id == "" || len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' }) {
+		return usagef("incident id %q: want the id from driftctl incidents, e.g. inc-...", id)
+	}
+	who := *by
+	if who == "" {
+		who = defaultBy()
+	}
+	nc, _, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	data, _ := json.Marshal(decide.Approval{Incident: id, By: who})
+	ctx, cancel := context.WithTimeout(c.ctx, c.g.timeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, decide.ApproveSubject, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("approve %s: no driftresponder listens on %s", id, decide.ApproveSubject)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("approve %s: no responder holds it for approval within %s: it was never held, is already approved or closed, or the id is wrong (driftctl incidents shows held incidents)", id, c.g.timeout)
+	case err != nil:
+		return fmt.Errorf("approve %s: %w", id, err)
+	}
+	var rep struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return fmt.Errorf("approve %s: unreadable reply %q", id, m.Data)
+	}
+	if !rep.OK {
+		return fmt.Errorf("approve %s: refused: %s", id, rep.Error)
+	}
+	fmt.Fprintf(c.stdout, "approved %s (by %s); the responder acts now and audits it: driftctl incidents\n", id, who)
+	return nil
 }

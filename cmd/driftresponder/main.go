@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string) error {
 		policyFile = fs.String("policy", "", "policy YAML file (default: alert on findings, cordon on a failing sensor)")
 		dryRun     = fs.Bool("dry-run", false, "decide and audit, never act")
 		ctlCordon  = fs.Bool("ctl-cordon", true, "cordon through the host's ctl subject (its tc gate)")
+		stateSync  = fs.Bool("state-sync", true, "write cordoned/destroyed to the host state bucket, and close a host's incident when it leaves cordoned (driftctl uncordon)")
 		linkTmpl   = fs.String("link", "", "cordon from outside too: template of the host's link name here, e.g. 'tap-{{.Host}}'")
 		linkNetns  = fs.String("link-netns", "", "network namespace path holding those links (default: this one)")
 		linkMode   = fs.String("link-mode", "both", "external cordon: down, detach or both")
@@ -101,7 +102,7 @@ func run(ctx context.Context, args []string) error {
 		*replica, _ = os.Hostname()
 	}
 	cfg := decide.Config{
-		Replica: *replica, Policy: policy, DryRun: *dryRun, CtlCordon: *ctlCordon,
+		Replica: *replica, Policy: policy, DryRun: *dryRun, CtlCordon: *ctlCordon, NoStateSync: !*stateSync,
 		HeartbeatInterval: *hbEvery, MissedBeats: *missed, GapCheck: *gapCheck,
 		MaxHosts: *maxHosts, MaxPercent: *maxPercent, Window: *window, Log: log,
 	}

@@ -32,6 +32,8 @@ const (
 	StageAction   = "action"   // an actuator ran (Error set if it failed)
 	StageVerify   = "verify"   // the cordon probe stopped passing (or never did: Error)
 	StageDeadMan  = "dead_man" // the dead man's switch fired
+	StageState    = "state"    // the host's state in the control plane was set (cordoned, destroyed)
+	StageClose    = "close"    // the host left cordoned (driftctl uncordon): its incident is closed
 )
 
 // Stages are the times an incident went through; zero means not reached.

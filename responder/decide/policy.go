@@ -1,7 +1,9 @@
 // Package decide is the responder's brain: it reads findings and heartbeats
 // from NATS, groups findings into incidents per host, decides by policy
 // (alert, cordon, destroy), guards against mass action, watches for sensors
-// that go silent, acts through actuators, verifies cordons with a probe, and
+// that go silent, acts through actuators, verifies cordons with a probe,
+// records cordoned and destroyed hosts in the control plane's state bucket
+// (closing a host's incident when driftctl uncordon moves it back), and
 // appends every step to the audit stream.
 package decide
 

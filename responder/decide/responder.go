@@ -18,6 +18,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // QueueGroup is the NATS queue group replicas share findings in.
@@ -40,6 +41,10 @@ type Config struct {
 	Replica string  // this replica's name in the audit trail
 	Policy  *Policy // DefaultPolicy if nil
 	DryRun  bool    // decide and record, never act
+	// NoStateSync leaves host states in the control plane alone: a cordon
+	// or destroy is not written to the state bucket, and an uncordon does
+	// not close the host's incident.
+	NoStateSync bool
 
 	CtlCordon  bool          // send cordon on the host's ctl subject (the host's tc gate)
 	CtlTimeout time.Duration // wait for the sensor's reply; 2s if 0
@@ -106,6 +111,8 @@ type Responder struct {
 	js     jetstream.JetStream
 	claims jetstream.KeyValue
 	limit  jetstream.KeyValue
+	states jetstream.KeyValue // host states; nil with NoStateSync
+	ctl    *transport.Control // writes host states
 
 	mu      sync.Mutex
 	hosts   map[string]*hostState
@@ -163,6 +170,7 @@ func (r *Responder) Start(ctx context.Context) error {
 		return fmt.Errorf("responder: audit stream %s: %w", event.AuditStream, err)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.stopW = make(chan struct{})
 	var err error
 	if r.claims, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: ClaimBucket, Description: "driftresponder incidents and action claims", History: 1,
@@ -173,6 +181,11 @@ func (r *Responder) Start(ctx context.Context) error {
 		Bucket: LimitBucket, Description: "driftresponder blast-radius window", History: 1, TTL: r.cfg.Window,
 	}); err != nil {
 		return fmt.Errorf("responder: bucket %s: %w", LimitBucket, err)
+	}
+	if !r.cfg.NoStateSync {
+		if err := r.startStateSync(ctx); err != nil {
+			return fmt.Errorf("responder: %w", err)
+		}
 	}
 	for _, k := range []event.Kind{event.KindFile, event.KindExec, event.KindNet, event.KindSensor} {
 		s, err := r.nc.QueueSubscribe(event.SubjectRoot+".*."+string(k), QueueGroup, r.onFinding)
@@ -196,7 +209,6 @@ func (r *Responder) Start(ctx context.Context) error {
 	if err := r.nc.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("responder: flush subscriptions: %w", err)
 	}
-	r.stopW = make(chan struct{})
 	if r.cfg.HeartbeatInterval > 0 {
 		r.watch.Add(1)
 		go r.watchSilence()
@@ -452,6 +464,15 @@ func (r *Responder) trigger(host string, act Action, rule, reason string, events
 			r.audit(Record{Host: host, Stage: StageDecision, Action: act, Events: events, Stages: st, Error: err.Error()})
 			return
 		}
+		// An action about to be skipped as done must belong to an incident
+		// still open: an uncordon closes it, and the drift is new.
+		if act.rank() >= ActCordon.rank() && act.rank() <= inc.Acted.rank() && !r.cfg.DryRun && !r.stillOpen(hs, host) {
+			if inc, err = r.incident(hs, host); err != nil {
+				r.stats.ActionErrors.Add(1)
+				r.audit(Record{Host: host, Stage: StageDecision, Action: act, Events: events, Stages: st, Error: err.Error()})
+				return
+			}
+		}
 		inc.Events = append(inc.Events, events...)
 		if act.rank() > inc.Decided.rank() {
 			inc.Decided, inc.Rule, inc.Reason = act, rule, reason
@@ -626,6 +647,13 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 	for _, c := range r.cfg.Cordoners {
 		run(c.Name(), func(ctx context.Context) error { return c.Cordon(ctx, t) })
 	}
+	// The control plane learns of the cordon while the probe verifies it:
+	// status shows it, and a restarted sensor closes its gate again.
+	if r.ctl != nil {
+		synced := make(chan struct{})
+		go func() { defer close(synced); r.setState(inc, ActCordon, event.StateCordoned) }()
+		defer func() { <-synced }()
+	}
 	if r.cfg.Prober == nil {
 		return
 	}
@@ -661,6 +689,7 @@ func (r *Responder) destroy(inc *Incident, st Stages) {
 		return
 	}
 	t := r.target(inc, ActDestroy)
+	destroyed := false
 	for _, d := range r.cfg.Destroyers {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ActTimeout)
 		err := d.Destroy(ctx, t)
@@ -671,8 +700,13 @@ func (r *Responder) destroy(inc *Incident, st Stages) {
 		if err != nil {
 			r.stats.ActionErrors.Add(1)
 			rec.Error = err.Error()
+		} else {
+			destroyed = true
 		}
 		r.audit(rec)
+	}
+	if destroyed && r.ctl != nil {
+		r.setState(inc, ActDestroy, event.StateDestroyed)
 	}
 }
 

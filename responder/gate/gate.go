@@ -401,6 +401,12 @@ func (g *Gate) Close() error {
 		if err := g.objs.GateCordon.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("gate: unpin %s: %w", g.pin, err))
 		}
+		// Leave no empty pin directories behind (best effort: others may share them).
+		for dir := filepath.Dir(g.pin); dir != filepath.Dir(DefaultPinDir) && dir != "/"; dir = filepath.Dir(dir) {
+			if os.Remove(dir) != nil {
+				break
+			}
+		}
 	}
 	if err := g.objs.Close(); err != nil {
 		errs = append(errs, err)
