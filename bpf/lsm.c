@@ -114,7 +114,7 @@ struct seen_key {
 	__u64 dev;
 	__u64 ino;
 	__u32 tgid;
-	__u32 kind; /* SEEN_* */
+	__u32 kind; /* SEEN_* | seal epoch << 2 */
 };
 
 struct {
@@ -261,7 +261,19 @@ static __always_inline struct rule_val *classify(void *map, __u32 *bits, __u32 l
 
 static __always_inline int is_protected(struct rule_val *r)
 {
-	return r && r->class == CLASS_PROTECT;
+	return r && (r->class & CLASS_MASK) == CLASS_PROTECT;
+}
+
+/* taintable says whether a file written at data[0..len) (rule rv) becomes
+ * tainted, as in the tracepoint backend: only what could later run as part of
+ * the image, i.e. files under protected or image paths, or in an exception
+ * inside the image paths (CLASS_TAINT). A file elsewhere is outside the image
+ * already. Overwrites *bits. */
+static __always_inline int taintable(struct rule_val *rv, __u32 *bits, __u32 len)
+{
+	if (rv)
+		return is_protected(rv) || (rv->class & CLASS_TAINT);
+	return classify(&images, bits, len) != NULL;
 }
 
 static __always_inline int is_regular_inode(struct inode *ino)
@@ -276,15 +288,23 @@ static __always_inline void taint_id(__u64 dev, __u64 ino, __u64 now)
 		count(STAT_TAINT_FULL);
 }
 
+/* seen_kind adds the seal epoch to a mark: a new seal judges afresh, as in
+ * the tracepoint backend. */
+static __always_inline __u32 seen_kind(__u32 kind)
+{
+	struct config *cfg = get_config();
+	return kind | (cfg ? cfg->epoch : 0) << 2;
+}
+
 static __always_inline int seen_get(__u64 dev, __u64 ino, __u32 kind)
 {
-	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
+	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = seen_kind(kind)};
 	return bpf_map_lookup_elem(&seen, &k) != NULL;
 }
 
 static __always_inline void seen_set(__u64 dev, __u64 ino, __u32 kind)
 {
-	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
+	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = seen_kind(kind)};
 	__u8 one = 1;
 	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
 }
@@ -292,7 +312,7 @@ static __always_inline void seen_set(__u64 dev, __u64 ino, __u32 kind)
 /* seen_take reports and clears a one-shot mark. */
 static __always_inline int seen_take(__u64 dev, __u64 ino, __u32 kind)
 {
-	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = kind};
+	struct seen_key k = {.dev = dev, .ino = ino, .tgid = bpf_get_current_pid_tgid() >> 32, .kind = seen_kind(kind)};
 	return bpf_map_delete_elem(&seen, &k) == 0;
 }
 
@@ -402,6 +422,7 @@ struct jreq {
 	__u32 flags;
 	__u32 mode;
 	__u32 always; /* a finding whatever the rules say (mount-table changes) */
+	__u32 taint;  /* in: the operation writes the file; out: it is to be tainted */
 };
 
 static __noinline int judge_at(struct config *cfg, struct jreq *q)
@@ -415,6 +436,8 @@ static __noinline int judge_at(struct config *cfg, struct jreq *q)
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
 	int hit = is_protected(rv) || q->always;
 	__u32 rule = rv ? rv->id : 0;
+	if (q->taint)
+		q->taint = taintable(rv, &r->lpm_bits, l);
 
 	__u32 l2 = 0;
 	if (q->d2 && q->mnt2) {
@@ -469,6 +492,16 @@ static __noinline int judge_at(struct config *cfg, struct jreq *q)
 	return send_file(cfg, r, trunc);
 }
 
+/* walk_file writes an open file's path with an uncached dentry walk. Not
+ * path.h's resolve_file: its directory cache is trusted only while a
+ * generation the tracepoint backend bumps after every rename and mount change
+ * holds, and an LSM hook runs before the rename, too early to bump it. */
+static __always_inline __u32 walk_file(struct work *w, struct file *f, char *out)
+{
+	w->trunc = 0;
+	return dpath(w, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), out);
+}
+
 /* file_path writes an open file's path: bpf_d_path where the hook allows it
  * (use_dpath is a constant, so the helper call is only in those programs). */
 static __always_inline __u32 file_path(struct work *w, struct file *f, char *out, int use_dpath)
@@ -478,13 +511,15 @@ static __always_inline __u32 file_path(struct work *w, struct file *f, char *out
 		if (n > 1)
 			return n - 1;
 	}
-	return resolve_file(w, f, out);
+	return walk_file(w, f, out);
 }
 
 /* judge_file judges a mutation through an open file. write says the file's
- * content changes (open for writing, write, truncate): that taints it. */
+ * content changes (open for writing, write, truncate): that taints it. otrunc
+ * says an open(O_TRUNC) is reported: the truncate the kernel does next as part
+ * of the same open is not a second finding (a later ftruncate is). */
 static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 op, __u32 flags, __u32 mode,
-				      int write, int use_dpath)
+				      int write, int use_dpath, int otrunc)
 {
 	struct file_rec *r = get_frec();
 	struct work *w = get_work();
@@ -499,12 +534,11 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	__u32 l = file_path(w, f, r->data, use_dpath);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
 	int hit = is_protected(rv);
-	if (!hit || !enforcing(cfg)) {
+	if ((!hit || !enforcing(cfg)) && write && regular) {
 		/* the change lands: remember it */
-		if (write && regular) {
+		if (taintable(rv, &r->lpm_bits, l))
 			taint_id(dev, ino_nr, bpf_ktime_get_ns());
-			seen_set(dev, ino_nr, SEEN_WRITE);
-		}
+		seen_set(dev, ino_nr, SEEN_WRITE);
 	}
 	if (!hit)
 		return 0;
@@ -517,7 +551,10 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
 	r->data[bound(l + 2, 4095)] = 0;
-	return send_file(cfg, r, w->trunc);
+	int v = send_file(cfg, r, w->trunc);
+	if (otrunc && !v)
+		seen_set(dev, ino_nr, SEEN_OTRUNC);
+	return v;
 }
 
 /* ---- file mutations ---- */
@@ -538,7 +575,8 @@ int BPF_PROG(drift_file_open, struct file *file)
 		flags |= O_CREAT_;
 		mode = BPF_CORE_READ(file, f_inode, i_mode);
 	}
-	return judge_file(cfg, file, DOP_OPEN, flags, mode, fmode & FMODE_WRITE_, 1);
+	int otrunc = (flags & O_TRUNC_) && !(fmode & FMODE_CREATED_);
+	return judge_file(cfg, file, DOP_OPEN, flags, mode, fmode & FMODE_WRITE_, 1, otrunc);
 }
 
 /* Writes through descriptors opened before sealing (or passed in from outside
@@ -557,7 +595,7 @@ int BPF_PROG(drift_file_perm, struct file *file, int mask)
 		return 0;
 	if (seen_get(BPF_CORE_READ(ino, i_sb, s_dev), BPF_CORE_READ(ino, i_ino), SEEN_WRITE))
 		return 0;
-	return judge_file(cfg, file, DOP_WRITE, BPF_CORE_READ(file, f_flags), 0, 1, 0);
+	return judge_file(cfg, file, DOP_WRITE, BPF_CORE_READ(file, f_flags), 0, 1, 0, 0);
 }
 
 SEC("lsm/file_ioctl")
@@ -568,10 +606,11 @@ int BPF_PROG(drift_file_ioctl, struct file *file, unsigned int cmd, unsigned lon
 	struct config *cfg = active();
 	if (!cfg)
 		return 0;
-	return judge_file(cfg, file, DOP_SETFLAGS, cmd, 0, 0, 1);
+	return judge_file(cfg, file, DOP_SETFLAGS, cmd, 0, 0, 1, 0);
 }
 
-/* ftruncate on kernels that have the hook (6.2+; older ones call path_truncate). */
+/* ftruncate and open(O_TRUNC) on kernels that have the hook (6.2+; older
+ * ones call path_truncate). */
 SEC("lsm/file_truncate")
 int BPF_PROG(drift_file_truncate, struct file *file)
 {
@@ -579,9 +618,9 @@ int BPF_PROG(drift_file_truncate, struct file *file)
 	if (!cfg)
 		return 0;
 	struct inode *ino = BPF_CORE_READ(file, f_inode);
-	if (seen_get(BPF_CORE_READ(ino, i_sb, s_dev), BPF_CORE_READ(ino, i_ino), SEEN_WRITE))
+	if (seen_take(BPF_CORE_READ(ino, i_sb, s_dev), BPF_CORE_READ(ino, i_ino), SEEN_OTRUNC))
 		return 0;
-	return judge_file(cfg, file, DOP_TRUNCATE, 0, 0, 1, 0);
+	return judge_file(cfg, file, DOP_TRUNCATE, 0, 0, 1, 0, 0);
 }
 
 SEC("lsm/path_truncate")
@@ -593,12 +632,12 @@ int BPF_PROG(drift_path_truncate, const struct path *path)
 	struct dentry *d = BPF_CORE_READ(path, dentry);
 	struct inode *ino = BPF_CORE_READ(d, d_inode);
 	__u64 dev = BPF_CORE_READ(ino, i_sb, s_dev), nr = BPF_CORE_READ(ino, i_ino);
-	/* open(O_TRUNC) after a judged open-for-write: one finding, not two */
-	if (seen_get(dev, nr, SEEN_WRITE))
+	/* the truncate of a reported open(O_TRUNC): one finding, not two */
+	if (seen_take(dev, nr, SEEN_OTRUNC))
 		return 0;
-	struct jreq q = {.d = d, .mnt = BPF_CORE_READ(path, mnt), .op = DOP_TRUNCATE};
+	struct jreq q = {.d = d, .mnt = BPF_CORE_READ(path, mnt), .op = DOP_TRUNCATE, .taint = 1};
 	int v = judge_at(cfg, &q);
-	if (!v && is_regular_inode(ino))
+	if (!v && q.taint && is_regular_inode(ino))
 		taint_id(dev, nr, bpf_ktime_get_ns());
 	return v;
 }
@@ -732,6 +771,37 @@ int BPF_PROG(drift_removexattr, void *idmap, struct dentry *dentry)
 	return judge_at(cfg, &q);
 }
 
+/* Timestamps set by hand (utimes, utimensat, futimens: timestomping). Only
+ * notify_change calls that set atime or mtime and nothing else judged here:
+ * truncate (ATTR_SIZE), chmod and chown have hooks of their own, and writes
+ * update times without notify_change. The hook names a dentry only: the path
+ * is the superblock's first mount's, as for xattrs. */
+static __always_inline int judge_setattr(struct dentry *dentry, struct iattr *attr)
+{
+	__u32 valid = BPF_CORE_READ(attr, ia_valid);
+	if (!(valid & (ATTR_ATIME_ | ATTR_MTIME_)) || (valid & (ATTR_SIZE_ | ATTR_MODE_ | ATTR_UID_ | ATTR_GID_)))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct jreq q = {.d = dentry, .mnt = first_mount(dentry), .op = DOP_UTIMES, .flags = valid};
+	return judge_at(cfg, &q);
+}
+
+/* 6.8 and later: (idmap, dentry, attr). */
+SEC("lsm/inode_setattr")
+int BPF_PROG(drift_inode_setattr, void *idmap, struct dentry *dentry, struct iattr *attr)
+{
+	return judge_setattr(dentry, attr);
+}
+
+/* Before 6.8: (dentry, attr). */
+SEC("lsm/inode_setattr")
+int BPF_PROG(drift_inode_setattr_old, struct dentry *dentry, struct iattr *attr)
+{
+	return judge_setattr(dentry, attr);
+}
+
 /* ---- mount-table changes: always drift ---- */
 
 SEC("lsm/sb_mount")
@@ -810,7 +880,9 @@ static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
 }
 
 /* exec_file fills an exec record's identity and path from a file, with
- * bpf_d_path (every caller is a hook that allows it). */
+ * bpf_d_path (every caller is a hook that allows it), except for a file with
+ * no links left (deleted, memfd): d_path would append " (deleted)", the dentry
+ * walk gives the name it had, as the tracepoint backend reports it. */
 static __always_inline __u32 exec_file(struct work *w, struct exec_rec *r, struct file *f)
 {
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
@@ -818,16 +890,61 @@ static __always_inline __u32 exec_file(struct work *w, struct exec_rec *r, struc
 	r->ino = BPF_CORE_READ(ino, i_ino);
 	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
 	w->trunc = 0;
-	__u32 l = bound(file_path(w, f, r->data, 1), 4095);
+	int linked = BPF_CORE_READ(ino, __i_nlink) != 0;
+	__u32 l = bound(linked ? file_path(w, f, r->data, 1) : walk_file(w, f, r->data), 4095);
 	r->path_len = l;
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
 	return l;
 }
 
+/* exec_argv appends the arguments to an exec record's path, NUL-separated and
+ * bounded like the tracepoint backend's (ARGS_MAX bytes). bprm_check_security
+ * runs before the new image exists: the copies the kernel made live in pages
+ * of the new mm that no helper can read, so they are read where the caller
+ * passed them, in the current (old) mm: argv of execve/execveat, found in the
+ * syscall's registers. Execs started by the kernel (no such syscall) carry no
+ * argv; user space then reads /proc. */
+static __always_inline void exec_argv(struct work *w, struct exec_rec *r, struct linux_binprm *bprm, __u32 l)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	const char *const *argv;
+	if (nr == NR_EXECVE_)
+		argv = (const char *const *)BPF_CORE_READ(regs, si);
+	else if (nr == NR_EXECVEAT_)
+		argv = (const char *const *)BPF_CORE_READ(regs, dx);
+	else
+		return;
+	int argc = BPF_CORE_READ(bprm, argc);
+	__u32 used = 0;
+	int i;
+	for (i = 0; i < ARGV_MAX && i < argc; i++) {
+		const char *p = NULL;
+		if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) || !p)
+			break;
+		__u32 room = ARGS_MAX - 1 - used;
+		if (room == 0)
+			break;
+		/* staged in w->in: a bounded offset the verifier can follow */
+		long n = bpf_probe_read_user_str(w->in + bound(used, 1023), bound(room, 1023), p);
+		if (n <= 0)
+			break;
+		if (n == room) /* it may not have fitted */
+			w->trunc = 1;
+		used += n;
+	}
+	if (i < argc)
+		w->trunc = 1;
+	used = bound(used, 1023);
+	__u32 aoff = bound(l + 1, 4095);
+	if (bpf_probe_read_kernel(r->data + aoff, used, w->in))
+		used = 0;
+	r->args_len = used;
+}
+
 /* Every file the kernel is about to execute: the binary, a script, then the
- * script's interpreter, each judged by identity and place. argv is not read:
- * it lives in the new mm, which is not the current one yet. */
+ * script's interpreter, each judged by identity and place. */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(drift_bprm_check, struct linux_binprm *bprm)
 {
@@ -856,6 +973,7 @@ int BPF_PROG(drift_bprm_check, struct linux_binprm *bprm)
 	if (!reasons)
 		return 0;
 	r->reasons = reasons;
+	exec_argv(w, r, bprm, l);
 	int v = send_exec(cfg, r, w->trunc);
 	if (!v)
 		seen_set(id.dev, id.ino, SEEN_EXEC);
@@ -979,20 +1097,66 @@ int BPF_PROG(drift_task_kill, struct task_struct *p, struct kernel_siginfo *info
 	return send_exec(cfg, r, 0);
 }
 
+/* Attaching to a process (ptrace attach or seize, process_vm_writev, writing
+ * /proc/<pid>/mem) from the sealed scope is drift, as in the tracepoint
+ * backend; aimed at the sensor it is denied in enforce mode like every other
+ * finding. arg = mode << 32 | target tgid. */
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(drift_ptrace, struct task_struct *child, unsigned int mode)
 {
 	if (!(mode & PTRACE_MODE_ATTACH_))
 		return 0;
-	struct config *cfg = get_config();
-	if (!cfg || !cfg->self_tgid || BPF_CORE_READ(child, tgid) != cfg->self_tgid)
+	struct config *cfg = active();
+	if (!cfg)
 		return 0;
-	if (!cfg->sealed || !in_scope(cfg))
-		return 0;
-	struct exec_rec *r = xrec_init(DOP_PTRACE, (__u64)mode << 32 | cfg->self_tgid);
+	struct exec_rec *r = xrec_init(DOP_PTRACE, (__u64)mode << 32 | BPF_CORE_READ(child, tgid));
 	if (!r)
 		return 0;
 	return send_exec(cfg, r, 0);
+}
+
+/* ---- io_uring ---- */
+
+/* report_exec sends a finding that is never denied (the reflex still runs). */
+static __always_inline void report_exec(struct config *cfg, struct exec_rec *r)
+{
+	if ((cfg->reflex & REFLEX_KILL) && !bpf_send_signal(SIGKILL_))
+		r->h.flags |= RF_KILLED;
+	r->h.size = offsetof(struct exec_rec, data) + 2;
+	emit(r, r->h.size);
+}
+
+/* Setting up an io_uring is reported as in the tracepoint backend, but never
+ * denied: every operation submitted through the ring meets the same LSM hooks
+ * as the syscalls, so the ring is no way around them. 6.16 and later: the
+ * uring_allowed hook, on every attempt. */
+SEC("lsm/uring_allowed")
+int BPF_PROG(drift_uring_allowed)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct exec_rec *r = xrec_init(DOP_URING_SETUP, 0);
+	if (!r)
+		return 0;
+	report_exec(cfg, r);
+	return 0;
+}
+
+/* Before 6.16: the io_uring_create tracepoint, for every ring set up (an
+ * attempt the kernel refuses is not seen). ret = the ring's fd, arg = flags. */
+SEC("tp_btf/io_uring_create")
+int BPF_PROG(drift_uring_create, int fd, void *uring_ctx, __u32 sq_entries, __u32 cq_entries, __u32 flags)
+{
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct exec_rec *r = xrec_init(DOP_URING_SETUP, flags);
+	if (!r)
+		return 0;
+	r->ret = fd;
+	report_exec(cfg, r);
+	return 0;
 }
 
 /* ---- network ---- */

@@ -48,7 +48,8 @@ type Backend struct {
 	reader *ringbuf.Reader
 	cfg    lsmConfig
 	// Missing lists hooks this kernel does not have (their programs are not
-	// loaded), e.g. file_truncate before 6.2, where path_truncate covers it.
+	// loaded), e.g. file_truncate before 6.2, where path_truncate covers it,
+	// or uring_allowed before 6.16, where the io_uring_create tracepoint does.
 	Missing []string
 }
 
@@ -108,9 +109,11 @@ func Load(opts backend.Options) (*Backend, error) {
 	}
 	b := &Backend{}
 	for name, p := range spec.Programs {
-		var fn *btf.Func
-		if err := kernel.TypeByName("bpf_lsm_"+p.AttachTo, &fn); err != nil {
-			b.Missing = append(b.Missing, p.AttachTo)
+		keep, missing := fits(kernel, name, p)
+		if missing != "" {
+			b.Missing = append(b.Missing, missing)
+		}
+		if !keep {
 			delete(spec.Programs, name)
 		}
 	}
@@ -155,9 +158,9 @@ func Load(opts backend.Options) (*Backend, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		l, err := link.AttachLSM(link.LSMOptions{Program: b.coll.Programs[name]})
+		l, err := attach(b.coll.Programs[name])
 		if err != nil {
-			return nil, fmt.Errorf("attach lsm/%s: %w", spec.Programs[name].AttachTo, err)
+			return nil, fmt.Errorf("attach %s: %w", spec.Programs[name].SectionName, err)
 		}
 		b.links = append(b.links, l)
 	}
@@ -171,6 +174,58 @@ func Load(opts backend.Options) (*Backend, error) {
 	}
 	ok = true
 	return b, nil
+}
+
+// Programs written twice in bpf/lsm.c for kernels that differ, by name: the
+// number of arguments the hook must have, or the hook whose presence makes the
+// program redundant.
+var (
+	hookArgs = map[string]int{
+		"drift_inode_setattr":     3, // (idmap, dentry, attr): 6.8 and later
+		"drift_inode_setattr_old": 2, // (dentry, attr)
+	}
+	unlessHook = map[string]string{
+		"drift_uring_create": "uring_allowed", // the LSM hook (6.16) sees every attempt
+	}
+)
+
+// fits says whether a program is to be loaded on this kernel, and names the
+// hook it needs when the kernel lacks it.
+func fits(kernel *btf.Spec, name string, p *ebpf.ProgramSpec) (keep bool, missing string) {
+	hook := func(h string) *btf.FuncProto {
+		var fn *btf.Func
+		if err := kernel.TypeByName("bpf_lsm_"+h, &fn); err != nil {
+			return nil
+		}
+		proto, _ := fn.Type.(*btf.FuncProto)
+		return proto
+	}
+	if h, ok := unlessHook[name]; ok && hook(h) != nil {
+		return false, ""
+	}
+	if p.Type != ebpf.LSM { // tp_btf: the tracepoint must exist
+		var td *btf.Typedef
+		if err := kernel.TypeByName("btf_trace_"+p.AttachTo, &td); err != nil {
+			return false, "tracepoint " + p.AttachTo
+		}
+		return true, ""
+	}
+	proto := hook(p.AttachTo)
+	if proto == nil {
+		return false, p.AttachTo
+	}
+	if n, ok := hookArgs[name]; ok && len(proto.Params) != n {
+		return false, ""
+	}
+	return true, ""
+}
+
+// attach links a program to its hook.
+func attach(p *ebpf.Program) (link.Link, error) {
+	if p.Type() == ebpf.LSM {
+		return link.AttachLSM(link.LSMOptions{Program: p})
+	}
+	return link.AttachTracing(link.TracingOptions{Program: p})
 }
 
 // protectSelf lists the sensor's program, map and link ids, so that in
@@ -220,7 +275,7 @@ func (b *Backend) Apply(r backend.Rules) error {
 	if r.ReflexCordon {
 		return errors.New("reflex.cordon: the lsm backend does not flip the cordon gate in the kernel yet; in enforce mode the mutation is denied instead (or use --backend tracepoint)")
 	}
-	if err := putRules(b.maps.Rules, r.Paths); err != nil {
+	if err := putRules(b.maps.Rules, taintFlags(r.Paths, r.Images)); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}
 	if err := putRules(b.maps.Images, r.Images); err != nil {
@@ -238,6 +293,25 @@ func (b *Backend) Apply(r backend.Rules) error {
 		b.cfg.Reflex |= reflexDeny
 	}
 	return b.putConfig()
+}
+
+// taintFlags marks the exceptions that lie inside an exec image path
+// (backend.ClassTaint): a file written there is still part of what may run,
+// so it is tainted; a file written in any other exception is outside the
+// image already. The tracepoint backend reads the same flag.
+func taintFlags(paths, images []backend.Rule) []backend.Rule {
+	out := append([]backend.Rule(nil), paths...)
+	for i, p := range out {
+		if p.Class&^backend.ClassTaint != backend.ClassExempt {
+			continue
+		}
+		for _, img := range images {
+			if strings.HasSuffix(img.Prefix, "/") && strings.HasPrefix(p.Prefix, img.Prefix) {
+				out[i].Class |= backend.ClassTaint
+			}
+		}
+	}
+	return out
 }
 
 func putPorts(m *ebpf.Map, allowed func(uint16) bool) error {
@@ -300,6 +374,9 @@ func lpmKey(prefix string) *lsmLpmKey {
 // SetSealed flips the sealed flag: from then on, every mutation in scope is a
 // finding (and in enforce mode, refused).
 func (b *Backend) SetSealed(sealed bool) error {
+	if sealed && b.cfg.Sealed == 0 {
+		b.cfg.Epoch++ // a new seal judges every file afresh
+	}
 	b.cfg.Sealed = boolU32(sealed)
 	return b.putConfig()
 }

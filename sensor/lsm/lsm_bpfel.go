@@ -160,57 +160,61 @@ type lsmWork struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmMapConfigMap          = "config_map"
-	lsmMapDcache             = "dcache"
-	lsmMapDirlinks           = "dirlinks"
-	lsmMapEvents             = "events"
-	lsmMapFrecMap            = "frec_map"
-	lsmMapImages             = "images"
-	lsmMapPathgen            = "pathgen"
-	lsmMapPorts              = "ports"
-	lsmMapRules              = "rules"
-	lsmMapScopeMap           = "scope_map"
-	lsmMapSeen               = "seen"
-	lsmMapSelfIds            = "self_ids"
-	lsmMapStats              = "stats"
-	lsmMapTaint              = "taint"
-	lsmMapWorkMap            = "work_map"
-	lsmMapXrecMap            = "xrec_map"
-	lsmProgDriftBpf          = "drift_bpf"
-	lsmProgDriftBprmCheck    = "drift_bprm_check"
-	lsmProgDriftFileIoctl    = "drift_file_ioctl"
-	lsmProgDriftFileOpen     = "drift_file_open"
-	lsmProgDriftFilePerm     = "drift_file_perm"
-	lsmProgDriftFileTruncate = "drift_file_truncate"
-	lsmProgDriftKloadData    = "drift_kload_data"
-	lsmProgDriftKreadFile    = "drift_kread_file"
-	lsmProgDriftMmapFile     = "drift_mmap_file"
-	lsmProgDriftMoveMount    = "drift_move_mount"
-	lsmProgDriftPathChmod    = "drift_path_chmod"
-	lsmProgDriftPathChown    = "drift_path_chown"
-	lsmProgDriftPathLink     = "drift_path_link"
-	lsmProgDriftPathMkdir    = "drift_path_mkdir"
-	lsmProgDriftPathMknod    = "drift_path_mknod"
-	lsmProgDriftPathRename   = "drift_path_rename"
-	lsmProgDriftPathRmdir    = "drift_path_rmdir"
-	lsmProgDriftPathSymlink  = "drift_path_symlink"
-	lsmProgDriftPathTruncate = "drift_path_truncate"
-	lsmProgDriftPathUnlink   = "drift_path_unlink"
-	lsmProgDriftPtrace       = "drift_ptrace"
-	lsmProgDriftRemovexattr  = "drift_removexattr"
-	lsmProgDriftSbMount      = "drift_sb_mount"
-	lsmProgDriftSbPivotroot  = "drift_sb_pivotroot"
-	lsmProgDriftSbUmount     = "drift_sb_umount"
-	lsmProgDriftSetxattr     = "drift_setxattr"
-	lsmProgDriftSocketBind   = "drift_socket_bind"
-	lsmProgDriftSocketListen = "drift_socket_listen"
-	lsmProgDriftTaskKill     = "drift_task_kill"
-	lsmVarDirlink            = "_dirlink"
-	lsmVarExecRec            = "_exec_rec"
-	lsmVarFileRec            = "_file_rec"
-	lsmVarNetRec             = "_net_rec"
-	lsmVarRecHdr             = "_rec_hdr"
-	lsmVarSeenKey            = "_seen_key"
+	lsmMapConfigMap             = "config_map"
+	lsmMapDcache                = "dcache"
+	lsmMapDirlinks              = "dirlinks"
+	lsmMapEvents                = "events"
+	lsmMapFrecMap               = "frec_map"
+	lsmMapImages                = "images"
+	lsmMapPathgen               = "pathgen"
+	lsmMapPorts                 = "ports"
+	lsmMapRules                 = "rules"
+	lsmMapScopeMap              = "scope_map"
+	lsmMapSeen                  = "seen"
+	lsmMapSelfIds               = "self_ids"
+	lsmMapStats                 = "stats"
+	lsmMapTaint                 = "taint"
+	lsmMapWorkMap               = "work_map"
+	lsmMapXrecMap               = "xrec_map"
+	lsmProgDriftBpf             = "drift_bpf"
+	lsmProgDriftBprmCheck       = "drift_bprm_check"
+	lsmProgDriftFileIoctl       = "drift_file_ioctl"
+	lsmProgDriftFileOpen        = "drift_file_open"
+	lsmProgDriftFilePerm        = "drift_file_perm"
+	lsmProgDriftFileTruncate    = "drift_file_truncate"
+	lsmProgDriftInodeSetattr    = "drift_inode_setattr"
+	lsmProgDriftInodeSetattrOld = "drift_inode_setattr_old"
+	lsmProgDriftKloadData       = "drift_kload_data"
+	lsmProgDriftKreadFile       = "drift_kread_file"
+	lsmProgDriftMmapFile        = "drift_mmap_file"
+	lsmProgDriftMoveMount       = "drift_move_mount"
+	lsmProgDriftPathChmod       = "drift_path_chmod"
+	lsmProgDriftPathChown       = "drift_path_chown"
+	lsmProgDriftPathLink        = "drift_path_link"
+	lsmProgDriftPathMkdir       = "drift_path_mkdir"
+	lsmProgDriftPathMknod       = "drift_path_mknod"
+	lsmProgDriftPathRename      = "drift_path_rename"
+	lsmProgDriftPathRmdir       = "drift_path_rmdir"
+	lsmProgDriftPathSymlink     = "drift_path_symlink"
+	lsmProgDriftPathTruncate    = "drift_path_truncate"
+	lsmProgDriftPathUnlink      = "drift_path_unlink"
+	lsmProgDriftPtrace          = "drift_ptrace"
+	lsmProgDriftRemovexattr     = "drift_removexattr"
+	lsmProgDriftSbMount         = "drift_sb_mount"
+	lsmProgDriftSbPivotroot     = "drift_sb_pivotroot"
+	lsmProgDriftSbUmount        = "drift_sb_umount"
+	lsmProgDriftSetxattr        = "drift_setxattr"
+	lsmProgDriftSocketBind      = "drift_socket_bind"
+	lsmProgDriftSocketListen    = "drift_socket_listen"
+	lsmProgDriftTaskKill        = "drift_task_kill"
+	lsmProgDriftUringAllowed    = "drift_uring_allowed"
+	lsmProgDriftUringCreate     = "drift_uring_create"
+	lsmVarDirlink               = "_dirlink"
+	lsmVarExecRec               = "_exec_rec"
+	lsmVarFileRec               = "_file_rec"
+	lsmVarNetRec                = "_net_rec"
+	lsmVarRecHdr                = "_rec_hdr"
+	lsmVarSeenKey               = "_seen_key"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -255,35 +259,39 @@ type lsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
-	DriftBpf          *ebpf.ProgramSpec `ebpf:"drift_bpf"`
-	DriftBprmCheck    *ebpf.ProgramSpec `ebpf:"drift_bprm_check"`
-	DriftFileIoctl    *ebpf.ProgramSpec `ebpf:"drift_file_ioctl"`
-	DriftFileOpen     *ebpf.ProgramSpec `ebpf:"drift_file_open"`
-	DriftFilePerm     *ebpf.ProgramSpec `ebpf:"drift_file_perm"`
-	DriftFileTruncate *ebpf.ProgramSpec `ebpf:"drift_file_truncate"`
-	DriftKloadData    *ebpf.ProgramSpec `ebpf:"drift_kload_data"`
-	DriftKreadFile    *ebpf.ProgramSpec `ebpf:"drift_kread_file"`
-	DriftMmapFile     *ebpf.ProgramSpec `ebpf:"drift_mmap_file"`
-	DriftMoveMount    *ebpf.ProgramSpec `ebpf:"drift_move_mount"`
-	DriftPathChmod    *ebpf.ProgramSpec `ebpf:"drift_path_chmod"`
-	DriftPathChown    *ebpf.ProgramSpec `ebpf:"drift_path_chown"`
-	DriftPathLink     *ebpf.ProgramSpec `ebpf:"drift_path_link"`
-	DriftPathMkdir    *ebpf.ProgramSpec `ebpf:"drift_path_mkdir"`
-	DriftPathMknod    *ebpf.ProgramSpec `ebpf:"drift_path_mknod"`
-	DriftPathRename   *ebpf.ProgramSpec `ebpf:"drift_path_rename"`
-	DriftPathRmdir    *ebpf.ProgramSpec `ebpf:"drift_path_rmdir"`
-	DriftPathSymlink  *ebpf.ProgramSpec `ebpf:"drift_path_symlink"`
-	DriftPathTruncate *ebpf.ProgramSpec `ebpf:"drift_path_truncate"`
-	DriftPathUnlink   *ebpf.ProgramSpec `ebpf:"drift_path_unlink"`
-	DriftPtrace       *ebpf.ProgramSpec `ebpf:"drift_ptrace"`
-	DriftRemovexattr  *ebpf.ProgramSpec `ebpf:"drift_removexattr"`
-	DriftSbMount      *ebpf.ProgramSpec `ebpf:"drift_sb_mount"`
-	DriftSbPivotroot  *ebpf.ProgramSpec `ebpf:"drift_sb_pivotroot"`
-	DriftSbUmount     *ebpf.ProgramSpec `ebpf:"drift_sb_umount"`
-	DriftSetxattr     *ebpf.ProgramSpec `ebpf:"drift_setxattr"`
-	DriftSocketBind   *ebpf.ProgramSpec `ebpf:"drift_socket_bind"`
-	DriftSocketListen *ebpf.ProgramSpec `ebpf:"drift_socket_listen"`
-	DriftTaskKill     *ebpf.ProgramSpec `ebpf:"drift_task_kill"`
+	DriftBpf             *ebpf.ProgramSpec `ebpf:"drift_bpf"`
+	DriftBprmCheck       *ebpf.ProgramSpec `ebpf:"drift_bprm_check"`
+	DriftFileIoctl       *ebpf.ProgramSpec `ebpf:"drift_file_ioctl"`
+	DriftFileOpen        *ebpf.ProgramSpec `ebpf:"drift_file_open"`
+	DriftFilePerm        *ebpf.ProgramSpec `ebpf:"drift_file_perm"`
+	DriftFileTruncate    *ebpf.ProgramSpec `ebpf:"drift_file_truncate"`
+	DriftInodeSetattr    *ebpf.ProgramSpec `ebpf:"drift_inode_setattr"`
+	DriftInodeSetattrOld *ebpf.ProgramSpec `ebpf:"drift_inode_setattr_old"`
+	DriftKloadData       *ebpf.ProgramSpec `ebpf:"drift_kload_data"`
+	DriftKreadFile       *ebpf.ProgramSpec `ebpf:"drift_kread_file"`
+	DriftMmapFile        *ebpf.ProgramSpec `ebpf:"drift_mmap_file"`
+	DriftMoveMount       *ebpf.ProgramSpec `ebpf:"drift_move_mount"`
+	DriftPathChmod       *ebpf.ProgramSpec `ebpf:"drift_path_chmod"`
+	DriftPathChown       *ebpf.ProgramSpec `ebpf:"drift_path_chown"`
+	DriftPathLink        *ebpf.ProgramSpec `ebpf:"drift_path_link"`
+	DriftPathMkdir       *ebpf.ProgramSpec `ebpf:"drift_path_mkdir"`
+	DriftPathMknod       *ebpf.ProgramSpec `ebpf:"drift_path_mknod"`
+	DriftPathRename      *ebpf.ProgramSpec `ebpf:"drift_path_rename"`
+	DriftPathRmdir       *ebpf.ProgramSpec `ebpf:"drift_path_rmdir"`
+	DriftPathSymlink     *ebpf.ProgramSpec `ebpf:"drift_path_symlink"`
+	DriftPathTruncate    *ebpf.ProgramSpec `ebpf:"drift_path_truncate"`
+	DriftPathUnlink      *ebpf.ProgramSpec `ebpf:"drift_path_unlink"`
+	DriftPtrace          *ebpf.ProgramSpec `ebpf:"drift_ptrace"`
+	DriftRemovexattr     *ebpf.ProgramSpec `ebpf:"drift_removexattr"`
+	DriftSbMount         *ebpf.ProgramSpec `ebpf:"drift_sb_mount"`
+	DriftSbPivotroot     *ebpf.ProgramSpec `ebpf:"drift_sb_pivotroot"`
+	DriftSbUmount        *ebpf.ProgramSpec `ebpf:"drift_sb_umount"`
+	DriftSetxattr        *ebpf.ProgramSpec `ebpf:"drift_setxattr"`
+	DriftSocketBind      *ebpf.ProgramSpec `ebpf:"drift_socket_bind"`
+	DriftSocketListen    *ebpf.ProgramSpec `ebpf:"drift_socket_listen"`
+	DriftTaskKill        *ebpf.ProgramSpec `ebpf:"drift_task_kill"`
+	DriftUringAllowed    *ebpf.ProgramSpec `ebpf:"drift_uring_allowed"`
+	DriftUringCreate     *ebpf.ProgramSpec `ebpf:"drift_uring_create"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -395,35 +403,39 @@ type lsmVariables struct {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
-	DriftBpf          *ebpf.Program `ebpf:"drift_bpf"`
-	DriftBprmCheck    *ebpf.Program `ebpf:"drift_bprm_check"`
-	DriftFileIoctl    *ebpf.Program `ebpf:"drift_file_ioctl"`
-	DriftFileOpen     *ebpf.Program `ebpf:"drift_file_open"`
-	DriftFilePerm     *ebpf.Program `ebpf:"drift_file_perm"`
-	DriftFileTruncate *ebpf.Program `ebpf:"drift_file_truncate"`
-	DriftKloadData    *ebpf.Program `ebpf:"drift_kload_data"`
-	DriftKreadFile    *ebpf.Program `ebpf:"drift_kread_file"`
-	DriftMmapFile     *ebpf.Program `ebpf:"drift_mmap_file"`
-	DriftMoveMount    *ebpf.Program `ebpf:"drift_move_mount"`
-	DriftPathChmod    *ebpf.Program `ebpf:"drift_path_chmod"`
-	DriftPathChown    *ebpf.Program `ebpf:"drift_path_chown"`
-	DriftPathLink     *ebpf.Program `ebpf:"drift_path_link"`
-	DriftPathMkdir    *ebpf.Program `ebpf:"drift_path_mkdir"`
-	DriftPathMknod    *ebpf.Program `ebpf:"drift_path_mknod"`
-	DriftPathRename   *ebpf.Program `ebpf:"drift_path_rename"`
-	DriftPathRmdir    *ebpf.Program `ebpf:"drift_path_rmdir"`
-	DriftPathSymlink  *ebpf.Program `ebpf:"drift_path_symlink"`
-	DriftPathTruncate *ebpf.Program `ebpf:"drift_path_truncate"`
-	DriftPathUnlink   *ebpf.Program `ebpf:"drift_path_unlink"`
-	DriftPtrace       *ebpf.Program `ebpf:"drift_ptrace"`
-	DriftRemovexattr  *ebpf.Program `ebpf:"drift_removexattr"`
-	DriftSbMount      *ebpf.Program `ebpf:"drift_sb_mount"`
-	DriftSbPivotroot  *ebpf.Program `ebpf:"drift_sb_pivotroot"`
-	DriftSbUmount     *ebpf.Program `ebpf:"drift_sb_umount"`
-	DriftSetxattr     *ebpf.Program `ebpf:"drift_setxattr"`
-	DriftSocketBind   *ebpf.Program `ebpf:"drift_socket_bind"`
-	DriftSocketListen *ebpf.Program `ebpf:"drift_socket_listen"`
-	DriftTaskKill     *ebpf.Program `ebpf:"drift_task_kill"`
+	DriftBpf             *ebpf.Program `ebpf:"drift_bpf"`
+	DriftBprmCheck       *ebpf.Program `ebpf:"drift_bprm_check"`
+	DriftFileIoctl       *ebpf.Program `ebpf:"drift_file_ioctl"`
+	DriftFileOpen        *ebpf.Program `ebpf:"drift_file_open"`
+	DriftFilePerm        *ebpf.Program `ebpf:"drift_file_perm"`
+	DriftFileTruncate    *ebpf.Program `ebpf:"drift_file_truncate"`
+	DriftInodeSetattr    *ebpf.Program `ebpf:"drift_inode_setattr"`
+	DriftInodeSetattrOld *ebpf.Program `ebpf:"drift_inode_setattr_old"`
+	DriftKloadData       *ebpf.Program `ebpf:"drift_kload_data"`
+	DriftKreadFile       *ebpf.Program `ebpf:"drift_kread_file"`
+	DriftMmapFile        *ebpf.Program `ebpf:"drift_mmap_file"`
+	DriftMoveMount       *ebpf.Program `ebpf:"drift_move_mount"`
+	DriftPathChmod       *ebpf.Program `ebpf:"drift_path_chmod"`
+	DriftPathChown       *ebpf.Program `ebpf:"drift_path_chown"`
+	DriftPathLink        *ebpf.Program `ebpf:"drift_path_link"`
+	DriftPathMkdir       *ebpf.Program `ebpf:"drift_path_mkdir"`
+	DriftPathMknod       *ebpf.Program `ebpf:"drift_path_mknod"`
+	DriftPathRename      *ebpf.Program `ebpf:"drift_path_rename"`
+	DriftPathRmdir       *ebpf.Program `ebpf:"drift_path_rmdir"`
+	DriftPathSymlink     *ebpf.Program `ebpf:"drift_path_symlink"`
+	DriftPathTruncate    *ebpf.Program `ebpf:"drift_path_truncate"`
+	DriftPathUnlink      *ebpf.Program `ebpf:"drift_path_unlink"`
+	DriftPtrace          *ebpf.Program `ebpf:"drift_ptrace"`
+	DriftRemovexattr     *ebpf.Program `ebpf:"drift_removexattr"`
+	DriftSbMount         *ebpf.Program `ebpf:"drift_sb_mount"`
+	DriftSbPivotroot     *ebpf.Program `ebpf:"drift_sb_pivotroot"`
+	DriftSbUmount        *ebpf.Program `ebpf:"drift_sb_umount"`
+	DriftSetxattr        *ebpf.Program `ebpf:"drift_setxattr"`
+	DriftSocketBind      *ebpf.Program `ebpf:"drift_socket_bind"`
+	DriftSocketListen    *ebpf.Program `ebpf:"drift_socket_listen"`
+	DriftTaskKill        *ebpf.Program `ebpf:"drift_task_kill"`
+	DriftUringAllowed    *ebpf.Program `ebpf:"drift_uring_allowed"`
+	DriftUringCreate     *ebpf.Program `ebpf:"drift_uring_create"`
 }
 
 func (p *lsmPrograms) Close() error {
@@ -434,6 +446,8 @@ func (p *lsmPrograms) Close() error {
 		p.DriftFileOpen,
 		p.DriftFilePerm,
 		p.DriftFileTruncate,
+		p.DriftInodeSetattr,
+		p.DriftInodeSetattrOld,
 		p.DriftKloadData,
 		p.DriftKreadFile,
 		p.DriftMmapFile,
@@ -457,6 +471,8 @@ func (p *lsmPrograms) Close() error {
 		p.DriftSocketBind,
 		p.DriftSocketListen,
 		p.DriftTaskKill,
+		p.DriftUringAllowed,
+		p.DriftUringCreate,
 	)
 }
 

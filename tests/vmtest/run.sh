@@ -11,7 +11,10 @@
 #                      (default: the one linux-image-cloud-amd64 depends on)
 #   VMTEST_RUN         -test.run regexp inside the VM (default: all tests)
 #   VMTEST_BENCH       -test.bench regexp inside the VM (default: none)
-#   VMTEST_BENCHTIME   -test.benchtime inside the VM (default: 2000x)
+#   VMTEST_BENCHTIME   -test.benchtime inside the VM (default: 1x: BenchmarkLSM
+#                      sets its own iterations and rounds)
+#   VMTEST_ENV         NAME=value ... exported to the tests inside the VM
+#                      (e.g. DRIFT_BENCH_ROUNDS=15)
 #   VMTEST_TIMEOUT     seconds before the VM is killed (default: 1800)
 #   VMTEST_SMP         virtual CPUs (default: 2)
 set -eu
@@ -77,6 +80,12 @@ extra=""
 [ -n "${VMTEST_RUN:-}" ] && extra="$extra drift.run=$VMTEST_RUN"
 [ -n "${VMTEST_BENCH:-}" ] && extra="$extra drift.bench=$VMTEST_BENCH"
 [ -n "${VMTEST_BENCHTIME:-}" ] && extra="$extra drift.benchtime=$VMTEST_BENCHTIME"
+for kv in ${VMTEST_ENV:-}; do
+	case "$kv" in
+	[A-Z_]*=*) extra="$extra drift.env.$kv" ;;
+	*) fail "VMTEST_ENV: $kv is not NAME=value" ;;
+	esac
+done
 
 log="$cache/console.log"
 echo "vmtest: booting $(basename "$vmlinuz") under qemu (tcg), log in $log"

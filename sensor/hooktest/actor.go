@@ -1,0 +1,355 @@
+package hooktest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ActorEnv, set in a test binary's environment, makes it the actor.
+const ActorEnv = "DRIFT_HOOKTEST_ACTOR"
+
+// IsActor says whether this process was started as the actor.
+func IsActor() bool { return os.Getenv(ActorEnv) != "" }
+
+// ActorMain runs the action in os.Args[1:] and returns the exit status. The
+// actor prints "tid=T" (the thread making the syscall), then "errno=N" with
+// the syscall's result; an exec that succeeds prints no errno. Anything but
+// a syscall error (a setup step that failed) exits 2.
+func ActorMain() int {
+	runtime.LockOSThread() // the syscall runs on the thread whose tid is printed
+	args := os.Args[1:]
+	if len(args) == 0 {
+		fmt.Println("actor: no action")
+		return 2
+	}
+	fmt.Printf("tid=%d\n", unix.Gettid())
+	err := act(args[0], args[1:])
+	var en syscall.Errno
+	if err != nil && !errors.As(err, &en) {
+		fmt.Printf("actor: %s %q: %v\n", args[0], args[1:], err)
+		return 2
+	}
+	fmt.Printf("errno=%d\n", int(en))
+	return 0
+}
+
+func act(op string, a []string) error {
+	arg := func(i int) string {
+		if i < len(a) {
+			return a[i]
+		}
+		return ""
+	}
+	switch op {
+	case "create":
+		return os.WriteFile(arg(0), []byte("x"), 0o644)
+	case "read":
+		_, err := os.ReadFile(arg(0))
+		return err
+	case "open-w":
+		return closeFd(unix.Open(arg(0), unix.O_WRONLY, 0))
+	case "truncopen":
+		return closeFd(unix.Open(arg(0), unix.O_WRONLY|unix.O_TRUNC, 0))
+	case "creat":
+		return closeFd(unix.Creat(arg(0), 0o644))
+	case "openat2":
+		return closeFd(unix.Openat2(unix.AT_FDCWD, arg(0), &unix.OpenHow{Flags: unix.O_CREAT | unix.O_WRONLY, Mode: 0o644}))
+	case "openat-dirfd": // openat(dirfd(arg0), arg1, O_CREAT)
+		dfd, err := unix.Open(arg(0), unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open directory: %w", err) // not the syscall under test
+		}
+		return closeFd(unix.Openat(dfd, arg(1), unix.O_CREAT|unix.O_WRONLY, 0o644))
+	case "write-elf": // create or replace an executable with TrueELF
+		fd, err := unix.Open(arg(0), unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o755)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		_, err = unix.Write(fd, TrueELF())
+		return err
+	case "write-fd3":
+		_, err := unix.Write(3, []byte("drift\n"))
+		return err
+	case "prewrite": // open for writing, wait for the seal, then write
+		fd, err := unix.Open(arg(0), unix.O_WRONLY|unix.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("open before sealing: %w", err)
+		}
+		defer unix.Close(fd)
+		fmt.Println("ready")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		_, err = unix.Write(fd, []byte("late\n"))
+		return err
+	case "unlink-cwd": // chdir(arg0); unlink(arg1)
+		if err := os.Chdir(arg(0)); err != nil {
+			return fmt.Errorf("chdir: %v", err)
+		}
+		return unix.Unlink(arg(1))
+	case "rename":
+		return unix.Renameat2(unix.AT_FDCWD, arg(0), unix.AT_FDCWD, arg(1), 0)
+	case "rename-legacy":
+		return syscall.Rename(arg(0), arg(1))
+	case "unlink":
+		return unix.Unlink(arg(0))
+	case "unlinkat":
+		return unix.Unlinkat(unix.AT_FDCWD, arg(0), 0)
+	case "rmdir":
+		return unix.Rmdir(arg(0))
+	case "link":
+		return unix.Link(arg(0), arg(1))
+	case "linkat":
+		return unix.Linkat(unix.AT_FDCWD, arg(0), unix.AT_FDCWD, arg(1), 0)
+	case "symlink":
+		return unix.Symlink(arg(0), arg(1))
+	case "mkdir":
+		return unix.Mkdir(arg(0), 0o755)
+	case "mkdirat":
+		return unix.Mkdirat(unix.AT_FDCWD, arg(0), 0o755)
+	case "mknod":
+		return unix.Mknod(arg(0), unix.S_IFIFO|0o644, 0)
+	case "chmod":
+		return unix.Chmod(arg(0), 0o600)
+	case "fchmod":
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error { return unix.Fchmod(fd, 0o600) })
+	case "fchmodat":
+		return unix.Fchmodat(unix.AT_FDCWD, arg(0), 0o600, 0)
+	case "chown":
+		return unix.Chown(arg(0), 0, 0)
+	case "lchown":
+		return unix.Lchown(arg(0), 0, 0)
+	case "fchown":
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error { return unix.Fchown(fd, 0, 0) })
+	case "truncate":
+		return unix.Truncate(arg(0), 0)
+	case "ftruncate": // the open for writing is itself a finding
+		fd, err := unix.Open(arg(0), unix.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Ftruncate(fd, 0)
+	case "setxattr": // trusted.*: every file system with xattrs has it, tmpfs on 6.1 too
+		return unix.Setxattr(arg(0), "trusted.drift", []byte("1"), 0)
+	case "removexattr":
+		return unix.Removexattr(arg(0), "trusted.drift")
+	case "utimes":
+		return unix.UtimesNano(arg(0), []unix.Timespec{{Sec: 1}, {Sec: 1}})
+	case "chattr": // what chattr +d does
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error {
+			flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+			if err != nil {
+				return fmt.Errorf("FS_IOC_GETFLAGS: %v", err)
+			}
+			return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|0x00000040 /* FS_NODUMP_FL */))
+		})
+	case "mount":
+		return unix.Mount("none", arg(0), "tmpfs", 0, "size=1m")
+	case "umount":
+		return unix.Unmount(arg(0), 0)
+	case "exec":
+		return unix.Exec(arg(0), []string{arg(0), "--drift-arg"}, []string{})
+	case "memfd":
+		fd, err := unix.MemfdCreate("drift", 0)
+		if err != nil {
+			return fmt.Errorf("memfd_create: %v", err)
+		}
+		if _, err := unix.Write(fd, TrueELF()); err != nil {
+			return fmt.Errorf("write memfd: %v", err)
+		}
+		return execveat(fd, "drift")
+	case "exec-deleted":
+		fd, err := unix.Open(arg(0), unix.O_RDONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open: %v", err)
+		}
+		if err := unix.Unlink(arg(0)); err != nil {
+			return err
+		}
+		return execveat(fd, arg(0))
+	case "mmap-x":
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error {
+			b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE)
+			if err == nil {
+				unix.Munmap(b)
+			}
+			return err
+		})
+	case "init-module":
+		// longer than an ELF header, or the kernel refuses it before any hook
+		return unix.InitModule(bytes.Repeat([]byte("not a module "), 16), "")
+	case "finit-module":
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error { return unix.FinitModule(fd, "", 0) })
+	case "kexec-load":
+		_, _, e := unix.Syscall6(unix.SYS_KEXEC_LOAD, 0, 0, 0, 0xffff0000, 0, 0)
+		return errnoOf(e)
+	case "bpf-load-junk": // zero attributes: the kernel refuses, the attempt is drift
+		attr := make([]byte, 128)
+		_, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
+		return errnoOf(e)
+	case "bpf-load":
+		return closeFd(bpfProgLoad())
+	case "bpf-prog-fd":
+		return closeFd(bpfProgFD(uint32(atoi(arg(0)))))
+	case "ptrace":
+		return unix.PtraceSeize(atoi(arg(0))) // no stop: the tracee runs on, detached when we exit
+	case "kill":
+		return unix.Kill(atoi(arg(0)), unix.SIGURG) // the Go runtime ignores SIGURG
+	case "io-uring-setup":
+		var p uringParams
+		fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 4, uintptr(unsafe.Pointer(&p)), 0)
+		if e == 0 {
+			unix.Close(int(fd))
+		}
+		return errnoOf(e)
+	case "uring-open":
+		name := append([]byte(arg(0)), 0)
+		res, err := uringSubmit(uringSQE{op: ioringOpOpenat, fd: unix.AT_FDCWD, addr: unsafe.Pointer(&name[0]), opFlags: unix.O_WRONLY})
+		runtime.KeepAlive(name)
+		if err != nil {
+			return err
+		}
+		unix.Close(int(res))
+		return nil
+	case "uring-mkdir":
+		name := append([]byte(arg(0)), 0)
+		_, err := uringSubmit(uringSQE{op: ioringOpMkdirat, fd: unix.AT_FDCWD, addr: unsafe.Pointer(&name[0]), len: 0o755})
+		runtime.KeepAlive(name)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(arg(0)); err != nil {
+			return fmt.Errorf("io_uring mkdir did not happen: %v", err)
+		}
+		return nil
+	case "bind", "listen":
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %v", err)
+		}
+		defer unix.Close(s)
+		if err := unix.Bind(s, &unix.SockaddrInet4{Port: atoi(arg(0)), Addr: [4]byte{127, 0, 0, 1}}); err != nil || op == "bind" {
+			return err
+		}
+		return unix.Listen(s, 1)
+	case "true":
+		return nil
+	}
+	return fmt.Errorf("unknown action %q", op)
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(fmt.Sprintf("actor: %q is not a number", s))
+	}
+	return n
+}
+
+func errnoOf(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func closeFd(fd int, err error) error {
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+// withFd opens path (a step that must work) and runs the syscall under test on it.
+func withFd(path string, flags int, f func(fd int) error) error {
+	fd, err := unix.Open(path, flags, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %v", path, err)
+	}
+	defer unix.Close(fd)
+	return f(fd)
+}
+
+// execveat executes the file open at fd, with argv [argv0].
+func execveat(fd int, argv0 string) error {
+	empty := []byte{0}
+	a0 := append([]byte(argv0), 0)
+	argv := []*byte{&a0[0], nil}
+	envv := []*byte{nil}
+	_, _, e := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(&empty[0])),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
+	runtime.KeepAlive(a0)
+	return errnoOf(e)
+}
+
+// TrueELF is a complete static x86-64 executable that exits 0: the ELF
+// header, one PT_LOAD program header mapping the file, and
+// "mov eax, 60; xor edi, edi; syscall". Exec cases write it where they need
+// a binary: no copy of a system binary, no dependence on the host's files.
+func TrueELF() []byte {
+	const base, ehsize, phsize = 0x400000, 64, 56
+	code := []byte{0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05}
+	size := ehsize + phsize + len(code)
+	b := make([]byte, size)
+	le := binary.LittleEndian
+	copy(b, "\x7fELF")
+	b[4], b[5], b[6] = 2, 1, 1 // 64-bit, little-endian, version 1
+	le.PutUint16(b[16:], 2)    // ET_EXEC
+	le.PutUint16(b[18:], 62)   // EM_X86_64
+	le.PutUint32(b[20:], 1)
+	le.PutUint64(b[24:], base+ehsize+phsize) // entry: the code
+	le.PutUint64(b[32:], ehsize)             // program headers right after
+	le.PutUint16(b[52:], ehsize)
+	le.PutUint16(b[54:], phsize)
+	le.PutUint16(b[56:], 1)
+	le.PutUint16(b[58:], 64)
+	ph := b[ehsize:]
+	le.PutUint32(ph[0:], 1) // PT_LOAD
+	le.PutUint32(ph[4:], 5) // R+X
+	le.PutUint64(ph[16:], base)
+	le.PutUint64(ph[24:], base)
+	le.PutUint64(ph[32:], uint64(size))
+	le.PutUint64(ph[40:], uint64(size))
+	le.PutUint64(ph[48:], 0x1000)
+	copy(b[ehsize+phsize:], code)
+	return b
+}
+
+// bpfProgLoad loads "r0 = 0; exit" as a socket filter with one bpf(2) call.
+func bpfProgLoad() (int, error) {
+	insns := []uint64{0x00000000000000b7, 0x0000000000000095}
+	license := []byte("GPL\x00")
+	var attr [128]byte
+	*(*uint32)(unsafe.Pointer(&attr[0])) = unix.BPF_PROG_TYPE_SOCKET_FILTER
+	*(*uint32)(unsafe.Pointer(&attr[4])) = uint32(len(insns))
+	*(*uint64)(unsafe.Pointer(&attr[8])) = uint64(uintptr(unsafe.Pointer(&insns[0])))
+	*(*uint64)(unsafe.Pointer(&attr[16])) = uint64(uintptr(unsafe.Pointer(&license[0])))
+	fd, _, en := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr[0])), unsafe.Sizeof(attr))
+	runtime.KeepAlive(insns)
+	runtime.KeepAlive(license)
+	if en != 0 {
+		return -1, en
+	}
+	return int(fd), nil
+}
+
+// bpfProgFD turns a program id into a descriptor (BPF_PROG_GET_FD_BY_ID).
+func bpfProgFD(id uint32) (int, error) {
+	var attr [16]byte
+	*(*uint32)(unsafe.Pointer(&attr[0])) = id
+	fd, _, en := unix.Syscall(unix.SYS_BPF, 13 /* BPF_PROG_GET_FD_BY_ID */, uintptr(unsafe.Pointer(&attr[0])), unsafe.Sizeof(attr))
+	if en != 0 {
+		return -1, en
+	}
+	return int(fd), nil
+}
