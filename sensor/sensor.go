@@ -81,15 +81,35 @@ func RulesFor(p *policy.Policy) backend.Rules {
 	}
 	roots := append([]string{"/"}, p.Protect...)
 	roots = append(roots, p.ExecImagePaths...)
+	images := conv(p.ImageRules())
 	return backend.Rules{
-		Paths:        conv(p.Rules()),
-		Images:       conv(p.ImageRules()),
+		Paths:        taintFlags(conv(p.Rules()), images),
+		Images:       images,
 		DirLinks:     DirLinks(roots),
 		PortAllowed:  p.PortAllowed,
 		DenyBinds:    p.DenyBinds,
 		ReflexKill:   p.ReflexKill,
 		ReflexCordon: p.ReflexCordon,
 	}
+}
+
+// taintFlags marks the exceptions that lie inside an exec image path
+// (backend.ClassTaint): a file written there is still part of what may run,
+// so the kernel taints it; a file written in any other exception is outside
+// the image already.
+func taintFlags(paths, images []backend.Rule) []backend.Rule {
+	for i, p := range paths {
+		if p.Class != backend.ClassExempt {
+			continue
+		}
+		for _, img := range images {
+			if strings.HasSuffix(img.Prefix, "/") && strings.HasPrefix(p.Prefix, img.Prefix) {
+				paths[i].Class |= backend.ClassTaint
+				break
+			}
+		}
+	}
+	return paths
 }
 
 // DirLinks finds symlinks to directories directly under each root, such as

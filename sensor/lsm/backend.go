@@ -275,7 +275,7 @@ func (b *Backend) Apply(r backend.Rules) error {
 	if r.ReflexCordon {
 		return errors.New("reflex.cordon: the lsm backend does not flip the cordon gate in the kernel yet; in enforce mode the mutation is denied instead (or use --backend tracepoint)")
 	}
-	if err := putRules(b.maps.Rules, taintFlags(r.Paths, r.Images)); err != nil {
+	if err := putRules(b.maps.Rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}
 	if err := putRules(b.maps.Images, r.Images); err != nil {
@@ -293,25 +293,6 @@ func (b *Backend) Apply(r backend.Rules) error {
 		b.cfg.Reflex |= reflexDeny
 	}
 	return b.putConfig()
-}
-
-// taintFlags marks the exceptions that lie inside an exec image path
-// (backend.ClassTaint): a file written there is still part of what may run,
-// so it is tainted; a file written in any other exception is outside the
-// image already. The tracepoint backend reads the same flag.
-func taintFlags(paths, images []backend.Rule) []backend.Rule {
-	out := append([]backend.Rule(nil), paths...)
-	for i, p := range out {
-		if p.Class&^backend.ClassTaint != backend.ClassExempt {
-			continue
-		}
-		for _, img := range images {
-			if strings.HasSuffix(img.Prefix, "/") && strings.HasPrefix(p.Prefix, img.Prefix) {
-				out[i].Class |= backend.ClassTaint
-			}
-		}
-	}
-	return out
 }
 
 func putPorts(m *ebpf.Map, allowed func(uint16) bool) error {

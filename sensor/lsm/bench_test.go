@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor"
@@ -168,12 +164,6 @@ exec:
 	}
 	rules := sensor.RulesFor(pol)
 	opts := backend.Options{Scope: []string{cg.Path}, CgroupRoot: cgRoot}
-	if tb, err := loadTracepoint(cg.Path, rules); err != nil {
-		b.Fatal(err)
-	} else {
-		b.Logf("tracepoint backend: programs left out for want of their hook on this kernel: %v", tb.missing)
-		tb.close()
-	}
 
 	lb, err := Load(opts)
 	if err != nil {
@@ -223,13 +213,19 @@ exec:
 		}
 	}
 	withTracepoint := func(kind string) float64 {
-		tb, err := loadTracepoint(cg.Path, rules)
+		tb, err := tracepoint.Load(opts)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer tb.close()
+		defer tb.Close()
+		if err := tb.Apply(rules); err != nil {
+			b.Fatal(err)
+		}
+		if err := tb.SetSealed(true); err != nil {
+			b.Fatal(err)
+		}
 		ns := run(kind)
-		if n := tb.reader.AvailableBytes(); n != 0 {
+		if n := tb.Reader().AvailableBytes(); n != 0 {
 			b.Fatalf("the benign %s workload produced tracepoint findings (%d bytes in the ring)", kind, n)
 		}
 		return ns
@@ -272,116 +268,4 @@ exec:
 			kind, rounds, iters[kind], median(ns["none"]), median(ns["lsm-detect"]), median(ns["lsm-enforce"]), median(ns["tracepoint"]))
 	}
 	b.ReportMetric(0, "ns/op") // the run's wall time per b.N says nothing here
-}
-
-// tpBench is the tracepoint backend's object loaded the way tracepoint.Load
-// loads it, for the benchmark only: tracepoint.Load fails on a kernel that
-// lacks one of its hooks (6.1 has no io_uring_submit_req tracepoint), so the
-// programs whose tracepoint is missing are left out, and only the maps the
-// benign workloads reach are filled: config (sealed, scoped), scope, path
-// and image rules. The programs that run on these workloads, sys_exit and
-// sched_process_exec, are the backend's own.
-type tpBench struct {
-	coll    *ebpf.Collection
-	links   []link.Link
-	reader  *ringbuf.Reader
-	missing []string
-}
-
-func loadTracepoint(cgDir string, rules backend.Rules) (*tpBench, error) {
-	spec, err := tracepoint.Spec()
-	if err != nil {
-		return nil, err
-	}
-	kernel, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, err
-	}
-	tb := &tpBench{}
-	for name, p := range spec.Programs {
-		switch {
-		case p.Type == ebpf.RawTracepoint: // the path unit-test entry, never attached
-			delete(spec.Programs, name)
-		case p.Type == ebpf.Tracing:
-			var td *btf.Typedef
-			if kernel.TypeByName("btf_trace_"+p.AttachTo, &td) != nil {
-				tb.missing = append(tb.missing, p.AttachTo)
-				delete(spec.Programs, name)
-			}
-		}
-	}
-	sort.Strings(tb.missing)
-	if n := spec.Maps["config_map"].ValueSize; n != 24 {
-		return nil, fmt.Errorf("tracepoint config is %d bytes: update loadTracepoint to bpf/common.h struct config", n)
-	}
-	tb.coll, err = ebpf.NewCollection(spec)
-	if err != nil {
-		return nil, fmt.Errorf("load the tracepoint programs on this kernel: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tb.close()
-		}
-	}()
-	var st unix.Stat_t
-	if err := unix.Stat(cgDir, &st); err != nil {
-		return nil, err
-	}
-	// struct config: sealed, scope_cgroups, self_tgid, reflex, deny_binds, epoch
-	if err := tb.coll.Maps["config_map"].Put(uint32(0), [6]uint32{1, 1, uint32(os.Getpid()), 0, 0, 1}); err != nil {
-		return nil, err
-	}
-	if err := tb.coll.Maps["scope_map"].Put(st.Ino, uint8(1)); err != nil {
-		return nil, err
-	}
-	type lpmKey struct {
-		Bits uint32
-		Data [256]byte
-	}
-	for m, rs := range map[string][]backend.Rule{"rules": rules.Paths, "images": rules.Images} {
-		for _, r := range rs {
-			k := lpmKey{Bits: uint32(len(r.Prefix) * 8)}
-			copy(k.Data[:], r.Prefix)
-			if err := tb.coll.Maps[m].Put(&k, [2]uint32{r.Class, r.ID}); err != nil {
-				return nil, fmt.Errorf("%s %s: %w", m, r.Prefix, err)
-			}
-		}
-	}
-	names := make([]string, 0, len(tb.coll.Programs))
-	for name := range tb.coll.Programs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		p := tb.coll.Programs[name]
-		var l link.Link
-		switch spec.Programs[name].AttachType {
-		case ebpf.AttachCGroupInet4Bind, ebpf.AttachCGroupInet6Bind:
-			l, err = link.AttachCgroup(link.CgroupOptions{Path: cgDir, Attach: spec.Programs[name].AttachType, Program: p})
-		default:
-			l, err = link.AttachTracing(link.TracingOptions{Program: p})
-		}
-		if err != nil {
-			return nil, fmt.Errorf("attach %s: %w", name, err)
-		}
-		tb.links = append(tb.links, l)
-	}
-	if tb.reader, err = ringbuf.NewReader(tb.coll.Maps["events"]); err != nil {
-		return nil, err
-	}
-	ok = true
-	return tb, nil
-}
-
-func (tb *tpBench) close() {
-	if tb.reader != nil {
-		tb.reader.Close()
-	}
-	for _, l := range tb.links {
-		l.Close()
-	}
-	if tb.coll != nil {
-		tb.coll.Close()
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/driftsensor/driftsensor/sensor/backend"
@@ -44,6 +45,9 @@ func Load(opts backend.Options) (*Backend, error) {
 	}
 	if opts.RingBytes != 0 {
 		spec.Maps["events"].MaxEntries = opts.RingBytes
+	}
+	if err := pickUringTracepoint(spec); err != nil {
+		return nil, err
 	}
 	b := &Backend{hasGate: opts.CordonFlag != nil}
 	var co *ebpf.CollectionOptions
@@ -280,6 +284,24 @@ func boolU32(b bool) uint32 {
 		return 1
 	}
 	return 0
+}
+
+// pickUringTracepoint attaches the io_uring hook to the submission tracepoint
+// this kernel has: io_uring_submit_req since 6.5, io_uring_submit_sqe (same
+// argument, a struct io_kiocb) before.
+func pickUringTracepoint(spec *ebpf.CollectionSpec) error {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return fmt.Errorf("read kernel BTF: %w (driftsensor needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)", err)
+	}
+	for _, tp := range []string{"io_uring_submit_req", "io_uring_submit_sqe"} {
+		var td *btf.Typedef
+		if kernel.TypeByName("btf_trace_"+tp, &td) == nil {
+			spec.Programs["drift_uring"].AttachTo = tp
+			return nil
+		}
+	}
+	return errors.New("this kernel has no io_uring submission tracepoint (io_uring_submit_req or io_uring_submit_sqe): io_uring operations would go unseen; it needs Linux 5.19 or later")
 }
 
 // Spec returns the embedded object's collection spec: its BTF describes the
