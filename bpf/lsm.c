@@ -22,6 +22,7 @@
 /* path.h also resolves names passed by a process, which hooks never need */
 #pragma clang diagnostic ignored "-Wunused-function"
 #include "path.h"
+#include "maps.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -57,55 +58,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_EXECVEAT_ 322
 #define ARGV_MAX 64 /* arguments read; ARGS_MAX bounds their bytes */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config_map SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u64);
-	__type(value, __u8);
-} scope_map SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__type(key, struct lpm_key);
-	__type(value, struct rule_val);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} rules SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
-	__type(key, struct lpm_key);
-	__type(value, struct rule_val);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} images SEC(".maps");
-
-struct file_id {
-	__u64 dev;
-	__u64 ino;
-};
-
-/* Files created or modified after sealing (see tracepoint.c). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct file_id);
-	__type(value, __u64);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} taint SEC(".maps");
-
 #define SEEN_WRITE 0  /* judged for writes through a descriptor */
 #define SEEN_EXEC 1   /* reported as exec drift: the loader's mmap is the same finding */
 #define SEEN_OTRUNC 2 /* reported as open(O_TRUNC): the truncate that follows is the same finding */
@@ -124,13 +76,6 @@ struct {
 	__type(value, __u8);
 } seen SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} ports SEC(".maps");
-
 /* The sensor's own programs, maps and links: kind << 32 | id, kind being the
  * bpf(2) command that turns the id into a descriptor. */
 struct {
@@ -140,27 +85,6 @@ struct {
 	__type(value, __u8);
 } self_ids SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct file_rec);
-} frec_map SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct exec_rec);
-} xrec_map SEC(".maps");
-
 /* Kernels before 6.8 chain a superblock's mounts on a list. */
 struct super_block___old {
 	struct list_head s_mounts;
@@ -168,43 +92,6 @@ struct super_block___old {
 struct mount___old {
 	struct list_head mnt_instance;
 };
-
-static __always_inline void count(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		(*v)++;
-}
-
-static __always_inline void emit(void *rec, __u64 size)
-{
-	if (bpf_ringbuf_output(&events, rec, size, 0))
-		count(STAT_LOST);
-}
-
-static __always_inline struct config *get_config(void)
-{
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&config_map, &zero);
-}
-
-/* Same rule as tracepoint.c: never the sensor itself; with a scope, only tasks
- * in a scope cgroup or below it. */
-static __always_inline int in_scope(struct config *cfg)
-{
-	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
-		return 0;
-	if (!cfg->scope_cgroups)
-		return 1;
-	for (int lvl = 0; lvl < 16; lvl++) {
-		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
-		if (!id)
-			return 0;
-		if (bpf_map_lookup_elem(&scope_map, &id))
-			return 1;
-	}
-	return 0;
-}
 
 /* active returns the config when the host is sealed and the task in scope. */
 static __always_inline struct config *active(void)
@@ -251,17 +138,6 @@ static __always_inline int verdict(struct config *cfg, struct rec_hdr *h)
 		return -EPERM_;
 	}
 	return 0;
-}
-
-static __always_inline struct rule_val *classify(void *map, __u32 *bits, __u32 len)
-{
-	lpm_len(bits, len);
-	return bpf_map_lookup_elem(map, bits);
-}
-
-static __always_inline int is_protected(struct rule_val *r)
-{
-	return r && (r->class & CLASS_MASK) == CLASS_PROTECT;
 }
 
 /* taintable says whether a file written at data[0..len) (rule rv) becomes

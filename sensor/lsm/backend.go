@@ -18,7 +18,6 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
-	"golang.org/x/sys/unix"
 )
 
 // Name is how status and heartbeats name this backend.
@@ -139,7 +138,7 @@ func Load(opts backend.Options) (*Backend, error) {
 
 	b.cfg.SelfTgid = uint32(os.Getpid())
 	for _, dir := range opts.Scope {
-		id, err := cgroupID(dir)
+		id, err := backend.CgroupID(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -275,13 +274,13 @@ func (b *Backend) Apply(r backend.Rules) error {
 	if r.ReflexCordon {
 		return errors.New("reflex.cordon: the lsm backend does not flip the cordon gate in the kernel yet; in enforce mode the mutation is denied instead (or use --backend tracepoint)")
 	}
-	if err := putRules(b.maps.Rules, r.Paths); err != nil {
+	if err := backend.PutRules(b.maps.Rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}
-	if err := putRules(b.maps.Images, r.Images); err != nil {
+	if err := backend.PutRules(b.maps.Images, r.Images); err != nil {
 		return fmt.Errorf("exec image rules: %w", err)
 	}
-	if err := putPorts(b.maps.Ports, r.PortAllowed); err != nil {
+	if err := backend.PutPorts(b.maps.Ports, r.PortAllowed); err != nil {
 		return err
 	}
 	b.cfg.DenyBinds = boolU32(r.DenyBinds)
@@ -293,63 +292,6 @@ func (b *Backend) Apply(r backend.Rules) error {
 		b.cfg.Reflex |= reflexDeny
 	}
 	return b.putConfig()
-}
-
-func putPorts(m *ebpf.Map, allowed func(uint16) bool) error {
-	keys := make([]uint32, 65536)
-	vals := make([]uint8, 65536)
-	for p := range keys {
-		keys[p] = uint32(p)
-		if p > 0 && allowed != nil && allowed(uint16(p)) {
-			vals[p] = 1
-		}
-	}
-	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
-		return nil
-	}
-	for p := range keys { // kernels without batch ops on arrays
-		if err := m.Put(keys[p], vals[p]); err != nil {
-			return fmt.Errorf("allowed port %d: %w", p, err)
-		}
-	}
-	return nil
-}
-
-func putRules(m *ebpf.Map, rules []backend.Rule) error {
-	want := map[string]bool{}
-	for _, r := range rules {
-		if len(r.Prefix) == 0 || len(r.Prefix) > 255 || r.Prefix[0] != '/' {
-			return fmt.Errorf("prefix %q: must be an absolute path of at most 255 bytes", r.Prefix)
-		}
-		if err := m.Put(lpmKey(r.Prefix), lsmRuleVal{Class: r.Class, Id: r.ID}); err != nil {
-			return fmt.Errorf("prefix %s: %w", r.Prefix, err)
-		}
-		want[r.Prefix] = true
-	}
-	var k lsmLpmKey
-	var v lsmRuleVal
-	var stale []lsmLpmKey
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if !want[string(k.Data[:k.Bits/8])] {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return err
-	}
-	for _, k := range stale {
-		if err := m.Delete(&k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func lpmKey(prefix string) *lsmLpmKey {
-	k := &lsmLpmKey{Bits: uint32(len(prefix) * 8)}
-	copy(k.Data[:], prefix)
-	return k
 }
 
 // SetSealed flips the sealed flag: from then on, every mutation in scope is a
@@ -376,28 +318,10 @@ func (b *Backend) Name() string { return Name }
 func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
 
 // RingFill is the fraction of the ring buffer holding unread records.
-func (b *Backend) RingFill() float64 {
-	size := b.reader.BufferSize()
-	if size == 0 {
-		return 0
-	}
-	return float64(b.reader.AvailableBytes()) / float64(size)
-}
+func (b *Backend) RingFill() float64 { return backend.Fill(b.reader) }
 
 // Stats reads the kernel counters.
-func (b *Backend) Stats() (backend.Stats, error) {
-	var s backend.Stats
-	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
-		var per []uint64
-		if err := b.maps.Stats.Lookup(uint32(i), &per); err != nil {
-			return s, fmt.Errorf("read kernel counters: %w", err)
-		}
-		for _, v := range per {
-			*dst += v
-		}
-	}
-	return s, nil
-}
+func (b *Backend) Stats() (backend.Stats, error) { return backend.ReadStats(b.maps.Stats) }
 
 // Close detaches every program and frees every map.
 func (b *Backend) Close() error {
@@ -412,15 +336,6 @@ func (b *Backend) Close() error {
 		b.coll.Close()
 	}
 	return nil
-}
-
-// cgroupID is the kernel's id of a cgroup v2 directory: its inode number.
-func cgroupID(dir string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return 0, fmt.Errorf("scope cgroup %s: %w (give a directory in the cgroup v2 hierarchy)", dir, err)
-	}
-	return st.Ino, nil
 }
 
 func boolU32(b bool) uint32 {

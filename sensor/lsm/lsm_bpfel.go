@@ -169,6 +169,7 @@ const (
 	lsmMapPathgen               = "pathgen"
 	lsmMapPorts                 = "ports"
 	lsmMapRules                 = "rules"
+	lsmMapScopeCache            = "scope_cache"
 	lsmMapScopeMap              = "scope_map"
 	lsmMapSeen                  = "seen"
 	lsmMapSelfIds               = "self_ids"
@@ -298,22 +299,23 @@ type lsmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmMapSpecs struct {
-	ConfigMap *ebpf.MapSpec `ebpf:"config_map"`
-	Dcache    *ebpf.MapSpec `ebpf:"dcache"`
-	Dirlinks  *ebpf.MapSpec `ebpf:"dirlinks"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	FrecMap   *ebpf.MapSpec `ebpf:"frec_map"`
-	Images    *ebpf.MapSpec `ebpf:"images"`
-	Pathgen   *ebpf.MapSpec `ebpf:"pathgen"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
-	Rules     *ebpf.MapSpec `ebpf:"rules"`
-	ScopeMap  *ebpf.MapSpec `ebpf:"scope_map"`
-	Seen      *ebpf.MapSpec `ebpf:"seen"`
-	SelfIds   *ebpf.MapSpec `ebpf:"self_ids"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	Taint     *ebpf.MapSpec `ebpf:"taint"`
-	WorkMap   *ebpf.MapSpec `ebpf:"work_map"`
-	XrecMap   *ebpf.MapSpec `ebpf:"xrec_map"`
+	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
+	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
+	Images     *ebpf.MapSpec `ebpf:"images"`
+	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
+	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	Rules      *ebpf.MapSpec `ebpf:"rules"`
+	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
+	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
+	Seen       *ebpf.MapSpec `ebpf:"seen"`
+	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	Taint      *ebpf.MapSpec `ebpf:"taint"`
+	WorkMap    *ebpf.MapSpec `ebpf:"work_map"`
+	XrecMap    *ebpf.MapSpec `ebpf:"xrec_map"`
 }
 
 // lsmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -348,22 +350,23 @@ func (o *lsmObjects) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmMaps struct {
-	ConfigMap *ebpf.Map `ebpf:"config_map"`
-	Dcache    *ebpf.Map `ebpf:"dcache"`
-	Dirlinks  *ebpf.Map `ebpf:"dirlinks"`
-	Events    *ebpf.Map `ebpf:"events"`
-	FrecMap   *ebpf.Map `ebpf:"frec_map"`
-	Images    *ebpf.Map `ebpf:"images"`
-	Pathgen   *ebpf.Map `ebpf:"pathgen"`
-	Ports     *ebpf.Map `ebpf:"ports"`
-	Rules     *ebpf.Map `ebpf:"rules"`
-	ScopeMap  *ebpf.Map `ebpf:"scope_map"`
-	Seen      *ebpf.Map `ebpf:"seen"`
-	SelfIds   *ebpf.Map `ebpf:"self_ids"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	Taint     *ebpf.Map `ebpf:"taint"`
-	WorkMap   *ebpf.Map `ebpf:"work_map"`
-	XrecMap   *ebpf.Map `ebpf:"xrec_map"`
+	ConfigMap  *ebpf.Map `ebpf:"config_map"`
+	Dcache     *ebpf.Map `ebpf:"dcache"`
+	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
+	Events     *ebpf.Map `ebpf:"events"`
+	FrecMap    *ebpf.Map `ebpf:"frec_map"`
+	Images     *ebpf.Map `ebpf:"images"`
+	Pathgen    *ebpf.Map `ebpf:"pathgen"`
+	Ports      *ebpf.Map `ebpf:"ports"`
+	Rules      *ebpf.Map `ebpf:"rules"`
+	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
+	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
+	Seen       *ebpf.Map `ebpf:"seen"`
+	SelfIds    *ebpf.Map `ebpf:"self_ids"`
+	Stats      *ebpf.Map `ebpf:"stats"`
+	Taint      *ebpf.Map `ebpf:"taint"`
+	WorkMap    *ebpf.Map `ebpf:"work_map"`
+	XrecMap    *ebpf.Map `ebpf:"xrec_map"`
 }
 
 func (m *lsmMaps) Close() error {
@@ -377,6 +380,7 @@ func (m *lsmMaps) Close() error {
 		m.Pathgen,
 		m.Ports,
 		m.Rules,
+		m.ScopeCache,
 		m.ScopeMap,
 		m.Seen,
 		m.SelfIds,

@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/driftsensor/driftsensor/sensor/backend"
-	"golang.org/x/sys/unix"
 )
 
 // Name is how status and heartbeats name this backend.
@@ -71,7 +69,7 @@ func Load(opts backend.Options) (*Backend, error) {
 	b.cfg.SelfTgid = uint32(os.Getpid())
 	var scopeIDs []uint64
 	for _, dir := range opts.Scope {
-		id, err := CgroupID(dir)
+		id, err := backend.CgroupID(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -135,30 +133,17 @@ func Load(opts backend.Options) (*Backend, error) {
 // Apply writes the policy into the kernel maps. It fills new entries before
 // removing stale ones, so the kernel never sees an empty policy.
 func (b *Backend) Apply(r backend.Rules) error {
-	if err := putRules(b.objs.Rules, r.Paths); err != nil {
+	if err := backend.PutRules(b.objs.Rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}
-	if err := putRules(b.objs.Images, r.Images); err != nil {
+	if err := backend.PutRules(b.objs.Images, r.Images); err != nil {
 		return fmt.Errorf("exec image rules: %w", err)
 	}
-	for from, to := range r.DirLinks {
-		if !strings.HasSuffix(from, "/") || !strings.HasSuffix(to, "/") || len(from) > 255 || len(to) > 255 {
-			return fmt.Errorf("directory link %q -> %q: both must end in / and be at most 255 bytes", from, to)
-		}
-		v := tpDirlink{Plen: uint32(len(from)), Tlen: uint32(len(to))}
-		copy(v.Target[:], to)
-		if err := b.objs.Dirlinks.Put(lpmKey(from), &v); err != nil {
-			return fmt.Errorf("directory link %s: %w", from, err)
-		}
+	if err := backend.PutDirLinks(b.objs.Dirlinks, r.DirLinks); err != nil {
+		return err
 	}
-	for port := 1; port < 65536; port++ {
-		var v uint8
-		if r.PortAllowed != nil && r.PortAllowed(uint16(port)) {
-			v = 1
-		}
-		if err := b.objs.Ports.Put(uint32(port), v); err != nil {
-			return fmt.Errorf("allowed port %d: %w", port, err)
-		}
+	if err := backend.PutPorts(b.objs.Ports, r.PortAllowed); err != nil {
+		return err
 	}
 	b.cfg.DenyBinds = boolU32(r.DenyBinds)
 	b.cfg.Reflex = 0
@@ -172,44 +157,6 @@ func (b *Backend) Apply(r backend.Rules) error {
 		b.cfg.Reflex |= reflexCordon
 	}
 	return b.putConfig()
-}
-
-func putRules(m *ebpf.Map, rules []backend.Rule) error {
-	want := map[string]bool{}
-	for _, r := range rules {
-		if len(r.Prefix) == 0 || len(r.Prefix) > 255 || r.Prefix[0] != '/' {
-			return fmt.Errorf("prefix %q: must be an absolute path of at most 255 bytes", r.Prefix)
-		}
-		if err := m.Put(lpmKey(r.Prefix), tpRuleVal{Class: r.Class, Id: r.ID}); err != nil {
-			return fmt.Errorf("prefix %s: %w", r.Prefix, err)
-		}
-		want[r.Prefix] = true
-	}
-	var k tpLpmKey
-	var v tpRuleVal
-	var stale []tpLpmKey
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		p := string(k.Data[:k.Bits/8])
-		if !want[p] {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return err
-	}
-	for _, k := range stale {
-		if err := m.Delete(&k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func lpmKey(prefix string) *tpLpmKey {
-	k := &tpLpmKey{Bits: uint32(len(prefix) * 8)}
-	copy(k.Data[:], prefix)
-	return k
 }
 
 // SetSealed flips the sealed flag: from then on, every mutation in scope is a finding.
@@ -232,31 +179,13 @@ func (b *Backend) putConfig() error {
 func (b *Backend) Name() string { return Name }
 
 // RingFill is the fraction of the ring buffer holding unread records.
-func (b *Backend) RingFill() float64 {
-	size := b.reader.BufferSize()
-	if size == 0 {
-		return 0
-	}
-	return float64(b.reader.AvailableBytes()) / float64(size)
-}
+func (b *Backend) RingFill() float64 { return backend.Fill(b.reader) }
 
 // Reader is the ring buffer every record arrives on.
 func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
 
 // Stats reads the kernel counters.
-func (b *Backend) Stats() (backend.Stats, error) {
-	var s backend.Stats
-	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
-		var per []uint64
-		if err := b.objs.Stats.Lookup(uint32(i), &per); err != nil {
-			return s, fmt.Errorf("read kernel counters: %w", err)
-		}
-		for _, v := range per {
-			*dst += v
-		}
-	}
-	return s, nil
-}
+func (b *Backend) Stats() (backend.Stats, error) { return backend.ReadStats(b.objs.Stats) }
 
 // Close detaches every program and frees every map.
 func (b *Backend) Close() error {
@@ -268,15 +197,6 @@ func (b *Backend) Close() error {
 	}
 	b.links = nil
 	return b.objs.Close()
-}
-
-// CgroupID is the kernel's id of a cgroup v2 directory: its inode number.
-func CgroupID(dir string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return 0, fmt.Errorf("scope cgroup %s: %w (give a directory in the cgroup v2 hierarchy)", dir, err)
-	}
-	return st.Ino, nil
 }
 
 func boolU32(b bool) uint32 {

@@ -1,0 +1,139 @@
+package backend
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// The map layouts below mirror bpf/path.h and bpf/common.h; both backends'
+// objects declare the same maps (bpf/maps.h), so one loader serves both.
+
+// lpmKey is struct lpm_key: a prefix length in bits and the bytes.
+type lpmKey struct {
+	Bits uint32
+	Data [256]byte
+}
+
+// ruleVal is struct rule_val.
+type ruleVal struct {
+	Class uint32
+	ID    uint32
+}
+
+// dirLink is struct dirlink.
+type dirLink struct {
+	Plen, Tlen uint32
+	Target     [256]byte
+}
+
+func newLPMKey(prefix string) *lpmKey {
+	k := &lpmKey{Bits: uint32(len(prefix) * 8)}
+	copy(k.Data[:], prefix)
+	return k
+}
+
+// PutRules makes the prefix trie m hold exactly rules. New entries go in
+// before stale ones are removed, so the kernel never sees an empty policy.
+func PutRules(m *ebpf.Map, rules []Rule) error {
+	want := map[string]bool{}
+	for _, r := range rules {
+		if len(r.Prefix) == 0 || len(r.Prefix) > 255 || r.Prefix[0] != '/' {
+			return fmt.Errorf("prefix %q: must be an absolute path of at most 255 bytes", r.Prefix)
+		}
+		if err := m.Put(newLPMKey(r.Prefix), ruleVal{Class: r.Class, ID: r.ID}); err != nil {
+			return fmt.Errorf("prefix %s: %w", r.Prefix, err)
+		}
+		want[r.Prefix] = true
+	}
+	var k lpmKey
+	var v ruleVal
+	var stale []lpmKey
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !want[string(k.Data[:k.Bits/8])] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(&k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutDirLinks fills the symlinked-directory trie ("/bin/" -> "/usr/bin/").
+func PutDirLinks(m *ebpf.Map, links map[string]string) error {
+	for from, to := range links {
+		if !strings.HasSuffix(from, "/") || !strings.HasSuffix(to, "/") || len(from) > 255 || len(to) > 255 {
+			return fmt.Errorf("directory link %q -> %q: both must end in / and be at most 255 bytes", from, to)
+		}
+		v := dirLink{Plen: uint32(len(from)), Tlen: uint32(len(to))}
+		copy(v.Target[:], to)
+		if err := m.Put(newLPMKey(from), &v); err != nil {
+			return fmt.Errorf("directory link %s: %w", from, err)
+		}
+	}
+	return nil
+}
+
+// PutPorts marks the ports the policy allows in the ports array.
+func PutPorts(m *ebpf.Map, allowed func(uint16) bool) error {
+	keys := make([]uint32, 65536)
+	vals := make([]uint8, 65536)
+	for p := range keys {
+		keys[p] = uint32(p)
+		if p > 0 && allowed != nil && allowed(uint16(p)) {
+			vals[p] = 1
+		}
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	}
+	for p := range keys { // kernels without batch operations on arrays
+		if err := m.Put(keys[p], vals[p]); err != nil {
+			return fmt.Errorf("allowed port %d: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// ReadStats sums the per-CPU counters of the stats map (enum stat_idx).
+func ReadStats(m *ebpf.Map) (Stats, error) {
+	var s Stats
+	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
+		var per []uint64
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			return s, fmt.Errorf("read kernel counters: %w", err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return s, nil
+}
+
+// Fill is the fraction of a ring buffer holding unread records.
+func Fill(r *ringbuf.Reader) float64 {
+	size := r.BufferSize()
+	if size == 0 {
+		return 0
+	}
+	return float64(r.AvailableBytes()) / float64(size)
+}
+
+// CgroupID is the kernel's id of a cgroup v2 directory: its inode number.
+func CgroupID(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, fmt.Errorf("scope cgroup %s: %w (give a directory in the cgroup v2 hierarchy)", dir, err)
+	}
+	return st.Ino, nil
+}
