@@ -57,8 +57,8 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.uid != 0 && os.Geteuid() != 0 {
-				t.Skip("needs root to drop to another uid")
+			if c.uid != 0 {
+				testenv.RequireBPF(t) // root, to run it as another uid
 			}
 			cmd := exec.Command(bin, c.args...)
 			if c.uid != 0 {

@@ -104,7 +104,7 @@ func sleepExe(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skipf("no sleep binary: %v", err)
+		t.Fatalf("no sleep binary: %v (coreutils is part of every supported system)", err)
 	}
 	p, err = filepath.EvalSymlinks(p)
 	if err != nil {
