@@ -15,7 +15,6 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 )
@@ -26,8 +25,6 @@ const Name = "lsm"
 // Bits of config.reflex and record ops this backend adds to bpf/common.h
 // (mirrored from bpf/lsm.c).
 const (
-	reflexKill = 1 << 0
-	reflexDeny = 1 << 1
 	// OpSignal is a signal aimed at the sensor (arg = sig<<32 | target tgid).
 	OpSignal = 38
 )
@@ -41,11 +38,10 @@ const (
 
 // Backend is a loaded and attached lsm backend.
 type Backend struct {
-	coll   *ebpf.Collection
-	maps   lsmMaps
-	links  []link.Link
-	reader *ringbuf.Reader
-	cfg    lsmConfig
+	coll  *ebpf.Collection
+	maps  lsmMaps
+	links []link.Link
+	backend.Live
 	// Missing lists hooks this kernel does not have (their programs are not
 	// loaded), e.g. file_truncate before 6.2, where path_truncate covers it,
 	// or uring_allowed before 6.16, where the io_uring_create tracepoint does.
@@ -136,18 +132,7 @@ func Load(opts backend.Options) (*Backend, error) {
 		return nil, fmt.Errorf("lsm maps: %w", err)
 	}
 
-	b.cfg.SelfTgid = uint32(os.Getpid())
-	for _, dir := range opts.Scope {
-		id, err := backend.CgroupID(dir)
-		if err != nil {
-			return nil, err
-		}
-		if err := b.maps.ScopeMap.Put(id, uint8(1)); err != nil {
-			return nil, fmt.Errorf("scope cgroup %s: %w", dir, err)
-		}
-		b.cfg.ScopeCgroups = 1
-	}
-	if err := b.putConfig(); err != nil {
+	if err := b.Scope(b.maps.ConfigMap, b.maps.ScopeMap, opts.Scope); err != nil {
 		return nil, err
 	}
 
@@ -167,9 +152,8 @@ func Load(opts backend.Options) (*Backend, error) {
 		return nil, err
 	}
 
-	b.reader, err = ringbuf.NewReader(b.maps.Events)
-	if err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
+	if err := b.OpenRing(b.maps.Events); err != nil {
+		return nil, err
 	}
 	ok = true
 	return b, nil
@@ -274,60 +258,22 @@ func (b *Backend) Apply(r backend.Rules) error {
 	if r.ReflexCordon {
 		return errors.New("reflex.cordon: the lsm backend does not flip the cordon gate in the kernel yet; in enforce mode the mutation is denied instead (or use --backend tracepoint)")
 	}
-	if err := backend.PutRules(b.maps.Rules, r.Paths); err != nil {
-		return fmt.Errorf("path rules: %w", err)
-	}
-	if err := backend.PutRules(b.maps.Images, r.Images); err != nil {
-		return fmt.Errorf("exec image rules: %w", err)
-	}
-	if err := backend.PutPorts(b.maps.Ports, r.PortAllowed); err != nil {
-		return err
-	}
-	b.cfg.DenyBinds = boolU32(r.DenyBinds)
-	b.cfg.Reflex = 0
-	if r.ReflexKill {
-		b.cfg.Reflex |= reflexKill
-	}
+	var reflex uint32
 	if r.Enforce {
-		b.cfg.Reflex |= reflexDeny
+		reflex |= backend.ReflexDeny
 	}
-	return b.putConfig()
-}
-
-// SetSealed flips the sealed flag: from then on, every mutation in scope is a
-// finding (and in enforce mode, refused).
-func (b *Backend) SetSealed(sealed bool) error {
-	if sealed && b.cfg.Sealed == 0 {
-		b.cfg.Epoch++ // a new seal judges every file afresh
-	}
-	b.cfg.Sealed = boolU32(sealed)
-	return b.putConfig()
-}
-
-func (b *Backend) putConfig() error {
-	if err := b.maps.ConfigMap.Put(uint32(0), &b.cfg); err != nil {
-		return fmt.Errorf("write sensor config map: %w", err)
-	}
-	return nil
+	return b.ApplyPolicy(r, reflex, b.maps.Rules, b.maps.Images, b.maps.Ports, nil)
 }
 
 // Name says which backend this is.
 func (b *Backend) Name() string { return Name }
-
-// Reader is the ring buffer every record arrives on.
-func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
-
-// RingFill is the fraction of the ring buffer holding unread records.
-func (b *Backend) RingFill() float64 { return backend.Fill(b.reader) }
 
 // Stats reads the kernel counters.
 func (b *Backend) Stats() (backend.Stats, error) { return backend.ReadStats(b.maps.Stats) }
 
 // Close detaches every program and frees every map.
 func (b *Backend) Close() error {
-	if b.reader != nil {
-		b.reader.Close()
-	}
+	b.CloseRing()
 	for i := len(b.links) - 1; i >= 0; i-- {
 		b.links[i].Close()
 	}
@@ -336,13 +282,6 @@ func (b *Backend) Close() error {
 		b.coll.Close()
 	}
 	return nil
-}
-
-func boolU32(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 var _ backend.Backend = (*Backend)(nil)

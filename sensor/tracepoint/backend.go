@@ -7,30 +7,21 @@ package tracepoint
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 )
 
 // Name is how status and heartbeats name this backend.
 const Name = "tracepoint"
 
-// Reflex bits of config.reflex (bpf/common.h REFLEX_*).
-const (
-	reflexKill   = 1 << 0
-	reflexCordon = 1 << 2
-)
-
 // Backend is a loaded and attached tracepoint backend.
 type Backend struct {
-	objs    tpObjects
-	links   []link.Link
-	reader  *ringbuf.Reader
-	cfg     tpConfig
+	objs  tpObjects
+	links []link.Link
+	backend.Live
 	hasGate bool
 }
 
@@ -66,22 +57,7 @@ func Load(opts backend.Options) (*Backend, error) {
 		}
 	}()
 
-	b.cfg.SelfTgid = uint32(os.Getpid())
-	var scopeIDs []uint64
-	for _, dir := range opts.Scope {
-		id, err := backend.CgroupID(dir)
-		if err != nil {
-			return nil, err
-		}
-		scopeIDs = append(scopeIDs, id)
-		if err := b.objs.ScopeMap.Put(id, uint8(1)); err != nil {
-			return nil, fmt.Errorf("scope cgroup %s: %w", dir, err)
-		}
-	}
-	if len(scopeIDs) > 0 {
-		b.cfg.ScopeCgroups = 1
-	}
-	if err := b.putConfig(); err != nil {
+	if err := b.Scope(b.objs.ConfigMap, b.objs.ScopeMap, opts.Scope); err != nil {
 		return nil, err
 	}
 
@@ -122,9 +98,8 @@ func Load(opts backend.Options) (*Backend, error) {
 		}
 	}
 
-	b.reader, err = ringbuf.NewReader(b.objs.Events)
-	if err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
+	if err := b.OpenRing(b.objs.Events); err != nil {
+		return nil, err
 	}
 	ok = true
 	return b, nil
@@ -133,77 +108,30 @@ func Load(opts backend.Options) (*Backend, error) {
 // Apply writes the policy into the kernel maps. It fills new entries before
 // removing stale ones, so the kernel never sees an empty policy.
 func (b *Backend) Apply(r backend.Rules) error {
-	if err := backend.PutRules(b.objs.Rules, r.Paths); err != nil {
-		return fmt.Errorf("path rules: %w", err)
-	}
-	if err := backend.PutRules(b.objs.Images, r.Images); err != nil {
-		return fmt.Errorf("exec image rules: %w", err)
-	}
-	if err := backend.PutDirLinks(b.objs.Dirlinks, r.DirLinks); err != nil {
-		return err
-	}
-	if err := backend.PutPorts(b.objs.Ports, r.PortAllowed); err != nil {
-		return err
-	}
-	b.cfg.DenyBinds = boolU32(r.DenyBinds)
-	b.cfg.Reflex = 0
-	if r.ReflexKill {
-		b.cfg.Reflex |= reflexKill
-	}
+	var reflex uint32
 	if r.ReflexCordon {
 		if !b.hasGate {
 			return errors.New("reflex.cordon: no cordon gate is attached to flip (attach one: driftsensor --gate)")
 		}
-		b.cfg.Reflex |= reflexCordon
+		reflex |= backend.ReflexCordon
 	}
-	return b.putConfig()
-}
-
-// SetSealed flips the sealed flag: from then on, every mutation in scope is a finding.
-func (b *Backend) SetSealed(sealed bool) error {
-	if sealed && b.cfg.Sealed == 0 {
-		b.cfg.Epoch++ // a new seal judges every descriptor afresh
-	}
-	b.cfg.Sealed = boolU32(sealed)
-	return b.putConfig()
-}
-
-func (b *Backend) putConfig() error {
-	if err := b.objs.ConfigMap.Put(uint32(0), &b.cfg); err != nil {
-		return fmt.Errorf("write sensor config map: %w", err)
-	}
-	return nil
+	return b.ApplyPolicy(r, reflex, b.objs.Rules, b.objs.Images, b.objs.Ports, b.objs.Dirlinks)
 }
 
 // Name says which backend this is.
 func (b *Backend) Name() string { return Name }
-
-// RingFill is the fraction of the ring buffer holding unread records.
-func (b *Backend) RingFill() float64 { return backend.Fill(b.reader) }
-
-// Reader is the ring buffer every record arrives on.
-func (b *Backend) Reader() *ringbuf.Reader { return b.reader }
 
 // Stats reads the kernel counters.
 func (b *Backend) Stats() (backend.Stats, error) { return backend.ReadStats(b.objs.Stats) }
 
 // Close detaches every program and frees every map.
 func (b *Backend) Close() error {
-	if b.reader != nil {
-		b.reader.Close()
-	}
+	b.CloseRing()
 	for i := len(b.links) - 1; i >= 0; i-- {
 		b.links[i].Close()
 	}
 	b.links = nil
 	return b.objs.Close()
-}
-
-func boolU32(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // pickUringTracepoint attaches the io_uring hook to the submission tracepoint

@@ -1,0 +1,123 @@
+package backend
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Config mirrors struct config (bpf/common.h): the live configuration every
+// backend keeps in its config_map.
+type Config struct {
+	Sealed       uint32
+	ScopeCgroups uint32
+	SelfTgid     uint32
+	Reflex       uint32
+	DenyBinds    uint32
+	Epoch        uint32
+}
+
+// Bits of Config.Reflex (REFLEX_* in bpf/common.h).
+const (
+	ReflexKill   = 1 << 0
+	ReflexDeny   = 1 << 1
+	ReflexCordon = 1 << 2
+)
+
+// Live is what both backends keep the same way at run time: the configuration
+// mirrored in the kernel, and the ring buffer. Backends embed it.
+type Live struct {
+	cfg       Config
+	configMap *ebpf.Map
+	ring      *ringbuf.Reader
+}
+
+// Scope sets who is watched: never the sensor itself; with scope cgroups,
+// only tasks in them or below. It writes the configuration, not yet sealed.
+func (l *Live) Scope(configMap, scopeMap *ebpf.Map, scope []string) error {
+	l.configMap = configMap
+	l.cfg.SelfTgid = uint32(os.Getpid())
+	for _, dir := range scope {
+		id, err := CgroupID(dir)
+		if err != nil {
+			return err
+		}
+		if err := scopeMap.Put(id, uint8(1)); err != nil {
+			return fmt.Errorf("scope cgroup %s: %w", dir, err)
+		}
+		l.cfg.ScopeCgroups = 1
+	}
+	return l.put()
+}
+
+// OpenRing starts reading the ring buffer.
+func (l *Live) OpenRing(events *ebpf.Map) (err error) {
+	if l.ring, err = ringbuf.NewReader(events); err != nil {
+		return fmt.Errorf("open ring buffer: %w", err)
+	}
+	return nil
+}
+
+// ApplyPolicy fills the policy maps (dirLinks may be nil: a backend with
+// exact paths needs no rewrite) and the configuration's policy bits.
+func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLinks *ebpf.Map) error {
+	if err := PutRules(rules, r.Paths); err != nil {
+		return fmt.Errorf("path rules: %w", err)
+	}
+	if err := PutRules(images, r.Images); err != nil {
+		return fmt.Errorf("exec image rules: %w", err)
+	}
+	if dirLinks != nil {
+		if err := PutDirLinks(dirLinks, r.DirLinks); err != nil {
+			return err
+		}
+	}
+	if err := PutPorts(ports, r.PortAllowed); err != nil {
+		return err
+	}
+	l.cfg.DenyBinds = 0
+	if r.DenyBinds {
+		l.cfg.DenyBinds = 1
+	}
+	if r.ReflexKill {
+		reflex |= ReflexKill
+	}
+	l.cfg.Reflex = reflex
+	return l.put()
+}
+
+// SetSealed flips the sealed flag: from then on every mutation in scope is a
+// finding. A new seal starts a new epoch, so judgements from an earlier seal
+// (descriptors already seen) do not carry over.
+func (l *Live) SetSealed(sealed bool) error {
+	if sealed && l.cfg.Sealed == 0 {
+		l.cfg.Epoch++
+	}
+	l.cfg.Sealed = 0
+	if sealed {
+		l.cfg.Sealed = 1
+	}
+	return l.put()
+}
+
+func (l *Live) put() error {
+	if err := l.configMap.Put(uint32(0), &l.cfg); err != nil {
+		return fmt.Errorf("write sensor config map: %w", err)
+	}
+	return nil
+}
+
+// Reader is the ring buffer every record arrives on.
+func (l *Live) Reader() *ringbuf.Reader { return l.ring }
+
+// RingFill is the fraction of the ring buffer holding unread records.
+func (l *Live) RingFill() float64 { return Fill(l.ring) }
+
+// CloseRing stops reading the ring buffer.
+func (l *Live) CloseRing() {
+	if l.ring != nil {
+		l.ring.Close()
+	}
+}
