@@ -192,6 +192,11 @@ func (s *Status) WriteTable(w io.Writer) error {
 		return err
 	}
 	var notes []string
+	for _, h := range s.Hosts {
+		if hb := h.Heartbeat; hb != nil && hb.BackendWhy != "" {
+			notes = append(notes, h.Host+": backend "+hb.Backend+" ("+hb.BackendWhy+")")
+		}
+	}
 	if s.NoStateBucket {
 		notes = append(notes, "no host state bucket yet (driftctl init creates it)")
 	}
