@@ -227,6 +227,13 @@ func (s *Sensor) ByKind() map[event.Kind]uint64 {
 	}
 }
 
+// Report emits a finding about the sensor itself (a blind spot found
+// outside the kernel, such as findings a full spool refused), in order with
+// the kernel's findings.
+func (s *Sensor) Report(action string, lost uint64, detail string) {
+	s.emit(s.health(action, lost, detail))
+}
+
 func (s *Sensor) health(action string, lost uint64, detail string) *event.Event {
 	return &event.Event{
 		Schema:  event.Schema,

@@ -97,6 +97,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	if p := cfg.Publisher; p != nil {
+		go d.watchSpool(ctx, p)
 		if err := p.WatchState(ctx, d.onState); err != nil {
 			cfg.Log.Warn().Err(err).Msg("no control plane to watch: the host state stays as set at start")
 		}
@@ -159,6 +160,25 @@ func (d *Daemon) apply(st event.State) error {
 		d.cfg.OnState(st)
 	}
 	return nil
+}
+
+// watchSpool reports findings the spool refused (full, or a failed write) as
+// a finding of their own: the stream will have a gap, and it must say why.
+func (d *Daemon) watchSpool(ctx context.Context, p *transport.Publisher) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := p.Counters().SpoolOverflow; n > last {
+			d.sensor.Report("spool_overflow", n-last, fmt.Sprintf("%d findings were lost: the NATS server was unreachable and the spool refused them (full or failing); their sequence numbers are missing from the stream", n-last))
+			last = n
+		}
+	}
 }
 
 // Command handles a ctl command (transport.Options.OnCommand). The responder

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ import (
 )
 
 type pipeline struct {
+	srv    interface{ Shutdown() }
 	cg     *testenv.Cgroup
 	img    string
 	ctl    *transport.Control
@@ -35,6 +38,9 @@ type pipeline struct {
 	states chan event.State
 	host   string
 }
+
+// spoolOptions are the spool's for start; a test may shrink it.
+var spoolOptions = spool.Options{}
 
 // start runs a daemon for host on a real embedded server, scoped to a cgroup
 // of the test's own, protecting a directory tree of the test's own.
@@ -45,7 +51,7 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	p := &pipeline{cg: testenv.NewCgroup(t), img: filepath.Join(t.TempDir(), "img"), states: make(chan event.State, 16), host: host}
+	p := &pipeline{srv: srv, cg: testenv.NewCgroup(t), img: filepath.Join(t.TempDir(), "img"), states: make(chan event.State, 16), host: host}
 	os.MkdirAll(filepath.Join(p.img, "etc"), 0o755)
 	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+p.img+"]\n"))
 	if err != nil {
@@ -60,7 +66,7 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		t.Fatal(err)
 	}
-	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
+	sp, _, err := spool.Open(t.TempDir(), spoolOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +212,47 @@ func TestHeartbeat(t *testing.T) {
 		}
 	}
 	t.Fatal("heartbeats never counted the finding")
+}
+
+// TestSpoolOverflowIsAFinding: with the server gone and the spool full,
+// findings are lost; the daemon says so with a finding of its own.
+func TestSpoolOverflowIsAFinding(t *testing.T) {
+	spoolOptions = spool.Options{MaxRecords: 2}
+	defer func() { spoolOptions = spool.Options{} }()
+	var mu sync.Mutex
+	var out strings.Builder
+	p := start(t, "cpo", true, func(c *Config) { c.Out = lockedWriter{&mu, &out} })
+	p.srv.Shutdown()
+	for i := 0; i < 5; i++ {
+		p.mutate(t, fmt.Sprint("o", i))
+	}
+	for i := 0; i < 200; i++ {
+		mu.Lock()
+		got := out.String()
+		mu.Unlock()
+		for _, line := range strings.Split(got, "\n") {
+			var ev event.Event
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "spool_overflow" {
+				if ev.Health == nil || ev.Health.LostRecords == 0 {
+					t.Fatalf("spool_overflow finding without a count: %s", line)
+				}
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("5 findings into a 2-record spool with the server gone, and no spool_overflow finding:\n%s", out.String())
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
 
 // TestMetrics: the Prometheus endpoint counts the kernel's findings and the
