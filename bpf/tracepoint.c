@@ -267,11 +267,10 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 			return 0;
 	}
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	r->ino = BPF_CORE_READ(ino, i_ino);
-	int regular = (BPF_CORE_READ(ino, i_mode) & S_IFMT_) == S_IFREG_;
-	if (q->shape == SH_WRITE && (!regular || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE_)))
-		return 0;
+	if (q->shape == SH_WRITE) {
+		if ((BPF_CORE_READ(ino, i_mode) & S_IFMT_) != S_IFREG_ || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE_))
+			return 0;
+	}
 	mark_seen(cfg, f, tgid);
 
 	__u32 l = resolve_file(w, f, r->data);
@@ -279,11 +278,18 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	/* Taint what could later run as part of the image: files written under
 	 * protected or image paths. A file written in a writable exception
 	 * outside the image paths is outside the image already, and moving or
-	 * linking it into the image is a finding of its own. */
-	if (regular && (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE) &&
-	    (is_protected(rv) || (rv && (rv->class & CLASS_TAINT)) || (!rv && classify(&images, &r->lpm_bits, l))))
+	 * linking it into the image is a finding of its own. The inode is read
+	 * only when the path says it matters. */
+	int protected = is_protected(rv);
+	int taintable = (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE) &&
+			(protected || (rv && (rv->class & CLASS_TAINT)) || (!rv && classify(&images, &r->lpm_bits, l)));
+	if (!protected && !taintable)
+		return 0;
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	if (taintable && (BPF_CORE_READ(ino, i_mode) & S_IFMT_) == S_IFREG_)
 		taint_file(r);
-	if (!is_protected(rv))
+	if (!protected)
 		return 0;
 
 	fill_hdr(&r->h, REC_FILE, q->op);
