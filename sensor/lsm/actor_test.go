@@ -16,8 +16,8 @@ func TestMain(m *testing.M) {
 	if hooktest.IsActor() {
 		os.Exit(hooktest.ActorMain())
 	}
-	if os.Getenv(benchWorkerEnv) != "" {
-		os.Exit(benchWorker())
+	if hooktest.IsWorkload() {
+		os.Exit(hooktest.WorkloadMain())
 	}
 	os.Exit(testenv.Main(m))
 }

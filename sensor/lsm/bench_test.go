@@ -8,71 +8,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/hooktest"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
 )
-
-// The benchmark worker is this test binary re-executed in the scope cgroup:
-// it runs one workload for N iterations and prints the nanoseconds it took.
-const benchWorkerEnv = "DRIFT_LSM_BENCH_WORKER"
-
-func benchWorker() int {
-	n, _ := strconv.Atoi(os.Getenv("DRIFT_LSM_BENCH_N"))
-	ns, err := workload(os.Getenv(benchWorkerEnv), n, os.Getenv("DRIFT_LSM_BENCH_DIR"), os.Getenv("DRIFT_LSM_BENCH_FILE"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Println(ns)
-	return 0
-}
-
-// workload runs the benign workloads of tests/bench: file churn under a
-// writable exception, and a syscall loop reading a protected file.
-func workload(kind string, n int, dir, protected string) (int64, error) {
-	buf := []byte("some benign bytes\n")
-	start := time.Now()
-	switch kind {
-	case "churn": // create, write, rename, unlink
-		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-		for i := 0; i < n; i++ {
-			fd, err := unix.Open(a, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
-			if err != nil {
-				return 0, err
-			}
-			unix.Write(fd, buf)
-			unix.Close(fd)
-			if err := unix.Rename(a, b); err != nil {
-				return 0, err
-			}
-			if err := unix.Unlink(b); err != nil {
-				return 0, err
-			}
-		}
-	case "syscalls": // open for reading, fstat, stat, close
-		var st unix.Stat_t
-		for i := 0; i < n; i++ {
-			fd, err := unix.Open(protected, unix.O_RDONLY, 0)
-			if err != nil {
-				return 0, err
-			}
-			unix.Fstat(fd, &st)
-			unix.Stat(protected, &st)
-			unix.Close(fd)
-		}
-	default:
-		return 0, fmt.Errorf("unknown workload %q", kind)
-	}
-	return time.Since(start).Nanoseconds(), nil
-}
 
 // detach and attach take the programs off their hooks and put them back,
 // so one loaded backend is measured attached or not without reloading.
@@ -176,23 +120,11 @@ exec:
 	}
 
 	run := func(kind string) float64 {
-		n := iters[kind]
-		cmd, closeFD, err := cg.Command(self)
+		d, err := hooktest.RunWorkload(cg, kind, iters[kind], dir, self)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer closeFD()
-		cmd.Env = append(os.Environ(), benchWorkerEnv+"="+kind, "DRIFT_LSM_BENCH_N="+strconv.Itoa(n),
-			"DRIFT_LSM_BENCH_DIR="+dir, "DRIFT_LSM_BENCH_FILE="+self)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("worker %s: %v: %s", kind, err, out)
-		}
-		ns, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-		if err != nil {
-			b.Fatalf("worker %s printed %q", kind, out)
-		}
-		return float64(ns) / float64(n)
+		return float64(d.Nanoseconds())
 	}
 	withLSM := func(enforce bool) func(string) float64 {
 		return func(kind string) float64 {

@@ -2,12 +2,10 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,117 +19,37 @@ import (
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
 )
 
-// The worker is this test binary re-executed inside the benchmark's cgroup:
-// it runs one workload for N iterations and prints the nanoseconds it took.
+// The workloads are sensor/hooktest's: this binary, re-executed inside the
+// benchmark's cgroup, runs them.
 func TestMain(m *testing.M) {
-	if w := os.Getenv("DRIFT_BENCH_WORKER"); w != "" {
-		n, _ := strconv.Atoi(os.Getenv("DRIFT_BENCH_N"))
-		ns, err := work(w, n, os.Getenv("DRIFT_BENCH_DIR"))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Println(ns)
-		os.Exit(0)
+	if hooktest.IsWorkload() {
+		os.Exit(hooktest.WorkloadMain())
 	}
 	os.Exit(testenv.Main(m))
 }
 
-func work(kind string, n int, dir string) (int64, error) {
-	buf := []byte("some benign bytes\n")
-	start := time.Now()
-	switch kind {
-	case "churn": // create, write, rename, unlink under a writable exception
-		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-		for i := 0; i < n; i++ {
-			fd, err := unix.Open(a, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
-			if err != nil {
-				return 0, err
-			}
-			unix.Write(fd, buf)
-			unix.Close(fd)
-			if err := unix.Rename(a, b); err != nil {
-				return 0, err
-			}
-			if err := unix.Unlink(b); err != nil {
-				return 0, err
-			}
-		}
-	case "syscalls": // open, stat, close of a protected file, for reading
-		var st unix.Stat_t
-		for i := 0; i < n; i++ {
-			fd, err := unix.Open("/etc/hostname", unix.O_RDONLY, 0)
-			if err != nil {
-				return 0, err
-			}
-			unix.Fstat(fd, &st)
-			unix.Stat("/etc/hostname", &st)
-			unix.Close(fd)
-		}
-	case "opens": // open for writing (no create) and close: exempt
-		f := filepath.Join(dir, "o")
-		os.WriteFile(f, nil, 0o644)
-		for i := 0; i < n; i++ {
-			fd, err := unix.Open(f, unix.O_WRONLY, 0)
-			if err != nil {
-				return 0, err
-			}
-			unix.Close(fd)
-		}
-	case "writes": // writes through one descriptor: exempt
-		fd, err := unix.Open(filepath.Join(dir, "w"), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
-		if err != nil {
-			return 0, err
-		}
-		for i := 0; i < n; i++ {
-			unix.Pwrite(fd, buf, 0)
-		}
-		unix.Close(fd)
-	case "renames": // rename back and forth: exempt
-		a, b := filepath.Join(dir, "ra"), filepath.Join(dir, "rb")
-		os.WriteFile(a, nil, 0o644)
-		for i := 0; i < n; i++ {
-			if i%2 == 0 {
-				unix.Rename(a, b)
-			} else {
-				unix.Rename(b, a)
-			}
-		}
-	case "chmod": // a finding per call: throughput
-		f := filepath.Join(dir, "target")
-		for i := 0; i < n; i++ {
-			unix.Chmod(f, uint32(0o600+i%2))
-		}
-	default:
-		return 0, fmt.Errorf("unknown workload %q", kind)
-	}
-	return time.Since(start).Nanoseconds(), nil
-}
+// readable is the file the syscall loop reads: protected, read-only.
+const readable = "/etc/hostname"
 
-// runWorker runs one workload in the cgroup and returns ns per iteration.
+// runWorker runs one workload in the cgroup and returns ns per iteration;
+// chmod changes dir/target.
 func runWorker(tb testing.TB, cg *testenv.Cgroup, kind string, n int, dir string) float64 {
-	self, _ := os.Executable()
-	cmd, closeFD, err := cg.Command(self)
+	file := readable
+	if kind == "chmod" {
+		file = filepath.Join(dir, "target")
+	}
+	d, err := hooktest.RunWorkload(cg, kind, n, dir, file)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer closeFD()
-	cmd.Env = append(os.Environ(), "DRIFT_BENCH_WORKER="+kind, "DRIFT_BENCH_N="+strconv.Itoa(n), "DRIFT_BENCH_DIR="+dir)
-	out, err := cmd.Output()
-	if err != nil {
-		tb.Fatalf("worker %s: %v", kind, err)
-	}
-	ns, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-	if err != nil {
-		tb.Fatalf("worker output %q", out)
-	}
-	return float64(ns) / float64(n)
+	return float64(d.Nanoseconds())
 }
 
 func median(v []float64) float64 {
