@@ -148,7 +148,10 @@ type Outcome struct {
 	Want  []Want        // every one must arrive
 	Extra []Want        // may arrive too (checked without Denied); nothing else may
 	Errno syscall.Errno // the actor's syscall result (AnyErrno: not checked)
-	Notes []string      // why it departs from the case's default, if it does
+	// PreErrno is what the case's preparation steps must return (0: they
+	// succeed); enforce mode refuses a preparation that is itself drift.
+	PreErrno syscall.Errno
+	Notes    []string // why it departs from the case's default, if it does
 }
 
 // Differ says where a backend or mode departs from a case's default outcome,
@@ -157,7 +160,6 @@ type Differ struct {
 	Backend string
 	Mode    Mode
 	Why     string
-	Skip    bool             // the case cannot run there at all
 	Then    func(o *Outcome) // edits the outcome
 }
 
@@ -190,9 +192,8 @@ type Case struct {
 	Differs []Differ
 }
 
-// Outcome resolves what the case must produce on backend in mode, or why it
-// is skipped there.
-func (c Case) Outcome(backend string, mode Mode) (o Outcome, skip string) {
+// Outcome resolves what the case must produce on backend in mode.
+func (c Case) Outcome(backend string, mode Mode) (o Outcome) {
 	o = Outcome{Want: append([]Want(nil), c.Want...), Extra: append([]Want(nil), c.Extra...), Errno: c.Errno}
 	if mode == Enforce && len(o.Want) > 0 {
 		for i := range o.Want {
@@ -204,15 +205,12 @@ func (c Case) Outcome(backend string, mode Mode) (o Outcome, skip string) {
 		if (d.Backend != "" && d.Backend != backend) || (d.Mode != "" && d.Mode != mode) {
 			continue
 		}
-		if d.Skip {
-			return o, fmt.Sprintf("%s, %s mode: %s", backend, mode, d.Why)
-		}
 		if d.Then != nil {
 			d.Then(&o)
 		}
 		o.Notes = append(o.Notes, d.Why)
 	}
-	return o, ""
+	return o
 }
 
 // Action names as findings carry them.
