@@ -84,15 +84,21 @@ func touch(t *testing.T, p string) {
 	}
 }
 
-// TestLostRecordsAreFindings: with a one-page ring buffer and a burst of
-// findings, the kernel drops records; every one is either delivered or
-// counted, and the count arrives as a sensor finding of its own.
+// TestLostRecordsAreFindings: a burst of findings into a one-page ring buffer
+// that nobody reads yet overflows it deterministically; once the reader
+// starts, every chmod is either delivered (with its exact path and actor) or
+// counted, exactly, in one lost_records finding.
 func TestLostRecordsAreFindings(t *testing.T) {
 	testenv.RequireBPF(t)
-	root, _ := sysfs.CgroupRoot()
+	root, err := sysfs.CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cg := testenv.NewCgroup(t)
 	img := filepath.Join(t.TempDir(), "img")
-	os.MkdirAll(img, 0o755)
+	if err := os.MkdirAll(img, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	target := filepath.Join(img, "f")
 	touch(t, target)
 	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+img+"]\n"))
@@ -108,29 +114,11 @@ func TestLostRecordsAreFindings(t *testing.T) {
 		t.Fatal(err)
 	}
 	be.SetSealed(true)
-	var mu sync.Mutex
-	delivered, lost, lostFindings := 0, uint64(0), 0
-	s := sensor.New(sensor.Config{Host: "t", Policy: pol, Backend: be, Log: zerolog.Nop(), StatsEvery: 20 * time.Millisecond,
-		Emit: func(ev *event.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			if delivered < 50 { // a slow consumer: the one-page ring must overflow
-				time.Sleep(2 * time.Millisecond)
-			}
-			switch {
-			case ev.Kind == event.KindSensor && ev.Action == "lost_records":
-				lost += ev.Health.LostRecords
-				lostFindings++
-			case ev.Action == "chmod":
-				delivered++
-			}
-		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Run(ctx)
 
+	// The burst runs to completion before any reader exists: the ring holds a
+	// handful of records and the kernel must count the rest as lost.
 	const n = 2000
-	cmd, closeFD, err := cg.Command("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do chmod 600 %s; i=$((i+1)); done", n, target))
+	cmd, closeFD, err := cg.Command("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do chmod 600 %s || exit 1; i=$((i+1)); done", n, target))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,21 +126,43 @@ func TestLostRecordsAreFindings(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatal(err, string(out))
 	}
-	for i := 0; i < 500; i++ {
+
+	var mu sync.Mutex
+	var delivered, lost uint64
+	var lostFindings int
+	var wrong []string
+	s := sensor.New(sensor.Config{Host: "t", Policy: pol, Backend: be, Log: zerolog.Nop(), StatsEvery: 20 * time.Millisecond,
+		Emit: func(ev *event.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case ev.Kind == event.KindSensor && ev.Action == "lost_records":
+				lost += ev.Health.LostRecords
+				lostFindings++
+			case ev.Kind == event.KindFile && ev.Action == "chmod" && ev.File != nil && ev.File.Path == target && ev.Process.PPID == uint32(cmd.Process.Pid):
+				delivered++
+			default:
+				wrong = append(wrong, hooktest.Describe(ev))
+			}
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+
+	testenv.Eventually(t, fmt.Sprintf("every one of %d chmods delivered or counted lost", n), func() bool {
 		mu.Lock()
-		done := uint64(delivered)+lost == n
-		mu.Unlock()
-		if done {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return delivered+lost >= n
+	})
 	mu.Lock()
 	defer mu.Unlock()
-	if uint64(delivered)+lost != n {
-		t.Fatalf("%d chmods: %d delivered + %d counted lost; %d unaccounted for", n, delivered, lost, n-uint64(delivered)-lost)
+	if delivered+lost != n {
+		t.Fatalf("%d chmods: %d delivered + %d counted lost != %d", n, delivered, lost, n)
 	}
-	if lost == 0 || lostFindings == 0 {
-		t.Fatalf("a one-page ring buffer lost nothing under a burst of %d (delivered %d): the test proves nothing", n, delivered)
+	if delivered == 0 || lost == 0 || lostFindings != 1 {
+		t.Fatalf("a one-page ring nobody read: %d delivered, %d lost in %d lost_records findings; want some of each, in exactly one finding", delivered, lost, lostFindings)
+	}
+	if len(wrong) > 0 {
+		t.Fatalf("unexpected findings: %v", wrong)
 	}
 }

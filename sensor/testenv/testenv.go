@@ -119,3 +119,22 @@ func Main(m *testing.M) int {
 	}
 	return code
 }
+
+// WaitBound is how long Eventually waits: long enough for a loaded CI
+// machine, short enough that a broken component fails with a message instead
+// of costing the whole test timeout.
+const WaitBound = 30 * time.Second
+
+// Eventually polls cond until it holds and fails the test, naming what it
+// waited for, when WaitBound passes first. The bound guards against a hang;
+// it is never the assertion.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(WaitBound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", WaitBound, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
