@@ -18,8 +18,30 @@ type Heartbeat struct {
 	Version    string    `json:"version"`
 	UptimeSec  float64   `json:"uptime_sec"`
 	State      State     `json:"state"`
-	Transport  string    `json:"transport"` // how findings leave the host: jetstream, core or offline
+	Transport  string    `json:"transport"` // how findings leave the host: jetstream, core, offline or unauthorized
 	Counters   Counters  `json:"counters"`
+
+	// IntervalMs is this sensor's heartbeat interval: the responder derives the
+	// host's silence deadline from it, never from a fleet-wide guess.
+	IntervalMs int64 `json:"interval_ms"`
+	// Liveness proves that this heartbeat comes from the sensor that runs
+	// now, on this boot, with its kernel program alive.
+	Liveness Liveness `json:"liveness"`
+	// StateWatch is the health of the sensor's watch on its host state in
+	// the control plane: "ok", or why the applied State may be stale.
+	StateWatch string `json:"state_watch,omitempty"`
+}
+
+// Liveness identifies one run of a sensor. A change of BootID, Instance or
+// Started is a restart; KernelCounter is advanced only by the kernel program
+// (records it produced or could not queue), so it never goes backwards
+// within one instance, and a heartbeat replayed or forged from a dead
+// sensor's values is visible as a counter that stopped or jumped back.
+type Liveness struct {
+	BootID        string    `json:"boot_id"`        // /proc/sys/kernel/random/boot_id
+	Instance      string    `json:"instance"`       // random, new at every sensor start
+	Started       time.Time `json:"started"`        // when this sensor instance started
+	KernelCounter uint64    `json:"kernel_counter"` // advanced only by the kernel program
 }
 
 // Counters are the sensor's running totals since start.
