@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
@@ -34,6 +35,15 @@ const (
 	StageDeadMan  = "dead_man" // the dead man's switch fired
 	StageState    = "state"    // the host's state in the control plane was set (cordoned, destroyed)
 	StageClose    = "close"    // the host left cordoned (driftctl uncordon): its incident is closed
+	StageTakeover = "takeover" // a replica took over an action another replica died before finishing
+	StageInfra    = "infra"    // an infrastructure incident: many hosts silent at once, or the responder's own connection lost
+	StageRestart  = "restart"  // a sensor restarted: new instance, new boot, or uptime reset
+)
+
+// Hosts of records that concern no one host.
+const (
+	FleetHost     = "_fleet"     // infrastructure incidents
+	ResponderHost = "_responder" // the responder's own connection
 )
 
 // Stages are the times an incident went through; zero means not reached.
@@ -83,6 +93,34 @@ func ensureAuditStream(ctx context.Context, js jetstream.JetStream) error {
 	return err
 }
 
+// auditSync appends rec with msgID as its Nats-Msg-Id and waits for the
+// stream's ack; again reports that the stream already had a record with
+// that id (within its duplicate window).
+func (r *Responder) auditSync(rec Record, msgID string) (again bool, err error) {
+	rec.Schema = AuditSchema
+	rec.Replica = r.cfg.Replica
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		r.stats.AuditErrors.Add(1)
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	ack, err := r.js.PublishMsg(ctx, &nats.Msg{Subject: AuditSubject(rec.Host), Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}})
+	if err != nil {
+		r.stats.AuditErrors.Add(1)
+		r.log.Error().Err(err).Str("host", rec.Host).Str("stage", rec.Stage).Msg("audit append failed")
+		return false, err
+	}
+	if !ack.Duplicate {
+		r.logRecord(rec)
+	}
+	return ack.Duplicate, nil
+}
+
 // audit appends rec without waiting for the server's ack: acting must not
 // wait on the audit trail; failures are counted (Stats.AuditErrors).
 func (r *Responder) audit(rec Record) {
@@ -110,6 +148,10 @@ func (r *Responder) audit(rec Record) {
 			r.log.Error().Err(err).Str("host", rec.Host).Str("stage", rec.Stage).Msg("audit append failed")
 		}
 	}()
+	r.logRecord(rec)
+}
+
+func (r *Responder) logRecord(rec Record) {
 	ev := r.log.Info()
 	if rec.Error != "" {
 		ev = r.log.Warn().Str("error", rec.Error)

@@ -64,12 +64,17 @@ type Rule struct {
 type Policy struct {
 	Default Action              `yaml:"default"`  // when no rule matches; alert if empty
 	DeadMan Action              `yaml:"dead_man"` // for a silent or blinded sensor; cordon if empty
+	// SensorRestart is for a sensor that came back as a new run (restart,
+	// reboot); alert if empty.
+	SensorRestart Action `yaml:"sensor_restart"`
 	Groups  map[string][]string `yaml:"groups"`   // group -> host name globs (path.Match)
 	Rules   []Rule              `yaml:"rules"`
 }
 
 // DefaultPolicy alerts on everything and cordons hosts whose sensor fails.
-func DefaultPolicy() *Policy { return &Policy{Default: ActAlert, DeadMan: ActCordon} }
+func DefaultPolicy() *Policy {
+	return &Policy{Default: ActAlert, DeadMan: ActCordon, SensorRestart: ActAlert}
+}
 
 // ParsePolicy reads a YAML policy; errors name the file, the line and the
 // reason, and unknown keys are errors.
@@ -104,6 +109,9 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 	}
 	if p.DeadMan == "" {
 		p.DeadMan = ActCordon
+	}
+	if p.SensorRestart == "" {
+		p.SensorRestart = ActAlert
 	}
 	if _, err := ParseAction(string(p.Default)); err != nil {
 		return nil, fmt.Errorf("%s:%d: default: %v", name, line("default", -1), err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +20,10 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
-// QueueGroup is the NATS queue group replicas share findings in.
-const QueueGroup = "driftresponder"
+// Consumer is the durable JetStream consumer replicas share by default: the
+// stream delivers each finding to one replica, and a replica that dies
+// leaves its unacknowledged findings to the others.
+const Consumer = "driftresponder"
 
 // ApproveSubject carries approvals of held actions (driftctl approve INCIDENT).
 const ApproveSubject = event.SubjectRoot + ".ctl.approve"
@@ -56,12 +57,32 @@ type Config struct {
 	VerifyTimeout time.Duration   // give up verifying after; 10s if 0
 	ActTimeout    time.Duration   // per actuator; 30s if 0
 
-	HeartbeatInterval time.Duration // the sensors' interval; 0 disables the silence check
-	MissedBeats       int           // silence of this many intervals fires the switch; 3 if 0
-	// GapCheck fires the switch on a gap in a host's finding sequence. Each
-	// replica of a queue group sees only part of the sequence: enable it with
-	// one replica only.
+	// Consumer names the durable consumer on the findings stream; Consumer
+	// if empty. Replicas sharing it share the work.
+	Consumer string
+	AckWait  time.Duration // before the stream redelivers an unacknowledged finding; 1m if 0
+
+	// HeartbeatInterval is assumed for hosts whose heartbeats do not carry
+	// their interval (older sensors) and for hosts known only from the
+	// control plane; 0 disables the silence check.
+	HeartbeatInterval time.Duration
+	MissedBeats       int // silence of this many of the host's intervals makes it a suspect; 3 if 0
+	// SilenceWindow is how long a suspect waits for others to fall silent
+	// before it is judged alone; one of the host's intervals if 0.
+	SilenceWindow time.Duration
+	// More than MassHosts hosts silent at once, or more than MassPercent of
+	// the tracked fleet (and at least two), is one infrastructure incident:
+	// an alert, never a cordon. 5 and 10 if 0; negative disables.
+	MassHosts   int
+	MassPercent float64
+	// GapCheck fires the switch when a host's finding sequence has a hole
+	// that the findings stream itself lacks, GapWait (5s if 0) after it
+	// was first seen.
 	GapCheck bool
+	GapWait  time.Duration
+	// ReplicaTimeout is how long a replica may go without refreshing its
+	// liveness key before others take over its unfinished actions; 10s if 0.
+	ReplicaTimeout time.Duration
 
 	MaxHosts   int           // at most this many hosts acted on per window; 0: no limit
 	MaxPercent float64       // at most this share of the known fleet (0-100); 0: no limit
@@ -75,6 +96,8 @@ type Stats struct {
 	Findings, Heartbeats, Rejected, Duplicates atomic.Uint64
 	Decisions, Actions, Held, Skipped          atomic.Uint64
 	ActionErrors, AuditErrors                  atomic.Uint64
+	Gaps, Restarts, Infra, Takeovers           atomic.Uint64
+	Acked                                      atomic.Uint64 // findings acknowledged to the stream
 }
 
 // Incident groups the findings of one host.
@@ -95,12 +118,20 @@ type hostState struct {
 	inc *Incident
 
 	// Guarded by Responder.mu.
-	lastBeat    time.Time
+	queue   []func() // the host's work, run in order by one goroutine
+	running bool
+
+	tracked     bool          // judged for silence: it beat, or the control plane knows it
+	lastBeat    time.Time     // local time of the last heartbeat
+	interval    time.Duration // from its heartbeat; 0: unknown
 	beatSeq     uint64
 	lost        uint64
 	spoolLost   uint64
-	lastSeq     uint64
+	live        event.Liveness
+	uptime      float64
+	suspect     time.Time // when it first passed its silence limit; zero: not silent
 	silentFired bool
+	seq         seqTrack
 }
 
 // Responder is one replica.
@@ -114,11 +145,14 @@ type Responder struct {
 	states jetstream.KeyValue // host states; nil with NoStateSync
 	ctl    *transport.Control // writes host states
 
-	mu      sync.Mutex
-	hosts   map[string]*hostState
-	seen    *idSet
-	pending map[string]string // incident id -> host, held for approval
+	mu    sync.Mutex
+	hosts map[string]*hostState
+	seen  *idSet
+	conn  connState       // under mu
+	infra *infraIncident  // under mu: the open infrastructure incident, if any
 
+	consumer  jetstream.ConsumeContext
+	stream    jetstream.Stream
 	subs      []*nats.Subscription
 	ctx       context.Context // ends actions still running at Close
 	cancel    context.CancelFunc
@@ -148,23 +182,42 @@ func New(nc *nats.Conn, cfg Config) (*Responder, error) {
 	def(&cfg.VerifyTimeout, 10*time.Second)
 	def(&cfg.ActTimeout, 30*time.Second)
 	def(&cfg.Window, 10*time.Minute)
+	def(&cfg.AckWait, time.Minute)
+	def(&cfg.GapWait, 5*time.Second)
+	def(&cfg.ReplicaTimeout, 10*time.Second)
+	if cfg.Consumer == "" {
+		cfg.Consumer = Consumer
+	}
 	if cfg.MissedBeats <= 0 {
 		cfg.MissedBeats = 3
 	}
+	if cfg.MassHosts == 0 {
+		cfg.MassHosts = 5
+	}
+	if cfg.MassPercent == 0 {
+		cfg.MassPercent = 10
+	}
 	if cfg.MaxPercent < 0 || cfg.MaxPercent > 100 {
 		return nil, fmt.Errorf("responder: max percent %v: want 0-100", cfg.MaxPercent)
+	}
+	if cfg.MassPercent > 100 {
+		return nil, fmt.Errorf("responder: mass-silence percent %v: want 0-100", cfg.MassPercent)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("responder: jetstream: %w", err)
 	}
-	return &Responder{
+	r := &Responder{
 		cfg: cfg, log: cfg.Log.With().Str("replica", cfg.Replica).Logger(), nc: nc, js: js,
-		hosts: map[string]*hostState{}, seen: newIDSet(1 << 16), pending: map[string]string{},
-	}, nil
+		hosts: map[string]*hostState{}, seen: newIDSet(1 << 16),
+	}
+	r.trackConn()
+	return r, nil
 }
 
-// Start creates the audit stream and shared buckets if missing and subscribes.
+// Start creates the audit stream, the findings stream and the shared
+// buckets if missing, reads the known hosts from the control plane, and
+// starts reading findings from the durable consumer and heartbeats.
 func (r *Responder) Start(ctx context.Context) error {
 	if err := ensureAuditStream(ctx, r.js); err != nil {
 		return fmt.Errorf("responder: audit stream %s: %w", event.AuditStream, err)
@@ -173,7 +226,7 @@ func (r *Responder) Start(ctx context.Context) error {
 	r.stopW = make(chan struct{})
 	var err error
 	if r.claims, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: ClaimBucket, Description: "driftresponder incidents and action claims", History: 1,
+		Bucket: ClaimBucket, Description: "driftresponder incidents, held actions, action claims and replica liveness", History: 1,
 	}); err != nil {
 		return fmt.Errorf("responder: bucket %s: %w", ClaimBucket, err)
 	}
@@ -182,21 +235,24 @@ func (r *Responder) Start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("responder: bucket %s: %w", LimitBucket, err)
 	}
-	if !r.cfg.NoStateSync {
-		if err := r.startStateSync(ctx); err != nil {
-			return fmt.Errorf("responder: %w", err)
-		}
+	if err := r.startReplica(ctx); err != nil {
+		return fmt.Errorf("responder: %w", err)
 	}
-	for _, k := range []event.Kind{event.KindFile, event.KindExec, event.KindNet, event.KindSensor} {
-		s, err := r.nc.QueueSubscribe(event.SubjectRoot+".*."+string(k), QueueGroup, r.onFinding)
+	if r.cfg.NoStateSync {
+		ctl, err := transport.NewControl(r.nc, 5*time.Second)
+		if err == nil {
+			err = ctl.Setup(ctx) // the findings stream, which the consumer reads
+		}
 		if err != nil {
-			return fmt.Errorf("responder: subscribe %s findings: %w", k, err)
+			return fmt.Errorf("responder: findings stream %s: %w", event.StreamName, err)
 		}
-		r.subs = append(r.subs, s)
+	} else if err := r.startStateSync(ctx); err != nil {
+		return fmt.Errorf("responder: %w", err)
 	}
-	// Heartbeats and approvals go to every replica: each one's dead man's
-	// switch needs every beat, and the replica holding an incident must see
-	// its approval. Claims in ClaimBucket keep the action single.
+	// Heartbeats and approvals go to every replica on core subscriptions.
+	// A heartbeat proves liveness now: one replayed from a stream after an
+	// outage would prove nothing, so heartbeats are not read from one.
+	// Claims in ClaimBucket keep actions single across replicas.
 	s, err := r.nc.Subscribe(event.SubjectRoot+".*."+event.HeartbeatTok, r.onHeartbeat)
 	if err != nil {
 		return fmt.Errorf("responder: subscribe heartbeats: %w", err)
@@ -209,20 +265,26 @@ func (r *Responder) Start(ctx context.Context) error {
 	if err := r.nc.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("responder: flush subscriptions: %w", err)
 	}
-	if r.cfg.HeartbeatInterval > 0 {
-		r.watch.Add(1)
-		go r.watchSilence()
+	if err := r.startIntake(ctx); err != nil {
+		return fmt.Errorf("responder: %w", err)
 	}
-	r.log.Info().Bool("dry_run", r.cfg.DryRun).Msg("responder started")
+	r.watch.Add(1)
+	go r.watchSilence()
+	r.log.Info().Bool("dry_run", r.cfg.DryRun).Str("consumer", r.cfg.Consumer).Msg("responder started")
 	return nil
 }
 
-// Close unsubscribes, lets running actions finish, and flushes the audit trail.
+// Close stops reading, lets queued work and running actions finish, and
+// flushes the audit trail. Findings read but not yet decided are not
+// acknowledged: the stream gives them to the next replica or run.
 func (r *Responder) Close() {
 	r.closeOnce.Do(r.close)
 }
 
 func (r *Responder) close() {
+	if r.consumer != nil {
+		r.consumer.Stop()
+	}
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()
 	}
@@ -234,6 +296,7 @@ func (r *Responder) close() {
 	r.closing = true
 	r.mu.Unlock()
 	r.acts.Wait()
+	r.stopReplica()
 	if r.cancel != nil {
 		r.cancel()
 	}
@@ -255,6 +318,40 @@ func (r *Responder) goAct(f func()) {
 		defer r.acts.Done()
 		f()
 	}()
+}
+
+// enqueue adds f to the host's work, which one goroutine runs in order: a
+// host's findings are decided in the order they were read.
+func (r *Responder) enqueue(hs *hostState, f func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing {
+		return false
+	}
+	hs.queue = append(hs.queue, f)
+	if !hs.running {
+		hs.running = true
+		r.acts.Add(1)
+		go r.drainHost(hs)
+	}
+	return true
+}
+
+func (r *Responder) drainHost(hs *hostState) {
+	defer r.acts.Done()
+	for {
+		r.mu.Lock()
+		if len(hs.queue) == 0 {
+			hs.running = false
+			r.mu.Unlock()
+			return
+		}
+		f := hs.queue[0]
+		hs.queue[0] = nil
+		hs.queue = hs.queue[1:]
+		r.mu.Unlock()
+		f()
+	}
 }
 
 // Stats returns the running counts.
@@ -284,15 +381,6 @@ func (r *Responder) host(name string) *hostState {
 	return hs
 }
 
-// subjectHost returns the host token of drift.v1.<host>.<tok>.
-func subjectHost(subject string) (host, tok string, ok bool) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0]+"."+parts[1] != event.SubjectRoot {
-		return "", "", false
-	}
-	return parts[2], parts[3], true
-}
-
 // checkHost refuses names that are not valid hosts or that collide with
 // the control subjects (drift.v1.ctl.*).
 func checkHost(h string) error {
@@ -313,204 +401,114 @@ func (r *Responder) reject(host, why string) {
 	r.audit(Record{Host: host, Stage: StageReject, Error: why})
 }
 
-func (r *Responder) onFinding(m *nats.Msg) {
-	received := time.Now()
-	host, kind, ok := subjectHost(m.Subject)
-	if !ok {
-		r.reject("_invalid", "unexpected subject "+m.Subject)
-		return
-	}
-	var ev event.Event
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		r.reject(host, fmt.Sprintf("finding on %s is not JSON: %v", m.Subject, err))
-		return
-	}
-	switch {
-	case ev.Schema != event.Schema:
-		r.reject(host, fmt.Sprintf("finding %s: schema %q, want %q", ev.ID, ev.Schema, event.Schema))
-		return
-	case checkHost(host) != nil:
-		r.reject(host, checkHost(host).Error())
-		return
-	case ev.Host != host:
-		// Only a host's own credentials may publish under its name; a
-		// finding naming another host is forged or misrouted.
-		r.reject(host, fmt.Sprintf("finding %s names host %q but arrived on %s", ev.ID, ev.Host, m.Subject))
-		return
-	case string(ev.Kind) != kind:
-		r.reject(host, fmt.Sprintf("finding %s is of kind %q but arrived on %s", ev.ID, ev.Kind, m.Subject))
-		return
-	case ev.ID == "":
-		r.reject(host, "finding without id on "+m.Subject)
-		return
-	}
-	if !r.seen.add(host + "/" + ev.ID) {
-		r.stats.Duplicates.Add(1)
-		return
-	}
-	r.stats.Findings.Add(1)
-	hs := r.host(host)
-	st := Stages{Sensed: ev.Time, Received: received}
-
-	if r.cfg.GapCheck && ev.Seq > 0 {
-		r.mu.Lock()
-		last := hs.lastSeq
-		if ev.Seq > last {
-			hs.lastSeq = ev.Seq
-		}
-		r.mu.Unlock()
-		if last > 0 && ev.Seq > last+1 {
-			r.deadMan(host, fmt.Sprintf("findings %d-%d of %s never arrived", last+1, ev.Seq-1, host), []string{ev.ID}, st)
-		}
-	}
-
-	act, rule := r.cfg.Policy.Decide(&ev)
-	reason := fmt.Sprintf("%s %s", ev.Kind, ev.Action)
-	if p := eventPaths(&ev); len(p) > 0 {
-		reason += " " + p[0]
-	}
-	if ev.Kind == event.KindSensor && ev.Health != nil {
-		reason += fmt.Sprintf(" (lost %d: %s)", ev.Health.LostRecords, ev.Health.Detail)
-	}
-	r.trigger(host, act, rule, reason, []string{ev.ID}, st)
-}
-
-func (r *Responder) onHeartbeat(m *nats.Msg) {
-	host, _, ok := subjectHost(m.Subject)
-	if !ok {
-		return
-	}
-	var hb event.Heartbeat
-	if err := json.Unmarshal(m.Data, &hb); err != nil {
-		r.reject(host, fmt.Sprintf("heartbeat on %s is not JSON: %v", m.Subject, err))
-		return
-	}
-	if hb.Schema != event.HeartbeatSchema || hb.Host != host || checkHost(host) != nil {
-		r.reject(host, fmt.Sprintf("heartbeat on %s for host %q with schema %q refused", m.Subject, hb.Host, hb.Schema))
-		return
-	}
-	r.stats.Heartbeats.Add(1)
-	now := time.Now()
-	hs := r.host(host)
-	var why []string
-	r.mu.Lock()
-	if !hs.lastBeat.IsZero() && hb.Seq < hs.beatSeq {
-		why = append(why, fmt.Sprintf("heartbeat sequence went back from %d to %d (sensor restarted or replaced)", hs.beatSeq, hb.Seq))
-	}
-	if hb.Counters.LostRecords > hs.lost {
-		why = append(why, fmt.Sprintf("sensor lost %d kernel records", hb.Counters.LostRecords-hs.lost))
-	}
-	if hb.Counters.SpoolLost > hs.spoolLost {
-		why = append(why, fmt.Sprintf("sensor dropped %d findings from a full spool", hb.Counters.SpoolLost-hs.spoolLost))
-	}
-	resumed := hs.silentFired
-	hs.lastBeat, hs.beatSeq, hs.silentFired = now, hb.Seq, false
-	hs.lost = max(hs.lost, hb.Counters.LostRecords)
-	hs.spoolLost = max(hs.spoolLost, hb.Counters.SpoolLost)
-	r.mu.Unlock()
-	if resumed {
-		r.audit(Record{Host: host, Stage: StageAlert, Reason: "heartbeats resumed after the dead man's switch fired"})
-	}
-	if len(why) > 0 {
-		r.deadMan(host, strings.Join(why, "; "), nil, Stages{Sensed: hb.Time, Received: now})
-	}
-}
-
-// watchSilence fires the dead man's switch for hosts whose heartbeats stopped.
-func (r *Responder) watchSilence() {
-	defer r.watch.Done()
-	iv := r.cfg.HeartbeatInterval
-	limit := time.Duration(r.cfg.MissedBeats) * iv
-	t := time.NewTicker(iv / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stopW:
-			return
-		case now := <-t.C:
-			var silent []string
-			var since []time.Duration
-			r.mu.Lock()
-			for h, hs := range r.hosts {
-				if !hs.lastBeat.IsZero() && !hs.silentFired && now.Sub(hs.lastBeat) > limit {
-					hs.silentFired = true
-					silent = append(silent, h)
-					since = append(since, now.Sub(hs.lastBeat))
-				}
-			}
-			r.mu.Unlock()
-			for i, h := range silent {
-				r.deadMan(h, fmt.Sprintf("no heartbeat for %s (%d intervals of %s)", since[i].Round(time.Millisecond), r.cfg.MissedBeats, iv), nil, Stages{Received: now})
-			}
-		}
-	}
+// decision is one decision to record on a host's incident.
+type decision struct {
+	act    Action
+	rule   string
+	reason string
+	events []string
+	st     Stages
+	// dedup, when set, is the audit record's Nats-Msg-Id: a finding
+	// redelivered after its decision was recorded (a replica died before
+	// acknowledging it) finds its decision already in the trail.
+	dedup string
+	done  func(recorded bool) // called once the decision is recorded (or failed to be)
 }
 
 func (r *Responder) deadMan(host, reason string, events []string, st Stages) {
 	r.audit(Record{Host: host, Stage: StageDeadMan, Action: r.cfg.Policy.DeadMan, Reason: reason, Events: events, Stages: st})
-	r.trigger(host, r.cfg.Policy.DeadMan, "dead_man", reason, events, st)
+	r.trigger(host, decision{act: r.cfg.Policy.DeadMan, rule: "dead_man", reason: reason, events: events, st: st})
 }
 
-// trigger records a decision on the host's incident and acts on it, in the
-// background but one at a time per host.
-func (r *Responder) trigger(host string, act Action, rule, reason string, events []string, st Stages) {
+// trigger queues a decision on the host; the host's decisions and actions
+// run one at a time, in order.
+func (r *Responder) trigger(host string, d decision) {
 	hs := r.host(host)
-	r.goAct(func() {
-		hs.mu.Lock()
-		defer hs.mu.Unlock()
-		inc, err := r.incident(hs, host)
-		if err != nil {
+	if !r.enqueue(hs, func() { r.decide(hs, host, d) }) && d.done != nil {
+		d.done(false)
+	}
+}
+
+// decide records d on the host's incident and acts on it; it runs in the
+// host's queue.
+func (r *Responder) decide(hs *hostState, host string, d decision) {
+	act, rule, reason, events, st := d.act, d.rule, d.reason, d.events, d.st
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	recorded := false
+	defer func() {
+		if d.done != nil {
+			d.done(recorded)
+		}
+	}()
+	inc, err := r.incident(hs, host)
+	if err != nil {
+		r.stats.ActionErrors.Add(1)
+		r.audit(Record{Host: host, Stage: StageDecision, Action: act, Events: events, Stages: st, Error: err.Error()})
+		return
+	}
+	// An action about to be skipped as done must belong to an incident
+	// still open: an uncordon closes it, and the drift is new.
+	if act.rank() >= ActCordon.rank() && act.rank() <= inc.Acted.rank() && !r.cfg.DryRun && !r.stillOpen(hs, host) {
+		if inc, err = r.incident(hs, host); err != nil {
 			r.stats.ActionErrors.Add(1)
 			r.audit(Record{Host: host, Stage: StageDecision, Action: act, Events: events, Stages: st, Error: err.Error()})
 			return
 		}
-		// An action about to be skipped as done must belong to an incident
-		// still open: an uncordon closes it, and the drift is new.
-		if act.rank() >= ActCordon.rank() && act.rank() <= inc.Acted.rank() && !r.cfg.DryRun && !r.stillOpen(hs, host) {
-			if inc, err = r.incident(hs, host); err != nil {
-				r.stats.ActionErrors.Add(1)
-				r.audit(Record{Host: host, Stage: StageDecision, Action: act, Events: events, Stages: st, Error: err.Error()})
-				return
-			}
-		}
-		inc.Events = append(inc.Events, events...)
-		if act.rank() > inc.Decided.rank() {
-			inc.Decided, inc.Rule, inc.Reason = act, rule, reason
-		}
-		st.Decided = time.Now()
-		r.stats.Decisions.Add(1)
-		r.audit(Record{Host: host, Incident: inc.ID, Stage: StageDecision, Action: act, Rule: rule, Reason: reason, Events: events, Stages: st, DryRun: r.cfg.DryRun})
-		if act == ActAlert {
+	}
+	inc.Events = append(inc.Events, events...)
+	if act.rank() > inc.Decided.rank() {
+		inc.Decided, inc.Rule, inc.Reason = act, rule, reason
+	}
+	st.Decided = time.Now()
+	r.stats.Decisions.Add(1)
+	rec := Record{Host: host, Incident: inc.ID, Stage: StageDecision, Action: act, Rule: rule, Reason: reason, Events: events, Stages: st, DryRun: r.cfg.DryRun}
+	again := false
+	if d.dedup != "" {
+		var err error
+		again, err = r.auditSync(rec, d.dedup)
+		recorded = err == nil
+	} else {
+		r.audit(rec)
+		recorded = true
+	}
+	if again {
+		// Decided before by a replica that did not live to acknowledge
+		// it: the alert went out then; an action left undone is finished
+		// below, under the claims that keep it single.
+		r.log.Info().Str("host", host).Strs("events", events).Msg("finding redelivered; its decision is already recorded")
+	}
+	if act == ActAlert {
+		if !again {
 			r.audit(Record{Host: host, Incident: inc.ID, Stage: StageAlert, Action: act, Rule: rule, Reason: reason, Events: events})
-			return
 		}
-		if act.rank() <= inc.Acted.rank() {
-			return // already done
-		}
-		if r.cfg.DryRun {
-			inc.Acted = act
-			r.audit(Record{Host: host, Incident: inc.ID, Stage: StageDryRun, Action: act, Reason: "dry run: would " + string(act), Events: inc.Events, Stages: st, DryRun: true})
-			return
-		}
-		ok, why, err := r.admit(host)
-		if err != nil {
-			r.stats.ActionErrors.Add(1)
-			r.audit(Record{Host: host, Incident: inc.ID, Stage: StageHold, Action: act, Reason: "limiter unavailable, holding", Error: err.Error()})
-			ok = false
-		}
-		if !ok {
-			if act.rank() > inc.Held.rank() {
-				inc.Held = act
-			}
-			r.mu.Lock()
-			r.pending[inc.ID] = host
-			r.mu.Unlock()
-			r.stats.Held.Add(1)
-			r.audit(Record{Host: host, Incident: inc.ID, Stage: StageHold, Action: act, Reason: why + "; approve with: driftctl approve " + inc.ID, Events: inc.Events, Stages: st})
-			return
-		}
-		r.act(hs, inc, act, st)
-	})
+		return
+	}
+	if act.rank() <= inc.Acted.rank() {
+		return // already done
+	}
+	if r.cfg.DryRun {
+		inc.Acted = act
+		r.audit(Record{Host: host, Incident: inc.ID, Stage: StageDryRun, Action: act, Reason: "dry run: would " + string(act), Events: inc.Events, Stages: st, DryRun: true})
+		return
+	}
+	ok, why, err := r.admit(host)
+	if err != nil {
+		r.stats.ActionErrors.Add(1)
+		r.audit(Record{Host: host, Incident: inc.ID, Stage: StageHold, Action: act, Reason: "limiter unavailable, holding", Error: err.Error()})
+		ok = false
+	}
+	if !ok {
+		r.hold(inc, act, why, st)
+		return
+	}
+	// The finding is acknowledged once its decision is recorded; acting
+	// may take seconds (probe verification) and must not hold the stream.
+	if d.done != nil {
+		d.done(recorded)
+		d.done = nil
+	}
+	r.act(hs, inc, act, st)
 }
 
 // incident returns the host's open incident, shared by every replica through
@@ -535,22 +533,6 @@ func (r *Responder) incident(hs *hostState, host string) (*Incident, error) {
 	}
 	hs.inc = &Incident{ID: id, Host: host, Opened: time.Now()}
 	return hs.inc, nil
-}
-
-// claim makes one replica the one that carries out key; it reports who has it.
-func (r *Responder) claim(key string) (mine bool, holder string, err error) {
-	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-	defer cancel()
-	if _, err := r.claims.Create(ctx, key, []byte(r.cfg.Replica)); err == nil {
-		return true, r.cfg.Replica, nil
-	} else if !errors.Is(err, jetstream.ErrKeyExists) {
-		return false, "", err
-	}
-	e, err := r.claims.Get(ctx, key)
-	if err != nil {
-		return false, "", err
-	}
-	return false, string(e.Value()), nil
 }
 
 // admit applies the blast-radius limiter: a host already counted in the
@@ -615,7 +597,8 @@ func (r *Responder) target(inc *Incident, act Action) actuator.Target {
 }
 
 func (r *Responder) cordon(inc *Incident, st Stages) {
-	mine, holder, err := r.claim("act." + inc.ID + ".cordon")
+	key := actKey(inc.ID, ActCordon)
+	mine, holder, err := r.claim(key, inc.Host, ActCordon)
 	if err != nil {
 		r.stats.ActionErrors.Add(1)
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageAction, Action: ActCordon, Error: "claim: " + err.Error()})
@@ -627,6 +610,7 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageSkip, Action: ActCordon, Reason: "cordoned by replica " + holder})
 		return
 	}
+	defer r.claimDone(key, inc.Host, ActCordon)
 	t := r.target(inc, ActCordon)
 	run := func(name string, f func(context.Context) error) {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ActTimeout)
@@ -672,7 +656,8 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 }
 
 func (r *Responder) destroy(inc *Incident, st Stages) {
-	mine, holder, err := r.claim("act." + inc.ID + ".destroy")
+	key := actKey(inc.ID, ActDestroy)
+	mine, holder, err := r.claim(key, inc.Host, ActDestroy)
 	if err != nil {
 		r.stats.ActionErrors.Add(1)
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageAction, Action: ActDestroy, Error: "claim: " + err.Error()})
@@ -684,6 +669,7 @@ func (r *Responder) destroy(inc *Incident, st Stages) {
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageSkip, Action: ActDestroy, Reason: "destroyed by replica " + holder})
 		return
 	}
+	defer r.claimDone(key, inc.Host, ActDestroy)
 	if len(r.cfg.Destroyers) == 0 {
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageAlert, Action: ActDestroy, Reason: "destroy decided but no destroy actuator is configured: a person must destroy " + inc.Host})
 		return
@@ -743,46 +729,6 @@ func (r *Responder) ctlCommand(ctx context.Context, host, cmd, id string) error 
 	return nil
 }
 
-// Approval is the message on ApproveSubject; a bare incident id works too.
-type Approval struct {
-	Incident string `json:"incident"`
-	By       string `json:"by,omitempty"`
-}
-
-func (r *Responder) onApprove(m *nats.Msg) {
-	var a Approval
-	if err := json.Unmarshal(m.Data, &a); err != nil {
-		a.Incident = strings.TrimSpace(string(m.Data))
-	}
-	r.mu.Lock()
-	host, ok := r.pending[a.Incident]
-	delete(r.pending, a.Incident)
-	r.mu.Unlock()
-	if !ok {
-		return // another replica holds it, or it is unknown
-	}
-	if m.Reply != "" {
-		_ = m.Respond([]byte(`{"ok":true}`))
-	}
-	hs := r.host(host)
-	r.goAct(func() {
-		hs.mu.Lock()
-		defer hs.mu.Unlock()
-		inc := hs.inc
-		if inc == nil || inc.ID != a.Incident || inc.Held == "" {
-			return
-		}
-		act := inc.Held
-		inc.Held = ""
-		r.audit(Record{Host: host, Incident: inc.ID, Stage: StageApprove, Action: act, Reason: "approved by " + a.By, Events: inc.Events})
-		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-		// Count the host against the window even though it passed the limit.
-		_, _ = r.limit.Put(ctx, "host."+host, []byte(r.cfg.Replica))
-		cancel()
-		r.act(hs, inc, act, Stages{Decided: time.Now()})
-	})
-}
-
 // idSet remembers the last n ids for deduplication.
 type idSet struct {
 	mu   sync.Mutex
@@ -809,4 +755,11 @@ func (s *idSet) add(id string) bool {
 	s.next = (s.next + 1) % len(s.ring)
 	s.set[id] = struct{}{}
 	return true
+}
+
+// remove forgets id, so that a redelivery of it is handled again.
+func (s *idSet) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.set, id) // its ring slot is reused later; deleting a missing key is harmless
 }

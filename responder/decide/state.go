@@ -113,6 +113,11 @@ func (r *Responder) watchStates(w jetstream.KeyWatcher, ready chan struct{}) {
 			continue
 		}
 		host := e.Key()
+		if e.Operation() == jetstream.KeyValuePut {
+			r.trackHost(host, st)
+		} else {
+			r.trackHost(host, event.StateDestroyed) // removed from the fleet
+		}
 		old, known := cur[host]
 		cur[host] = st
 		left := known && held(old) && !held(st)
@@ -164,9 +169,6 @@ func (r *Responder) dropIncident(hs *hostState, live string) {
 	if hs.inc == nil || hs.inc.ID == live {
 		return
 	}
-	r.mu.Lock()
-	delete(r.pending, hs.inc.ID)
-	r.mu.Unlock()
 	hs.inc = nil
 }
 
@@ -183,6 +185,9 @@ func (r *Responder) endIncident(ctx context.Context, hs *hostState, host string,
 		acted, events = hs.inc.Acted, hs.inc.Events
 	}
 	r.dropIncident(hs, "")
+	if err == nil {
+		_ = r.claims.Delete(ctx, heldKey(id)) // an approval of a closed incident does nothing
+	}
 	if err != nil {
 		if now, gerr := r.claims.Get(ctx, e.Key()); gerr == nil && string(now.Value()) != id || errors.Is(gerr, jetstream.ErrKeyNotFound) {
 			return nil // another replica closed it first

@@ -1,0 +1,321 @@
+package decide
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
+)
+
+// Silence is judged only when it means something about the host:
+//
+//   - never while the responder itself is disconnected, and silence is
+//     counted from the reconnect, not across it: every host gets its
+//     MissedBeats intervals (at least two) to be heard again;
+//   - a host passing MissedBeats of its own intervals (carried in its
+//     heartbeat) becomes a suspect, and is judged alone once it has been
+//     one for SilenceWindow: its deadline is MissedBeats*interval + window;
+//   - more than MassHosts suspects at once, or more than MassPercent of the
+//     tracked fleet (at least two), is one infrastructure incident, which
+//     alerts and cordons nobody; when it ends, silence is counted afresh;
+//   - hosts the control plane knows are tracked from the start, so a host
+//     that died while the responder was away is judged too.
+
+// connState is the responder's own NATS connection; guarded by Responder.mu.
+type connState struct {
+	up     bool
+	since  time.Time // of the last (re)connect: silence before it does not count
+	downAt time.Time
+}
+
+// infraIncident is many hosts silent at once, or the responder's own outage.
+type infraIncident struct {
+	id     string
+	opened time.Time
+	hosts  []string
+}
+
+// trackConn follows the responder's connection, keeping the handlers the
+// caller set on it.
+func (r *Responder) trackConn() {
+	now := time.Now()
+	r.conn = connState{up: r.nc.IsConnected(), since: now}
+	prevDown, prevUp := r.nc.Opts.DisconnectedErrCB, r.nc.Opts.ReconnectedCB
+	r.nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if !nc.IsClosed() {
+			r.mu.Lock()
+			r.conn.up, r.conn.downAt = false, time.Now()
+			r.mu.Unlock()
+			r.log.Warn().Err(err).Msg("disconnected from NATS: no host is judged silent until the connection is back")
+		}
+		if prevDown != nil {
+			prevDown(nc, err)
+		}
+	})
+	r.nc.SetReconnectHandler(func(nc *nats.Conn) {
+		now := time.Now()
+		r.mu.Lock()
+		down := r.conn.downAt
+		r.conn.up, r.conn.since = true, now
+		r.mu.Unlock()
+		gone := now.Sub(down).Round(time.Millisecond)
+		r.log.Info().Str("url", nc.ConnectedUrlRedacted()).Dur("outage", gone).Msg("reconnected to NATS; silence is counted from now")
+		if !down.IsZero() {
+			r.stats.Infra.Add(1)
+			r.audit(Record{Host: FleetHost, Incident: "infra-" + nuid.Next(), Stage: StageInfra, Action: ActAlert,
+				Reason: fmt.Sprintf("driftresponder %s lost its NATS connection for %s (%s to %s); no host was judged silent meanwhile",
+					r.cfg.Replica, gone, down.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))})
+		}
+		if prevUp != nil {
+			prevUp(nc)
+		}
+	})
+}
+
+// trackHost makes a host the control plane knows judged for silence from
+// now, or (destroyed, deleted) stops judging it.
+func (r *Responder) trackHost(host string, st event.State) {
+	if checkHost(host) != nil {
+		return
+	}
+	hs := r.host(host)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hs.tracked = st != event.StateDestroyed
+}
+
+func (r *Responder) onHeartbeat(m *nats.Msg) {
+	host, _, ok := subjectHost(m.Subject)
+	if !ok {
+		return
+	}
+	var hb event.Heartbeat
+	if err := json.Unmarshal(m.Data, &hb); err != nil {
+		r.reject(host, fmt.Sprintf("heartbeat on %s is not JSON: %v", m.Subject, err))
+		return
+	}
+	if hb.Schema != event.HeartbeatSchema || hb.Host != host || checkHost(host) != nil {
+		r.reject(host, fmt.Sprintf("heartbeat on %s for host %q with schema %q refused", m.Subject, hb.Host, hb.Schema))
+		return
+	}
+	r.stats.Heartbeats.Add(1)
+	now := time.Now()
+	hs := r.host(host)
+	var tamper []string
+	restart := ""
+	r.mu.Lock()
+	first := hs.lastBeat.IsZero()
+	newRun := !first && restarted(hs.live, hs.uptime, hb)
+	switch {
+	case newRun:
+		restart = restartReason(hs.live, hs.lastBeat, hb, now)
+		if hb.Seq < hs.beatSeq {
+			restart += fmt.Sprintf("; its finding sequence started again at %d (was %d)", hb.Seq, hs.beatSeq)
+			hs.seq.reset()
+		}
+		// Counters start again with the new run.
+		hs.lost, hs.spoolLost = 0, 0
+	case !first && hb.Seq < hs.beatSeq:
+		tamper = append(tamper, fmt.Sprintf("heartbeat sequence went back from %d to %d within one sensor run", hs.beatSeq, hb.Seq))
+	}
+	if !first && !newRun && hb.Liveness.Instance != "" && hb.Liveness.KernelCounter < hs.live.KernelCounter {
+		tamper = append(tamper, fmt.Sprintf("kernel liveness counter went back from %d to %d within sensor instance %s (replayed or forged heartbeat)",
+			hs.live.KernelCounter, hb.Liveness.KernelCounter, hb.Liveness.Instance))
+	}
+	if hb.Counters.LostRecords > hs.lost {
+		tamper = append(tamper, fmt.Sprintf("sensor lost %d kernel records", hb.Counters.LostRecords-hs.lost))
+	}
+	if hb.Counters.SpoolLost > hs.spoolLost {
+		tamper = append(tamper, fmt.Sprintf("sensor dropped %d findings from a full spool", hb.Counters.SpoolLost-hs.spoolLost))
+	}
+	resumed := hs.silentFired
+	hs.tracked = true
+	hs.lastBeat, hs.beatSeq, hs.silentFired, hs.suspect = now, hb.Seq, false, time.Time{}
+	hs.live, hs.uptime = hb.Liveness, hb.UptimeSec
+	if hb.IntervalMs > 0 {
+		hs.interval = time.Duration(hb.IntervalMs) * time.Millisecond
+	}
+	hs.lost = max(hs.lost, hb.Counters.LostRecords)
+	hs.spoolLost = max(hs.spoolLost, hb.Counters.SpoolLost)
+	// Findings not in the spool are in the stream (or about to be): the
+	// gap check holds the stream to it.
+	if hb.Transport == transport.TransportJetStream && hb.Seq >= hb.Counters.SpoolDepth {
+		hs.seq.claim(hb.Seq-hb.Counters.SpoolDepth, now)
+	}
+	r.mu.Unlock()
+	if resumed {
+		r.audit(Record{Host: host, Stage: StageAlert, Reason: "heartbeats resumed after the dead man's switch fired"})
+	}
+	if restart != "" {
+		r.stats.Restarts.Add(1)
+		r.audit(Record{Host: host, Stage: StageRestart, Action: r.cfg.Policy.SensorRestart, Reason: restart, Stages: Stages{Sensed: hb.Time, Received: now}})
+		r.trigger(host, decision{act: r.cfg.Policy.SensorRestart, rule: "sensor_restart", reason: restart, st: Stages{Sensed: hb.Time, Received: now}})
+	}
+	if len(tamper) > 0 {
+		r.deadMan(host, strings.Join(tamper, "; "), nil, Stages{Sensed: hb.Time, Received: now})
+	}
+}
+
+// restarted reports whether hb comes from another sensor run than the
+// previous heartbeat (liveness prev, uptime up). Sensors that do not fill
+// liveness yet show a restart only by their uptime going back.
+func restarted(prev event.Liveness, up float64, hb event.Heartbeat) bool {
+	l := hb.Liveness
+	if prev.Instance != "" || l.Instance != "" {
+		return l.Instance != prev.Instance || l.BootID != prev.BootID || !l.Started.Equal(prev.Started)
+	}
+	return hb.UptimeSec+0.5 < up
+}
+
+func restartReason(prev event.Liveness, last time.Time, hb event.Heartbeat, now time.Time) string {
+	started := hb.Liveness.Started
+	if started.IsZero() {
+		started = now.Add(-time.Duration(hb.UptimeSec * float64(time.Second)))
+	}
+	gone := started.Sub(last)
+	if gone < 0 {
+		gone = 0
+	}
+	what := "sensor restarted"
+	if prev.BootID != "" && hb.Liveness.BootID != "" && prev.BootID != hb.Liveness.BootID {
+		what = "host rebooted and its sensor restarted"
+	}
+	s := fmt.Sprintf("%s: gone %s (last heartbeat %s, new run started %s)", what, gone.Round(time.Millisecond),
+		last.UTC().Format(time.RFC3339Nano), started.UTC().Format(time.RFC3339Nano))
+	if hb.Liveness.Instance != "" {
+		s += fmt.Sprintf(", instance %s -> %s", orNone(prev.Instance), hb.Liveness.Instance)
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// watchSilence judges silence and sequence holes until Close.
+func (r *Responder) watchSilence() {
+	defer r.watch.Done()
+	tick := 100 * time.Millisecond
+	if iv := r.cfg.HeartbeatInterval; iv > 0 && iv/4 < tick {
+		tick = max(iv/4, 5*time.Millisecond)
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopW:
+			return
+		case now := <-t.C:
+			r.judgeSilence(now)
+			r.checkGaps(now)
+		}
+	}
+}
+
+type silentHost struct {
+	host  string
+	since time.Duration
+	limit time.Duration
+}
+
+func (r *Responder) judgeSilence(now time.Time) {
+	var fire []silentHost
+	var opened, closed *infraIncident
+	var tracked int
+	var silent []string
+	r.mu.Lock()
+	if !r.conn.up {
+		r.mu.Unlock()
+		return
+	}
+	from := r.conn.since
+	for h, hs := range r.hosts {
+		if !hs.tracked {
+			continue
+		}
+		tracked++
+		iv := hs.interval
+		if iv <= 0 {
+			iv = r.cfg.HeartbeatInterval
+		}
+		if iv <= 0 {
+			continue
+		}
+		ref := hs.lastBeat
+		if ref.Before(from) {
+			ref = from
+		}
+		limit := time.Duration(r.cfg.MissedBeats) * iv
+		if now.Sub(ref) <= limit {
+			hs.suspect = time.Time{}
+			continue
+		}
+		if hs.suspect.IsZero() {
+			hs.suspect = now
+		}
+		silent = append(silent, h)
+		window := r.cfg.SilenceWindow
+		if window <= 0 {
+			window = iv
+		}
+		if !hs.silentFired && now.Sub(hs.suspect) >= window {
+			fire = append(fire, silentHost{h, now.Sub(hs.lastBeat), limit + window})
+		}
+	}
+	mass := len(silent) >= 2 && ((r.cfg.MassHosts >= 0 && len(silent) > r.cfg.MassHosts) ||
+		(r.cfg.MassPercent > 0 && float64(len(silent))*100 > r.cfg.MassPercent*float64(tracked)))
+	switch {
+	case mass && r.infra == nil:
+		r.infra = &infraIncident{id: "infra-" + nuid.Next(), opened: now, hosts: silent}
+		opened = r.infra
+		fire = nil
+	case mass:
+		fire = nil
+	case r.infra != nil:
+		closed = r.infra
+		r.infra = nil
+		// Those still silent get their full deadline from now, as after
+		// a reconnect: the incident may have hidden their last beats.
+		r.conn.since = now
+		fire = nil
+	}
+	for _, f := range fire {
+		r.hosts[f.host].silentFired = true
+	}
+	r.mu.Unlock()
+	if opened != nil {
+		r.stats.Infra.Add(1)
+		r.log.Error().Int("silent", len(silent)).Int("fleet", tracked).Msg("many hosts silent at once: infrastructure incident, no host is cordoned for it")
+		r.audit(Record{Host: FleetHost, Incident: opened.id, Stage: StageInfra, Action: ActAlert,
+			Reason: fmt.Sprintf("%d of %d hosts silent at once (more than %d hosts or %.0f%%): infrastructure incident, nobody cordoned; silent: %s",
+				len(silent), tracked, r.cfg.MassHosts, r.cfg.MassPercent, short(silent))})
+	}
+	if closed != nil {
+		r.log.Info().Str("incident", closed.id).Msg("infrastructure incident over")
+		r.audit(Record{Host: FleetHost, Incident: closed.id, Stage: StageInfra, Action: ActAlert,
+			Reason: fmt.Sprintf("infrastructure incident over after %s: %d hosts still silent get their full deadline from now", now.Sub(closed.opened).Round(time.Millisecond), len(silent))})
+	}
+	for _, f := range fire {
+		last := "never heard since this responder started"
+		if f.since < 24*365*time.Hour {
+			last = fmt.Sprintf("no heartbeat for %s", f.since.Round(time.Millisecond))
+		}
+		r.deadMan(f.host, fmt.Sprintf("%s (deadline %s from its interval)", last, f.limit), nil, Stages{Received: now})
+	}
+}
+
+func short(hosts []string) string {
+	if len(hosts) > 20 {
+		return strings.Join(hosts[:20], ", ") + fmt.Sprintf(" and %d more", len(hosts)-20)
+	}
+	return strings.Join(hosts, ", ")
+}
