@@ -4,20 +4,25 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
@@ -277,3 +282,191 @@ func stage(host, st string) func(Record) bool {
 }
 
 func netipPrefix(h *testbed.Host) netip.Prefix { return netip.PrefixFrom(h.Addr, 32) }
+
+// testServer is an embedded server that a test stops and starts again on
+// the same port with the same JetStream store, as an operator restarts one.
+type testServer struct {
+	t    testing.TB
+	port int
+	dir  string
+	s    *server.Server
+	url  string
+}
+
+func startTestServer(t testing.TB) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, port: -1, dir: t.TempDir()}
+	ts.start()
+	ts.port = ts.s.Addr().(*net.TCPAddr).Port
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+func (ts *testServer) start() {
+	ts.t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: ts.port, JetStream: true, StoreDir: ts.dir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		ts.t.Fatal("nats server not ready")
+	}
+	ts.s, ts.url = s, s.ClientURL()
+}
+
+func (ts *testServer) stop() {
+	if ts.s != nil {
+		ts.s.Shutdown()
+		ts.s.WaitForShutdown()
+	}
+}
+
+// fastConnect reconnects quickly, as sensors do (250ms by default), so a
+// restart of the server is over for them within a test's short intervals.
+func fastConnect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond), nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// startResponderOn runs a replica on its own connection nc until cleanup.
+func startResponderOn(t testing.TB, nc *nats.Conn, cfg Config) *Responder {
+	t.Helper()
+	if testing.Verbose() {
+		cfg.Log = zerolog.New(zerolog.NewTestWriter(t))
+	}
+	r, err := New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// realSensor is the sensor's own publisher (transport), spool included.
+func realSensor(t testing.TB, url, host string) *transport.Publisher {
+	t.Helper()
+	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := transport.New(context.Background(), transport.Options{URL: url, ReconnectWait: 10 * time.Millisecond}, host, sp, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(); _ = sp.Close() })
+	return p
+}
+
+func publishFinding(t testing.TB, p *transport.Publisher, kind event.Kind, path string) *event.Event {
+	t.Helper()
+	ev := &event.Event{Kind: kind, Action: "write", Backend: "tracepoint"}
+	switch kind {
+	case event.KindFile:
+		ev.File = &event.File{Path: path}
+	case event.KindExec:
+		ev.Action = "exec_tainted"
+		ev.Exec = &event.Exec{Path: path, Reasons: []string{"tainted"}}
+	}
+	if err := p.Publish(ev); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return ev
+}
+
+// beater sends a host's heartbeats every interval on its own connection,
+// carrying the interval and a liveness proof, until stopped; errors (the
+// server is down) are ignored, as a sensor ignores them.
+type beater struct {
+	host     string
+	nc       *nats.Conn
+	iv       time.Duration
+	instance string
+	counter  atomic.Uint64
+	beats    atomic.Uint64
+	stopCh   chan struct{}
+	done     chan struct{}
+}
+
+func startBeater(t testing.TB, url, host string, iv time.Duration) *beater {
+	b := &beater{host: host, nc: fastConnect(t, url), iv: iv, instance: host + "-1", stopCh: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		tk := time.NewTicker(iv)
+		defer tk.Stop()
+		for {
+			b.beat()
+			select {
+			case <-b.stopCh:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *beater) beat() {
+	hb := event.Heartbeat{
+		Schema: event.HeartbeatSchema, Host: b.host, Time: time.Now(), Backend: "tracepoint",
+		IntervalMs: b.iv.Milliseconds(), Transport: transport.TransportJetStream,
+		Liveness: event.Liveness{BootID: "boot-1", Instance: b.instance, Started: time.Unix(1700000000, 0), KernelCounter: b.counter.Add(1)},
+	}
+	data, _ := json.Marshal(hb)
+	if b.nc.Publish(event.HeartbeatSubject(b.host), data) == nil {
+		b.beats.Add(1)
+	}
+}
+
+func (b *beater) stop() {
+	select {
+	case <-b.stopCh:
+	default:
+		close(b.stopCh)
+	}
+	<-b.done
+}
+
+// streamRecords reads every record the audit stream kept (the stream drops
+// a record whose Nats-Msg-Id it already has).
+func streamRecords(t testing.TB, nc *nats.Conn) []Record {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, event.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Record
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		var rec Record
+		if err := json.Unmarshal(m.Data, &rec); err != nil {
+			t.Fatalf("audit record %d: %v", seq, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}

@@ -62,13 +62,13 @@ type Rule struct {
 
 // Policy maps findings to actions.
 type Policy struct {
-	Default Action              `yaml:"default"`  // when no rule matches; alert if empty
-	DeadMan Action              `yaml:"dead_man"` // for a silent or blinded sensor; cordon if empty
+	Default Action `yaml:"default"`  // when no rule matches; alert if empty
+	DeadMan Action `yaml:"dead_man"` // for a silent or blinded sensor; cordon if empty
 	// SensorRestart is for a sensor that came back as a new run (restart,
 	// reboot); alert if empty.
-	SensorRestart Action `yaml:"sensor_restart"`
-	Groups  map[string][]string `yaml:"groups"`   // group -> host name globs (path.Match)
-	Rules   []Rule              `yaml:"rules"`
+	SensorRestart Action              `yaml:"sensor_restart"`
+	Groups        map[string][]string `yaml:"groups"` // group -> host name globs (path.Match)
+	Rules         []Rule              `yaml:"rules"`
 }
 
 // DefaultPolicy alerts on everything and cordons hosts whose sensor fails.

@@ -37,8 +37,8 @@ type heldValue struct {
 }
 
 func actKey(incident string, act Action) string { return "act." + incident + "." + string(act) }
-func heldKey(incident string) string              { return "held." + incident }
-func replicaKey(name string) string                { return "replica." + name }
+func heldKey(incident string) string            { return "held." + incident }
+func replicaKey(name string) string             { return "replica." + name }
 
 // startReplica announces this replica and keeps its liveness key fresh,
 // sweeping for claims that dead replicas left unfinished.

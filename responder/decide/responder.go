@@ -148,8 +148,8 @@ type Responder struct {
 	mu    sync.Mutex
 	hosts map[string]*hostState
 	seen  *idSet
-	conn  connState       // under mu
-	infra *infraIncident  // under mu: the open infrastructure incident, if any
+	conn  connState      // under mu
+	infra *infraIncident // under mu: the open infrastructure incident, if any
 
 	consumer  jetstream.ConsumeContext
 	stream    jetstream.Stream

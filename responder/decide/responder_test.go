@@ -135,7 +135,7 @@ func TestDryRunNeverActs(t *testing.T) {
 	r := startResponder(t, url, Config{
 		Policy: cordonEtc(t), DryRun: true, CtlCordon: true,
 		Cordoners: []actuator.Cordoner{rec}, Destroyers: []actuator.Destroyer{rec},
-		HeartbeatInterval: 20 * time.Millisecond, GapCheck: true,
+		HeartbeatInterval: 20 * time.Millisecond, GapCheck: true, MassHosts: -1, MassPercent: -1,
 	})
 	web := newSensor(t, nc, "web-1")
 	web.heartbeat(event.Counters{})
@@ -178,9 +178,8 @@ func TestDeadManSwitch(t *testing.T) {
 		{"silence", func(s *sensor) {}, "no heartbeat"},
 		{"lost records", func(s *sensor) { s.heartbeat(event.Counters{LostRecords: 7}) }, "lost 7 kernel records"},
 		{"spool overflow", func(s *sensor) { s.heartbeat(event.Counters{SpoolLost: 2}) }, "dropped 2 findings"},
-		{"sequence reset", func(s *sensor) { s.seq = 1; s.heartbeat(event.Counters{}) }, "went back from 50 to 1"},
+		{"sequence reset", func(s *sensor) { s.seq = 1; s.heartbeat(event.Counters{}) }, "went back from 50 to 1 within one sensor run"},
 		{"tamper finding", func(s *sensor) { s.finding(event.KindSensor, "") }, "sensor write"},
-		{"sequence gap", func(s *sensor) { s.finding(event.KindNet, ""); s.seq += 3; s.finding(event.KindNet, "") }, "never arrived"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := natsServer(t)
@@ -335,7 +334,8 @@ func TestTwoReplicasActOnce(t *testing.T) {
 	audit := watchAudit(t, nc)
 	rec := newRecorder()
 	cfg := Config{Policy: cordonEtc(t), CtlCordon: true, Cordoners: []actuator.Cordoner{rec}, Destroyers: []actuator.Destroyer{rec},
-		HeartbeatInterval: 20 * time.Millisecond}
+		HeartbeatInterval: 20 * time.Millisecond, MassHosts: -1, MassPercent: -1,
+		NoStateSync: true} // hosts known from the control plane would be judged silent too
 	cfg.Replica = "a"
 	ra := startResponder(t, url, cfg)
 	cfg.Replica = "b"
@@ -357,9 +357,9 @@ func TestTwoReplicasActOnce(t *testing.T) {
 	q := newSensor(t, nc, "quiet")
 	q.heartbeat(event.Counters{})
 
-	eventually(t, "both replicas got findings", func() bool {
-		return ra.Stats().Findings.Load() > 0 && rb.Stats().Findings.Load() > 0 &&
-			ra.Stats().Findings.Load()+rb.Stats().Findings.Load() == 61
+	// The replicas share one durable consumer: each finding goes to one.
+	eventually(t, "every finding read once", func() bool {
+		return ra.Stats().Findings.Load()+rb.Stats().Findings.Load() == 61
 	})
 	eventually(t, "the silent host handled by both", func() bool {
 		return len(audit.find(stage("quiet", StageDeadMan))) == 2
