@@ -38,7 +38,9 @@ func TestBadInput(t *testing.T) {
 	bin := build(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "policy.yaml")
-	os.WriteFile(bad, []byte("version: 1\nactions:\n  file: cordn\n"), 0o644)
+	os.WriteFile(bad, []byte("version: 1\nreflex:\n  kill: maybe\n"), 0o644)
+	moved := filepath.Join(dir, "actions.yaml")
+	os.WriteFile(moved, []byte("version: 1\nactions:\n  file: cordon\n"), 0o644)
 	cases := []struct {
 		name string
 		args []string
@@ -47,7 +49,8 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"unknown flag", []string{"--sael"}, 0, "flag provided but not defined: -sael"},
 		{"stray argument", []string{"seal"}, 0, `unexpected argument "seal"`},
-		{"policy typo", []string{"--policy", bad}, 0, bad + `:3:9: unknown action "cordn" (want alert, cordon, destroy)`},
+		{"policy typo", []string{"--policy", bad}, 0, bad + `:3:9: wrong type for reflex.kill: got the string "maybe" (want true or false)`},
+		{"actions in the sensor policy", []string{"--policy", moved}, 0, moved + `:2:1: actions are no longer set in the sensor policy: the responder's policy decides them (move this section to the driftresponder -policy file, see responder/decide/example.yaml)`},
 		{"missing policy", []string{"--policy", filepath.Join(dir, "nope.yaml")}, 0, "nope.yaml"},
 		{"bad host name", []string{"--host", "a.b c"}, 0, `host name "a.b c"`},
 		{"bad log level", []string{"--log-level", "loud"}, 0, `--log-level "loud"`},

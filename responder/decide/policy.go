@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 
@@ -76,62 +77,143 @@ func DefaultPolicy() *Policy {
 	return &Policy{Default: ActAlert, DeadMan: ActCordon, SensorRestart: ActAlert}
 }
 
-// ParsePolicy reads a YAML policy; errors name the file, the line and the
-// reason, and unknown keys are errors.
+// ParsePolicy reads a YAML policy (see example.yaml). Errors name the
+// file, the line and column, and the reason; unknown keys are errors.
 func ParsePolicy(name string, data []byte) (*Policy, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		// yaml.v3 gives the line of a syntax error, not the column.
+		msg, line := strings.TrimPrefix(err.Error(), "yaml: "), "1"
+		if rest, ok := strings.CutPrefix(msg, "line "); ok {
+			if n, m, ok := strings.Cut(rest, ": "); ok {
+				line, msg = n, m
+			}
+		}
+		return nil, fmt.Errorf("%s:%s:1: invalid YAML: %s (check indentation, quoting and brackets)", name, line, msg)
+	}
 	p := &Policy{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(p); err != nil {
+	if err := dec.Decode(p); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			// "line 3: field x not found in type decide.Policy" -> "name:3: field x not found"
-			msgs := make([]string, len(te.Errors))
-			for i, e := range te.Errors {
-				e = strings.Replace(e, " in type decide.Policy", "", 1)
-				e = strings.Replace(e, " in type decide.Rule", "", 1)
-				if rest, ok := strings.CutPrefix(e, "line "); ok {
-					if n, msg, ok := strings.Cut(rest, ": "); ok {
-						e = n + ": " + msg
-					}
-				}
-				msgs[i] = name + ":" + e
-			}
-			return nil, errors.New(strings.Join(msgs, "\n"))
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("%s:1:1: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		// "line 3: field x not found in type decide.Policy" -> "name:3:5: unknown key x (want ...)"
+		cols := columns(&root)
+		msgs := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			line, col := 1, 1
+			if rest, ok := strings.CutPrefix(e, "line "); ok {
+				if n, msg, ok := strings.Cut(rest, ": "); ok {
+					fmt.Sscan(n, &line)
+					col = max(cols[line], 1)
+					e = msg
+				}
+			}
+			if f, ok := strings.CutPrefix(e, "field "); ok {
+				if key, typ, ok := strings.Cut(f, " not found in type "); ok {
+					want := "default, dead_man, sensor_restart, groups, rules"
+					if typ == "decide.Rule" {
+						want = "name, kind, path_prefix, group, action"
+					}
+					e = fmt.Sprintf("unknown key %q (want %s)", key, want)
+				}
+			}
+			msgs[i] = fmt.Sprintf("%s:%d:%d: %s", name, line, col, e)
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
-	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root)
-	line := func(key string, idx int) int { return findLine(&root, key, idx) }
-	if p.Default == "" {
-		p.Default = ActAlert
+	at := func(path ...any) string {
+		l, c := position(&root, path...)
+		return fmt.Sprintf("%s:%d:%d", name, l, c)
 	}
-	if p.DeadMan == "" {
-		p.DeadMan = ActCordon
-	}
-	if p.SensorRestart == "" {
-		p.SensorRestart = ActAlert
-	}
-	if _, err := ParseAction(string(p.Default)); err != nil {
-		return nil, fmt.Errorf("%s:%d: default: %v", name, line("default", -1), err)
-	}
-	if _, err := ParseAction(string(p.DeadMan)); err != nil {
-		return nil, fmt.Errorf("%s:%d: dead_man: %v", name, line("dead_man", -1), err)
+	for _, f := range []struct {
+		key string
+		a   *Action
+		def Action
+	}{{"default", &p.Default, ActAlert}, {"dead_man", &p.DeadMan, ActCordon}, {"sensor_restart", &p.SensorRestart, ActAlert}} {
+		if *f.a == "" {
+			*f.a = f.def
+		} else if _, err := ParseAction(string(*f.a)); err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", at(f.key), f.key, err)
+		}
 	}
 	for g, globs := range p.Groups {
-		for _, gl := range globs {
+		for i, gl := range globs {
 			if _, err := path.Match(gl, ""); err != nil {
-				return nil, fmt.Errorf("%s:%d: group %s: bad pattern %q: %v", name, line("groups", -1), g, gl, err)
+				return nil, fmt.Errorf("%s: group %s: bad pattern %q: %v (want a host name glob such as web-*)", at("groups", g, i), g, gl, err)
 			}
 		}
 	}
 	for i, r := range p.Rules {
 		if err := p.checkRule(r); err != nil {
-			return nil, fmt.Errorf("%s:%d: rule %d: %v", name, line("rules", i), i+1, err)
+			return nil, fmt.Errorf("%s: rule %d: %v", at("rules", i, ruleField(err)), i+1, err)
 		}
 	}
 	return p, nil
+}
+
+// ruleField names the rule key an error of checkRule is about.
+func ruleField(err error) string {
+	msg := err.Error()
+	for _, f := range []string{"kind", "path_prefix", "group"} {
+		if strings.Contains(msg, f+" ") {
+			return f
+		}
+	}
+	if strings.Contains(msg, "no action") {
+		return ""
+	}
+	return "action"
+}
+
+// position finds the line and column of the node at path (mapping keys
+// and sequence indexes) under the document root; as deep as it exists.
+func position(root *yaml.Node, path ...any) (int, int) {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line, col := max(n.Line, 1), max(n.Column, 1)
+	for _, step := range path {
+		var next *yaml.Node
+		switch s := step.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == s {
+						next = n.Content[i+1]
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && s < len(n.Content) {
+				next = n.Content[s]
+			}
+		}
+		if next == nil {
+			break
+		}
+		n, line, col = next, next.Line, next.Column
+	}
+	return line, col
+}
+
+// columns maps each line to the column of the first node on it.
+func columns(root *yaml.Node) map[int]int {
+	out := map[int]int{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if c, ok := out[n.Line]; !ok || n.Column < c {
+			out[n.Line] = n.Column
+		}
+		for _, k := range n.Content {
+			walk(k)
+		}
+	}
+	walk(root)
+	return out
 }
 
 func (p *Policy) checkRule(r Rule) error {
@@ -155,25 +237,6 @@ func (p *Policy) checkRule(r Rule) error {
 		}
 	}
 	return nil
-}
-
-// findLine finds the line of a top-level key, or of its idx-th sequence item.
-func findLine(root *yaml.Node, key string, idx int) int {
-	if root == nil || len(root.Content) == 0 {
-		return 0
-	}
-	m := root.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value != key {
-			continue
-		}
-		v := m.Content[i+1]
-		if idx >= 0 && idx < len(v.Content) {
-			return v.Content[idx].Line
-		}
-		return m.Content[i].Line
-	}
-	return 0
 }
 
 // ParseRuleFlag reads a rule from a flag: comma-separated key=value pairs

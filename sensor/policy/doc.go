@@ -24,11 +24,6 @@
 //	net:
 //	  allowed_ports: []   # ports that may be bound or listened on: 22 or "8000-8080"
 //	  deny_binds: true    # refuse any other bind in the kernel
-//	actions:              # what the responder does for each kind of finding: alert, cordon or destroy
-//	  file: alert
-//	  exec: alert
-//	  net: alert
-//	  sensor: cordon      # the sensor's own health: lost records, tampering
 //	reflex:
 //	  kill: false         # SIGKILL the actor in the kernel at detection
 //	  cordon: false       # set the host's cordon flag in the kernel at detection

@@ -87,16 +87,6 @@ func checkInvariants(t *testing.T, p *Policy) {
 	if len(p.Protect) == 0 {
 		t.Fatal("nothing protected")
 	}
-	for _, kind := range actionKinds {
-		switch p.Actions[kind] {
-		case ActionAlert, ActionCordon, ActionDestroy:
-		default:
-			t.Fatalf("action for %s is %q", kind, p.Actions[kind])
-		}
-	}
-	if len(p.Actions) != len(actionKinds) {
-		t.Fatalf("actions %v", p.Actions)
-	}
 	seen := map[string]bool{}
 	rules := append(p.Rules(), p.ImageRules()...)
 	for i, r := range rules {
@@ -159,11 +149,10 @@ func marshal(t *testing.T, p *Policy) []byte {
 		Exceptions  []string          `yaml:"exceptions"`
 		Exec        exec              `yaml:"exec"`
 		Net         net               `yaml:"net"`
-		Actions     map[string]Action `yaml:"actions"`
 		Reflex      reflex            `yaml:"reflex"`
 	}{
 		p.Version, p.SealOnStart, scope{p.ScopeCgroups}, p.Protect, p.Exceptions,
-		exec{p.ExecImagePaths, p.ExecImageFiles}, net{ports, p.DenyBinds}, p.Actions,
+		exec{p.ExecImagePaths, p.ExecImageFiles}, net{ports, p.DenyBinds},
 		reflex{p.ReflexKill, p.ReflexCordon},
 	}
 	out, err := yaml.Marshal(&doc)

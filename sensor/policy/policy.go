@@ -18,23 +18,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Action is what the responder does about a finding.
-type Action string
-
-// The actions, from mildest to harshest.
-const (
-	ActionAlert   Action = "alert"   // publish the finding, touch nothing
-	ActionCordon  Action = "cordon"  // cut the host's network but the management channel
-	ActionDestroy Action = "destroy" // have the host destroyed
-)
-
-// The kinds of finding an action is set for; they match the event kinds.
-const (
-	KindFile   = "file"
-	KindExec   = "exec"
-	KindNet    = "net"
-	KindSensor = "sensor"
-)
+// ResponderPolicy is where the actions taken on findings are decided: the
+// responder's policy, not this one, which says what the kernel watches.
+const ResponderPolicy = "the driftresponder -policy file, see responder/decide/example.yaml"
 
 // PortRange is an inclusive range of TCP/UDP ports; Lo == Hi is a single port.
 type PortRange struct{ Lo, Hi uint16 }
@@ -50,7 +36,6 @@ type Policy struct {
 	ExecImageFiles []string          // exec.image_files: single files exec is allowed from
 	AllowedPorts   []PortRange       // net.allowed_ports, in file order, disjoint
 	DenyBinds      bool              // net.deny_binds: refuse disallowed binds in the kernel
-	Actions        map[string]Action // actions: every kind in {file, exec, net, sensor} is present
 	ReflexKill     bool              // reflex.kill: SIGKILL the actor in the kernel at detection
 	ReflexCordon   bool              // reflex.cordon: set the cordon flag in the kernel at detection
 	Hash           string            // "sha256:" + hex of the raw file bytes
@@ -101,11 +86,6 @@ exec:
 net:
   allowed_ports: []
   deny_binds: true
-actions:
-  file: alert
-  exec: alert
-  net: alert
-  sensor: cordon
 reflex:
   kill: false
   cordon: false
@@ -116,18 +96,15 @@ var defaultExceptions = []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/var/
 
 // Valid keys at each level, in the order the error messages list them.
 var (
-	topKeys     = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "actions", "reflex"}
+	topKeys     = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "reflex"}
 	scopeKeys   = []string{"cgroups"}
 	execKeys    = []string{"image_paths", "image_files"}
 	netKeys     = []string{"allowed_ports", "deny_binds"}
 	reflexKeys  = []string{"kill", "cordon"}
-	actionKinds = []string{KindFile, KindExec, KindNet, KindSensor}
-	actionNames = []string{string(ActionAlert), string(ActionCordon), string(ActionDestroy)}
 )
 
 // Default returns the default policy: protect the whole root file system but the usual writable
-// directories, allow exec from the image directories, allow no port, alert on everything but the
-// sensor's own health, which cordons.
+// directories, allow exec from the image directories, allow no port.
 func Default() *Policy {
 	p, err := Parse(defaultSource, []byte(defaultYAML))
 	if err != nil {
@@ -293,9 +270,6 @@ func (ps *parser) parse(data []byte) *Policy {
 		ExecImageFiles: []string{},
 		AllowedPorts:   []PortRange{},
 		DenyBinds:      true,
-		Actions: map[string]Action{
-			KindFile: ActionAlert, KindExec: ActionAlert, KindNet: ActionAlert, KindSensor: ActionCordon,
-		},
 	}
 	top := ps.fields(root, "", "key", topKeys)
 
@@ -351,17 +325,6 @@ func (ps *parser) parse(data []byte) *Policy {
 		}
 		if c := net["deny_binds"]; c != nil {
 			ps.boolean(c, "net.deny_binds", &p.DenyBinds)
-		}
-	}
-	if n := top["actions"]; n != nil && ps.isMap(n, "actions", "a mapping such as file: alert") {
-		for kind, v := range ps.fields(n, "actions", "action kind", actionKinds) {
-			if scalarTag(v) != "!!str" {
-				ps.wrongType(v, "actions."+kind, "alert, cordon or destroy")
-			} else if !slices.Contains(actionNames, v.Value) {
-				ps.errorf(v, "unknown action %s (want %s)", quoteCut(v.Value), strings.Join(actionNames, ", "))
-			} else {
-				p.Actions[kind] = Action(v.Value)
-			}
 		}
 	}
 	if n := top["reflex"]; n != nil && ps.isMap(n, "reflex", "a mapping with the keys kill, cordon") {
@@ -516,6 +479,11 @@ func (ps *parser) fields(m *yaml.Node, section, what string, valid []string) map
 		}
 		if k.Kind != yaml.ScalarNode {
 			ps.errorf(k, "wrong type for a %s%s: got %s (want %s)", what, in, describe(k), strings.Join(valid, ", "))
+			continue
+		}
+		if section == "" && k.Value == "actions" {
+			// One source of truth for what is done about a finding.
+			ps.errorf(k, "actions are no longer set in the sensor policy: the responder's policy decides them (move this section to %s)", ResponderPolicy)
 			continue
 		}
 		if !slices.Contains(valid, k.Value) {

@@ -26,11 +26,6 @@ exec:
 net:
   allowed_ports: [22, "8000-8080", "9100"]
   deny_binds: false
-actions:
-  file: cordon
-  exec: destroy
-  net: alert
-  sensor: destroy
 reflex:
   kill: true
   cordon: true
@@ -56,7 +51,6 @@ func TestParseFull(t *testing.T) {
 		ExecImageFiles: []string{"/usr/local/libexec/check"},
 		AllowedPorts:   []PortRange{{22, 22}, {8000, 8080}, {9100, 9100}},
 		DenyBinds:      false,
-		Actions:        map[string]Action{"file": ActionCordon, "exec": ActionDestroy, "net": ActionAlert, "sensor": ActionDestroy},
 		ReflexKill:     true,
 		ReflexCordon:   true,
 		Hash:           sha(fullYAML),
@@ -78,7 +72,6 @@ func TestDefaults(t *testing.T) {
 		ExecImageFiles: []string{},
 		AllowedPorts:   []PortRange{},
 		DenyBinds:      true,
-		Actions:        map[string]Action{"file": ActionAlert, "exec": ActionAlert, "net": ActionAlert, "sensor": ActionCordon},
 		Hash:           sha(defaultYAML),
 		Source:         "(default)",
 	}
@@ -96,8 +89,7 @@ func TestDefaults(t *testing.T) {
 	}
 	// Default returns a fresh copy each time.
 	d.Protect[0] = "/changed"
-	d.Actions["file"] = ActionDestroy
-	if d2 := Default(); d2.Protect[0] != "/" || d2.Actions["file"] != ActionAlert {
+	if d2 := Default(); d2.Protect[0] != "/" {
 		t.Errorf("Default shares state between calls: %+v", d2)
 	}
 }
@@ -107,9 +99,6 @@ func TestPartialDefaults(t *testing.T) {
 		name, in string
 		check    func(*Policy) bool
 	}{
-		{"one action, others default", "version: 1\nactions:\n  exec: destroy\n", func(p *Policy) bool {
-			return reflect.DeepEqual(p.Actions, map[string]Action{"file": "alert", "exec": "destroy", "net": "alert", "sensor": "cordon"})
-		}},
 		{"default exceptions follow protect", "version: 1\nprotect: [/var]\n", func(p *Policy) bool {
 			return reflect.DeepEqual(p.Exceptions, []string{"/var/tmp", "/var/log"})
 		}},
@@ -125,7 +114,7 @@ func TestPartialDefaults(t *testing.T) {
 		{"reflex kill only", "version: 1\nreflex:\n  kill: true\n", func(p *Policy) bool {
 			return p.ReflexKill && !p.ReflexCordon
 		}},
-		{"empty sections", "version: 1\nscope: {}\nexec: {}\nnet: {}\nactions: {}\nreflex: {}\n", func(p *Policy) bool {
+		{"empty sections", "version: 1\nscope: {}\nexec: {}\nnet: {}\nreflex: {}\n", func(p *Policy) bool {
 			d := Default()
 			p.Hash, p.Source = d.Hash, d.Source
 			return reflect.DeepEqual(p, d)
@@ -172,14 +161,14 @@ var errorCases = []struct {
 	{"scalar document", "1\n", `p.yaml:1:1: wrong type for the policy: got the integer 1 (want a mapping of keys, starting with version: 1)`},
 
 	// Keys.
-	{"unknown top key", "version: 1\nprotcet: [/]\n", `p.yaml:2:1: unknown key "protcet" (want version, seal_on_start, scope, protect, exceptions, exec, net, actions, reflex)`},
+	{"unknown top key", "version: 1\nprotcet: [/]\n", `p.yaml:2:1: unknown key "protcet" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex)`},
 	{"unknown exec key", "version: 1\nexec:\n  image_path: [/usr]\n", `p.yaml:3:3: unknown key "image_path" in exec (want image_paths, image_files)`},
 	{"unknown scope key", "version: 1\nscope:\n  cgroup: [/a]\n", `p.yaml:3:3: unknown key "cgroup" in scope (want cgroups)`},
 	{"unknown net key", "version: 1\nnet:\n  ports: [22]\n", `p.yaml:3:3: unknown key "ports" in net (want allowed_ports, deny_binds)`},
 	{"unknown reflex key", "version: 1\nreflex:\n  cordn: true\n", `p.yaml:3:3: unknown key "cordn" in reflex (want kill, cordon)`},
 	{"duplicate key", "version: 1\nversion: 1\n", `p.yaml:2:1: duplicate key "version" (already set at 1:1; keep one)`},
-	{"non-scalar key", "version: 1\n? [a]\n: 1\n", `p.yaml:2:3: wrong type for a key: got a list (want version, seal_on_start, scope, protect, exceptions, exec, net, actions, reflex)`},
-	{"merge key", "version: 1\n<<: {}\n", `p.yaml:2:1: unknown key "<<" (want version, seal_on_start, scope, protect, exceptions, exec, net, actions, reflex)`},
+	{"non-scalar key", "version: 1\n? [a]\n: 1\n", `p.yaml:2:3: wrong type for a key: got a list (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex)`},
+	{"merge key", "version: 1\n<<: {}\n", `p.yaml:2:1: unknown key "<<" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex)`},
 	{"anchor", "version: &v 1\n", `p.yaml:1:10: anchor &v is not supported (write the value out where it is used)`},
 	{"alias", "version: 1\nprotect: &p [/]\nexec:\n  image_paths: *p\n",
 		"p.yaml:2:10: anchor &p is not supported (write the value out where it is used)\n" +
@@ -201,7 +190,6 @@ var errorCases = []struct {
 	{"string for section", "version: 1\nscope: /x\n", `p.yaml:2:8: wrong type for scope: got the string "/x" (want a mapping with the key cgroups)`},
 	{"list for exec", "version: 1\nexec: [/usr]\n", `p.yaml:2:7: wrong type for exec: got a list (want a mapping with the keys image_paths, image_files)`},
 	{"string for net", "version: 1\nnet: 22\n", `p.yaml:2:6: wrong type for net: got the integer 22 (want a mapping with the keys allowed_ports, deny_binds)`},
-	{"list for actions", "version: 1\nactions: [alert]\n", `p.yaml:2:10: wrong type for actions: got a list (want a mapping such as file: alert)`},
 	{"string for reflex", "version: 1\nreflex: kill\n", `p.yaml:2:9: wrong type for reflex: got the string "kill" (want a mapping with the keys kill, cordon)`},
 	{"yes for bool", "version: 1\nreflex:\n  kill: yes\n", `p.yaml:3:9: wrong type for reflex.kill: got the string "yes" (want true or false)`},
 	{"int for bool", "version: 1\nseal_on_start: 1\n", `p.yaml:2:16: wrong type for seal_on_start: got the integer 1 (want true or false)`},
@@ -253,21 +241,17 @@ var errorCases = []struct {
 	{"port inside earlier range", "version: 1\nnet:\n  allowed_ports: [\"10-20\", 15]\n", `p.yaml:3:28: port 15 overlaps 10-20 at 3:19 (want disjoint ports and ranges)`},
 	{"range around earlier port", "version: 1\nnet:\n  allowed_ports: [15, \"10-20\"]\n", `p.yaml:3:23: port 10-20 overlaps 15 at 3:19 (want disjoint ports and ranges)`},
 
-	// Actions.
-	{"unknown action", "version: 1\nactions:\n  file: cordn\n", `p.yaml:3:9: unknown action "cordn" (want alert, cordon, destroy)`},
-	{"unknown action kind", "version: 1\nactions:\n  fil: alert\n", `p.yaml:3:3: unknown action kind "fil" in actions (want file, exec, net, sensor)`},
-	{"action case", "version: 1\nactions:\n  net: Alert\n", `p.yaml:3:8: unknown action "Alert" (want alert, cordon, destroy)`},
-	{"action type", "version: 1\nactions:\n  exec: 3\n", `p.yaml:3:9: wrong type for actions.exec: got the integer 3 (want alert, cordon or destroy)`},
-	{"duplicate action", "version: 1\nactions:\n  net: alert\n  net: cordon\n", `p.yaml:4:3: duplicate action kind "net" in actions (already set at 3:3; keep one)`},
+	// Actions belong to the responder's policy.
+	{"actions section", "version: 1\nactions:\n  file: cordon\n", `p.yaml:2:1: actions are no longer set in the sensor policy: the responder's policy decides them (move this section to ` + ResponderPolicy + `)`},
 
 	{"exception under a broken protect entry", "version: 1\nprotect: [/srv/./x]\nexceptions: [/srv/x/tmp]\n",
 		`p.yaml:2:11: path "/srv/./x" in protect has a "." component (want a clean absolute path such as "/var/log")`},
 
 	// Several mistakes are reported together, in file order.
-	{"several", "version: 3\nprotect: [usr]\nactions:\n  file: nuke\n",
+	{"several", "version: 3\nprotect: [usr]\nreflex:\n  kill: nuke\n",
 		"p.yaml:1:10: unsupported version 3 (want 1)\n" +
 			"p.yaml:2:11: path \"usr\" in protect is not absolute (want a path starting with \"/\")\n" +
-			"p.yaml:4:9: unknown action \"nuke\" (want alert, cordon, destroy)"},
+			"p.yaml:4:9: wrong type for reflex.kill: got the string \"nuke\" (want true or false)"},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -340,7 +324,7 @@ func TestHash(t *testing.T) {
 		t.Error("default hash not stable")
 	}
 	// A constant so that a change to the default text is a deliberate one.
-	if got, want := Default().Hash, "sha256:4110ec31d729c7f1fedddb1eac6f7cbef28fa0dc8d5fff78ef42cd509d0a6914"; got != want {
+	if got, want := Default().Hash, "sha256:c1b23e47cff9949b45ac10605747518c2d1d2c609a9495a128a789d69d045b78"; got != want {
 		t.Errorf("default hash %s, want %s", got, want)
 	}
 }
@@ -441,7 +425,7 @@ func TestExampleFile(t *testing.T) {
 	if !p.SealOnStart || !reflect.DeepEqual(p.ScopeCgroups, []string{"/drift/web1"}) || len(p.Exceptions) != 9 ||
 		!reflect.DeepEqual(p.ExecImageFiles, []string{"/usr/local/libexec/healthcheck"}) ||
 		!p.PortAllowed(443) || !p.PortAllowed(9101) || p.PortAllowed(8080) ||
-		p.Actions["exec"] != ActionDestroy || p.ReflexKill || !p.ReflexCordon {
+		p.ReflexKill || !p.ReflexCordon {
 		t.Errorf("example.yaml parsed to %+v", p)
 	}
 }
@@ -449,11 +433,11 @@ func TestExampleFile(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
-	if err := os.WriteFile(bad, []byte("version: 1\nactions:\n  file: cordn\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("version: 1\nactions:\n  file: cordon\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Load(bad)
-	if want := bad + `:3:9: unknown action "cordn" (want alert, cordon, destroy)`; err == nil || err.Error() != want {
+	if want := bad + `:2:1: actions are no longer set in the sensor policy: the responder's policy decides them (move this section to ` + ResponderPolicy + `)`; err == nil || err.Error() != want {
 		t.Errorf("Load(bad) = %v, want %s", err, want)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !errors.Is(err, os.ErrNotExist) {
