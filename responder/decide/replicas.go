@@ -124,7 +124,8 @@ func (r *Responder) claim(key, host string, act Action) (mine bool, holder strin
 		return false, cur.Replica, nil
 	}
 	r.stats.Takeovers.Add(1)
-	r.audit(Record{Host: host, Stage: StageTakeover, Action: act, Reason: fmt.Sprintf("replica %s stopped before finishing %s; taken over", cur.Replica, act)})
+	inc := strings.TrimSuffix(strings.TrimPrefix(key, "act."), "."+string(act))
+	r.audit(Record{Host: host, Incident: inc, Stage: StageTakeover, Action: act, Reason: fmt.Sprintf("replica %s stopped before finishing %s; taken over", cur.Replica, act)})
 	return true, r.cfg.Replica, nil
 }
 

@@ -197,4 +197,3 @@ func TestSensorRestartIsAFinding(t *testing.T) {
 		t.Errorf("%d restarts, want 1", r.Stats().Restarts.Load())
 	}
 }
-

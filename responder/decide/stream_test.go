@@ -212,4 +212,3 @@ func TestResponderRestartResumes(t *testing.T) {
 		t.Errorf("%d gap alarms after the restart, want 0", second.Stats().Gaps.Load())
 	}
 }
-

@@ -142,14 +142,14 @@ func marshal(t *testing.T, p *Policy) []byte {
 		Cordon bool `yaml:"cordon"`
 	}
 	doc := struct {
-		Version     int               `yaml:"version"`
-		SealOnStart bool              `yaml:"seal_on_start"`
-		Scope       scope             `yaml:"scope"`
-		Protect     []string          `yaml:"protect"`
-		Exceptions  []string          `yaml:"exceptions"`
-		Exec        exec              `yaml:"exec"`
-		Net         net               `yaml:"net"`
-		Reflex      reflex            `yaml:"reflex"`
+		Version     int      `yaml:"version"`
+		SealOnStart bool     `yaml:"seal_on_start"`
+		Scope       scope    `yaml:"scope"`
+		Protect     []string `yaml:"protect"`
+		Exceptions  []string `yaml:"exceptions"`
+		Exec        exec     `yaml:"exec"`
+		Net         net      `yaml:"net"`
+		Reflex      reflex   `yaml:"reflex"`
 	}{
 		p.Version, p.SealOnStart, scope{p.ScopeCgroups}, p.Protect, p.Exceptions,
 		exec{p.ExecImagePaths, p.ExecImageFiles}, net{ports, p.DenyBinds},

@@ -27,19 +27,19 @@ type PortRange struct{ Lo, Hi uint16 }
 
 // Policy is a parsed and validated policy file. Every list is non-nil after Parse.
 type Policy struct {
-	Version        int               // always 1
-	SealOnStart    bool              // seal_on_start
-	ScopeCgroups   []string          // scope.cgroups: cgroup v2 paths; empty means the whole host
-	Protect        []string          // protect: absolute directory prefixes, no trailing slash but "/"
-	Exceptions     []string          // exceptions: writable directory prefixes under protected ones
-	ExecImagePaths []string          // exec.image_paths: directories exec is allowed from
-	ExecImageFiles []string          // exec.image_files: single files exec is allowed from
-	AllowedPorts   []PortRange       // net.allowed_ports, in file order, disjoint
-	DenyBinds      bool              // net.deny_binds: refuse disallowed binds in the kernel
-	ReflexKill     bool              // reflex.kill: SIGKILL the actor in the kernel at detection
-	ReflexCordon   bool              // reflex.cordon: set the cordon flag in the kernel at detection
-	Hash           string            // "sha256:" + hex of the raw file bytes
-	Source         string            // the file name it was parsed from, "(default)" for Default()
+	Version        int         // always 1
+	SealOnStart    bool        // seal_on_start
+	ScopeCgroups   []string    // scope.cgroups: cgroup v2 paths; empty means the whole host
+	Protect        []string    // protect: absolute directory prefixes, no trailing slash but "/"
+	Exceptions     []string    // exceptions: writable directory prefixes under protected ones
+	ExecImagePaths []string    // exec.image_paths: directories exec is allowed from
+	ExecImageFiles []string    // exec.image_files: single files exec is allowed from
+	AllowedPorts   []PortRange // net.allowed_ports, in file order, disjoint
+	DenyBinds      bool        // net.deny_binds: refuse disallowed binds in the kernel
+	ReflexKill     bool        // reflex.kill: SIGKILL the actor in the kernel at detection
+	ReflexCordon   bool        // reflex.cordon: set the cordon flag in the kernel at detection
+	Hash           string      // "sha256:" + hex of the raw file bytes
+	Source         string      // the file name it was parsed from, "(default)" for Default()
 }
 
 // Class says what a path rule does to the paths under its prefix.
@@ -96,11 +96,11 @@ var defaultExceptions = []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/var/
 
 // Valid keys at each level, in the order the error messages list them.
 var (
-	topKeys     = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "reflex"}
-	scopeKeys   = []string{"cgroups"}
-	execKeys    = []string{"image_paths", "image_files"}
-	netKeys     = []string{"allowed_ports", "deny_binds"}
-	reflexKeys  = []string{"kill", "cordon"}
+	topKeys    = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "reflex"}
+	scopeKeys  = []string{"cgroups"}
+	execKeys   = []string{"image_paths", "image_files"}
+	netKeys    = []string{"allowed_ports", "deny_binds"}
+	reflexKeys = []string{"kill", "cordon"}
 )
 
 // Default returns the default policy: protect the whole root file system but the usual writable
