@@ -1,5 +1,6 @@
-// Command driftresponder subscribes to every host's findings and heartbeats
-// and cordons or destroys drifting hosts by policy. Flags and wiring only:
+// Command driftresponder reads every host's findings from the findings
+// stream (a durable consumer) and its heartbeats, and cordons or destroys
+// drifting hosts by policy. Flags and wiring only:
 // the logic lives in responder/.
 package main
 
@@ -64,9 +65,14 @@ func run(ctx context.Context, args []string) error {
 		webhook    = fs.String("destroy-webhook", "", "destroy hook: URL to POST the incident to")
 		probeTmpl  = fs.String("probe", "", "verify cordons: template of a host:port that must stop answering, e.g. '{{.Host}}.fleet:22'")
 		probeNetns = fs.String("probe-netns", "", "network namespace path to probe from (a test bed peer); default: this one")
-		hbEvery    = fs.Duration("heartbeat-interval", 5*time.Second, "the sensors' heartbeat interval (0: no silence check)")
-		missed     = fs.Int("missed-beats", 3, "silent intervals before the dead man's switch fires")
-		gapCheck   = fs.Bool("gap-check", true, "a gap in a host's finding sequence fires the dead man's switch (disable with more than one replica)")
+		hbEvery    = fs.Duration("heartbeat-interval", time.Second, "heartbeat interval assumed for sensors whose heartbeats do not carry theirs, and for hosts known only from the control plane (0: judge only those that carry it)")
+		missed     = fs.Int("missed-beats", 3, "silent intervals of its own before a host is a suspect")
+		gapCheck   = fs.Bool("gap-check", true, "a hole in a host's finding sequence that the findings stream lacks fires the dead man's switch")
+		gapWait    = fs.Duration("gap-wait", 5*time.Second, "how long a hole may stay open before the stream is checked")
+		consumer   = fs.String("consumer", decide.Consumer, "durable consumer on the findings stream; replicas sharing it share the work")
+		silWindow  = fs.Duration("silence-window", 0, "a suspect waits this long for others to fall silent before it is judged alone (0: one of its intervals)")
+		massHosts  = fs.Int("mass-hosts", 5, "more than this many hosts silent at once is an infrastructure incident, never a cordon (-1: off)")
+		massPct    = fs.Float64("mass-percent", 10, "or more than this share of the fleet, at least two hosts (-1: off)")
 		maxHosts   = fs.Int("max-hosts", 0, "blast-radius limit: hosts acted on per window without approval (0: none)")
 		maxPercent = fs.Float64("max-percent", 0, "blast-radius limit: share of the known fleet per window (0: none)")
 		window     = fs.Duration("window", 10*time.Minute, "blast-radius window")
@@ -103,7 +109,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := decide.Config{
 		Replica: *replica, Policy: policy, DryRun: *dryRun, CtlCordon: *ctlCordon, NoStateSync: !*stateSync,
-		HeartbeatInterval: *hbEvery, MissedBeats: *missed, GapCheck: *gapCheck,
+		HeartbeatInterval: *hbEvery, MissedBeats: *missed, GapCheck: *gapCheck, GapWait: *gapWait, Consumer: *consumer,
+		SilenceWindow: *silWindow, MassHosts: *massHosts, MassPercent: *massPct,
 		MaxHosts: *maxHosts, MaxPercent: *maxPercent, Window: *window, Log: log,
 	}
 	if *linkTmpl != "" {
