@@ -121,6 +121,40 @@ func (r *Responder) auditSync(rec Record, msgID string) (again bool, err error) 
 	return ack.Duplicate, nil
 }
 
+// auditAck appends rec with msgID as its Nats-Msg-Id without waiting, and
+// calls done with whether the stream stored it, once it knows.
+func (r *Responder) auditAck(rec Record, msgID string, done func(bool)) {
+	rec.Schema = AuditSchema
+	rec.Replica = r.cfg.Replica
+	if rec.Time.IsZero() {
+		rec.Time = time.Now()
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		r.stats.AuditErrors.Add(1)
+		done(false)
+		return
+	}
+	f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: AuditSubject(rec.Host), Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{msgID}}})
+	if err != nil {
+		r.stats.AuditErrors.Add(1)
+		r.log.Error().Err(err).Str("host", rec.Host).Str("stage", rec.Stage).Msg("audit append failed")
+		done(false)
+		return
+	}
+	r.logRecord(rec)
+	go func() {
+		select {
+		case <-f.Ok():
+			done(true)
+		case err := <-f.Err():
+			r.stats.AuditErrors.Add(1)
+			r.log.Error().Err(err).Str("host", rec.Host).Str("stage", rec.Stage).Msg("audit append failed")
+			done(false)
+		}
+	}()
+}
+
 // audit appends rec without waiting for the server's ack: acting must not
 // wait on the audit trail; failures are counted (Stats.AuditErrors).
 func (r *Responder) audit(rec Record) {

@@ -69,8 +69,9 @@ func (r *Responder) onMsg(m jetstream.Msg) {
 	received := time.Now()
 	subject := m.Subject()
 	var streamSeq uint64
+	redelivered := false
 	if md, err := m.Metadata(); err == nil {
-		streamSeq = md.Sequence.Stream
+		streamSeq, redelivered = md.Sequence.Stream, md.NumDelivered > 1
 	}
 	host, kind, ok := subjectHost(subject)
 	if !ok {
@@ -126,7 +127,7 @@ func (r *Responder) onMsg(m jetstream.Msg) {
 	}
 	id := ev.ID
 	r.trigger(host, decision{act: act, rule: rule, reason: reason, events: []string{id}, st: st,
-		dedup: "decision/" + host + "/" + id,
+		dedup: "decision/" + host + "/" + id, redelivered: redelivered,
 		done: func(recorded bool) {
 			if !recorded {
 				// Not in the trail: let the stream give it again.

@@ -412,7 +412,10 @@ type decision struct {
 	// redelivered after its decision was recorded (a replica died before
 	// acknowledging it) finds its decision already in the trail.
 	dedup string
-	done  func(recorded bool) // called once the decision is recorded (or failed to be)
+	// redelivered says the stream gave the finding before: its decision
+	// may be in the trail already, so it is recorded synchronously to learn that.
+	redelivered bool
+	done        func(recorded bool) // called once the decision is recorded (or failed to be)
 }
 
 func (r *Responder) deadMan(host, reason string, events []string, st Stages) {
@@ -464,11 +467,18 @@ func (r *Responder) decide(hs *hostState, host string, d decision) {
 	r.stats.Decisions.Add(1)
 	rec := Record{Host: host, Incident: inc.ID, Stage: StageDecision, Action: act, Rule: rule, Reason: reason, Events: events, Stages: st, DryRun: r.cfg.DryRun}
 	again := false
-	if d.dedup != "" {
+	switch {
+	case d.dedup != "" && d.redelivered:
 		var err error
 		again, err = r.auditSync(rec, d.dedup)
 		recorded = err == nil
-	} else {
+	case d.dedup != "" && d.done != nil:
+		// The usual case: the finding is acknowledged once the stream has
+		// its decision, without holding the host's next decision for it.
+		r.auditAck(rec, d.dedup, d.done)
+		d.done = nil
+		recorded = true
+	default:
 		r.audit(rec)
 		recorded = true
 	}
