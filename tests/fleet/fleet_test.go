@@ -247,7 +247,9 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	c.do(b, "trickle %d", trickle)
 	var tlat []time.Duration
 	wait(b, "the trickle's decision records", time.Minute, func() bool {
-		d, _ := recs.find(func(x decide.Record) bool { return x.Stage == decide.StageDecision && strings.HasSuffix(x.Reason, "/trickle") })
+		d, _ := recs.find(func(x decide.Record) bool {
+			return x.Stage == decide.StageDecision && strings.HasSuffix(x.Reason, "/trickle")
+		})
 		tlat = tlat[:0]
 		for _, x := range d {
 			tlat = append(tlat, x.Stages.Decided.Sub(x.Stages.Sensed))
@@ -266,7 +268,9 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	burstRSS := rssMB()
 	var lat []time.Duration
 	wait(b, "the burst's decision records", time.Minute, func() bool {
-		d, _ := recs.find(func(x decide.Record) bool { return x.Stage == decide.StageDecision && strings.HasSuffix(x.Reason, "/burst") })
+		d, _ := recs.find(func(x decide.Record) bool {
+			return x.Stage == decide.StageDecision && strings.HasSuffix(x.Reason, "/burst")
+		})
 		lat = lat[:0]
 		for _, x := range d {
 			lat = append(lat, x.Stages.Decided.Sub(x.Stages.Sensed))
