@@ -1,10 +1,10 @@
-// Package fleet measures the responder against a synthetic fleet: no
+// Package fleetscale measures the responder against a synthetic fleet: no
 // kernel, but a real nats-server configured from the credentials
 // driftctl creds generates, one real sensor publisher (transport, spool
 // included) per host logged in with its own nkey, and the real responder
 // engine. The server and the fleet run in a child process, so the
 // benchmark process's CPU and memory are the responder's.
-package fleet
+package fleetscale
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package fleet
+package fleetscale
 
 import (
 	"fmt"
