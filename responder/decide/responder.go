@@ -203,7 +203,9 @@ func New(nc *nats.Conn, cfg Config) (*Responder, error) {
 	if cfg.MassPercent > 100 {
 		return nil, fmt.Errorf("responder: mass-silence percent %v: want 0-100", cfg.MassPercent)
 	}
-	js, err := jetstream.New(nc)
+	// Audit records go out asynchronously; a burst of findings must not
+	// stall on the client's default bound of 4,000 unacknowledged ones.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<16))
 	if err != nil {
 		return nil, fmt.Errorf("responder: jetstream: %w", err)
 	}
