@@ -93,10 +93,8 @@ func ensureAuditStream(ctx context.Context, js jetstream.JetStream) error {
 	return err
 }
 
-// auditSync appends rec with msgID as its Nats-Msg-Id and waits for the
-// stream's ack; again reports that the stream already had a record with
-// that id (within its duplicate window).
-func (r *Responder) auditSync(rec Record, msgID string) (again bool, err error) {
+// encode stamps rec with the schema, this replica and the time, and encodes it.
+func (r *Responder) encode(rec *Record) ([]byte, error) {
 	rec.Schema = AuditSchema
 	rec.Replica = r.cfg.Replica
 	if rec.Time.IsZero() {
@@ -105,6 +103,16 @@ func (r *Responder) auditSync(rec Record, msgID string) (again bool, err error) 
 	data, err := json.Marshal(rec)
 	if err != nil {
 		r.stats.AuditErrors.Add(1)
+	}
+	return data, err
+}
+
+// auditSync appends rec with msgID as its Nats-Msg-Id and waits for the
+// stream's ack; again reports that the stream already had a record with
+// that id (within its duplicate window).
+func (r *Responder) auditSync(rec Record, msgID string) (again bool, err error) {
+	data, err := r.encode(&rec)
+	if err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
@@ -124,14 +132,8 @@ func (r *Responder) auditSync(rec Record, msgID string) (again bool, err error) 
 // auditAck appends rec with msgID as its Nats-Msg-Id without waiting, and
 // calls done with whether the stream stored it, once it knows.
 func (r *Responder) auditAck(rec Record, msgID string, done func(bool)) {
-	rec.Schema = AuditSchema
-	rec.Replica = r.cfg.Replica
-	if rec.Time.IsZero() {
-		rec.Time = time.Now()
-	}
-	data, err := json.Marshal(rec)
+	data, err := r.encode(&rec)
 	if err != nil {
-		r.stats.AuditErrors.Add(1)
 		done(false)
 		return
 	}
@@ -158,14 +160,8 @@ func (r *Responder) auditAck(rec Record, msgID string, done func(bool)) {
 // audit appends rec without waiting for the server's ack: acting must not
 // wait on the audit trail; failures are counted (Stats.AuditErrors).
 func (r *Responder) audit(rec Record) {
-	rec.Schema = AuditSchema
-	rec.Replica = r.cfg.Replica
-	if rec.Time.IsZero() {
-		rec.Time = time.Now()
-	}
-	data, err := json.Marshal(rec)
+	data, err := r.encode(&rec)
 	if err != nil {
-		r.stats.AuditErrors.Add(1)
 		return
 	}
 	f, err := r.js.PublishAsync(AuditSubject(rec.Host), data)

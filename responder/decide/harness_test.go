@@ -61,18 +61,7 @@ func connect(t testing.TB, url string) *nats.Conn {
 // startResponder runs a replica until cleanup.
 func startResponder(t testing.TB, url string, cfg Config) *Responder {
 	t.Helper()
-	if testing.Verbose() {
-		cfg.Log = zerolog.New(zerolog.NewTestWriter(t))
-	}
-	r, err := New(connect(t, url), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	return r
+	return startResponderOn(t, connect(t, url), cfg)
 }
 
 // sensor publishes as one host would.

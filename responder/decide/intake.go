@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // The responder reads findings from the findings stream through a durable
@@ -22,12 +23,16 @@ import (
 // subscriptions would lose every finding published while the responder is
 // away, and, one per kind, reorder a host's findings.
 
-// findingSubjects are the consumer's filters: every kind of finding.
-var findingSubjects = []string{
-	event.SubjectRoot + ".*." + string(event.KindFile),
-	event.SubjectRoot + ".*." + string(event.KindExec),
-	event.SubjectRoot + ".*." + string(event.KindNet),
-	event.SubjectRoot + ".*." + string(event.KindSensor),
+// findingSubjects are the consumer's filters: the findings stream's
+// subjects but the host state changes, which the state watch follows.
+func findingSubjects() []string {
+	var out []string
+	for _, subj := range transport.StreamSubjects {
+		if !strings.HasSuffix(subj, "."+transport.StateTok) {
+			out = append(out, subj)
+		}
+	}
+	return out
 }
 
 // startIntake creates (or reuses) the durable consumer and starts reading.
@@ -40,7 +45,7 @@ func (r *Responder) startIntake(ctx context.Context) error {
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:        r.cfg.Consumer,
 		Description:    "driftresponder: every finding, decided once",
-		FilterSubjects: findingSubjects,
+		FilterSubjects: findingSubjects(),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        r.cfg.AckWait,
 		MaxDeliver:     -1,
