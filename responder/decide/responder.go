@@ -64,7 +64,7 @@ type Config struct {
 
 	// HeartbeatInterval is assumed for hosts whose heartbeats do not carry
 	// their interval (older sensors) and for hosts known only from the
-	// control plane; 0 disables the silence check.
+	// control plane; with 0 only hosts whose heartbeats carry it are judged.
 	HeartbeatInterval time.Duration
 	MissedBeats       int // silence of this many of the host's intervals makes it a suspect; 3 if 0
 	// SilenceWindow is how long a suspect waits for others to fall silent
