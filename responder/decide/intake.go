@@ -35,13 +35,61 @@ func findingSubjects() []string {
 	return out
 }
 
-// startIntake creates (or reuses) the durable consumer and starts reading.
+// startIntake creates (or reuses) the durable consumer and starts reading;
+// a consumer that goes away (deleted, its stream lost and recreated) is
+// made again, so the responder never stops reading without saying so.
 func (r *Responder) startIntake(ctx context.Context) error {
+	r.lost = make(chan struct{}, 1)
+	if err := r.consume(ctx); err != nil {
+		return err
+	}
+	r.watch.Add(1)
+	go func() {
+		defer r.watch.Done()
+		for {
+			select {
+			case <-r.stopW:
+				return
+			case <-r.lost:
+			}
+			r.log.Error().Str("consumer", r.cfg.Consumer).Msg("the durable consumer is gone (deleted, or its stream lost); making it again")
+			for {
+				ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+				err := r.consume(ctx)
+				cancel()
+				if err == nil {
+					r.audit(Record{Host: ResponderHost, Stage: StageInfra, Action: ActAlert,
+						Reason: fmt.Sprintf("durable consumer %s on %s was lost and is made again; it reads the stream from its beginning", r.cfg.Consumer, event.StreamName)})
+					break
+				}
+				r.log.Error().Err(err).Msg("making the durable consumer again; retrying")
+				select {
+				case <-r.stopW:
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// consume makes the durable consumer (and the findings stream, if it was
+// lost) and reads from it.
+func (r *Responder) consume(ctx context.Context) error {
 	s, err := r.js.Stream(ctx, event.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		ctl, cerr := transport.NewControl(r.nc, 5*time.Second)
+		if cerr == nil {
+			cerr = ctl.Setup(ctx)
+		}
+		if cerr == nil {
+			s, err = r.js.Stream(ctx, event.StreamName)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("findings stream %s: %w (driftctl init creates it)", event.StreamName, err)
 	}
-	r.stream = s
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:        r.cfg.Consumer,
 		Description:    "driftresponder: every finding, decided once",
@@ -56,16 +104,28 @@ func (r *Responder) startIntake(ctx context.Context) error {
 		return fmt.Errorf("durable consumer %s on %s: %w", r.cfg.Consumer, event.StreamName, err)
 	}
 	cc, err := cons.Consume(r.onMsg, jetstream.PullMaxMessages(1024), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrConnectionClosed) {
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+			select {
+			case r.lost <- struct{}{}:
+			default:
+			}
+		case errors.Is(err, jetstream.ErrNoHeartbeat), errors.Is(err, nats.ErrConnectionClosed):
 			r.log.Debug().Err(err).Msg("consumer")
-			return
+		default:
+			r.log.Warn().Err(err).Str("consumer", r.cfg.Consumer).Msg("reading findings")
 		}
-		r.log.Warn().Err(err).Str("consumer", r.cfg.Consumer).Msg("reading findings")
 	}))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", r.cfg.Consumer, err)
 	}
-	r.consumer = cc
+	r.mu.Lock()
+	old := r.consumer
+	r.consumer, r.stream = cc, s
+	r.mu.Unlock()
+	if old != nil {
+		old.Stop()
+	}
 	return nil
 }
 

@@ -151,8 +151,9 @@ type Responder struct {
 	conn  connState      // under mu
 	infra *infraIncident // under mu: the open infrastructure incident, if any
 
-	consumer  jetstream.ConsumeContext
-	stream    jetstream.Stream
+	consumer  jetstream.ConsumeContext // under mu once started
+	stream    jetstream.Stream          // under mu once started
+	lost      chan struct{}             // the consumer went away: make it again
 	subs      []*nats.Subscription
 	ctx       context.Context // ends actions still running at Close
 	cancel    context.CancelFunc
@@ -284,8 +285,11 @@ func (r *Responder) Close() {
 }
 
 func (r *Responder) close() {
-	if r.consumer != nil {
-		r.consumer.Stop()
+	r.mu.Lock()
+	cc := r.consumer
+	r.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
 	}
 	for _, s := range r.subs {
 		_ = s.Unsubscribe()

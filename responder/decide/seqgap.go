@@ -98,7 +98,10 @@ func (s *seqTrack) reset() { *s = seqTrack{} }
 // checkGaps looks in the stream for the holes that are older than GapWait
 // and fires the dead man's switch for those it lacks.
 func (r *Responder) checkGaps(now time.Time) {
-	if !r.cfg.GapCheck || r.stream == nil {
+	r.mu.Lock()
+	stream := r.stream
+	r.mu.Unlock()
+	if !r.cfg.GapCheck || stream == nil {
 		return
 	}
 	type job struct {
@@ -118,7 +121,7 @@ func (r *Responder) checkGaps(now time.Time) {
 	}
 	r.mu.Unlock()
 	for _, j := range jobs {
-		found, err := r.inStream(j.host, j.from, j.missing)
+		found, err := r.inStream(stream, j.host, j.from, j.missing)
 		if err != nil {
 			r.log.Warn().Err(err).Str("host", j.host).Msg("gap check: reading the findings stream; retrying")
 			continue
@@ -151,7 +154,7 @@ func (r *Responder) checkGaps(now time.Time) {
 
 // inStream reads the host's findings in the stream from stream sequence
 // from on, and returns which of want it holds, with their stream sequence.
-func (r *Responder) inStream(host string, from uint64, want []uint64) (map[uint64]uint64, error) {
+func (r *Responder) inStream(stream jetstream.Stream, host string, from uint64, want []uint64) (map[uint64]uint64, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
 	need := map[uint64]bool{}
@@ -163,7 +166,7 @@ func (r *Responder) inStream(host string, from uint64, want []uint64) (map[uint6
 	state := transport.StateSubject(host)
 	next := max(from, 1)
 	for i := 0; i < maxGapScan && len(found) < len(need); i++ {
-		m, err := r.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
+		m, err := stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}

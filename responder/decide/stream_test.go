@@ -212,3 +212,35 @@ func TestResponderRestartResumes(t *testing.T) {
 		t.Errorf("%d gap alarms after the restart, want 0", second.Stats().Gaps.Load())
 	}
 }
+
+// TestLostConsumerIsMadeAgain: the durable consumer deleted under a running
+// responder is made again, said so in the trail, and findings keep being
+// decided, each once.
+func TestLostConsumerIsMadeAgain(t *testing.T) {
+	url := natsServer(t)
+	nc := connect(t, url)
+	r := startResponder(t, url, Config{})
+	p := realSensor(t, url, "h1")
+	publishFinding(t, p, event.KindFile, "/etc/motd")
+	eventually(t, "the first finding acked", func() bool { return r.Stats().Acked.Load() == 1 })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(context.Background(), event.StreamName, Consumer); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the consumer made again", func() bool {
+		for _, x := range streamRecords(t, nc) {
+			if x.Stage == StageInfra && x.Host == ResponderHost && contains(x.Reason, "was lost and is made again") {
+				return true
+			}
+		}
+		return false
+	})
+	second := publishFinding(t, p, event.KindFile, "/etc/motd")
+	eventually(t, "the second finding acked", func() bool { return r.Stats().Acked.Load() == 2 })
+	if got := decidedEvents(streamRecords(t, nc)); len(got) != 2 || got[second.ID] != 1 {
+		t.Errorf("decisions per finding %v, want two findings decided once each", got)
+	}
+}
