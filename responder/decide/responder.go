@@ -152,8 +152,8 @@ type Responder struct {
 	infra *infraIncident // under mu: the open infrastructure incident, if any
 
 	consumer  jetstream.ConsumeContext // under mu once started
-	stream    jetstream.Stream          // under mu once started
-	lost      chan struct{}             // the consumer went away: make it again
+	stream    jetstream.Stream         // under mu once started
+	lost      chan struct{}            // the consumer went away: make it again
 	subs      []*nats.Subscription
 	ctx       context.Context // ends actions still running at Close
 	cancel    context.CancelFunc
