@@ -130,7 +130,8 @@ type hostState struct {
 	live        event.Liveness
 	uptime      float64
 	suspect     time.Time // when it first passed its silence limit; zero: not silent
-	silentFired bool
+	silentFired bool      // judged silent alone: the dead man's switch fired
+	inInfra     bool      // judged silent as part of an infrastructure incident
 	seq         seqTrack
 }
 

@@ -23,7 +23,9 @@ import (
 //     one for SilenceWindow: its deadline is MissedBeats*interval + window;
 //   - more than MassHosts suspects at once, or more than MassPercent of the
 //     tracked fleet (at least two), is one infrastructure incident, which
-//     alerts and cordons nobody; when it ends, silence is counted afresh;
+//     alerts and cordons nobody; it ends when its hosts are heard again.
+//     Hosts judged before (alone, or in an incident) do not count towards
+//     another, so a few long-dead hosts never hold every later silence;
 //   - hosts the control plane knows are tracked from the start, so a host
 //     that died while the responder was away is judged too.
 
@@ -231,7 +233,8 @@ func (r *Responder) judgeSilence(now time.Time) {
 	var fire []silentHost
 	var opened, closed *infraIncident
 	var tracked int
-	var silent []string
+	var fresh []string // silent, not yet judged: alone, or as part of an infrastructure incident
+	var waiting []silentHost
 	r.mu.Lock()
 	if !r.conn.up {
 		r.mu.Unlock()
@@ -256,53 +259,66 @@ func (r *Responder) judgeSilence(now time.Time) {
 		}
 		limit := time.Duration(r.cfg.MissedBeats) * iv
 		if now.Sub(ref) <= limit {
-			hs.suspect = time.Time{}
+			hs.suspect, hs.inInfra = time.Time{}, false
 			continue
 		}
 		if hs.suspect.IsZero() {
 			hs.suspect = now
 		}
-		silent = append(silent, h)
+		if hs.silentFired || hs.inInfra {
+			continue // judged already
+		}
+		fresh = append(fresh, h)
 		window := r.cfg.SilenceWindow
 		if window <= 0 {
 			window = iv
 		}
-		if !hs.silentFired && now.Sub(hs.suspect) >= window {
-			fire = append(fire, silentHost{h, now.Sub(hs.lastBeat), limit + window})
+		if now.Sub(hs.suspect) >= window {
+			waiting = append(waiting, silentHost{h, now.Sub(hs.lastBeat), limit + window})
 		}
 	}
-	mass := len(silent) >= 2 && ((r.cfg.MassHosts >= 0 && len(silent) > r.cfg.MassHosts) ||
-		(r.cfg.MassPercent > 0 && float64(len(silent))*100 > r.cfg.MassPercent*float64(tracked)))
-	switch {
-	case mass && r.infra == nil:
-		r.infra = &infraIncident{id: "infra-" + nuid.Next(), opened: now, hosts: silent}
-		opened = r.infra
-		fire = nil
-	case mass:
-		fire = nil
-	case r.infra != nil:
-		closed = r.infra
-		r.infra = nil
-		// Those still silent get their full deadline from now, as after
-		// a reconnect: the incident may have hidden their last beats.
-		r.conn.since = now
-		fire = nil
+	// Hosts judged before (fired alone, or in an incident) do not count:
+	// a few long-dead hosts must not hold every later silence as infrastructure.
+	mass := len(fresh) >= 2 && ((r.cfg.MassHosts >= 0 && len(fresh) > r.cfg.MassHosts) ||
+		(r.cfg.MassPercent > 0 && float64(len(fresh))*100 > r.cfg.MassPercent*float64(tracked)))
+	if mass {
+		if r.infra == nil {
+			r.infra = &infraIncident{id: "infra-" + nuid.Next(), opened: now}
+			opened = r.infra
+		}
+		r.infra.hosts = append(r.infra.hosts, fresh...)
+		for _, h := range fresh {
+			r.hosts[h].inInfra = true
+		}
+	} else {
+		fire = waiting
+		for _, f := range fire {
+			r.hosts[f.host].silentFired = true
+		}
 	}
-	for _, f := range fire {
-		r.hosts[f.host].silentFired = true
+	if r.infra != nil && !mass {
+		still := 0
+		for _, h := range r.infra.hosts {
+			if r.hosts[h].inInfra {
+				still++
+			}
+		}
+		if still == 0 {
+			closed, r.infra = r.infra, nil
+		}
 	}
 	r.mu.Unlock()
 	if opened != nil {
 		r.stats.Infra.Add(1)
-		r.log.Error().Int("silent", len(silent)).Int("fleet", tracked).Msg("many hosts silent at once: infrastructure incident, no host is cordoned for it")
+		r.log.Error().Int("silent", len(fresh)).Int("fleet", tracked).Msg("many hosts silent at once: infrastructure incident, no host is cordoned for it")
 		r.audit(Record{Host: FleetHost, Incident: opened.id, Stage: StageInfra, Action: ActAlert,
 			Reason: fmt.Sprintf("%d of %d hosts silent at once (more than %d hosts or %.0f%%): infrastructure incident, nobody cordoned; silent: %s",
-				len(silent), tracked, r.cfg.MassHosts, r.cfg.MassPercent, short(silent))})
+				len(fresh), tracked, r.cfg.MassHosts, r.cfg.MassPercent, short(fresh))})
 	}
 	if closed != nil {
 		r.log.Info().Str("incident", closed.id).Msg("infrastructure incident over")
 		r.audit(Record{Host: FleetHost, Incident: closed.id, Stage: StageInfra, Action: ActAlert,
-			Reason: fmt.Sprintf("infrastructure incident over after %s: %d hosts still silent get their full deadline from now", now.Sub(closed.opened).Round(time.Millisecond), len(silent))})
+			Reason: fmt.Sprintf("infrastructure incident over after %s: its %d hosts are heard again", now.Sub(closed.opened).Round(time.Millisecond), len(closed.hosts))})
 	}
 	for _, f := range fire {
 		last := "never heard since this responder started"

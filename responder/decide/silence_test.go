@@ -116,6 +116,13 @@ func TestManySilentIsOneIncident(t *testing.T) {
 	if inf := infraRecords(streamRecords(t, nc)); !contains(inf[0].Reason, "3 of 4 hosts silent at once") {
 		t.Errorf("infrastructure record %q", inf[0].Reason)
 	}
+	// The hosts of that incident do not make the next silence one too:
+	// the last host dying alone is cordoned.
+	bs[3].stop()
+	eventually(t, "h3 cordoned", func() bool { return rec.hosts()["h3"] == 1 })
+	if got := rec.hosts(); len(got) != 1 || r.Stats().Infra.Load() != 1 {
+		t.Errorf("cordoned %v with %d infrastructure incidents, want h3 only and 1", got, r.Stats().Infra.Load())
+	}
 }
 
 // TestDeadWhileResponderWasDown: a host the control plane knows that never
