@@ -125,6 +125,22 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// procCPU is the CPU time process pid used so far (utime + stime).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
 func rssMB() float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
@@ -260,12 +276,14 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	// A burst: every host sends burst alert findings at once.
 	dec0 := r.Stats().Decisions.Load()
 	cpu0, t0 = cpuTime(), time.Now()
+	fleetCPU0 := procCPU(cmd.Process.Pid)
 	c.do(b, "burst %d", burst)
 	published := time.Since(t0) // the fleet's sensors have every finding acknowledged by the stream
 	want := dec0 + uint64(n*burst)
 	wait(b, "the burst decided", 5*time.Minute, func() bool { return r.Stats().Decisions.Load() >= want })
 	burstWall := time.Since(t0)
 	burstCPU := float64(cpuTime()-cpu0) / float64(burstWall) * 100
+	fleetCPU := float64(procCPU(cmd.Process.Pid)-fleetCPU0) / float64(burstWall) * 100
 	burstRSS := rssMB()
 	var lat []time.Duration
 	wait(b, "the burst's decision records", time.Minute, func() bool {
@@ -319,6 +337,7 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	b.ReportMetric(published.Seconds(), "burst-published-s")
 	b.ReportMetric(burstWall.Seconds(), "burst-decided-s")
 	b.ReportMetric(burstCPU, "burst-cpu-%")
+	b.ReportMetric(fleetCPU, "burst-server+fleet-cpu-%")
 	b.ReportMetric(burstRSS, "burst-rss-MB")
 	b.ReportMetric(float64(pct(tlat, 0.5).Microseconds())/1000, "decision-p50-ms")
 	b.ReportMetric(float64(pct(tlat, 0.99).Microseconds())/1000, "decision-p99-ms")
