@@ -302,11 +302,17 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	c.do(b, "kill %s", dead)
 	killed := time.Now()
 	var dmAt []time.Time
+	var dm []decide.Record
 	wait(b, "the dead host flagged", time.Minute, func() bool {
-		_, dmAt = recs.find(func(x decide.Record) bool { return x.Stage == decide.StageDeadMan && x.Host == dead })
+		dm, dmAt = recs.find(func(x decide.Record) bool { return x.Stage == decide.StageDeadMan && x.Host == dead })
 		return len(dmAt) > 0
 	})
 	flagged := dmAt[0].Sub(killed)
+	// The silence the responder saw when it fired: from the host's last heartbeat.
+	var silence time.Duration
+	if _, rest, ok := strings.Cut(dm[0].Reason, "no heartbeat for "); ok {
+		silence, _ = time.ParseDuration(strings.Fields(rest)[0])
+	}
 	wait(b, "the dead host cordoned", time.Minute, func() bool { return cord.get()[dead] == 1 })
 
 	// A drift on drift hosts at once: the limiter lets maxHosts-1 more
@@ -344,6 +350,7 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	b.ReportMetric(float64(pct(lat, 0.5).Microseconds())/1000, "burst-decision-p50-ms")
 	b.ReportMetric(float64(pct(lat, 0.99).Microseconds())/1000, "burst-decision-p99-ms")
 	b.ReportMetric(flagged.Seconds(), "dead-flagged-s")
+	b.ReportMetric(silence.Seconds(), "dead-silence-at-flag-s")
 	b.ReportMetric(float64(driftWall.Milliseconds()), "drift100-held-ms")
 }
 
