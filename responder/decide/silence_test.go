@@ -43,7 +43,9 @@ func infraRecords(recs []Record) []Record {
 func TestServerOutageCordonsNobody(t *testing.T) {
 	ts := startTestServer(t)
 	rec := newRecorder()
-	iv := 50 * time.Millisecond
+	// Intervals long enough that a loaded test machine does not stall a
+	// beat past a deadline (4 intervals).
+	iv := 200 * time.Millisecond
 	r := startResponderOn(t, fastConnect(t, ts.url), Config{Cordoners: []actuator.Cordoner{rec}, HeartbeatInterval: time.Second})
 	var bs []*beater
 	for i := 0; i < 3; i++ {
@@ -86,8 +88,8 @@ func TestServerOutageCordonsNobody(t *testing.T) {
 		}
 		return len(dm) == 1
 	})
-	if want := "deadline 200ms from its interval"; !contains(dm[0].Reason, want) {
-		t.Errorf("dead man reason %q, want %q (3 x 50ms + one 50ms window)", dm[0].Reason, want)
+	if want := "deadline 800ms from its interval"; !contains(dm[0].Reason, want) {
+		t.Errorf("dead man reason %q, want %q (3 x 200ms + one 200ms window)", dm[0].Reason, want)
 	}
 }
 
@@ -101,7 +103,7 @@ func TestManySilentIsOneIncident(t *testing.T) {
 	r := startResponder(t, url, Config{Cordoners: []actuator.Cordoner{rec}, MassHosts: 2, MassPercent: -1})
 	var bs []*beater
 	for i := 0; i < 4; i++ {
-		bs = append(bs, startBeater(t, url, fmt.Sprintf("h%d", i), 50*time.Millisecond))
+		bs = append(bs, startBeater(t, url, fmt.Sprintf("h%d", i), 100*time.Millisecond))
 	}
 	waitBeats(t, 3, bs...)
 	for _, b := range bs[:3] { // three of four: more than MassHosts=2
@@ -135,9 +137,9 @@ func TestDeadWhileResponderWasDown(t *testing.T) {
 	setState(t, ctl, "dead-1", event.StateSealed, "test")
 	setState(t, ctl, "live-1", event.StateSealed, "test")
 	setState(t, ctl, "gone-1", event.StateDestroyed, "test") // replaced: not watched
-	live := startBeater(t, url, "live-1", 50*time.Millisecond)
+	live := startBeater(t, url, "live-1", 100*time.Millisecond)
 	rec := newRecorder()
-	r := startResponder(t, url, Config{Cordoners: []actuator.Cordoner{rec}, HeartbeatInterval: 50 * time.Millisecond})
+	r := startResponder(t, url, Config{Cordoners: []actuator.Cordoner{rec}, HeartbeatInterval: 100 * time.Millisecond})
 	eventually(t, "dead-1 cordoned", func() bool { return rec.hosts()["dead-1"] == 1 })
 	waitBeats(t, 10, live)
 	if got := rec.hosts(); len(got) != 1 {
