@@ -4,7 +4,22 @@ GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 PKGS := ./...
 BIN := bin
 
-.PHONY: help setup build generate vmlinux check-generated vet test vmtest vmbench check fuzz bench demo clean
+# Release builds (make dist): static, stripped, reproducible. The same commit and VERSION give the same
+# bytes: no cgo, no paths, no build id, no VCS stamp but the commit given here, files dated to the commit.
+VERSION ?= $(shell cat VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+DIST ?= dist
+VPKG := github.com/driftsensor/driftsensor/internal/version
+DIST_FLAGS := -trimpath -buildvcs=false -ldflags '-s -w -buildid= -X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT)'
+# The sensor's eBPF objects are built for x86-64 (its syscall numbers and registers): arm64 gets the fleet
+# tools only (README, "Install on a fleet").
+SENSOR_ARCHES := amd64
+FLEET_ARCHES := amd64 arm64
+IMAGE ?= driftsensor-fleet:$(VERSION)
+
+.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz bench demo clean dist dist-bin packages image pkgtest
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,5 +63,38 @@ bench: build ## run the benchmarks and print the tables for BENCHMARKS.md
 demo: build ## two test hosts on a bridge of their own: drift in one is detected, published over NATS and cordoned by the responder
 	tests/demo/run.sh
 
+dist: dist-bin packages ## release: static binaries, .deb packages, SHA256SUMS in dist/, and the image when docker runs
+	@cd $(DIST) && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS
+	@if why=$$(scripts/docker-status.sh); then $(MAKE) --no-print-directory image; else echo "dist: no container image: $$why"; fi
+
+dist-bin: ## static, stripped, reproducible binaries in dist/linux_<arch>/ (sensor amd64; fleet tools amd64 and arm64)
+	@for a in $(SENSOR_ARCHES); do \
+		echo "dist: linux/$$a driftsensor $(VERSION) $(COMMIT)"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(DIST_FLAGS) -o $(DIST)/linux_$$a/ ./cmd/driftsensor || exit 1; \
+	done
+	@for a in $(FLEET_ARCHES); do \
+		echo "dist: linux/$$a driftresponder driftctl $(VERSION) $(COMMIT)"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(DIST_FLAGS) -o $(DIST)/linux_$$a/ ./cmd/driftresponder ./cmd/driftctl || exit 1; \
+	done
+	@find $(DIST)/linux_* -type f -exec touch -d @$(SOURCE_DATE_EPOCH) {} +
+
+packages: dist-bin ## .deb packages in dist/ (nfpm): driftsensor (amd64), driftsensor-fleet (amd64, arm64)
+	@for a in $(SENSOR_ARCHES); do \
+		ARCH=$$a VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config deploy/nfpm/driftsensor.yaml --packager deb --target $(DIST)/ || exit 1; \
+	done
+	@for a in $(FLEET_ARCHES); do \
+		ARCH=$$a VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config deploy/nfpm/driftsensor-fleet.yaml --packager deb --target $(DIST)/ || exit 1; \
+	done
+
+image: dist-bin ## container image of driftresponder and driftctl (FROM scratch, non-root), with the docker here
+	@why=$$(scripts/docker-status.sh) || { echo "image: $$why" >&2; exit 1; }
+	docker build --build-arg TARGETARCH=amd64 --build-arg DIST=$(DIST) -f deploy/docker/Dockerfile -t $(IMAGE) .
+
+pkgtest: ## install the packages on this machine, run the installed sensor on a test scope, purge (root; as in make test)
+	$(GO) test -count=1 -v -run . ./tests/pkg/
+
+check-tidy: ## fail when go.mod or go.sum are not tidy
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result" >&2; exit 1; }
+
 clean: ## remove build output
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

@@ -24,6 +24,7 @@ import (
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/findings"
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/fleet"
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/incidents"
+	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
@@ -131,6 +132,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("driftctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.g.register(fs)
+	showVersion := version.Flag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -140,6 +142,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.String("driftctl"))
+		return exitOK
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

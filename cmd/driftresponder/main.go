@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/responder/inns"
@@ -81,8 +82,13 @@ func run(ctx context.Context, args []string) error {
 	)
 	var extra rules
 	fs.Var(&extra, "rule", "policy rule appended after the file's, e.g. 'kind=file,path=/etc,action=cordon' (repeatable)")
+	showVersion := version.Flag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println(version.String("driftresponder"))
+		return nil
 	}
 
 	log := zerolog.New(os.Stderr).With().Timestamp().Logger()

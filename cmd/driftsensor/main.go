@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/responder/gate"
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/agent"
@@ -73,6 +74,7 @@ func run(args []string) error {
 		format     event.Format
 	)
 	fs.BoolVar(seal, "seal-on-start", false, "same as --seal")
+	showVersion := version.Flag(fs)
 	fs.Var(&format, "format", "stdout format: json (driftsensor.event/v1) or ocsf (OCSF 1.3 classes, for SIEMs)")
 	fs.Var(&mgmt, "mgmt-allow", "management peer that passes a cordon: CIDR[:port[,port]] (e.g. 192.0.2.250:4222, 10.0.0.0/8:22); repeatable")
 	fs.Var(&scopes, "scope-cgroup", "watch only this cgroup v2 subtree (path inside the hierarchy, e.g. /drift/host1); repeatable; default: the policy's scope, else the whole host")
@@ -81,6 +83,10 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Println(version.String("driftsensor"))
+		return nil
 	}
 	lvl, err := zerolog.ParseLevel(*logLevel)
 	if err != nil {

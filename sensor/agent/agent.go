@@ -17,15 +17,13 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
-
-// Version is reported in heartbeats.
-var Version = "dev"
 
 // Config wires a daemon.
 type Config struct {
@@ -261,7 +259,8 @@ func (d *Daemon) heartbeat() event.Heartbeat {
 		Backend:    d.cfg.Backend.Name(),
 		BackendWhy: d.cfg.BackendWhy,
 		PolicyHash: d.cfg.Policy.Hash,
-		Version:    Version,
+		Version:    version.Version,
+		Commit:     version.Commit,
 		UptimeSec:  time.Since(d.start).Seconds(),
 		State:      st,
 		Counters: event.Counters{

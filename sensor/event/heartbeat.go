@@ -16,6 +16,7 @@ type Heartbeat struct {
 	BackendWhy string    `json:"backend_why,omitempty"` // why the other backend was not chosen
 	PolicyHash string    `json:"policy_hash"`
 	Version    string    `json:"version"`
+	Commit     string    `json:"commit,omitempty"` // source commit of the sensor build
 	UptimeSec  float64   `json:"uptime_sec"`
 	State      State     `json:"state"`
 	Transport  string    `json:"transport"` // how findings leave the host: jetstream, core, offline or unauthorized

@@ -166,13 +166,13 @@ func readStates(ctx context.Context, js jetstream.JetStream) (map[string]kvState
 // WriteTable prints the fleet as an aligned table, one host a line.
 func (s *Status) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tBACKEND\tHEARTBEAT\tFINDINGS\tLOST\tTRANSPORT")
+	fmt.Fprintln(tw, "HOST\tSTATE\tBACKEND\tHEARTBEAT\tFINDINGS\tLOST\tTRANSPORT\tVERSION")
 	for _, h := range s.Hosts {
 		state := string(h.State)
 		if state == "" {
 			state = "-"
 		}
-		backend, age, findings, lost, transport := "-", "none in "+strconv.FormatFloat(s.WaitSec, 'f', -1, 64)+"s", "-", "-", "-"
+		backend, age, findings, lost, transport, version := "-", "none in "+strconv.FormatFloat(s.WaitSec, 'f', -1, 64)+"s", "-", "-", "-", "-"
 		if hb := h.Heartbeat; hb != nil {
 			backend = hb.Backend
 			if h.HeartbeatAgeSec != nil {
@@ -182,11 +182,12 @@ func (s *Status) WriteTable(w io.Writer) error {
 			// Both are findings that never reached the stream.
 			lost = strconv.FormatUint(hb.Counters.LostRecords+hb.Counters.SpoolLost, 10)
 			transport = hb.Transport
+			version = buildOf(hb)
 			if hb.State != h.State && hb.State != "" {
 				state += " (sensor: " + string(hb.State) + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, state, backend, age, findings, lost, transport)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, state, backend, age, findings, lost, transport, version)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -212,4 +213,23 @@ func (s *Status) WriteTable(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// buildOf names the sensor's build: its version and the short commit.
+func buildOf(hb *event.Heartbeat) string {
+	v := hb.Version
+	if v == "" {
+		v = "-"
+	}
+	if hb.Commit != "" {
+		c, dirty := strings.CutSuffix(hb.Commit, "-dirty")
+		if len(c) > 12 {
+			c = c[:12]
+		}
+		if dirty {
+			c += "-dirty"
+		}
+		v += " (" + c + ")"
+	}
+	return v
 }
