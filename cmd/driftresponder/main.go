@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/internal/metrics"
 	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string) error {
 		maxPercent = fs.Float64("max-percent", 0, "blast-radius limit: share of the known fleet per window (0: none)")
 		window     = fs.Duration("window", 10*time.Minute, "blast-radius window")
 		readyFile  = fs.String("ready-file", "", "write this file once subscribed")
+		metricsOn  = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); empty: off")
 		verbose    = fs.Bool("v", false, "debug logging")
 	)
 	var extra rules
@@ -187,6 +189,15 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.Close()
+	if *metricsOn != "" {
+		reg := metrics.NewRegistry("driftresponder")
+		reg.MustRegister(r.Collectors()...)
+		addr, err := metrics.Serve(ctx, "-metrics-addr", *metricsOn, reg)
+		if err != nil {
+			return err
+		}
+		log.Info().Str("addr", addr.String()).Msg("metrics on /metrics")
+	}
 	if *readyFile != "" {
 		if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
 			return err

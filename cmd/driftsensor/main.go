@@ -137,6 +137,7 @@ func run(args []string) error {
 	}
 
 	var cordon func(bool) error
+	var cordonState func() (bool, error)
 	bopts := backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes)}
 	if *gateOn {
 		var allow []gate.Rule
@@ -152,7 +153,7 @@ func run(args []string) error {
 			return err
 		}
 		defer g.Close()
-		cordon = g.SetCordon
+		cordon, cordonState = g.SetCordon, g.Cordoned
 		bopts.CordonFlag = g.Flag()
 		log.Info().Strs("interfaces", g.Interfaces()).Str("mode", string(g.Mode())).Str("pin", g.PinPath()).Strs("allow", mgmt).Msg("cordon gate attached")
 	} else if pol.ReflexCordon {
@@ -180,7 +181,7 @@ func run(args []string) error {
 		out = os.Stdout
 	}
 	d := agent.New(agent.Config{
-		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Format: format, Cordon: cordon,
+		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Format: format, Cordon: cordon, CordonState: cordonState,
 		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
 		Ready: func() {
 			if *readyFile != "" {

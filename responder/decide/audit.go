@@ -100,6 +100,7 @@ func (r *Responder) encode(rec *Record) ([]byte, error) {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now()
 	}
+	r.met.observe(rec)
 	data, err := json.Marshal(rec)
 	if err != nil {
 		r.stats.AuditErrors.Add(1)

@@ -164,6 +164,7 @@ type Responder struct {
 	stopW     chan struct{}
 	closeOnce sync.Once
 	stats     Stats
+	met       metrics
 }
 
 // New prepares a replica on nc; Start makes it listen.

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/internal/metrics"
 	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
@@ -39,7 +38,9 @@ type Config struct {
 	Metrics    string               // listen address for Prometheus metrics; "" = off
 	// Cordon sets or clears the host's cordon gate; nil when no gate is attached.
 	Cordon func(on bool) error
-	Log    zerolog.Logger
+	// CordonState reads the gate's flag (the reflex may set it in the kernel); nil when no gate is attached.
+	CordonState func() (bool, error)
+	Log         zerolog.Logger
 	// OnState, when set, is told each state the daemon applied to the kernel.
 	OnState func(event.State)
 	// Ready, when set, is called once everything is attached and the initial state applied.
@@ -272,25 +273,40 @@ func (d *Daemon) heartbeat() event.Heartbeat {
 }
 
 func (d *Daemon) serveMetrics(ctx context.Context) error {
-	l, err := net.Listen("tcp", d.cfg.Metrics)
+	reg := metrics.NewRegistry("driftsensor")
+	reg.MustRegister(transport.NewCollector(d.metrics))
+	addr, err := metrics.Serve(ctx, "--metrics-addr", d.cfg.Metrics, reg)
 	if err != nil {
-		return fmt.Errorf("--metrics-addr %s: %w", d.cfg.Metrics, err)
+		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", transport.MetricsHandler(func() transport.Metrics {
-		var m transport.Metrics
-		if d.cfg.Publisher != nil {
-			m = d.cfg.Publisher.Metrics()
-		}
-		_, lost := d.sensor.Counters()
-		m.Findings = d.sensor.ByKind()
-		m.LostRecords = lost
-		m.RingFill = d.cfg.Backend.RingFill()
-		return m
-	}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	go func() { <-ctx.Done(); srv.Close() }()
-	d.cfg.Log.Info().Str("addr", l.Addr().String()).Msg("metrics on /metrics")
+	d.cfg.Log.Info().Str("addr", addr.String()).Msg("metrics on /metrics")
 	return nil
+}
+
+// metrics is the snapshot a scrape reads.
+func (d *Daemon) metrics() transport.Metrics {
+	var m transport.Metrics
+	m.Transport = transport.TransportOffline
+	if p := d.cfg.Publisher; p != nil {
+		m = p.Metrics()
+		m.Transport = p.Transport()
+	}
+	_, lost := d.sensor.Counters()
+	m.Findings = d.sensor.ByKind()
+	m.LostRecords = lost
+	m.RingFill = d.cfg.Backend.RingFill()
+	m.State, _ = d.state.Load().(event.State)
+	m.Backend = d.cfg.Backend.Name()
+	m.Gate = transport.GateNone
+	if d.cfg.CordonState != nil {
+		switch closed, err := d.cfg.CordonState(); {
+		case err != nil:
+			m.Gate = transport.GateUnknown
+		case closed:
+			m.Gate = transport.GateClosed
+		default:
+			m.Gate = transport.GateOpen
+		}
+	}
+	return m
 }

@@ -1,14 +1,11 @@
 package transport
 
 import (
-	"bufio"
-	"math"
-	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
@@ -59,8 +56,9 @@ func (l *latency) snapshot() Histogram {
 	return h
 }
 
-// Metrics is what the sensor exposes to Prometheus. The Publisher fills the
-// transport's part (Publisher.Metrics); the sensor adds the kernel side.
+// Metrics is what the sensor exposes to Prometheus, read at each scrape. The
+// Publisher fills the transport's part (Publisher.Metrics); the daemon adds
+// the kernel side and the host's state.
 type Metrics struct {
 	Findings       map[event.Kind]uint64 // findings accepted for publishing, by kind
 	LostRecords    uint64                // records the kernel could not queue
@@ -72,83 +70,137 @@ type Metrics struct {
 	PublishErrors  uint64
 	Rejected       uint64 // ctl messages rejected
 	PublishLatency Histogram
+	Transport      string      // TransportJetStream, TransportCore or TransportOffline
+	State          event.State // the host state applied to the kernel
+	Backend        string      // "tracepoint" or "lsm"
+	Gate           string      // GateOpen, GateClosed, GateNone or GateUnknown
 }
 
-// MetricsHandler serves fn's metrics in the Prometheus text format (0.0.4).
-func MetricsHandler(fn func() Metrics) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m := fn()
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		bw := bufio.NewWriter(w)
-		writeMetrics(bw, m)
-		bw.Flush()
-	})
+// Cordon gate states, as the driftsensor_gate metric reports them.
+const (
+	GateOpen    = "open"    // attached, passing traffic
+	GateClosed  = "closed"  // attached, dropping all but the management allowlist
+	GateNone    = "none"    // not attached (no --gate)
+	GateUnknown = "unknown" // its flag could not be read
+)
+
+// The label values of the state metrics: each is 1 for the current value and
+// 0 for the others, so a dashboard or alert can select one.
+var (
+	transportStates = []string{TransportJetStream, TransportCore, TransportOffline}
+	hostStates      = []string{string(event.StateMutable), string(event.StateSealed), string(event.StateCordoned), string(event.StateDestroyed)}
+	backends        = []string{"tracepoint", "lsm"}
+	gateStates      = []string{GateOpen, GateClosed, GateNone, GateUnknown}
+	findingKinds    = []event.Kind{event.KindFile, event.KindExec, event.KindNet, event.KindSensor}
+)
+
+// sensorMetrics are the sensor's metrics besides build_info, go_* and
+// process_*: one line each.
+var sensorMetrics = []metricDef{
+	perKind("driftsensor_findings_total", "Findings accepted for publishing, by kind."),
+	counter("driftsensor_lost_records_total", "Records the kernel could not queue to the ring buffer.", func(m *Metrics) uint64 { return m.LostRecords }),
+	gauge("driftsensor_ring_fill_ratio", "Ring buffer fill at the last sample, 0 to 1.", func(m *Metrics) float64 { return m.RingFill }),
+	gauge("driftsensor_spool_depth", "Findings waiting in the on-disk spool for the server.", func(m *Metrics) float64 { return float64(m.SpoolDepth) }),
+	counter("driftsensor_spool_lost_total", "Findings refused because the spool was full.", func(m *Metrics) uint64 { return m.SpoolLost }),
+	counter("driftsensor_published_total", "Findings the server accepted.", func(m *Metrics) uint64 { return m.Published }),
+	counter("driftsensor_spooled_total", "Findings written to the spool.", func(m *Metrics) uint64 { return m.Spooled }),
+	counter("driftsensor_publish_errors_total", "Failed publish attempts (the finding went to the spool).", func(m *Metrics) uint64 { return m.PublishErrors }),
+	counter("driftsensor_ctl_rejected_total", "Malformed, unknown or refused control messages.", func(m *Metrics) uint64 { return m.Rejected }),
+	oneOf("driftsensor_transport", "How findings leave the host: 1 for the current state.", "state", transportStates, func(m *Metrics) string { return m.Transport }),
+	oneOf("driftsensor_host_state", "The host state applied to the kernel: 1 for the current one.", "state", hostStates, func(m *Metrics) string { return string(m.State) }),
+	oneOf("driftsensor_backend", "The kernel backend that runs: 1 for it.", "backend", backends, func(m *Metrics) string { return m.Backend }),
+	oneOf("driftsensor_gate", "The cordon gate: 1 for its current state (none: not attached).", "state", gateStates, func(m *Metrics) string { return m.Gate }),
+	publishLatency("driftsensor_publish_latency_seconds", "Time from publish to server acknowledgement."),
 }
 
-func writeMetrics(w *bufio.Writer, m Metrics) {
-	head := func(name, typ, help string) {
-		w.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " " + typ + "\n")
-	}
-	sample := func(name, labels string, v float64) {
-		w.WriteString(name)
-		if labels != "" {
-			w.WriteString("{" + labels + "}")
+// metricDef is one metric: its description and how to read it from a snapshot.
+type metricDef struct {
+	desc    *prometheus.Desc
+	collect func(d *prometheus.Desc, m *Metrics, ch chan<- prometheus.Metric)
+}
+
+func counter(name, help string, v func(*Metrics) uint64) metricDef {
+	return metricDef{prometheus.NewDesc(name, help, nil, nil), func(d *prometheus.Desc, m *Metrics, ch chan<- prometheus.Metric) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v(m)))
+	}}
+}
+
+func gauge(name, help string, v func(*Metrics) float64) metricDef {
+	return metricDef{prometheus.NewDesc(name, help, nil, nil), func(d *prometheus.Desc, m *Metrics, ch chan<- prometheus.Metric) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v(m))
+	}}
+}
+
+// oneOf is a gauge with one series per value: 1 for the current one, 0 for
+// the others (a current value outside values gets a series of its own).
+func oneOf(name, help, label string, values []string, cur func(*Metrics) string) metricDef {
+	return metricDef{prometheus.NewDesc(name, help, []string{label}, nil), func(d *prometheus.Desc, m *Metrics, ch chan<- prometheus.Metric) {
+		c := cur(m)
+		for _, v := range values {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, b2f(v == c), v)
 		}
-		w.WriteString(" " + formatFloat(v) + "\n")
-	}
-	one := func(name, typ, help string, v float64) {
-		head(name, typ, help)
-		sample(name, "", v)
-	}
-
-	head("driftsensor_findings_total", "counter", "Findings accepted for publishing, by kind.")
-	kinds := []event.Kind{event.KindFile, event.KindExec, event.KindNet, event.KindSensor}
-	for k := range m.Findings {
-		if !slices.Contains(kinds, k) {
-			kinds = append(kinds, k)
+		if c != "" && !slices.Contains(values, c) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 1, c)
 		}
-	}
-	slices.Sort(kinds[4:])
-	for _, k := range kinds {
-		sample("driftsensor_findings_total", `kind="`+escapeLabel(string(k))+`"`, float64(m.Findings[k]))
-	}
-	one("driftsensor_lost_records_total", "counter", "Records the kernel could not queue to the ring buffer.", float64(m.LostRecords))
-	one("driftsensor_ring_fill_ratio", "gauge", "Ring buffer fill at the last sample, 0 to 1.", m.RingFill)
-	one("driftsensor_spool_depth", "gauge", "Findings waiting in the on-disk spool for the server.", float64(m.SpoolDepth))
-	one("driftsensor_spool_lost_total", "counter", "Findings refused because the spool was full.", float64(m.SpoolLost))
-	one("driftsensor_published_total", "counter", "Findings the server accepted.", float64(m.Published))
-	one("driftsensor_spooled_total", "counter", "Findings written to the spool.", float64(m.Spooled))
-	one("driftsensor_publish_errors_total", "counter", "Failed publish attempts (the finding went to the spool).", float64(m.PublishErrors))
-	one("driftsensor_ctl_rejected_total", "counter", "Malformed, unknown or refused control messages.", float64(m.Rejected))
-
-	const lat = "driftsensor_publish_latency_seconds"
-	head(lat, "histogram", "Time from publish to server acknowledgement.")
-	h := m.PublishLatency
-	var cum uint64
-	for i, b := range h.Bounds {
-		if i < len(h.Counts) {
-			cum += h.Counts[i]
-		}
-		sample(lat+"_bucket", `le="`+formatFloat(b)+`"`, float64(cum))
-	}
-	total := h.Count()
-	sample(lat+"_bucket", `le="+Inf"`, float64(total))
-	sample(lat+"_sum", "", h.Sum)
-	sample(lat+"_count", "", float64(total))
+	}}
 }
 
-func formatFloat(v float64) string {
-	switch {
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case math.IsNaN(v):
-		return "NaN"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
+// perKind counts findings by kind, the usual kinds always present.
+func perKind(name, help string) metricDef {
+	return metricDef{prometheus.NewDesc(name, help, []string{"kind"}, nil), func(d *prometheus.Desc, m *Metrics, ch chan<- prometheus.Metric) {
+		for _, k := range findingKinds {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(m.Findings[k]), string(k))
+		}
+		for k, n := range m.Findings {
+			if !slices.Contains(findingKinds, k) {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n), string(k))
+			}
+		}
+	}}
 }
 
-var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+func publishLatency(name, help string) metricDef {
+	return metricDef{prometheus.NewDesc(name, help, nil, nil), func(d *prometheus.Desc, m *Metrics, ch chan<- prometheus.Metric) {
+		h := m.PublishLatency
+		buckets := make(map[float64]uint64, len(h.Bounds))
+		var cum uint64
+		for i, b := range h.Bounds {
+			if i < len(h.Counts) {
+				cum += h.Counts[i]
+			}
+			buckets[b] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(d, h.Count(), h.Sum, buckets)
+	}}
+}
 
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// collector reads a snapshot at each scrape and reports sensorMetrics from it.
+type collector struct{ snapshot func() Metrics }
+
+// NewCollector exposes the sensor's metrics, read from snapshot at each scrape.
+func NewCollector(snapshot func() Metrics) prometheus.Collector { return collector{snapshot} }
+
+// Describe implements prometheus.Collector.
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, md := range sensorMetrics {
+		ch <- md.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.snapshot()
+	if m.PublishLatency.Bounds == nil {
+		m.PublishLatency = (&latency{}).snapshot()
+	}
+	for _, md := range sensorMetrics {
+		md.collect(md.desc, &m, ch)
+	}
+}

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
@@ -23,9 +27,19 @@ func TestMetricsExposition(t *testing.T) {
 		SpoolDepth:     4,
 		SpoolLost:      1,
 		PublishLatency: l.snapshot(),
+		Transport:      TransportJetStream,
+		State:          event.StateCordoned,
+		Backend:        "tracepoint",
+		Gate:           GateClosed,
 	}
+	c := NewCollector(func() Metrics { return m })
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
 	rec := httptest.NewRecorder()
-	MetricsHandler(func() Metrics { return m }).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Fatalf("Content-Type %q", ct)
 	}
@@ -65,6 +79,14 @@ func TestMetricsExposition(t *testing.T) {
 		`driftsensor_publish_latency_seconds_bucket{le="0.1"}`:    4,
 		`driftsensor_publish_latency_seconds_bucket{le="+Inf"}`:   5,
 		`driftsensor_publish_latency_seconds_count`:               5,
+		`driftsensor_transport{state="jetstream"}`:                1,
+		`driftsensor_transport{state="offline"}`:                  0,
+		`driftsensor_host_state{state="cordoned"}`:                1,
+		`driftsensor_host_state{state="sealed"}`:                  0,
+		`driftsensor_backend{backend="tracepoint"}`:               1,
+		`driftsensor_backend{backend="lsm"}`:                      0,
+		`driftsensor_gate{state="closed"}`:                        1,
+		`driftsensor_gate{state="open"}`:                          0,
 	}
 	for k, v := range want {
 		if got, ok := values[k]; !ok || got != v {

@@ -1,0 +1,101 @@
+package decide
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/driftsensor/driftsensor/responder/actuator"
+	"github.com/driftsensor/driftsensor/sensor/event"
+)
+
+// TestMetricsCountTheAuditTrail: one drift cordoned by two actuators is one
+// decision, one ok action per actuator and their stage latencies in the
+// metrics, exactly as the audit trail records them.
+func TestMetricsCountTheAuditTrail(t *testing.T) {
+	url := natsServer(t)
+	nc := connect(t, url)
+	agent := newCtlAgent(t, nc, nil)
+	audit := watchAudit(t, nc)
+	rec := newRecorder()
+	r := startResponder(t, url, Config{Policy: cordonEtc(t), CtlCordon: true, Cordoners: []actuator.Cordoner{rec}})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(r.Collectors()...)
+
+	s := newSensor(t, nc, "db-1")
+	s.finding(event.KindFile, "/etc/shadow")
+	eventually(t, "a cordon on db-1's ctl subject", func() bool { return agent.count("db-1") == 1 })
+	eventually(t, "two action records", func() bool { return len(audit.find(stage("db-1", StageAction))) == 2 })
+
+	if got := testutil.ToFloat64(r.met.decisions.WithLabelValues("cordon", "ok")); got != 1 {
+		t.Errorf("decisions{cordon,ok} = %v, want 1", got)
+	}
+	acts := audit.find(stage("db-1", StageAction))
+	for _, a := range acts {
+		if got := testutil.ToFloat64(r.met.actions.WithLabelValues("cordon", a.Actuator, "ok")); got != 1 {
+			t.Errorf("actions{cordon,%s,ok} = %v, want 1", a.Actuator, got)
+		}
+	}
+	if n := testutil.CollectAndCount(r.met.actions); n != len(acts) {
+		t.Errorf("%d action series, want %d (one per actuator)", n, len(acts))
+	}
+	for st, want := range map[string]uint64{"transit": 1, "decide": 1, "act": uint64(len(acts)), "sensed_to_acted": uint64(len(acts))} {
+		if got := histCount(t, reg, "driftresponder_stage_latency_seconds", st); got != want {
+			t.Errorf("stage %s latency: %d observations, want %d", st, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(r.met.records.WithLabelValues(StageDecision)); got != 1 {
+		t.Errorf("audit_records{decision} = %v, want 1", got)
+	}
+	for name, want := range map[string]float64{"driftresponder_findings_total": 1, "driftresponder_nats_connected": 1, "driftresponder_hosts": 1, "driftresponder_held_actions": 0} {
+		if got := gathered(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+// histCount is the observation count of one stage's series.
+func histCount(t *testing.T, reg *prometheus.Registry, name, stage string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" && l.GetValue() == stage {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// gathered is the value of an unlabelled counter or gauge.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
