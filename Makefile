@@ -19,12 +19,12 @@ SENSOR_ARCHES := amd64
 FLEET_ARCHES := amd64 arm64
 IMAGE ?= driftsensor-fleet:$(VERSION)
 
-.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz bench demo clean dist dist-bin packages image pkgtest
+.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz bench demo clean dist dist-bin packages image pkgtest promcheck
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh Debian machine lacks (as root): clang, bpftool, iproute2, qemu, Go if missing
+setup: ## install what a fresh Debian machine lacks (as root): clang, bpftool, iproute2, qemu, promtool, Go if missing
 	scripts/setup.sh
 
 build: ## build driftsensor, driftctl and driftresponder into bin/
@@ -45,7 +45,7 @@ vet: ## go vet
 test: vet ## run every test; privileged packages one at a time (as root; DRIFT_REQUIRE_BPF=1 turns skips into failures)
 	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
 
-check: check-generated test vmtest ## what CI runs: generated objects fresh, every test, the lsm tests in the VM
+check: check-generated check-tidy test vmtest ## what CI runs: generated objects fresh, go.mod tidy, every test (the package install test and promtool checks among them), the lsm tests in the VM
 
 vmtest: ## run the lsm backend's privileged tests in a qemu VM with BPF-LSM on (Debian cloud kernel, tcg)
 	tests/vmtest/run.sh
@@ -90,8 +90,11 @@ image: dist-bin ## container image of driftresponder and driftctl (FROM scratch,
 	@why=$$(scripts/docker-status.sh) || { echo "image: $$why" >&2; exit 1; }
 	docker build --build-arg TARGETARCH=amd64 --build-arg DIST=$(DIST) -f deploy/docker/Dockerfile -t $(IMAGE) .
 
-pkgtest: ## install the packages on this machine, run the installed sensor on a test scope, purge (root; as in make test)
-	$(GO) test -count=1 -v -run . ./tests/pkg/
+pkgtest: ## install the packages on this machine, run the installed sensor on a test scope, purge (root; part of make test)
+	$(GO) test -count=1 -v ./tests/pkg/
+
+promcheck: ## promtool on the alert rules and on real scrapes; every metric the rules and the dashboard use exists (part of make test)
+	$(GO) test -count=1 -v ./deploy/
 
 check-tidy: ## fail when go.mod or go.sum are not tidy
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result" >&2; exit 1; }
