@@ -27,8 +27,8 @@ help: ## list the targets
 setup: ## install what a fresh Debian machine lacks (as root): clang, bpftool, iproute2, qemu, promtool, Go if missing
 	scripts/setup.sh
 
-build: ## build driftsensor, driftctl and driftresponder into bin/
-	$(GO) build -o $(BIN)/ ./cmd/...
+build: ## build driftsensor, driftctl and driftresponder into bin/ (version and commit stamped; make dist for release builds)
+	$(GO) build -ldflags '-X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT)' -o $(BIN)/ ./cmd/...
 
 generate: ## rebuild the committed eBPF objects from bpf/*.c (needs clang)
 	$(GO) generate ./sensor/... ./responder/... ./tests/...

@@ -43,11 +43,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "driftresponder:", err)
 		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "driftresponder:", err)
+		if errors.As(err, new(badInput)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// badInput marks an error in the command line or a file it names: exit
+// status 2, like driftsensor and driftctl. Other failures exit 1.
+type badInput struct{ error }
+
+func (b badInput) Unwrap() error { return b.error }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("driftresponder", flag.ContinueOnError)
@@ -86,7 +98,10 @@ func run(ctx context.Context, args []string) error {
 	fs.Var(&extra, "rule", "policy rule appended after the file's, e.g. 'kind=file,path=/etc,action=cordon' (repeatable)")
 	showVersion := version.Flag(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return badInput{err}
 	}
 	if *showVersion {
 		fmt.Println(version.String("driftresponder"))
@@ -101,15 +116,15 @@ func run(ctx context.Context, args []string) error {
 	if *policyFile != "" {
 		data, err := os.ReadFile(*policyFile)
 		if err != nil {
-			return err
+			return badInput{err}
 		}
 		if policy, err = decide.ParsePolicy(*policyFile, data); err != nil {
-			return err
+			return badInput{err}
 		}
 	}
 	for _, r := range extra {
 		if err := policy.Add(r); err != nil {
-			return fmt.Errorf("-rule: %w", err)
+			return badInput{fmt.Errorf("-rule: %w", err)}
 		}
 	}
 	if *replica == "" {
@@ -124,7 +139,7 @@ func run(ctx context.Context, args []string) error {
 	if *linkTmpl != "" {
 		name, err := hostTemplate("-link", *linkTmpl)
 		if err != nil {
-			return err
+			return badInput{err}
 		}
 		lc := &actuator.LinkCordon{Link: name, Netns: *linkNetns, Bridge: *bridge}
 		switch *linkMode {
@@ -134,14 +149,14 @@ func run(ctx context.Context, args []string) error {
 			lc.Detach = true
 		case "both":
 		default:
-			return fmt.Errorf("-link-mode %q: want down, detach or both", *linkMode)
+			return badInput{fmt.Errorf("-link-mode %q: want down, detach or both", *linkMode)}
 		}
 		cfg.Cordoners = append(cfg.Cordoners, lc)
 	}
 	if *destroyCmd != "" {
 		c, err := actuator.NewCommand(strings.Fields(*destroyCmd))
 		if err != nil {
-			return err
+			return badInput{fmt.Errorf("-destroy-cmd: %w", err)}
 		}
 		cfg.Destroyers = append(cfg.Destroyers, c)
 	}
@@ -151,7 +166,7 @@ func run(ctx context.Context, args []string) error {
 	if *probeTmpl != "" {
 		addr, err := hostTemplate("-probe", *probeTmpl)
 		if err != nil {
-			return err
+			return badInput{err}
 		}
 		p := &actuator.TCPProber{Addr: addr}
 		if ns := *probeNetns; ns != "" {

@@ -92,7 +92,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Str("component", "driftsensor").Logger()
+	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Str("service", "driftsensor").Logger()
 
 	pol := policy.Default()
 	if *policyFile != "" {

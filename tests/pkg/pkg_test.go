@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,7 +202,8 @@ func runInstalledSensor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sensor.Stderr = os.Stderr
+	var logs bytes.Buffer
+	sensor.Stderr = io.MultiWriter(os.Stderr, &logs)
 	if err := sensor.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +252,13 @@ func runInstalledSensor(t *testing.T) {
 	exited = true
 	if err != nil {
 		t.Errorf("installed sensor after SIGTERM: %v", err)
+	}
+	// Log lines are strict JSON: a repeated key is refused by ingestion
+	// pipelines that check for duplicates.
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if err := strictJSON([]byte(l)); err != nil {
+			t.Errorf("log line %q: %v", l, err)
+		}
 	}
 	if len(got) != 1 {
 		t.Fatalf("%d findings, want exactly one: %+v", len(got), got)
@@ -312,5 +321,61 @@ func dpkg(t *testing.T, args ...string) {
 			t.Fatalf("dpkg %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// strictJSON checks that line is one JSON object in which no object repeats a key.
+func strictJSON(line []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	type obj struct {
+		keys   map[string]bool
+		expect bool // the next string token is a key
+	}
+	var stack []*obj
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if len(stack) != 0 {
+				return fmt.Errorf("unterminated")
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *obj
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.expect {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				if len(stack) > 0 {
+					stack[len(stack)-1].expect = stack[len(stack)-1].keys != nil
+				}
+				continue
+			}
+			k := tok.(string)
+			if top.keys[k] {
+				return fmt.Errorf("key %q repeated", k)
+			}
+			top.keys[k] = true
+			top.expect = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &obj{keys: map[string]bool{}, expect: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &obj{})
+			continue
+		case json.Delim(']'), json.Delim('}'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: the enclosing object expects a key next.
+		if len(stack) > 0 {
+			stack[len(stack)-1].expect = stack[len(stack)-1].keys != nil
+		}
 	}
 }
