@@ -51,8 +51,9 @@ type OCSF struct {
 	StatusID       int    `json:"status_id"` // activities: 1 Success, 2 Failure; Detection Finding: 1 New
 	Status         string `json:"status"`
 	StatusCode     string `json:"status_code,omitempty"` // the syscall's return value, when it failed
-	Time           int64  `json:"time"`                  // milliseconds since the epoch
-	TimezoneOffset int    `json:"timezone_offset"`       // minutes; findings carry UTC
+	StatusDetail   string `json:"status_detail,omitempty"`
+	Time           int64  `json:"time"`            // milliseconds since the epoch
+	TimezoneOffset int    `json:"timezone_offset"` // minutes; findings carry UTC
 	Message        string `json:"message"`
 	// ActionID and DispositionID (security_control profile): whether the
 	// kernel let the operation happen (1 Allowed / 1 Allowed) or denied it
@@ -71,9 +72,31 @@ type OCSF struct {
 	DstEndpoint    *OCSFEndpoint       `json:"dst_endpoint,omitempty"`
 	ConnectionInfo *OCSFConnectionInfo `json:"connection_info,omitempty"`
 	FindingInfo    *OCSFFindingInfo    `json:"finding_info,omitempty"`
-	IsAlert        bool                `json:"is_alert,omitempty"` // Detection Finding: an alertable signal
-	Unmapped       map[string]any      `json:"unmapped,omitempty"`
+	// Observables are the event's pivots (host, process, file, address,
+	// port), each naming the attribute it was taken from.
+	Observables []OCSFObservable `json:"observables,omitempty"`
+	Unmapped    map[string]any   `json:"unmapped,omitempty"`
 }
+
+// OCSFObservable is the OCSF observable object.
+type OCSFObservable struct {
+	Name   string `json:"name"` // the attribute it points at, e.g. file.name
+	TypeID int    `json:"type_id"`
+	Type   string `json:"type"`
+	Value  string `json:"value"`
+}
+
+// OCSF 1.3 observable type_id values driftsensor emits.
+const (
+	ObservableHostname    = 1
+	ObservableIP          = 2
+	ObservableFileName    = 7
+	ObservableProcessName = 9
+	ObservablePort        = 11
+)
+
+var observableTypes = map[int]string{ObservableHostname: "Hostname", ObservableIP: "IP Address", ObservableFileName: "File Name",
+	ObservableProcessName: "Process Name", ObservablePort: "Port"}
 
 // OCSFMetadata is the OCSF metadata object.
 type OCSFMetadata struct {
@@ -249,9 +272,51 @@ func ToOCSF(ev *Event) (*OCSF, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A denied operation did not happen: for the activity classes that is a
+	// failed activity (Detection Finding's status is its workflow state).
+	if ev.Denied && o.ClassUID != OCSFClassDetection {
+		o.StatusID, o.Status = 2, "Failure"
+		o.StatusDetail = "denied in the kernel by driftsensor"
+	}
+	o.Observables = observables(o)
 	o.TypeUID = int64(o.ClassUID)*100 + int64(o.ActivityID)
 	o.TypeName = o.ClassName + ": " + o.ActivityName
 	return o, nil
+}
+
+// observables lists the pivots of o: the host, the acting and the started
+// process, the files and the endpoint, in the order they appear.
+func observables(o *OCSF) []OCSFObservable {
+	var list []OCSFObservable
+	add := func(name string, typ int, value string) {
+		if value != "" {
+			list = append(list, OCSFObservable{Name: name, TypeID: typ, Type: observableTypes[typ], Value: value})
+		}
+	}
+	add("device.hostname", ObservableHostname, o.Device.Hostname)
+	if o.Actor != nil && o.Actor.Process != nil {
+		add("actor.process.name", ObservableProcessName, o.Actor.Process.Name)
+		if f := o.Actor.Process.File; f != nil {
+			add("actor.process.file.name", ObservableFileName, f.Name)
+		}
+	}
+	if o.Process != nil {
+		add("process.name", ObservableProcessName, o.Process.Name)
+		if f := o.Process.File; f != nil {
+			add("process.file.name", ObservableFileName, f.Name)
+		}
+	}
+	if o.File != nil {
+		add("file.name", ObservableFileName, o.File.Name)
+	}
+	if o.FileResult != nil {
+		add("file_result.name", ObservableFileName, o.FileResult.Name)
+	}
+	if e := o.DstEndpoint; e != nil {
+		add("dst_endpoint.ip", ObservableIP, e.IP)
+		add("dst_endpoint.port", ObservablePort, strconv.Itoa(int(e.Port)))
+	}
+	return list
 }
 
 func setClass(o *OCSF, class, category int, className, categoryName string) {
@@ -388,7 +453,6 @@ func ocsfHealth(o *OCSF, ev *Event, un map[string]any) error {
 	setClass(o, OCSFClassDetection, OCSFCategoryFindings, "Detection Finding", "Findings")
 	o.ActivityID, o.ActivityName = 1, "Create"
 	o.StatusID, o.Status = 1, "New" // a finding's status is its workflow state
-	o.IsAlert = true
 	title := "driftsensor: " + strings.ReplaceAll(ev.Action, "_", " ")
 	if h.LostRecords > 0 {
 		title = fmt.Sprintf("%s (%d)", title, h.LostRecords)

@@ -3,7 +3,9 @@ package event_test
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +69,14 @@ var (
 		"process.parent_process": {{"pid", "int"}},
 	}
 	actorOneOf = []string{"actor.process", "actor.user", "actor.session", "actor.app_name", "actor.app_uid"}
+	// Attributes added after 1.3.0, which a 1.3.0 consumer refuses.
+	ocsfAfter13 = []string{"is_alert", "confidence_score", "risk_details"}
+	// status_id enums: base event; Detection Finding's is its workflow state.
+	statusBase      = []int{0, 1, 2, 99}
+	statusDetection = []int{0, 1, 2, 3, 4, 99}
+	// The observable type_id values of OCSF 1.3.0 (dictionary types' and
+	// objects' "observable" numbers) that driftsensor may emit.
+	observableTypes = map[int]string{1: "Hostname", 2: "IP Address", 7: "File Name", 9: "Process Name", 11: "Port"}
 )
 
 func span(lo, hi int) []int {
@@ -189,6 +199,19 @@ func checkOCSF(t *testing.T, ev *event.Event, wantClass, wantActivity int) {
 	if s := num(m, "severity_id"); s < 0 || s > 6 && s != 99 {
 		t.Errorf("severity_id %d", s)
 	}
+	for _, a := range ocsfAfter13 {
+		if _, ok := lookup(m, a); ok {
+			t.Errorf("%s %s: %s is not an OCSF 1.3.0 attribute", ev.Kind, ev.Action, a)
+		}
+	}
+	statuses := statusBase
+	if class == event.OCSFClassDetection {
+		statuses = statusDetection
+	}
+	if st := int(num(m, "status_id")); !slices.Contains(statuses, st) {
+		t.Errorf("%s %s: status_id %d not in class %d's enum %v", ev.Kind, ev.Action, st, class, statuses)
+	}
+	checkObservables(t, m, b)
 	if got := num(m, "time"); got != ev.Time.UnixMilli() {
 		t.Errorf("time %d, want %d (ms)", got, ev.Time.UnixMilli())
 	}
@@ -200,6 +223,38 @@ func checkOCSF(t *testing.T, ev *event.Event, wantClass, wantActivity int) {
 	}
 	if v, _ := lookup(m, "device.hostname"); v != ev.Host {
 		t.Errorf("device.hostname %v, want %s", v, ev.Host)
+	}
+}
+
+// checkObservables: every observable names an attribute of the event whose
+// value it carries, with a 1.3.0 type, and the host is always one of them.
+func checkObservables(t *testing.T, m map[string]any, b []byte) {
+	t.Helper()
+	list, ok := m["observables"].([]any)
+	if !ok || len(list) == 0 {
+		t.Errorf("no observables in %s", b)
+		return
+	}
+	host := false
+	for _, x := range list {
+		o, _ := x.(map[string]any)
+		name, _ := o["name"].(string)
+		typ := int(num(o, "type_id"))
+		if want, ok := observableTypes[typ]; !ok || o["type"] != want {
+			t.Errorf("observable %v: type_id %d type %v", o, typ, o["type"])
+		}
+		v, ok := lookup(m, name)
+		if !ok {
+			t.Errorf("observable %v names %q, which the event lacks", o, name)
+			continue
+		}
+		if got := fmt.Sprint(v); got != o["value"] {
+			t.Errorf("observable %v: %s is %q", o, name, got)
+		}
+		host = host || name == "device.hostname"
+	}
+	if !host {
+		t.Errorf("observables %v lack device.hostname", list)
 	}
 }
 
@@ -226,8 +281,9 @@ func sample(kind event.Kind, action string) *event.Event {
 		}
 	case event.KindNet:
 		ev.Net = &event.Net{Family: "inet", Protocol: "tcp", Addr: "0.0.0.0", Port: 4444}
-		if action == "bind" {
+		if action == "bind" || action == "bind_denied" {
 			ev.Net = &event.Net{Family: "inet6", Protocol: "udp", Addr: "::", Port: 5353}
+			ev.Action, ev.Denied = "bind", action == "bind_denied"
 		}
 	case event.KindSensor:
 		ev.Process = nil
@@ -256,6 +312,7 @@ func TestOCSFClasses(t *testing.T) {
 		{event.KindExec, "module_load", event.OCSFClassProcess, 99},
 		{event.KindNet, "listen", event.OCSFClassNetwork, 7},
 		{event.KindNet, "bind", event.OCSFClassNetwork, 99},
+		{event.KindNet, "bind_denied", event.OCSFClassNetwork, 99},
 		{event.KindSensor, "lost_records", event.OCSFClassDetection, 1},
 		{event.KindSensor, "tampering", event.OCSFClassDetection, 1},
 	} {
@@ -297,14 +354,35 @@ func TestOCSFDetails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.DstEndpoint.IP != "::" || n.DstEndpoint.Port != 5353 || n.ConnectionInfo.ProtocolVerID != 6 || n.ActivityName != "bind" {
-		t.Errorf("bind: %+v %+v %s", n.DstEndpoint, n.ConnectionInfo, n.ActivityName)
+	if n.DstEndpoint.IP != "::" || n.DstEndpoint.Port != 5353 || n.ConnectionInfo.ProtocolVerID != 6 || n.ActivityName != "bind" ||
+		n.StatusID != 1 || n.ActionID != 1 {
+		t.Errorf("bind: %+v %+v %s status %d action %d", n.DstEndpoint, n.ConnectionInfo, n.ActivityName, n.StatusID, n.ActionID)
+	}
+	// A bind the kernel refused did not happen: a failed activity, denied and blocked.
+	denied := sample(event.KindNet, "bind")
+	denied.Denied = true
+	d, err := event.ToOCSF(denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.StatusID != 2 || d.Status != "Failure" || d.StatusDetail == "" || d.ActionID != 2 || d.DispositionID != 2 {
+		t.Errorf("denied bind: status %d %q %q, action %d, disposition %d", d.StatusID, d.Status, d.StatusDetail, d.ActionID, d.DispositionID)
+	}
+	want := []event.OCSFObservable{
+		{Name: "device.hostname", TypeID: 1, Type: "Hostname", Value: "web-1"},
+		{Name: "actor.process.name", TypeID: 9, Type: "Process Name", Value: "bash"},
+		{Name: "actor.process.file.name", TypeID: 7, Type: "File Name", Value: "bash"},
+		{Name: "dst_endpoint.ip", TypeID: 2, Type: "IP Address", Value: "::"},
+		{Name: "dst_endpoint.port", TypeID: 11, Type: "Port", Value: "5353"},
+	}
+	if !slices.Equal(d.Observables, want) {
+		t.Errorf("bind observables %+v, want %+v", d.Observables, want)
 	}
 	h, err := event.ToOCSF(sample(event.KindSensor, "lost_records"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.FindingInfo.UID != ev.ID || !strings.Contains(h.FindingInfo.Title, "17") || !h.IsAlert {
+	if h.FindingInfo.UID != ev.ID || !strings.Contains(h.FindingInfo.Title, "17") || h.StatusID != 1 {
 		t.Errorf("health: %+v", h.FindingInfo)
 	}
 	un := h.Unmapped[event.Product].(map[string]any)
