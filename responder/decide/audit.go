@@ -100,7 +100,6 @@ func (r *Responder) encode(rec *Record) ([]byte, error) {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now()
 	}
-	r.met.observe(rec)
 	data, err := json.Marshal(rec)
 	if err != nil {
 		r.stats.AuditErrors.Add(1)
@@ -182,7 +181,10 @@ func (r *Responder) audit(rec Record) {
 	r.logRecord(rec)
 }
 
+// logRecord logs a record the stream took (once, not for a duplicate) and
+// counts it in the metrics.
 func (r *Responder) logRecord(rec Record) {
+	r.met.observe(rec)
 	ev := r.log.Info()
 	if rec.Error != "" {
 		ev = r.log.Warn().Str("error", rec.Error)

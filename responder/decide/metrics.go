@@ -79,8 +79,7 @@ func (m *metrics) span(stage string, a, b time.Time) {
 
 // Collectors returns the responder's metrics to register: decisions,
 // actions and stage latencies from the audit trail, its counters (Stats),
-// the hosts it tracks, actions held for approval, and whether its NATS
-// connection is up.
+// the hosts it tracks, and whether its NATS connection is up.
 func (r *Responder) Collectors() []prometheus.Collector {
 	r.met.init()
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
@@ -97,6 +96,11 @@ func (r *Responder) Collectors() []prometheus.Collector {
 		counter("driftresponder_skipped_total", "Actions another replica had already taken.", s.Skipped.Load),
 		counter("driftresponder_action_errors_total", "Actuator runs that failed.", s.ActionErrors.Load),
 		counter("driftresponder_audit_errors_total", "Audit records the stream did not take.", s.AuditErrors.Load),
+		counter("driftresponder_gaps_total", "Holes in a host's finding sequence that the stream lacks.", s.Gaps.Load),
+		counter("driftresponder_sensor_restarts_total", "Sensors that came back as a new run.", s.Restarts.Load),
+		counter("driftresponder_infra_incidents_total", "Many hosts silent at once: one infrastructure incident, never a cordon.", s.Infra.Load),
+		counter("driftresponder_takeovers_total", "Claims taken over from a dead replica.", s.Takeovers.Load),
+		counter("driftresponder_acked_total", "Findings acknowledged to the stream once decided.", s.Acked.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "driftresponder_nats_connected",
 			Help: "1 while the responder's NATS connection is up: it judges silence and acts only then."}, func() float64 {
 			if r.nc.IsConnected() {
@@ -108,11 +112,6 @@ func (r *Responder) Collectors() []prometheus.Collector {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return float64(len(r.hosts))
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "driftresponder_held_actions", Help: "Actions waiting for driftctl approve."}, func() float64 {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			return float64(len(r.pending))
 		}),
 	}
 }

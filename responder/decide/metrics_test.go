@@ -48,7 +48,7 @@ func TestMetricsCountTheAuditTrail(t *testing.T) {
 	if got := testutil.ToFloat64(r.met.records.WithLabelValues(StageDecision)); got != 1 {
 		t.Errorf("audit_records{decision} = %v, want 1", got)
 	}
-	for name, want := range map[string]float64{"driftresponder_findings_total": 1, "driftresponder_nats_connected": 1, "driftresponder_hosts": 1, "driftresponder_held_actions": 0} {
+	for name, want := range map[string]float64{"driftresponder_findings_total": 1, "driftresponder_nats_connected": 1, "driftresponder_hosts": 1, "driftresponder_held_total": 0} {
 		if got := gathered(t, reg, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}

@@ -47,6 +47,7 @@ var installed = map[string][]string{
 		"/etc/driftresponder/policy.yaml",
 		"/etc/default/driftresponder",
 		"/usr/share/doc/driftsensor-fleet/README.md",
+		"/usr/share/doc/driftsensor-fleet/examples/policy.yaml",
 	},
 }
 
