@@ -184,6 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // its arguments, and returns the arguments. The global flags are accepted too.
 func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(c.stderr)
+	c.usageFor(fs)
 	// Registering the globals again resets them to their defaults: restore
 	// what the command line said before the command.
 	saved := c.g

@@ -63,6 +63,7 @@ func (b badInput) Unwrap() error { return b.error }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("driftresponder", flag.ContinueOnError)
+	fs.Usage = usage(fs)
 	var (
 		url        = fs.String("nats", nats.DefaultURL, "NATS server URL")
 		creds      = fs.String("creds", "", "NATS credentials file")

@@ -24,7 +24,8 @@ func TestExitStatus(t *testing.T) {
 		code int
 		want string
 	}{
-		{"help", []string{"-h"}, 0, "-metrics-addr"},
+		{"help", []string{"-h"}, 0, "examples:"},
+		{"help lists flags", []string{"-h"}, 0, "-metrics-addr"},
 		{"version", []string{"--version"}, 0, "driftresponder dev (commit "},
 		{"unknown flag", []string{"-bogus"}, 2, "flag provided but not defined: -bogus"},
 		{"bad value", []string{"-missed-beats", "x"}, 2, `invalid value "x" for flag -missed-beats`},

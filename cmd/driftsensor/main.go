@@ -47,6 +47,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("driftsensor", flag.ContinueOnError)
+	fs.Usage = usage(fs)
 	var (
 		policyFile = fs.String("policy", "", "policy YAML file (default: the built-in policy: protect /, the usual writable exceptions)")
 		seal       = fs.Bool("seal", false, "seal at start, for images that boot sealed (also: seal_on_start in the policy); later changes come from the control plane")

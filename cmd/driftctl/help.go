@@ -1,0 +1,33 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+)
+
+// commandDocs is what each command's --help says beyond its synopsis (the
+// help field of commands): what it does and an example.
+var commandDocs = map[string]struct{ desc, example string }{
+	"creds": {"Generate a nats-server configuration (server.conf including auth.conf) and an nkey seed for each host,\n" +
+		"the responder and the admin; existing seeds are kept unless --rotate.", "driftctl creds --hosts web-1,web-2 --out /etc/nats/drift"},
+	"init":      {"Create the findings stream and the host state bucket on the server (kept as they are if they exist).", "driftctl --nats nats://nats1.fleet:4222 --nkey admin.nk init"},
+	"seal":      {"Seal HOST (mutable -> sealed): its sensor records the baseline and every later change is drift. Audited.", "driftctl seal web-1 --by alice"},
+	"unseal":    {"Unseal HOST (sealed -> mutable), for authorised maintenance. Audited.", "driftctl unseal web-1 --by alice"},
+	"cordon":    {"Set HOST cordoned in the control plane: its sensor closes its gate (with --gate) and the responder holds it cordoned. Audited.", "driftctl cordon web-1 --by alice"},
+	"uncordon":  {"Return a cordoned HOST to sealed and close its incident, so a new drift is acted on again. Audited.", "driftctl uncordon web-1 --by alice"},
+	"status":    {"The fleet as a table: state, backend, last heartbeat, findings, lost records, transport, version.", "driftctl status --wait 3s"},
+	"watch":     {"Findings live as they arrive, one line each (coloured on a terminal, JSON when piped).", "driftctl watch --host web-1 --kind exec"},
+	"replay":    {"Findings the stream kept for a time range.", "driftctl replay --since 24h --kind file --format ocsf"},
+	"incidents": {"The responder's incidents from the audit stream: stages and their times, action, actuators, verification, errors.", "driftctl incidents --host web-1 --since 24h"},
+	"approve":   {"Release an action the blast-radius limiter holds for INCIDENT. Audited.", "driftctl approve 2sYgGbzQ0JpWAa1p9fG3Xq --by alice"},
+}
+
+// usageFor makes fs's -h say what the running command does, its arguments,
+// an example and its flags (the global flags among them).
+func (c *cli) usageFor(fs *flag.FlagSet) {
+	cmd, doc := commands[c.cmd], commandDocs[c.cmd]
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "usage: driftctl %s\n\n%s\n\nexample:\n  %s\n\nflags (the global flags are accepted here too):\n", cmd.help, doc.desc, doc.example)
+		fs.PrintDefaults()
+	}
+}
