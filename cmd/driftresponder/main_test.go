@@ -1,52 +1,97 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/driftsensor/driftsensor/responder/decide"
+	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
-// TestExitStatus: help is 0, bad input is 2 with a message naming it, a
-// server that cannot be reached is 1, as for driftsensor and driftctl.
-func TestExitStatus(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "driftresponder")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+func TestRunDryRun(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	bad := filepath.Join(dir, "policy.yaml")
-	os.WriteFile(bad, []byte("default: cordn\n"), 0o644)
-	cases := []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
-		{"help", []string{"-h"}, 0, "examples:"},
-		{"help lists flags", []string{"-h"}, 0, "-metrics-addr"},
-		{"version", []string{"--version"}, 0, "driftresponder dev (commit "},
-		{"unknown flag", []string{"-bogus"}, 2, "flag provided but not defined: -bogus"},
-		{"bad value", []string{"-missed-beats", "x"}, 2, `invalid value "x" for flag -missed-beats`},
-		{"policy typo", []string{"-policy", bad}, 2, bad + ":1:"},
-		{"missing policy", []string{"-policy", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
-		{"link mode", []string{"-link", "tap-{{.Host}}", "-link-mode", "sideways"}, 2, `-link-mode "sideways": want down, detach or both`},
-		{"template", []string{"-probe", "{{.Hots}:22"}, 2, "-probe"},
-		{"no server", []string{"-nats", "nats://127.0.0.1:1"}, 1, "nats://127.0.0.1:1"},
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			out, err := exec.Command(bin, c.args...).CombinedOutput()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
+	defer s.Shutdown()
+
+	ready := filepath.Join(t.TempDir(), "ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-nats", s.ClientURL(), "-dry-run", "-replica", "r1", "-ready-file", ready,
+			"-rule", "kind=file,path=/etc,action=cordon", "-heartbeat-interval", "0"})
+	}()
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	got := make(chan decide.Record, 16)
+	if _, err := nc.Subscribe(decide.AuditPrefix+".>", func(m *nats.Msg) {
+		var r decide.Record
+		if json.Unmarshal(m.Data, &r) == nil {
+			got <- r
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(event.Event{Schema: event.Schema, ID: "e1", Host: "h1", Seq: 1, Kind: event.KindFile, File: &event.File{Path: "/etc/passwd"}})
+	if err := nc.Publish(event.Subject("h1", event.KindFile), data); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case r := <-got:
+			if r.Stage == decide.StageDryRun {
+				if r.Action != decide.ActCordon || r.Replica != "r1" || !r.DryRun {
+					t.Errorf("dry-run record %+v", r)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run: %v", err)
+				}
+				return
 			}
-			if code != c.code || !strings.Contains(string(out), c.want) || strings.Contains(string(out), "panic") {
-				t.Errorf("exit %d, want %d; output %q should say %q", code, c.code, out, c.want)
-			}
-		})
+		case <-timeout:
+			t.Fatal("no dry-run record")
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-rule", "kind=file,action=zap"},
+		{"-link", "{{.Host", "-nats", "nats://127.0.0.1:1"},
+		{"-link", "x", "-link-mode", "sideways"},
+		{"-policy", "/nonexistent/policy.yaml"},
+	} {
+		if err := run(context.Background(), args); err == nil || strings.Contains(err.Error(), "connect") {
+			t.Errorf("%q: got %v, want a flag error before connecting", args, err)
+		}
 	}
 }
