@@ -286,6 +286,8 @@ func TestStatus(t *testing.T) {
 					State: event.StateSealed, Transport: "jetstream", Counters: event.Counters{Findings: 9, LostRecords: 2, SpoolLost: 1}}
 				if h == "c" {
 					hb.Backend, hb.State = "lsm", event.StateMutable
+				} else {
+					hb.Version, hb.Commit = "0.3.0", "8122df503de9e98663389a2a5611b085cb7fca10-dirty"
 				}
 				_ = nc.Publish(event.HeartbeatSubject(h), mustJSON(t, hb))
 			}
@@ -332,7 +334,7 @@ func TestStatus(t *testing.T) {
 	if len(lines) < 4 || !strings.HasPrefix(lines[0], "HOST") {
 		t.Fatalf("table:\n%s", out)
 	}
-	for _, want := range []string{"a ", "sealed", "tracepoint", "ago", " 9 ", " 3 ", "none in 0.3s", "- (sensor: mutable)"} {
+	for _, want := range []string{"a ", "sealed", "tracepoint", "ago", " 9 ", " 3 ", "none in 0.3s", "- (sensor: mutable)", "VERSION", "0.3.0 (8122df503de9-dirty)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
