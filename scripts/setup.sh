@@ -9,18 +9,26 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 need=()
-for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip promtool:prometheus systemd-analyze:systemd dpkg-deb:dpkg; do
+for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip systemd-analyze:systemd dpkg-deb:dpkg; do
 	command -v "${cmd%%:*}" >/dev/null || need+=("${cmd##*:}")
 done
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+# promtool checks the alert rules and metrics (make check); it comes with Debian's prometheus, installed
+# without its recommended node exporter. Nothing is started.
+promtool_pkg=()
+command -v promtool >/dev/null || promtool_pkg=(prometheus)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static) # the VM's initramfs has no libc
 # make vmtest asks apt for Debian's cloud kernel: the package lists must exist.
-if [ ${#need[@]} -gt 0 ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+if [ ${#need[@]} -gt 0 ] || [ ${#promtool_pkg[@]} -gt 0 ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
 	apt-get update -q
 fi
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup: installing ${need[*]}"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+if [ ${#promtool_pkg[@]} -gt 0 ]; then
+	echo "setup: installing ${promtool_pkg[*]} (for promtool)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${promtool_pkg[@]}"
 fi
 
 # Go: keep a new enough one; otherwise fetch the toolchain from the module proxy.
