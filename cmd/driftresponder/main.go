@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/internal/metrics"
@@ -190,6 +191,16 @@ func run(ctx context.Context, args []string) error {
 	if *creds != "" {
 		opts = append(opts, nats.UserCredentials(*creds))
 	}
+	// The metrics address is taken before connecting, so a bad one is bad input.
+	var reg *prometheus.Registry
+	if *metricsOn != "" {
+		reg = metrics.NewRegistry("driftresponder")
+		addr, err := metrics.Serve(ctx, "-metrics-addr", *metricsOn, reg)
+		if err != nil {
+			return badInput{err}
+		}
+		log.Info().Str("addr", addr.String()).Msg("metrics on /metrics")
+	}
 	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", *url, err)
@@ -205,14 +216,8 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.Close()
-	if *metricsOn != "" {
-		reg := metrics.NewRegistry("driftresponder")
+	if reg != nil {
 		reg.MustRegister(r.Collectors()...)
-		addr, err := metrics.Serve(ctx, "-metrics-addr", *metricsOn, reg)
-		if err != nil {
-			return err
-		}
-		log.Info().Str("addr", addr.String()).Msg("metrics on /metrics")
 	}
 	if *readyFile != "" {
 		if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
