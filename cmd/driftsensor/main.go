@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -254,6 +255,9 @@ func defaultHost() (string, error) {
 
 // preflight turns the usual reasons a load fails into a clear message.
 func preflight() error {
+	if runtime.GOARCH != "amd64" {
+		return fmt.Errorf("this build is for %s, but driftsensor's eBPF programs read x86-64 registers and syscall numbers: run the amd64 build on an x86-64 host (README, Install on a fleet)", runtime.GOARCH)
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root (it loads eBPF programs and attaches cgroup hooks)")
 	}
