@@ -33,6 +33,9 @@ func TestExitStatus(t *testing.T) {
 		{"missing policy", []string{"-policy", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
 		{"link mode", []string{"-link", "tap-{{.Host}}", "-link-mode", "sideways"}, 2, `-link-mode "sideways": want down, detach or both`},
 		{"template", []string{"-probe", "{{.Hots}:22"}, 2, "-probe"},
+		{"template field", []string{"-link", "tap-{{.Hots}}"}, 2, `-link "tap-{{.Hots}}"`},
+		{"probe without port", []string{"-probe", "{{.Host}}.fleet"}, 2, `-probe "{{.Host}}.fleet" renders "example-host.fleet"`},
+		{"destroy command field", []string{"-destroy-cmd", "virsh destroy {{.Hots}}"}, 2, "-destroy-cmd: command hook: argument 2"},
 		{"metrics address", []string{"-metrics-addr", "127.0.0.1:99999"}, 2, "-metrics-addr 127.0.0.1:99999"},
 		{"no server", []string{"-nats", "nats://127.0.0.1:1"}, 1, "nats://127.0.0.1:1"},
 	}

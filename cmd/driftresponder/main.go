@@ -170,6 +170,10 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return badInput{err}
 		}
+		sample, _ := addr("example-host") // hostTemplate rendered it once already
+		if _, _, err := net.SplitHostPort(sample); err != nil {
+			return badInput{fmt.Errorf("-probe %q renders %q for host example-host: %w (want host:port, e.g. '{{.Host}}.fleet:22')", *probeTmpl, sample, err)}
+		}
 		p := &actuator.TCPProber{Addr: addr}
 		if ns := *probeNetns; ns != "" {
 			p.Dial = func(ctx context.Context, network, address string) (c net.Conn, err error) {
@@ -234,7 +238,7 @@ func hostTemplate(flagName, s string) (func(string) (string, error), error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", flagName, s, err)
 	}
-	return func(host string) (string, error) {
+	render := func(host string) (string, error) {
 		var b strings.Builder
 		if err := tp.Execute(&b, struct{ Host string }{host}); err != nil {
 			return "", err
@@ -243,5 +247,11 @@ func hostTemplate(flagName, s string) (func(string) (string, error), error) {
 			return "", errors.New(flagName + " rendered empty for " + host)
 		}
 		return b.String(), nil
-	}, nil
+	}
+	// Render it once now: a template naming another field than .Host stops
+	// the responder at start, not during an incident.
+	if _, err := render("example-host"); err != nil {
+		return nil, fmt.Errorf("%s %q: %w (the only field is .Host)", flagName, s, err)
+	}
+	return render, nil
 }

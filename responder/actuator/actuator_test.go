@@ -201,6 +201,9 @@ func TestCommandHook(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nonexistent-h") {
 		t.Errorf("failing hook: %v, want an error with its output", err)
 	}
+	if _, err := NewCommand([]string{"virsh", "destroy", "{{.Hots}}"}); err == nil || !strings.Contains(err.Error(), "Hots") {
+		t.Errorf("a field Target lacks: %v", err)
+	}
 	if _, err := NewCommand([]string{"x", "{{.Host"}); err == nil {
 		t.Error("a bad template was accepted")
 	}

@@ -35,6 +35,11 @@ func NewCommand(argv []string) (*Command, error) {
 		}
 		c.args = append(c.args, tp)
 	}
+	// A template that parses can still name a field Target lacks: render it
+	// once now, so the mistake stops the responder at start, not an incident.
+	if _, err := c.Argv(Target{Host: "example-host", Incident: "example", Action: "destroy"}); err != nil {
+		return nil, fmt.Errorf("%w (fields: .Host, .Incident, .Action, .Reason, .Events, .Time)", err)
+	}
 	return c, nil
 }
 
