@@ -48,6 +48,9 @@ enum rec_op {
 	DOP_PTRACE,
 	DOP_URING_SETUP,
 	DOP_SIGNAL, /* a signal aimed at the sensor (lsm enforce); arg = sig << 32 | target tgid */
+	DOP_SELF_BPF,  /* a bpf() command by another process on the sensor's own map, program or link;
+			* arg = cmd << 32 | object id (the command says what kind of object) */
+	DOP_SELF_OPEN, /* another process opened one of the sensor's own files; arg = open flags */
 
 	DOP_BIND = 64,
 	DOP_LISTEN,
@@ -144,7 +147,6 @@ struct rule_val {
 struct config {
 	__u32 sealed;
 	__u32 scope_cgroups; /* 0: whole host; otherwise only the cgroups in scope_map */
-	__u32 self_tgid;     /* the sensor itself is never a finding */
 	__u32 reflex;        /* REFLEX_* */
 	__u32 deny_binds;
 	__u32 epoch; /* bumped at every seal: judgements from an earlier seal do not carry over */

@@ -40,9 +40,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET_ 2
 #define AF_INET6_ 10
 #define BPF_PROG_LOAD_ 5
-#define BPF_PROG_GET_FD_BY_ID_ 13
-#define BPF_MAP_GET_FD_BY_ID_ 14
-#define BPF_LINK_GET_FD_BY_ID_ 30
 #define PTRACE_MODE_ATTACH_ 0x02
 #define FS_IOC_SETFLAGS_ 0x40086602
 #define FS_IOC32_SETFLAGS_ 0x40046602
@@ -75,15 +72,6 @@ struct {
 	__type(key, struct seen_key);
 	__type(value, __u8);
 } seen SEC(".maps");
-
-/* The sensor's own programs, maps and links: kind << 32 | id, kind being the
- * bpf(2) command that turns the id into a descriptor. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u64);
-	__type(value, __u8);
-} self_ids SEC(".maps");
 
 /* Kernels before 6.8 chain a superblock's mounts on a list. */
 struct super_block___old {
@@ -202,6 +190,25 @@ static __always_inline struct exec_rec *get_xrec(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&xrec_map, &zero);
+}
+
+static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
+{
+	struct exec_rec *r = get_xrec();
+	if (!r)
+		return NULL;
+	fill_hdr(&r->h, REC_EXEC, op);
+	r->ret = 0;
+	r->dev = r->ino = 0;
+	r->arg = arg;
+	r->mnt_id = 0;
+	r->reasons = 0;
+	r->rule = 0;
+	r->path_len = 0;
+	r->args_len = 0;
+	r->data[0] = 0;
+	r->data[1] = 0;
+	return r;
 }
 
 static __always_inline void frec_init(struct file_rec *r, __u16 op, __u32 flags, __u32 mode, __u32 rule)
@@ -433,12 +440,62 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	return v;
 }
 
+/* send_self sends a tamper record (an act on the sensor itself by another
+ * process): reported whatever the seal and the scope, refused in enforce
+ * mode, never answered with the kill reflex (the actor may be outside the
+ * sealed scope). */
+static __always_inline int send_self(struct config *cfg, struct exec_rec *r)
+{
+	int v = 0;
+	if (enforcing(cfg)) {
+		r->h.flags |= RF_DENIED;
+		v = -EPERM_;
+	}
+	r->ret = v;
+	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 2;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+	return v;
+}
+
+/* judge_guarded: opening one of the sensor's own files (credentials, state,
+ * spool) from another process is tampering. */
+static __noinline int judge_guarded(struct file *file)
+{
+	struct file_id id;
+	if (!guarded_file(file, &id))
+		return 0;
+	struct config *cfg = get_config();
+	struct work *w = get_work();
+	struct exec_rec *r = xrec_init(DOP_SELF_OPEN, BPF_CORE_READ(file, f_flags));
+	if (!cfg || !w || !r)
+		return 0;
+	w->trunc = 0;
+	__u32 l = file_path(w, file, r->data, 1);
+	r->dev = id.dev;
+	r->ino = id.ino;
+	l = bound(l, 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	if (w->trunc)
+		r->h.flags |= RF_TRUNC;
+	return send_self(cfg, r);
+}
+
 /* ---- file mutations ---- */
 
 SEC("lsm/file_open")
 int BPF_PROG(drift_file_open, struct file *file)
 {
 	__u32 fmode = BPF_CORE_READ(file, f_mode);
+	if (guard_files && !is_self()) {
+		int v = judge_guarded(file);
+		if (v)
+			return v;
+	}
 	if (!(fmode & (FMODE_WRITE_ | FMODE_CREATED_)))
 		return 0;
 	struct config *cfg = active();
@@ -736,25 +793,6 @@ int BPF_PROG(drift_sb_pivotroot, const struct path *old_path, const struct path 
 
 /* ---- execution drift ---- */
 
-static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
-{
-	struct exec_rec *r = get_xrec();
-	if (!r)
-		return NULL;
-	fill_hdr(&r->h, REC_EXEC, op);
-	r->ret = 0;
-	r->dev = r->ino = 0;
-	r->arg = arg;
-	r->mnt_id = 0;
-	r->reasons = 0;
-	r->rule = 0;
-	r->path_len = 0;
-	r->args_len = 0;
-	r->data[0] = 0;
-	r->data[1] = 0;
-	return r;
-}
-
 /* exec_file fills an exec record's identity and path from a file, with
  * bpf_d_path (every caller is a hook that allows it), except for a file with
  * no links left (deleted, memfd): d_path would append " (deleted)", the dentry
@@ -929,27 +967,32 @@ int BPF_PROG(drift_kload_data, enum kernel_load_data_id id)
 	return send_exec(cfg, r, 0);
 }
 
-/* Program loads by anyone else are drift. In enforce mode, turning the
- * sensor's own program, map or link ids into descriptors (the way to detach
- * or rewrite them) is refused. arg = cmd, or cmd << 32 | id. */
+/* Program loads by anyone else are drift. Any other command on the sensor's
+ * own programs, maps or links (a descriptor by id, a map write, a detach) by
+ * another process is tampering: reported whatever the seal and the scope, and
+ * refused in enforce mode. The sensor's own reads of its liveness map advance
+ * the counter. arg = cmd, or cmd << 32 | id. */
 SEC("lsm/bpf")
 int BPF_PROG(drift_bpf, int cmd, union bpf_attr *attr, unsigned int size)
 {
-	if (cmd != BPF_PROG_LOAD_ && cmd != BPF_PROG_GET_FD_BY_ID_ && cmd != BPF_MAP_GET_FD_BY_ID_ &&
-	    cmd != BPF_LINK_GET_FD_BY_ID_)
-		return 0;
+	if (cmd != BPF_PROG_LOAD_) {
+		if (is_self()) {
+			count_liveness(cmd, attr, 0);
+			return 0;
+		}
+		__u64 key = self_bpf_key(cmd, attr, 0);
+		if (!key)
+			return 0;
+		struct config *cfg = get_config();
+		struct exec_rec *r = xrec_init(DOP_SELF_BPF, key);
+		if (!cfg || !r)
+			return 0;
+		return send_self(cfg, r);
+	}
 	struct config *cfg = active();
 	if (!cfg)
 		return 0;
-	__u64 arg = cmd;
-	if (cmd != BPF_PROG_LOAD_) {
-		__u32 id = BPF_CORE_READ(attr, prog_id); /* prog_id, map_id and link_id share the slot */
-		__u64 key = (__u64)cmd << 32 | id;
-		if (!bpf_map_lookup_elem(&self_ids, &key))
-			return 0;
-		arg = key;
-	}
-	struct exec_rec *r = xrec_init(DOP_BPF, arg);
+	struct exec_rec *r = xrec_init(DOP_BPF, cmd);
 	if (!r)
 		return 0;
 	return send_exec(cfg, r, 0);
@@ -963,11 +1006,11 @@ int BPF_PROG(drift_task_kill, struct task_struct *p, struct kernel_siginfo *info
 	if (sig == 0)
 		return 0;
 	struct config *cfg = get_config();
-	if (!cfg || !cfg->self_tgid || BPF_CORE_READ(p, tgid) != cfg->self_tgid)
+	if (!cfg || !self_tgid || BPF_CORE_READ(p, tgid) != self_tgid)
 		return 0;
 	if (!cfg->sealed || !in_scope(cfg))
 		return 0;
-	struct exec_rec *r = xrec_init(DOP_SIGNAL, (__u64)sig << 32 | cfg->self_tgid);
+	struct exec_rec *r = xrec_init(DOP_SIGNAL, (__u64)sig << 32 | self_tgid);
 	if (!r)
 		return 0;
 	return send_exec(cfg, r, 0);

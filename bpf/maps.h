@@ -54,11 +54,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } images SEC(".maps");
 
-struct file_id {
-	__u64 dev;
-	__u64 ino;
-};
-
 /* Files created or modified after sealing: executing one is drift. A plain
  * hash, not LRU: an attacker must not be able to evict a taint by churning. */
 struct {
@@ -98,6 +93,54 @@ struct {
 	__type(value, struct exec_rec);
 } xrec_map SEC(".maps");
 
+/* The sensor's own process. The loader sets it before load, in .rodata,
+ * which the kernel freezes: unlike a map entry, no bpf() command can rewrite
+ * it, so no one else can make themselves the sensor and go unseen. */
+const volatile __u32 self_tgid = 0;
+
+/* guard_files: 1 when guarded holds files; 0 spares every open the lookup. */
+const volatile __u32 guard_files = 0;
+
+static __always_inline int is_self(void)
+{
+	return (__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid;
+}
+
+/* The sensor's own programs, maps and links: cmd << 32 | id, cmd being the
+ * bpf(2) command that turns the id into a descriptor (BPF_*_GET_FD_BY_ID).
+ * Written once at load, then frozen: bpf() can no longer change it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8);
+} self_ids SEC(".maps");
+
+struct file_id {
+	__u64 dev;
+	__u64 ino;
+};
+
+/* The sensor's own files and directories (credentials, state, spool), by
+ * identity; a file whose parent directory is here is guarded too, so spool
+ * segments made later are covered. Written once at load, then frozen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct file_id);
+	__type(value, __u8);
+} guarded SEC(".maps");
+
+/* The liveness counter: advanced only here, each time the sensor's own
+ * process reads it (once per Stats call, so at least once per heartbeat),
+ * frozen against writes from user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} liveness SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -123,7 +166,7 @@ static __always_inline struct config *get_config(void)
  * cgroup or below it. */
 static __always_inline int in_scope(struct config *cfg)
 {
-	if ((__u32)(bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid)
+	if (is_self())
 		return 0;
 	if (!cfg->scope_cgroups)
 		return 1;
@@ -155,6 +198,145 @@ static __always_inline struct rule_val *classify(void *map, __u32 *bits, __u32 l
 static __always_inline int is_protected(struct rule_val *r)
 {
 	return r && (r->class & CLASS_MASK) == CLASS_PROTECT;
+}
+
+/* bpf(2) commands this file tells apart. */
+#define BPF_MAP_LOOKUP_ELEM_ 1
+#define BPF_MAP_UPDATE_ELEM_ 2
+#define BPF_MAP_DELETE_ELEM_ 3
+#define BPF_PROG_DETACH_ 9
+#define BPF_PROG_GET_FD_BY_ID_ 13
+#define BPF_MAP_GET_FD_BY_ID_ 14
+#define BPF_MAP_LOOKUP_AND_DELETE_ELEM_ 21
+#define BPF_MAP_FREEZE_ 22
+#define BPF_MAP_LOOKUP_AND_DELETE_BATCH_ 25
+#define BPF_MAP_UPDATE_BATCH_ 26
+#define BPF_MAP_DELETE_BATCH_ 27
+#define BPF_LINK_UPDATE_ 29
+#define BPF_LINK_GET_FD_BY_ID_ 30
+#define BPF_LINK_DETACH_ 34
+
+/* The object a bpf(2) command touches: where its descriptor or id sits in
+ * union bpf_attr, and which kind of object it is (the GET_FD_BY_ID command
+ * of that kind, the first half of a self_ids key). */
+struct bpf_target {
+	__u32 off;
+	__u32 kind;
+	__u32 by_id; /* the attr holds an id, not a descriptor */
+};
+
+static __always_inline int bpf_target_of(__u32 cmd, struct bpf_target *t)
+{
+	t->off = 0;
+	t->by_id = 0;
+	switch (cmd) {
+	case BPF_MAP_UPDATE_ELEM_:
+	case BPF_MAP_DELETE_ELEM_:
+	case BPF_MAP_LOOKUP_AND_DELETE_ELEM_:
+	case BPF_MAP_FREEZE_:
+		t->kind = BPF_MAP_GET_FD_BY_ID_;
+		return 1;
+	case BPF_MAP_LOOKUP_AND_DELETE_BATCH_:
+	case BPF_MAP_UPDATE_BATCH_:
+	case BPF_MAP_DELETE_BATCH_:
+		t->kind = BPF_MAP_GET_FD_BY_ID_, t->off = 36; /* batch.map_fd */
+		return 1;
+	case BPF_LINK_UPDATE_:
+	case BPF_LINK_DETACH_:
+		t->kind = BPF_LINK_GET_FD_BY_ID_;
+		return 1;
+	case BPF_PROG_DETACH_:
+		t->kind = BPF_PROG_GET_FD_BY_ID_, t->off = 4; /* attach_bpf_fd */
+		return 1;
+	case BPF_PROG_GET_FD_BY_ID_:
+	case BPF_MAP_GET_FD_BY_ID_:
+	case BPF_LINK_GET_FD_BY_ID_:
+		t->kind = cmd, t->by_id = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* bpf_obj_of returns what the descriptor fd of the current task holds when
+ * it is a bpf object of the given kind (by the name its anonymous inode
+ * file carries: bpf-map, bpf-prog, bpf_link), or NULL. */
+static __always_inline void *bpf_obj_of(int fd, __u32 kind)
+{
+	struct file *f = file_of(fd);
+	if (!f)
+		return NULL;
+	const unsigned char *name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+	__u64 n = 0;
+	bpf_probe_read_kernel(&n, sizeof(n), name);
+	__u64 want = kind == BPF_MAP_GET_FD_BY_ID_ ? 0x0070616d2d667062ULL  /* "bpf-map\0" */
+		   : kind == BPF_PROG_GET_FD_BY_ID_ ? 0x676f72702d667062ULL /* "bpf-prog" */
+						    : 0x6b6e696c5f667062ULL; /* "bpf_link" */
+	if (n != want)
+		return NULL;
+	return BPF_CORE_READ(f, private_data);
+}
+
+/* self_bpf_key returns cmd << 32 | id when the bpf(2) command cmd, with its
+ * attr at attr (user memory at syscall exit, kernel memory in the LSM hook),
+ * touches one of the sensor's own objects; 0 otherwise. */
+static __noinline __u64 self_bpf_key(__u32 cmd, const void *attr, int user)
+{
+	struct bpf_target t;
+	if (!bpf_target_of(cmd, &t))
+		return 0;
+	__u32 v = 0;
+	if (user)
+		bpf_probe_read_user(&v, sizeof(v), attr + t.off);
+	else
+		bpf_probe_read_kernel(&v, sizeof(v), attr + t.off);
+	__u32 id = v;
+	if (!t.by_id) {
+		void *obj = bpf_obj_of(v, t.kind);
+		if (!obj)
+			return 0;
+		if (t.kind == BPF_MAP_GET_FD_BY_ID_)
+			id = BPF_CORE_READ((struct bpf_map *)obj, id);
+		else if (t.kind == BPF_PROG_GET_FD_BY_ID_)
+			id = BPF_CORE_READ((struct bpf_prog *)obj, aux, id);
+		else
+			id = BPF_CORE_READ((struct bpf_link *)obj, id);
+	}
+	__u64 key = (__u64)t.kind << 32 | id;
+	if (!bpf_map_lookup_elem(&self_ids, &key))
+		return 0;
+	return (__u64)cmd << 32 | id;
+}
+
+/* count_liveness advances the liveness counter when the sensor's own lookup
+ * (cmd, attr) reads the liveness map. */
+static __always_inline void count_liveness(__u32 cmd, const void *attr, int user)
+{
+	if (cmd != BPF_MAP_LOOKUP_ELEM_)
+		return;
+	int fd = -1;
+	if (user)
+		bpf_probe_read_user(&fd, sizeof(fd), attr);
+	else
+		bpf_probe_read_kernel(&fd, sizeof(fd), attr);
+	if (bpf_obj_of(fd, BPF_MAP_GET_FD_BY_ID_) != (void *)&liveness)
+		return;
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&liveness, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* guarded_file says whether f is one of the sensor's own files, or in one
+ * of its directories. */
+static __always_inline int guarded_file(struct file *f, struct file_id *id)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	id->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	id->ino = BPF_CORE_READ(ino, i_ino);
+	if (bpf_map_lookup_elem(&guarded, id))
+		return 1;
+	struct file_id dir = {.dev = id->dev, .ino = BPF_CORE_READ(f, f_path.dentry, d_parent, d_inode, i_ino)};
+	return bpf_map_lookup_elem(&guarded, &dir) != NULL;
 }
 
 #endif

@@ -25,6 +25,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFREG_ 0100000
 #define TCP_LISTEN_ 10
 #define BPF_PROG_LOAD_ 5
+#define NR_BPF_ 321
 #define PTRACE_ATTACH_ 16
 #define PTRACE_SEIZE_ 0x4206
 #define FS_IOC_SETFLAGS_ 0x40086602
@@ -160,6 +161,8 @@ enum shape {
 	SH_SYMLINK,  /* target string, link name (dfd2, name2) */
 	SH_MOUNT,    /* a mount-table change: always drift */
 	SH_PRIV,     /* module, kexec, bpf, ptrace, io_uring_setup: drift when attempted */
+	SH_BPF,      /* any other bpf(2) command: tampering when it touches the sensor's objects */
+	SH_OPEN_READ, /* an open without write intent: judged only for the sensor's own files */
 };
 
 static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, int user)
@@ -347,6 +350,79 @@ static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret)
 	return 0;
 }
 
+/* send_self sends a tamper record: an act on the sensor itself, reported
+ * whatever the seal and the scope (tampering matters wherever it comes
+ * from) and never answered with the reflex (the actor may be outside the
+ * sealed scope). */
+static __always_inline void send_self(struct exec_rec *r, __u16 op, __u64 arg, long ret, __u16 flags)
+{
+	fill_hdr(&r->h, REC_EXEC, op);
+	fill_task(&r->h);
+	r->h.flags = RF_ATTEMPT | flags;
+	r->ret = ret;
+	r->arg = arg;
+	r->mnt_id = 0;
+	r->reasons = 0;
+	r->rule = 0;
+	r->args_len = 0;
+	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 2;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+}
+
+/* judge_bpf: a bpf(2) command other than a program load. The sensor's own
+ * reads of its liveness map advance the counter; another process's command
+ * on one of the sensor's maps, programs or links is tampering. */
+static __noinline int judge_bpf(struct dreq *q, long ret)
+{
+	if (is_self()) {
+		count_liveness(q->arg, q->name, 1);
+		return 0;
+	}
+	__u64 key = self_bpf_key(q->arg, q->name, 1);
+	if (!key)
+		return 0;
+	__u32 zero = 0;
+	struct exec_rec *r = bpf_map_lookup_elem(&xrec_map, &zero);
+	if (!r)
+		return 0;
+	r->dev = r->ino = 0;
+	r->path_len = 0;
+	r->data[0] = r->data[1] = 0;
+	send_self(r, DOP_SELF_BPF, key, ret, 0);
+	return 0;
+}
+
+/* judge_read: a successful open without write intent, of one of the
+ * sensor's own files by another process, is tampering. */
+static __noinline int judge_read(struct dreq *q, long fd)
+{
+	if (is_self())
+		return 0;
+	struct file *f = file_of(fd);
+	if (!f)
+		return 0;
+	struct file_id id;
+	if (!guarded_file(f, &id))
+		return 0;
+	__u32 zero = 0;
+	struct exec_rec *r = bpf_map_lookup_elem(&xrec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+	w->trunc = 0;
+	__u32 l = resolve_file(w, f, r->data);
+	r->dev = id.dev;
+	r->ino = id.ino;
+	r->path_len = bound(l, 4095);
+	r->data[bound(l, 4095)] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	send_self(r, DOP_SELF_OPEN, q->flags, fd, w->trunc ? RF_TRUNC : 0);
+	return 0;
+}
+
 static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 {
 	__u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->r10, a4 = regs->r8;
@@ -374,9 +450,12 @@ static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 		q->flags = a2;
 		goto open;
 	open:
-		if (!(q->flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
-			return 0;
 		q->op = DOP_OPEN, q->shape = SH_OPEN;
+		if (!(q->flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_))) {
+			if (!guard_files)
+				return 0;
+			q->shape = SH_OPEN_READ;
+		}
 		return 1;
 
 	/* writes through a descriptor: first per process and file */
@@ -536,10 +615,13 @@ static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 	case 320: /* kexec_file_load(kernel_fd, ...) */
 		q->op = DOP_KEXEC, q->shape = SH_PRIV, q->fd = a0, q->arg = id;
 		return 1;
-	case 321: /* bpf(cmd): program loads only */
-		if (a0 != BPF_PROG_LOAD_)
-			return 0;
-		q->op = DOP_BPF, q->shape = SH_PRIV, q->arg = a0;
+	case NR_BPF_: /* bpf(cmd, attr): program loads are drift; other commands are judged by their object */
+		q->arg = a0;
+		if (a0 != BPF_PROG_LOAD_) {
+			q->shape = SH_BPF, q->name = (const char *)a1;
+			return 1;
+		}
+		q->op = DOP_BPF, q->shape = SH_PRIV;
 		return 1;
 	case 101: /* ptrace(request, pid) */
 		if (a0 != PTRACE_ATTACH_ && a0 != PTRACE_SEIZE_)
@@ -578,6 +660,13 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 	 * the generation for every one, sealed or not, in scope or not. */
 	if (ret >= 0 && (q.op == DOP_RENAME || q.op == DOP_MOUNT))
 		bump_path_generation();
+	/* Acts on the sensor itself: whatever the seal and the scope. */
+	if (q.shape == SH_BPF)
+		return judge_bpf(&q, ret);
+	if (q.shape == SH_OPEN_READ)
+		return ret >= 0 ? judge_read(&q, ret) : 0;
+	if (q.shape == SH_OPEN && ret >= 0 && guard_files)
+		judge_read(&q, ret);
 	struct config *cfg = get_config();
 	if (!cfg || !cfg->sealed)
 		return 0;

@@ -257,8 +257,16 @@ var fileActions = map[uint16]string{
 var execActions = map[uint16]string{
 	record.OpExec: "exec", record.OpModule: "module_load", record.OpKexec: "kexec_load",
 	record.OpBPF: "bpf_prog_load", record.OpPtrace: "ptrace_attach", record.OpUringSetup: "io_uring_setup",
-	record.OpSignal: "signal_sensor",
+	record.OpSignal: "signal_sensor", record.OpSelfBPF: ActionTamper, record.OpSelfOpen: ActionTamper,
 }
+
+// ActionTamper is the action of every finding about an act on the sensor
+// itself: a bpf() command on its maps, programs or links, an open of its
+// files (reported by the kernel at the syscall), or a difference the
+// heartbeat's check found in its configuration or links. Such findings are
+// of kind sensor, whatever their scope: tampering with the sensor matters
+// wherever it comes from.
+const ActionTamper = "tamper"
 
 // ActionName names a record's operation as findings do.
 func ActionName(kind, op uint16) string {
@@ -340,6 +348,10 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 		if len(r.Args) > 0 {
 			p.Argv = splitArgs(r.Args)
 		}
+		if r.Op == record.OpSelfBPF || r.Op == record.OpSelfOpen {
+			ev.Kind = event.KindSensor
+			ev.Health = &event.Health{Detail: s.tamperDetail(r)}
+		}
 	case record.KindNet:
 		ev.Kind = event.KindNet
 		n := &event.Net{Port: r.Port, Family: "inet", Protocol: protoName(r.Protocol)}
@@ -358,6 +370,21 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 	}
 	ev.Process = p
 	return ev
+}
+
+// tamperDetail says what another process did to the sensor, e.g.
+// "bpf(BPF_MAP_UPDATE_ELEM) on driftsensor map config_map (id 42) by pid 7 (bpftool)".
+func (s *Sensor) tamperDetail(r *record.Record) string {
+	by := fmt.Sprintf("by pid %d (%s)", r.TGID, r.Comm)
+	if r.Op == record.OpSelfOpen {
+		return fmt.Sprintf("open of driftsensor file %s %s", r.Path, by)
+	}
+	cmd, o, _ := s.cfg.Backend.SelfObject(r.Arg)
+	res := ""
+	if r.Ret < 0 {
+		res = fmt.Sprintf(", refused: %v", unix.Errno(-r.Ret))
+	}
+	return fmt.Sprintf("bpf(%s) on %s %s%s", backend.BPFCmdName(cmd), o, by, res)
 }
 
 func splitArgs(b []byte) []string {

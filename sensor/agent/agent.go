@@ -254,9 +254,10 @@ func (d *Daemon) send(batch []*event.Event) {
 }
 
 func (d *Daemon) heartbeat() event.Heartbeat {
+	d.verify()
 	findings, lost := d.sensor.Counters()
 	st, _ := d.state.Load().(event.State)
-	return event.Heartbeat{
+	hb := event.Heartbeat{
 		Backend:    d.cfg.Backend.Name(),
 		BackendWhy: d.cfg.BackendWhy,
 		PolicyHash: d.cfg.Policy.Hash,
@@ -270,6 +271,8 @@ func (d *Daemon) heartbeat() event.Heartbeat {
 			RingFill:    d.cfg.Backend.RingFill(),
 		},
 	}
+	hb.Liveness.KernelCounter = d.kernelCounter()
+	return hb
 }
 
 func (d *Daemon) serveMetrics(ctx context.Context) error {

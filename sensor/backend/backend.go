@@ -47,6 +47,11 @@ type Options struct {
 	// CordonFlag is the cordon gate's flag map (responder/gate), for the
 	// cordon reflex; nil when no gate is attached.
 	CordonFlag *ebpf.Map
+	// Protect lists the sensor's own files and directories (credentials,
+	// state, spool), which must exist at load: another process opening one
+	// of them, or a file directly in one of the directories, is a tamper
+	// finding (denied in lsm enforce mode).
+	Protect []string
 }
 
 // Stats are the kernel's counters, summed over CPUs.
@@ -54,6 +59,10 @@ type Stats struct {
 	Lost      uint64 // records the ring buffer could not take
 	TaintFull uint64 // writes not tainted because the taint set was full
 	Truncated uint64 // paths that did not fit a record
+	// KernelCounter is advanced only by the kernel program, once per Stats
+	// call (the sensor's read of the liveness map is the event it counts):
+	// it moves on an idle host, and no one else can move it.
+	KernelCounter uint64
 }
 
 // Backend is a loaded and attached set of kernel programs.
@@ -65,5 +74,13 @@ type Backend interface {
 	// RingFill is the fraction of the ring buffer holding unread records.
 	RingFill() float64
 	Stats() (Stats, error)
+	// Verify re-reads the configuration the sensor wrote into the kernel
+	// and checks its links are still attached; it returns each difference,
+	// says what changed, and restores what it can. Each difference is
+	// reported once.
+	Verify() []string
+	// SelfObject names the sensor's own object from a tamper record's
+	// argument (bpf command << 32 | id).
+	SelfObject(arg uint64) (cmd uint32, o Object, ok bool)
 	Close() error
 }

@@ -2,7 +2,7 @@ package backend
 
 import (
 	"fmt"
-	"os"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -13,7 +13,6 @@ import (
 type Config struct {
 	Sealed       uint32
 	ScopeCgroups uint32
-	SelfTgid     uint32
 	Reflex       uint32
 	DenyBinds    uint32
 	Epoch        uint32
@@ -27,18 +26,32 @@ const (
 )
 
 // Live is what both backends keep the same way at run time: the configuration
-// mirrored in the kernel, and the ring buffer. Backends embed it.
+// mirrored in the kernel (and what it must read back, for Verify), the
+// sensor's own objects, and the ring buffer. Backends embed it.
 type Live struct {
+	mu        sync.Mutex // the configuration: written by state changes, checked by Verify
 	cfg       Config
 	configMap *ebpf.Map
 	ring      *ringbuf.Reader
+
+	scopeMap            *ebpf.Map
+	scope               map[uint64]string // cgroup id -> directory
+	rulesMap, imagesMap *ebpf.Map
+	rules, images       []Rule
+	portsMap            *ebpf.Map
+	ports               []uint8 // 1 = allowed, by port
+	objects             map[uint64]Object
+	links               []linkState
 }
 
-// Scope sets who is watched: never the sensor itself; with scope cgroups,
-// only tasks in them or below. It writes the configuration, not yet sealed.
+// Scope sets who is watched: never the sensor itself (bpf/maps.h self_tgid,
+// set by SetSelf); with scope cgroups, only tasks in them or below. It writes
+// the configuration, not yet sealed.
 func (l *Live) Scope(configMap, scopeMap *ebpf.Map, scope []string) error {
-	l.configMap = configMap
-	l.cfg.SelfTgid = uint32(os.Getpid())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.configMap, l.scopeMap = configMap, scopeMap
+	l.scope = map[uint64]string{}
 	for _, dir := range scope {
 		id, err := CgroupID(dir)
 		if err != nil {
@@ -47,6 +60,7 @@ func (l *Live) Scope(configMap, scopeMap *ebpf.Map, scope []string) error {
 		if err := scopeMap.Put(id, uint8(1)); err != nil {
 			return fmt.Errorf("scope cgroup %s: %w", dir, err)
 		}
+		l.scope[id] = dir
 		l.cfg.ScopeCgroups = 1
 	}
 	return l.put()
@@ -63,6 +77,10 @@ func (l *Live) OpenRing(events *ebpf.Map) (err error) {
 // ApplyPolicy fills the policy maps (dirLinks may be nil: a backend with
 // exact paths needs no rewrite) and the configuration's policy bits.
 func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLinks *ebpf.Map) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rulesMap, l.imagesMap, l.portsMap = rules, images, ports
+	l.rules, l.images = append([]Rule(nil), r.Paths...), append([]Rule(nil), r.Images...)
 	if err := PutRules(rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
 	}
@@ -74,7 +92,8 @@ func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLink
 			return err
 		}
 	}
-	if err := PutPorts(ports, r.PortAllowed); err != nil {
+	var err error
+	if l.ports, err = PutPorts(ports, r.PortAllowed); err != nil {
 		return err
 	}
 	l.cfg.DenyBinds = 0
@@ -92,6 +111,8 @@ func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLink
 // finding. A new seal starts a new epoch, so judgements from an earlier seal
 // (descriptors already seen) do not carry over.
 func (l *Live) SetSealed(sealed bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if sealed && l.cfg.Sealed == 0 {
 		l.cfg.Epoch++
 	}

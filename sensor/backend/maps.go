@@ -84,8 +84,9 @@ func PutDirLinks(m *ebpf.Map, links map[string]string) error {
 	return nil
 }
 
-// PutPorts marks the ports the policy allows in the ports array.
-func PutPorts(m *ebpf.Map, allowed func(uint16) bool) error {
+// PutPorts marks the ports the policy allows in the ports array, and returns
+// what it wrote.
+func PutPorts(m *ebpf.Map, allowed func(uint16) bool) ([]uint8, error) {
 	keys := make([]uint32, 65536)
 	vals := make([]uint8, 65536)
 	for p := range keys {
@@ -95,19 +96,24 @@ func PutPorts(m *ebpf.Map, allowed func(uint16) bool) error {
 		}
 	}
 	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
-		return nil
+		return vals, nil
 	}
 	for p := range keys { // kernels without batch operations on arrays
 		if err := m.Put(keys[p], vals[p]); err != nil {
-			return fmt.Errorf("allowed port %d: %w", p, err)
+			return nil, fmt.Errorf("allowed port %d: %w", p, err)
 		}
 	}
-	return nil
+	return vals, nil
 }
 
-// ReadStats sums the per-CPU counters of the stats map (enum stat_idx).
-func ReadStats(m *ebpf.Map) (Stats, error) {
+// ReadStats sums the per-CPU counters of the stats map (enum stat_idx) and
+// reads the liveness counter, which this very read advances (bpf/maps.h
+// count_liveness).
+func ReadStats(m, liveness *ebpf.Map) (Stats, error) {
 	var s Stats
+	if err := liveness.Lookup(uint32(0), &s.KernelCounter); err != nil {
+		return s, fmt.Errorf("read the liveness counter: %w", err)
+	}
 	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated} {
 		var per []uint64
 		if err := m.Lookup(uint32(i), &per); err != nil {

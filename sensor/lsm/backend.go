@@ -29,18 +29,11 @@ const (
 	OpSignal = 38
 )
 
-// bpf(2) commands that turn an id into a descriptor: the keys of self_ids.
-const (
-	cmdProgGetFDByID = 13
-	cmdMapGetFDByID  = 14
-	cmdLinkGetFDByID = 30
-)
-
 // Backend is a loaded and attached lsm backend.
 type Backend struct {
 	coll  *ebpf.Collection
 	maps  lsmMaps
-	links []link.Link
+	links []backend.Link
 	backend.Live
 	// Missing lists hooks this kernel does not have (their programs are not
 	// loaded), e.g. file_truncate before 6.2, where path_truncate covers it,
@@ -113,6 +106,9 @@ func Load(opts backend.Options) (*Backend, error) {
 		}
 	}
 	sort.Strings(b.Missing)
+	if err := backend.SetSelf(spec, opts); err != nil {
+		return nil, err
+	}
 
 	b.coll, err = ebpf.NewCollection(spec)
 	if err != nil {
@@ -146,9 +142,15 @@ func Load(opts backend.Options) (*Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("attach %s: %w", spec.Programs[name].SectionName, err)
 		}
-		b.links = append(b.links, l)
+		b.links = append(b.links, backend.Link{Link: l, What: spec.Programs[name].SectionName})
 	}
-	if err := b.protectSelf(); err != nil {
+	// The sensor's own program, map and link ids: no one else may turn
+	// them into descriptors or write them (refused in enforce mode).
+	if err := b.Guard(backend.Own{
+		Programs: b.coll.Programs, Maps: b.coll.Maps, Links: b.links,
+		SelfIDs: b.maps.SelfIds, Guarded: b.maps.Guarded, Liveness: b.maps.Liveness,
+		Files: opts.Protect,
+	}); err != nil {
 		return nil, err
 	}
 
@@ -211,46 +213,6 @@ func attach(p *ebpf.Program) (link.Link, error) {
 	return link.AttachTracing(link.TracingOptions{Program: p})
 }
 
-// protectSelf lists the sensor's program, map and link ids, so that in
-// enforce mode no one else can turn them into descriptors to detach them.
-func (b *Backend) protectSelf() error {
-	put := func(cmd uint64, id uint32) error {
-		return b.maps.SelfIds.Put(cmd<<32|uint64(id), uint8(1))
-	}
-	for name, p := range b.coll.Programs {
-		info, err := p.Info()
-		if err != nil {
-			return fmt.Errorf("program %s info: %w", name, err)
-		}
-		if id, ok := info.ID(); ok {
-			if err := put(cmdProgGetFDByID, uint32(id)); err != nil {
-				return fmt.Errorf("self-protection ids: %w", err)
-			}
-		}
-	}
-	for name, m := range b.coll.Maps {
-		info, err := m.Info()
-		if err != nil {
-			return fmt.Errorf("map %s info: %w", name, err)
-		}
-		if id, ok := info.ID(); ok {
-			if err := put(cmdMapGetFDByID, uint32(id)); err != nil {
-				return fmt.Errorf("self-protection ids: %w", err)
-			}
-		}
-	}
-	for _, l := range b.links {
-		info, err := l.Info()
-		if err != nil {
-			continue // links without info (old kernels) cannot be looked up either
-		}
-		if err := put(cmdLinkGetFDByID, uint32(info.ID)); err != nil {
-			return fmt.Errorf("self-protection ids: %w", err)
-		}
-	}
-	return nil
-}
-
 // Apply writes the policy into the kernel maps, new entries before stale ones
 // go, so the kernel never sees an empty policy. DirLinks are not needed: the
 // hooks see paths the kernel has already resolved.
@@ -269,13 +231,15 @@ func (b *Backend) Apply(r backend.Rules) error {
 func (b *Backend) Name() string { return Name }
 
 // Stats reads the kernel counters.
-func (b *Backend) Stats() (backend.Stats, error) { return backend.ReadStats(b.maps.Stats) }
+func (b *Backend) Stats() (backend.Stats, error) {
+	return backend.ReadStats(b.maps.Stats, b.maps.Liveness)
+}
 
 // Close detaches every program and frees every map.
 func (b *Backend) Close() error {
 	b.CloseRing()
 	for i := len(b.links) - 1; i >= 0; i-- {
-		b.links[i].Close()
+		b.links[i].Link.Close()
 	}
 	b.links = nil
 	if b.coll != nil {

@@ -22,7 +22,7 @@ import (
 // so one loaded backend is measured attached or not without reloading.
 func (b *Backend) detach() {
 	for _, l := range b.links {
-		l.Close()
+		l.Link.Close()
 	}
 	b.links = nil
 }
@@ -38,7 +38,7 @@ func (b *Backend) attach() error {
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", name, err)
 		}
-		b.links = append(b.links, l)
+		b.links = append(b.links, backend.Link{Link: l, What: name})
 	}
 	return nil
 }

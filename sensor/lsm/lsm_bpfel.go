@@ -17,7 +17,6 @@ type lsmConfig struct {
 	_            structs.HostLayout
 	Sealed       uint32
 	ScopeCgroups uint32
-	SelfTgid     uint32
 	Reflex       uint32
 	DenyBinds    uint32
 	Epoch        uint32
@@ -165,7 +164,9 @@ const (
 	lsmMapDirlinks              = "dirlinks"
 	lsmMapEvents                = "events"
 	lsmMapFrecMap               = "frec_map"
+	lsmMapGuarded               = "guarded"
 	lsmMapImages                = "images"
+	lsmMapLiveness              = "liveness"
 	lsmMapPathgen               = "pathgen"
 	lsmMapPorts                 = "ports"
 	lsmMapRules                 = "rules"
@@ -216,6 +217,8 @@ const (
 	lsmVarNetRec                = "_net_rec"
 	lsmVarRecHdr                = "_rec_hdr"
 	lsmVarSeenKey               = "_seen_key"
+	lsmVarGuardFiles            = "guard_files"
+	lsmVarSelfTgid              = "self_tgid"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -304,7 +307,9 @@ type lsmMapSpecs struct {
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
+	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
+	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
@@ -322,12 +327,14 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
-	Dirlink *ebpf.VariableSpec `ebpf:"_dirlink"`
-	ExecRec *ebpf.VariableSpec `ebpf:"_exec_rec"`
-	FileRec *ebpf.VariableSpec `ebpf:"_file_rec"`
-	NetRec  *ebpf.VariableSpec `ebpf:"_net_rec"`
-	RecHdr  *ebpf.VariableSpec `ebpf:"_rec_hdr"`
-	SeenKey *ebpf.VariableSpec `ebpf:"_seen_key"`
+	Dirlink    *ebpf.VariableSpec `ebpf:"_dirlink"`
+	ExecRec    *ebpf.VariableSpec `ebpf:"_exec_rec"`
+	FileRec    *ebpf.VariableSpec `ebpf:"_file_rec"`
+	NetRec     *ebpf.VariableSpec `ebpf:"_net_rec"`
+	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
+	SeenKey    *ebpf.VariableSpec `ebpf:"_seen_key"`
+	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
+	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
 
 // lsmObjects contains all objects after they have been loaded into the kernel.
@@ -355,7 +362,9 @@ type lsmMaps struct {
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
+	Guarded    *ebpf.Map `ebpf:"guarded"`
 	Images     *ebpf.Map `ebpf:"images"`
+	Liveness   *ebpf.Map `ebpf:"liveness"`
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rules      *ebpf.Map `ebpf:"rules"`
@@ -376,7 +385,9 @@ func (m *lsmMaps) Close() error {
 		m.Dirlinks,
 		m.Events,
 		m.FrecMap,
+		m.Guarded,
 		m.Images,
+		m.Liveness,
 		m.Pathgen,
 		m.Ports,
 		m.Rules,
@@ -395,12 +406,14 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
-	Dirlink *ebpf.Variable `ebpf:"_dirlink"`
-	ExecRec *ebpf.Variable `ebpf:"_exec_rec"`
-	FileRec *ebpf.Variable `ebpf:"_file_rec"`
-	NetRec  *ebpf.Variable `ebpf:"_net_rec"`
-	RecHdr  *ebpf.Variable `ebpf:"_rec_hdr"`
-	SeenKey *ebpf.Variable `ebpf:"_seen_key"`
+	Dirlink    *ebpf.Variable `ebpf:"_dirlink"`
+	ExecRec    *ebpf.Variable `ebpf:"_exec_rec"`
+	FileRec    *ebpf.Variable `ebpf:"_file_rec"`
+	NetRec     *ebpf.Variable `ebpf:"_net_rec"`
+	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
+	SeenKey    *ebpf.Variable `ebpf:"_seen_key"`
+	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
+	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }
 
 // lsmPrograms contains all programs after they have been loaded into the kernel.

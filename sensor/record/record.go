@@ -47,7 +47,9 @@ const (
 	OpBPF
 	OpPtrace
 	OpUringSetup
-	OpSignal // a signal aimed at the sensor (lsm enforce mode)
+	OpSignal   // a signal aimed at the sensor (lsm enforce mode)
+	OpSelfBPF  // a bpf() command by another process on the sensor's own object; Arg = cmd << 32 | id
+	OpSelfOpen // another process opened one of the sensor's own files; Arg = open flags
 )
 
 // Net ops.

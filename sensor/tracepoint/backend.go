@@ -20,7 +20,7 @@ const Name = "tracepoint"
 // Backend is a loaded and attached tracepoint backend.
 type Backend struct {
 	objs  tpObjects
-	links []link.Link
+	links []backend.Link
 	backend.Live
 	hasGate bool
 }
@@ -36,6 +36,9 @@ func Load(opts backend.Options) (*Backend, error) {
 		spec.Maps["events"].MaxEntries = opts.RingBytes
 	}
 	if err := pickUringTracepoint(spec); err != nil {
+		return nil, err
+	}
+	if err := backend.SetSelf(spec, opts); err != nil {
 		return nil, err
 	}
 	b := &Backend{hasGate: opts.CordonFlag != nil}
@@ -74,7 +77,7 @@ func Load(opts backend.Options) (*Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("attach tp_btf/%s: %w", t.name, err)
 		}
-		b.links = append(b.links, l)
+		b.links = append(b.links, backend.Link{Link: l, What: "tp_btf/" + t.name})
 	}
 
 	// Bind hooks: on each scope cgroup, or on the root for the whole host.
@@ -89,13 +92,27 @@ func Load(opts backend.Options) (*Backend, error) {
 		for _, p := range []struct {
 			prog *ebpf.Program
 			at   ebpf.AttachType
-		}{{b.objs.DriftBind4, ebpf.AttachCGroupInet4Bind}, {b.objs.DriftBind6, ebpf.AttachCGroupInet6Bind}} {
+			name string
+		}{{b.objs.DriftBind4, ebpf.AttachCGroupInet4Bind, "bind4"}, {b.objs.DriftBind6, ebpf.AttachCGroupInet6Bind, "bind6"}} {
 			l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: p.at, Program: p.prog})
 			if err != nil {
 				return nil, fmt.Errorf("attach bind hook to cgroup %s: %w", dir, err)
 			}
-			b.links = append(b.links, l)
+			b.links = append(b.links, backend.Link{Link: l, What: "cgroup/" + p.name + " on " + dir})
 		}
+	}
+
+	if err := b.Guard(backend.Own{
+		Programs: map[string]*ebpf.Program{
+			"drift_sys_exit": b.objs.DriftSysExit, "drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
+			"drift_uring": b.objs.DriftUring, "drift_bind4": b.objs.DriftBind4, "drift_bind6": b.objs.DriftBind6,
+			"test_resolve": b.objs.TestResolve,
+		},
+		Links:   b.links,
+		SelfIDs: b.objs.SelfIds, Guarded: b.objs.Guarded, Liveness: b.objs.Liveness,
+		Files: opts.Protect,
+	}); err != nil {
+		return nil, err
 	}
 
 	if err := b.OpenRing(b.objs.Events); err != nil {
@@ -122,13 +139,15 @@ func (b *Backend) Apply(r backend.Rules) error {
 func (b *Backend) Name() string { return Name }
 
 // Stats reads the kernel counters.
-func (b *Backend) Stats() (backend.Stats, error) { return backend.ReadStats(b.objs.Stats) }
+func (b *Backend) Stats() (backend.Stats, error) {
+	return backend.ReadStats(b.objs.Stats, b.objs.Liveness)
+}
 
 // Close detaches every program and frees every map.
 func (b *Backend) Close() error {
 	b.CloseRing()
 	for i := len(b.links) - 1; i >= 0; i-- {
-		b.links[i].Close()
+		b.links[i].Link.Close()
 	}
 	b.links = nil
 	return b.objs.Close()

@@ -17,7 +17,6 @@ type tpConfig struct {
 	_            structs.HostLayout
 	Sealed       uint32
 	ScopeCgroups uint32
-	SelfTgid     uint32
 	Reflex       uint32
 	DenyBinds    uint32
 	Epoch        uint32
@@ -182,13 +181,16 @@ const (
 	tpMapExecgen       = "execgen"
 	tpMapFrecMap       = "frec_map"
 	tpMapGateCordon    = "gate_cordon"
+	tpMapGuarded       = "guarded"
 	tpMapImages        = "images"
+	tpMapLiveness      = "liveness"
 	tpMapPathgen       = "pathgen"
 	tpMapPorts         = "ports"
 	tpMapRules         = "rules"
 	tpMapScopeCache    = "scope_cache"
 	tpMapScopeMap      = "scope_map"
 	tpMapSeen          = "seen"
+	tpMapSelfIds       = "self_ids"
 	tpMapStats         = "stats"
 	tpMapTaint         = "taint"
 	tpMapTestInMap     = "test_in_map"
@@ -207,6 +209,8 @@ const (
 	tpVarFileRec       = "_file_rec"
 	tpVarNetRec        = "_net_rec"
 	tpVarRecHdr        = "_rec_hdr"
+	tpVarGuardFiles    = "guard_files"
+	tpVarSelfTgid      = "self_tgid"
 )
 
 // loadTp returns the embedded CollectionSpec for tp.
@@ -271,13 +275,16 @@ type tpMapSpecs struct {
 	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
 	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
+	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
+	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
 	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
 	Seen       *ebpf.MapSpec `ebpf:"seen"`
+	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	Taint      *ebpf.MapSpec `ebpf:"taint"`
 	TestInMap  *ebpf.MapSpec `ebpf:"test_in_map"`
@@ -290,11 +297,13 @@ type tpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpVariableSpecs struct {
-	Dirlink *ebpf.VariableSpec `ebpf:"_dirlink"`
-	ExecRec *ebpf.VariableSpec `ebpf:"_exec_rec"`
-	FileRec *ebpf.VariableSpec `ebpf:"_file_rec"`
-	NetRec  *ebpf.VariableSpec `ebpf:"_net_rec"`
-	RecHdr  *ebpf.VariableSpec `ebpf:"_rec_hdr"`
+	Dirlink    *ebpf.VariableSpec `ebpf:"_dirlink"`
+	ExecRec    *ebpf.VariableSpec `ebpf:"_exec_rec"`
+	FileRec    *ebpf.VariableSpec `ebpf:"_file_rec"`
+	NetRec     *ebpf.VariableSpec `ebpf:"_net_rec"`
+	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
+	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
+	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
 
 // tpObjects contains all objects after they have been loaded into the kernel.
@@ -324,13 +333,16 @@ type tpMaps struct {
 	Execgen    *ebpf.Map `ebpf:"execgen"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
 	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
+	Guarded    *ebpf.Map `ebpf:"guarded"`
 	Images     *ebpf.Map `ebpf:"images"`
+	Liveness   *ebpf.Map `ebpf:"liveness"`
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rules      *ebpf.Map `ebpf:"rules"`
 	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
 	Seen       *ebpf.Map `ebpf:"seen"`
+	SelfIds    *ebpf.Map `ebpf:"self_ids"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 	Taint      *ebpf.Map `ebpf:"taint"`
 	TestInMap  *ebpf.Map `ebpf:"test_in_map"`
@@ -348,13 +360,16 @@ func (m *tpMaps) Close() error {
 		m.Execgen,
 		m.FrecMap,
 		m.GateCordon,
+		m.Guarded,
 		m.Images,
+		m.Liveness,
 		m.Pathgen,
 		m.Ports,
 		m.Rules,
 		m.ScopeCache,
 		m.ScopeMap,
 		m.Seen,
+		m.SelfIds,
 		m.Stats,
 		m.Taint,
 		m.TestInMap,
@@ -368,11 +383,13 @@ func (m *tpMaps) Close() error {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpVariables struct {
-	Dirlink *ebpf.Variable `ebpf:"_dirlink"`
-	ExecRec *ebpf.Variable `ebpf:"_exec_rec"`
-	FileRec *ebpf.Variable `ebpf:"_file_rec"`
-	NetRec  *ebpf.Variable `ebpf:"_net_rec"`
-	RecHdr  *ebpf.Variable `ebpf:"_rec_hdr"`
+	Dirlink    *ebpf.Variable `ebpf:"_dirlink"`
+	ExecRec    *ebpf.Variable `ebpf:"_exec_rec"`
+	FileRec    *ebpf.Variable `ebpf:"_file_rec"`
+	NetRec     *ebpf.Variable `ebpf:"_net_rec"`
+	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
+	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
+	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }
 
 // tpPrograms contains all programs after they have been loaded into the kernel.
