@@ -258,8 +258,9 @@ static __always_inline int bpf_target_of(__u32 cmd, struct bpf_target *t)
 }
 
 /* bpf_obj_of returns what the descriptor fd of the current task holds when
- * it is a bpf object of the given kind (by the name its anonymous inode
- * file carries: bpf-map, bpf-prog, bpf_link), or NULL. */
+ * it is a bpf object of the given kind, told by the name of its anonymous
+ * inode file (bpf-map, bpf-prog; a link made by attaching is bpf_link, one
+ * made from its id bpf-link), or NULL. */
 static __always_inline void *bpf_obj_of(int fd, __u32 kind)
 {
 	struct file *f = file_of(fd);
@@ -268,10 +269,14 @@ static __always_inline void *bpf_obj_of(int fd, __u32 kind)
 	const unsigned char *name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
 	__u64 n = 0;
 	bpf_probe_read_kernel(&n, sizeof(n), name);
-	__u64 want = kind == BPF_MAP_GET_FD_BY_ID_ ? 0x0070616d2d667062ULL  /* "bpf-map\0" */
-		   : kind == BPF_PROG_GET_FD_BY_ID_ ? 0x676f72702d667062ULL /* "bpf-prog" */
-						    : 0x6b6e696c5f667062ULL; /* "bpf_link" */
-	if (n != want)
+	int ok;
+	if (kind == BPF_MAP_GET_FD_BY_ID_)
+		ok = n == 0x0070616d2d667062ULL; /* "bpf-map\0" */
+	else if (kind == BPF_PROG_GET_FD_BY_ID_)
+		ok = n == 0x676f72702d667062ULL; /* "bpf-prog" */
+	else
+		ok = n == 0x6b6e696c5f667062ULL || n == 0x6b6e696c2d667062ULL; /* "bpf_link", "bpf-link" */
+	if (!ok)
 		return NULL;
 	return BPF_CORE_READ(f, private_data);
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -201,6 +202,24 @@ func act(op string, a []string) error {
 		return closeFd(bpfProgLoad())
 	case "bpf-prog-fd":
 		return closeFd(bpfProgFD(uint32(atoi(arg(0)))))
+	case "bpf-map-update": // map id, key and value in hex: a descriptor by id, then the write
+		return bpfOnMap(arg(0), func(fd int) error {
+			key, val := unhex(arg(1)), unhex(arg(2))
+			return bpfElem(unix.BPF_MAP_UPDATE_ELEM, fd, key, val)
+		})
+	case "bpf-map-delete": // map id, key in hex
+		return bpfOnMap(arg(0), func(fd int) error { return bpfElem(unix.BPF_MAP_DELETE_ELEM, fd, unhex(arg(1)), nil) })
+	case "bpf-link-detach": // link id: a descriptor by id, then BPF_LINK_DETACH
+		var attr [16]byte
+		*(*uint32)(unsafe.Pointer(&attr[0])) = uint32(atoi(arg(0)))
+		fd, err := bpfCall(unix.BPF_LINK_GET_FD_BY_ID, attr[:])
+		if err != nil {
+			return err
+		}
+		defer unix.Close(int(fd))
+		*(*uint32)(unsafe.Pointer(&attr[0])) = uint32(fd)
+		_, err = bpfCall(unix.BPF_LINK_DETACH, attr[:])
+		return err
 	case "ptrace":
 		return unix.PtraceSeize(atoi(arg(0))) // no stop: the tracee runs on, detached when we exit
 	case "kill":
@@ -344,6 +363,46 @@ func bpfProgLoad() (int, error) {
 }
 
 // bpfProgFD turns a program id into a descriptor (BPF_PROG_GET_FD_BY_ID).
+// bpfCall makes one bpf(2) call with attr.
+func bpfCall(cmd int, attr []byte) (uintptr, error) {
+	r, _, en := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
+	return r, errnoOf(en)
+}
+
+// bpfOnMap turns a map id into a descriptor (BPF_MAP_GET_FD_BY_ID) and runs f on it.
+func bpfOnMap(id string, f func(fd int) error) error {
+	var attr [16]byte
+	*(*uint32)(unsafe.Pointer(&attr[0])) = uint32(atoi(id))
+	fd, err := bpfCall(unix.BPF_MAP_GET_FD_BY_ID, attr[:])
+	if err != nil {
+		return err
+	}
+	defer unix.Close(int(fd))
+	return f(int(fd))
+}
+
+// bpfElem is a map element command: map_fd, key, value, flags.
+func bpfElem(cmd, fd int, key, val []byte) error {
+	var attr [32]byte
+	*(*uint32)(unsafe.Pointer(&attr[0])) = uint32(fd)
+	*(*uint64)(unsafe.Pointer(&attr[8])) = uint64(uintptr(unsafe.Pointer(&key[0])))
+	if val != nil {
+		*(*uint64)(unsafe.Pointer(&attr[16])) = uint64(uintptr(unsafe.Pointer(&val[0])))
+	}
+	_, err := bpfCall(cmd, attr[:])
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(val)
+	return err
+}
+
+func unhex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		panic(fmt.Sprintf("actor: %q is not hex bytes", s))
+	}
+	return b
+}
+
 func bpfProgFD(id uint32) (int, error) {
 	var attr [16]byte
 	*(*uint32)(unsafe.Pointer(&attr[0])) = id

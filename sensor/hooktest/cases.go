@@ -359,9 +359,8 @@ func Cases() []Case {
 			Want:    []Want{{Kind: xec, Action: ActSignal}},
 			Differs: []Differ{tracepointGap("bpf/tracepoint.c decodes no kill/tgkill/pidfd_send_signal (self-protection is lsm's task_kill)")}},
 		{Group: "self", Name: "descriptor for a sensor program",
-			Act:     []string{"bpf-prog-fd", "$progid"},
-			Want:    []Want{{Kind: xec, Action: ActBPF}},
-			Differs: []Differ{tracepointGap("bpf/tracepoint.c reports BPF_PROG_LOAD only and keeps no list of its own program ids")}},
+			Act:  []string{"bpf-prog-fd", "$progid"},
+			Want: []Want{{Kind: event.KindSensor, Action: ActTamper}}},
 
 		// ---- network ----
 		{Group: "net", Name: "bind to a port the policy does not allow",

@@ -240,6 +240,7 @@ var (
 	ActPtrace      = sensor.ActionName(record.KindExec, record.OpPtrace)
 	ActUringSetup  = sensor.ActionName(record.KindExec, record.OpUringSetup)
 	ActSignal      = sensor.ActionName(record.KindExec, record.OpSignal)
+	ActTamper      = sensor.ActionTamper
 	ActBind        = sensor.ActionName(record.KindNet, record.OpBind)
 	ActListen      = sensor.ActionName(record.KindNet, record.OpListen)
 )
