@@ -140,7 +140,12 @@ func run(args []string) error {
 
 	var cordon func(bool) error
 	var cordonState func() (bool, error)
-	bopts := backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes)}
+	spoolDir := filepath.Join(*stateDir, "spool-"+*host)
+	protect, err := sensorFiles(spoolDir, *creds, *nkey)
+	if err != nil {
+		return err
+	}
+	bopts := backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes), Protect: protect}
 	if *gateOn {
 		var allow []gate.Rule
 		for _, m := range mgmt {
@@ -205,7 +210,7 @@ func run(args []string) error {
 			url = u
 			log.Info().Str("url", url).Msg("embedded NATS server")
 		}
-		sp, damage, err := spool.Open(filepath.Join(*stateDir, "spool-"+*host), spool.Options{})
+		sp, damage, err := spool.Open(spoolDir, spool.Options{})
 		if err != nil {
 			return fmt.Errorf("spool in %s: %w", *stateDir, err)
 		}
@@ -230,6 +235,22 @@ func run(args []string) error {
 	err = d.Run(ctx)
 	log.Info().Msg("detaching")
 	return err
+}
+
+// sensorFiles are the files another process must not open: the NATS
+// credentials, the state directory and the spool directory in it (made here,
+// root-only, so they exist when the backend records them).
+func sensorFiles(spoolDir string, creds ...string) ([]string, error) {
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--state-dir: create %s: %w", spoolDir, err)
+	}
+	files := []string{filepath.Dir(spoolDir), spoolDir}
+	for _, c := range creds {
+		if c != "" {
+			files = append(files, c)
+		}
+	}
+	return files, nil
 }
 
 // spoolDamage reports a damaged spool as a finding: findings were lost.
