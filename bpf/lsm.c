@@ -1089,12 +1089,6 @@ static __always_inline int net_verdict(struct config *cfg, struct net_rec *r)
 	return deny ? -EPERM_ : 0;
 }
 
-static __always_inline int port_allowed(__u32 port)
-{
-	__u8 *ok = bpf_map_lookup_elem(&ports, &port);
-	return ok && *ok;
-}
-
 SEC("lsm/socket_bind")
 int BPF_PROG(drift_socket_bind, struct socket *sock, struct sockaddr *address, int addrlen)
 {

@@ -64,13 +64,26 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } taint SEC(".maps");
 
-/* Allowed ports: 1 = may bind/listen. */
+/* Allowed ports: allowed[port] = 1 may bind/listen. One element holds them
+ * all, so user space writes the set, and reads it back each heartbeat, in one
+ * call instead of 65,536. */
+struct port_set {
+	__u8 allowed[65536];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, struct port_set);
 } ports SEC(".maps");
+
+static __always_inline int port_allowed(__u32 port)
+{
+	__u32 zero = 0;
+	struct port_set *ps = bpf_map_lookup_elem(&ports, &zero);
+	return ps && ps->allowed[port & 0xffff];
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -855,9 +855,7 @@ static __always_inline int bind_common(struct bpf_sock_addr *ctx, __u16 family, 
 	struct config *cfg = get_config();
 	if (!cfg || !cfg->sealed || !in_scope(cfg))
 		return 1;
-	__u32 k = port;
-	__u8 *ok = bpf_map_lookup_elem(&ports, &k);
-	if (ok && *ok)
+	if (port_allowed(port))
 		return 1;
 	struct net_rec r = {};
 	fill_hdr(&r.h, REC_NET, DOP_BIND);
@@ -901,8 +899,7 @@ int BPF_PROG(drift_listen, const struct sock *sk, int oldstate, int newstate)
 	if (!cfg || !cfg->sealed || !in_scope(cfg))
 		return 0;
 	__u32 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	__u8 *ok = bpf_map_lookup_elem(&ports, &port);
-	if (ok && *ok)
+	if (port_allowed(port))
 		return 0;
 	struct net_rec r = {};
 	fill_hdr(&r.h, REC_NET, DOP_LISTEN);

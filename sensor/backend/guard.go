@@ -72,8 +72,8 @@ type Own struct {
 	Programs map[string]*ebpf.Program
 	// Maps names maps; the maps the programs use are found from them too,
 	// named as the kernel knows them (at most 15 bytes).
-	Maps map[string]*ebpf.Map
-	Links    []Link
+	Maps  map[string]*ebpf.Map
+	Links []Link
 	// SelfIDs, Guarded and Liveness are the maps of bpf/maps.h that Guard
 	// fills once and freezes.
 	SelfIDs, Guarded, Liveness *ebpf.Map

@@ -39,7 +39,7 @@ type Live struct {
 	rulesMap, imagesMap *ebpf.Map
 	rules, images       []Rule
 	portsMap            *ebpf.Map
-	ports               []uint8 // 1 = allowed, by port
+	ports               *PortSet
 	objects             map[uint64]Object
 	links               []linkState
 }

@@ -84,26 +84,22 @@ func PutDirLinks(m *ebpf.Map, links map[string]string) error {
 	return nil
 }
 
-// PutPorts marks the ports the policy allows in the ports array, and returns
-// what it wrote.
-func PutPorts(m *ebpf.Map, allowed func(uint16) bool) ([]uint8, error) {
-	keys := make([]uint32, 65536)
-	vals := make([]uint8, 65536)
-	for p := range keys {
-		keys[p] = uint32(p)
-		if p > 0 && allowed != nil && allowed(uint16(p)) {
-			vals[p] = 1
+// PortSet is struct port_set (bpf/maps.h): 1 = the port may be bound.
+type PortSet [65536]uint8
+
+// PutPorts writes the set of ports the policy allows, in one element, and
+// returns what it wrote.
+func PutPorts(m *ebpf.Map, allowed func(uint16) bool) (*PortSet, error) {
+	set := new(PortSet)
+	for p := 1; p < len(set); p++ {
+		if allowed != nil && allowed(uint16(p)) {
+			set[p] = 1
 		}
 	}
-	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
-		return vals, nil
+	if err := m.Put(uint32(0), set); err != nil {
+		return nil, fmt.Errorf("allowed ports: %w", err)
 	}
-	for p := range keys { // kernels without batch operations on arrays
-		if err := m.Put(keys[p], vals[p]); err != nil {
-			return nil, fmt.Errorf("allowed port %d: %w", p, err)
-		}
-	}
-	return vals, nil
+	return set, nil
 }
 
 // ReadStats sums the per-CPU counters of the stats map (enum stat_idx) and

@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -145,32 +144,24 @@ func verifyRules(name string, m *ebpf.Map, rules []Rule) []string {
 }
 
 func (l *Live) verifyPorts() []string {
-	got := make([]uint8, len(l.ports))
-	keys := make([]uint32, len(l.ports))
-	var cursor ebpf.MapBatchCursor
-	n, err := l.portsMap.BatchLookup(&cursor, keys, got, nil)
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	got := new(PortSet)
+	if err := l.portsMap.Lookup(uint32(0), got); err != nil {
 		return []string{fmt.Sprintf("ports: cannot be read back: %v", err)}
 	}
-	var changed []string
-	for i := 0; i < n; i++ {
-		p := keys[i]
-		if int(p) < len(l.ports) && got[i] != l.ports[p] {
-			changed = append(changed, fmt.Sprintf("%d %s", p, map[uint8]string{0: "denied", 1: "allowed"}[got[i]]))
-		}
-	}
-	if len(changed) == 0 {
+	if *got == *l.ports {
 		return nil
+	}
+	var changed []string
+	for p := range got {
+		if got[p] != l.ports[p] {
+			changed = append(changed, fmt.Sprintf("%d %s", p, map[bool]string{false: "denied", true: "allowed"}[got[p] != 0]))
+		}
 	}
 	if len(changed) > 8 {
 		changed = append(changed[:8], fmt.Sprintf("and %d more", len(changed)-8))
 	}
 	diffs := []string{fmt.Sprintf("ports: now %s (restored)", strings.Join(changed, ", "))}
-	all := make([]uint32, len(l.ports))
-	for i := range all {
-		all[i] = uint32(i)
-	}
-	if _, err := l.portsMap.BatchUpdate(all, l.ports, nil); err != nil {
+	if err := l.portsMap.Put(uint32(0), l.ports); err != nil {
 		diffs = append(diffs, fmt.Sprintf("ports: restore: %v", err))
 	}
 	return diffs

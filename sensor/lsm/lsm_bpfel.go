@@ -103,6 +103,11 @@ type lsmNetRec struct {
 	Addr     [16]uint8
 }
 
+type lsmPortSet struct {
+	_       structs.HostLayout
+	Allowed [65536]uint8
+}
+
 type lsmRecHdr struct {
 	_        structs.HostLayout
 	Kind     uint16

@@ -103,6 +103,11 @@ type tpNetRec struct {
 	Addr     [16]uint8
 }
 
+type tpPortSet struct {
+	_       structs.HostLayout
+	Allowed [65536]uint8
+}
+
 type tpRecHdr struct {
 	_        structs.HostLayout
 	Kind     uint16
