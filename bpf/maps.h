@@ -82,7 +82,10 @@ static __always_inline int port_allowed(__u32 port)
 {
 	__u32 zero = 0;
 	struct port_set *ps = bpf_map_lookup_elem(&ports, &zero);
-	return ps && ps->allowed[port & 0xffff];
+	if (!ps)
+		return 0;
+	barrier_var(port); /* keep the mask: older verifiers lose a byte swap's bounds */
+	return ps->allowed[port & 0xffff];
 }
 
 struct {

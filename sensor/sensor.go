@@ -349,8 +349,7 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 			p.Argv = splitArgs(r.Args)
 		}
 		if r.Op == record.OpSelfBPF || r.Op == record.OpSelfOpen {
-			ev.Kind = event.KindSensor
-			ev.Health = &event.Health{Detail: s.tamperDetail(r)}
+			ev.Kind, ev.Exec, ev.Health = event.KindSensor, nil, s.tamper(r)
 		}
 	case record.KindNet:
 		ev.Kind = event.KindNet
@@ -372,19 +371,21 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 	return ev
 }
 
-// tamperDetail says what another process did to the sensor, e.g.
-// "bpf(BPF_MAP_UPDATE_ELEM) on driftsensor map config_map (id 42) by pid 7 (bpftool)".
-func (s *Sensor) tamperDetail(r *record.Record) string {
+// tamper says what another process did to the sensor, e.g. "bpf(BPF_MAP_UPDATE_ELEM)
+// on driftsensor map config_map (id 42) by pid 7 (bpftool)".
+func (s *Sensor) tamper(r *record.Record) *event.Health {
 	by := fmt.Sprintf("by pid %d (%s)", r.TGID, r.Comm)
 	if r.Op == record.OpSelfOpen {
-		return fmt.Sprintf("open of driftsensor file %s %s", r.Path, by)
+		return &event.Health{Path: string(r.Path), Detail: fmt.Sprintf("open of driftsensor file %s %s", r.Path, by)}
 	}
 	cmd, o, _ := s.cfg.Backend.SelfObject(r.Arg)
+	h := &event.Health{BPFCmd: backend.BPFCmdName(cmd), Object: o.String()}
 	res := ""
 	if r.Ret < 0 {
 		res = fmt.Sprintf(", refused: %v", unix.Errno(-r.Ret))
 	}
-	return fmt.Sprintf("bpf(%s) on %s %s%s", backend.BPFCmdName(cmd), o, by, res)
+	h.Detail = fmt.Sprintf("bpf(%s) on %s %s%s", h.BPFCmd, h.Object, by, res)
+	return h
 }
 
 func splitArgs(b []byte) []string {

@@ -76,6 +76,12 @@ type Net struct {
 type Health struct {
 	LostRecords uint64 `json:"lost_records,omitempty"`
 	Detail      string `json:"detail,omitempty"`
+	// For a tamper finding the kernel reported: the bpf(2) command another
+	// process made and the sensor's object it touched, or the sensor's own
+	// file it opened.
+	BPFCmd string `json:"bpf_cmd,omitempty"` // e.g. BPF_MAP_UPDATE_ELEM
+	Object string `json:"object,omitempty"`  // e.g. "driftsensor map config_map (id 42)"
+	Path   string `json:"path,omitempty"`
 }
 
 // Process is the context of the process that caused a finding.

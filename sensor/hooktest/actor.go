@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -18,6 +19,16 @@ import (
 
 // ActorEnv, set in a test binary's environment, makes it the actor.
 const ActorEnv = "DRIFT_HOOKTEST_ACTOR"
+
+// ActorComm is how the kernel names the actor process (comm): the test
+// binary's name, cut to 15 bytes.
+func ActorComm() string {
+	c := filepath.Base(os.Args[0])
+	if len(c) > 15 {
+		c = c[:15]
+	}
+	return c
+}
 
 // IsActor says whether this process was started as the actor.
 func IsActor() bool { return os.Getenv(ActorEnv) != "" }

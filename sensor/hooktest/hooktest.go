@@ -134,6 +134,7 @@ type Want struct {
 	AnyPort bool // the kernel picked the port
 	Denied  bool
 	Arg     *uint64 // event.Exec.Arg
+	Detail  string  // event.Health.Detail, exact
 	ArgLow  *uint32 // its low 32 bits
 	// AnyThread: the operation may run on another thread of the actor (an
 	// io_uring worker), so the finding's tid is not the actor's.

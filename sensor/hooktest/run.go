@@ -151,6 +151,8 @@ func (w Want) Match(ev *event.Event) bool {
 			(w.Argv == nil || strings.Join(ev.Process.Argv, "\x00") == strings.Join(w.Argv, "\x00"))
 	case ev.Net != nil:
 		return w.AnyPort || ev.Net.Port == w.Port
+	case ev.Health != nil:
+		return (w.Path == "" || ev.Health.Path == w.Path) && (w.Detail == "" || ev.Health.Detail == w.Detail)
 	}
 	return true
 }

@@ -50,21 +50,21 @@ func TestTamper(t *testing.T) {
 			if res.Errno != wantErrno {
 				t.Errorf("read of the sensor's file: errno %v, want %v", res.Errno, wantErrno)
 			}
-			ev := bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Path: creds, Denied: deny}, res.PID)
-			if want := fmt.Sprintf("open of driftsensor file %s by pid %d (%s)", creds, res.PID, ev.Process.Comm); ev.Health.Detail != want {
-				t.Errorf("detail %q, want %q", ev.Health.Detail, want)
-			}
+			by := fmt.Sprintf("by pid %d (%s)", res.PID, hooktest.ActorComm())
+			bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Denied: deny,
+				Detail: fmt.Sprintf("open of driftsensor file %s %s", creds, by)}, res.PID)
 
 			// a zero struct config: unsealed, whole host, no reflex
 			res = bed.Act(t, hooktest.Act{Outside: true, Args: []string{"bpf-map-update", fmt.Sprint(cfgID), "00000000", fmt.Sprintf("%040x", 0)}})
 			if res.Errno != wantErrno {
 				t.Errorf("config map update: errno %v, want %v", res.Errno, wantErrno)
 			}
-			a := uint64(backend.CmdMapGetFDByID)<<32 | uint64(cfgID)
-			bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Arg: &a, Denied: deny}, res.PID)
+			refused := map[bool]string{false: "", true: ", refused: operation not permitted"}[deny]
+			bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Denied: deny,
+				Detail: fmt.Sprintf("bpf(BPF_MAP_GET_FD_BY_ID) on driftsensor map config_map (id %d) %s%s", cfgID, by, refused)}, res.PID)
 			if !deny {
-				u := uint64(2)<<32 | uint64(cfgID)
-				bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Arg: &u}, res.PID)
+				bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper,
+					Detail: fmt.Sprintf("bpf(BPF_MAP_UPDATE_ELEM) on driftsensor map config_map (id %d) %s", cfgID, by)}, res.PID)
 				if d := bed.Backend().Verify(); len(d) == 0 {
 					t.Error("Verify found no difference after the config map was zeroed")
 				}
