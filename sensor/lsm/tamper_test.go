@@ -59,6 +59,7 @@ func TestTamper(t *testing.T) {
 			if res.Errno != wantErrno {
 				t.Errorf("config map update: errno %v, want %v", res.Errno, wantErrno)
 			}
+			by = fmt.Sprintf("by pid %d (%s)", res.PID, hooktest.ActorComm())
 			refused := map[bool]string{false: "", true: ", refused: operation not permitted"}[deny]
 			bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Denied: deny,
 				Detail: fmt.Sprintf("bpf(BPF_MAP_GET_FD_BY_ID) on driftsensor map config_map (id %d) %s%s", cfgID, by, refused)}, res.PID)
