@@ -65,10 +65,11 @@ func percentile(v []float64, p float64) float64 {
 }
 
 // loadSensor attaches a sealed sensor scoped to cg with the default policy
-// (so the churn directory under /tmp is a writable exception).
-func loadSensor(tb testing.TB, cg *testenv.Cgroup, emit func(*event.Event), onRecord func(uint64)) (*tracepoint.Backend, func()) {
+// (so the churn directory under /tmp is a writable exception), guarding the
+// sensor files in protect.
+func loadSensor(tb testing.TB, cg *testenv.Cgroup, emit func(*event.Event), onRecord func(uint64), protect ...string) (*tracepoint.Backend, func()) {
 	root, _ := sysfs.CgroupRoot()
-	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root, RingBytes: 64 << 20})
+	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root, RingBytes: 64 << 20, Protect: protect})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -266,7 +267,11 @@ func BenchmarkBPFCost(b *testing.B) {
 		b.Fatal("enable BPF run-time statistics:", err)
 	}
 	defer stats.Close()
-	be, stop := loadSensor(b, cg, nil, nil)
+	var protect []string
+	if os.Getenv("DRIFT_BENCH_GUARD") != "" { // guard sensor files: every open is checked against them
+		protect = []string{b.TempDir()}
+	}
+	be, stop := loadSensor(b, cg, nil, nil, protect...)
 	defer stop()
 	prog := be.SysExitProgram()
 	const n = 20000
