@@ -56,6 +56,7 @@ vmbench: ## BenchmarkLSM inside that VM (tcg: timings are indicative only)
 fuzz: ## short runs of every fuzz target
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=20s ./sensor/policy/
 	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=20s ./sensor/record/
+	$(GO) test -run=NONE -fuzz=FuzzDecodeCtlCommand -fuzztime=20s ./sensor/event/
 
 bench: build ## run the benchmarks and print the tables for BENCHMARKS.md
 	scripts/bench.sh

@@ -10,7 +10,8 @@ import (
 var commandDocs = map[string]struct{ desc, example string }{
 	"creds": {"Generate a nats-server configuration (server.conf including auth.conf) and an nkey seed for each host,\n" +
 		"the responder and the admin; existing seeds are kept unless --rotate.", "driftctl creds --hosts web-1,web-2 --out /etc/nats/drift"},
-	"init":      {"Create the findings stream and the host state bucket on the server (kept as they are if they exist).", "driftctl --nats nats://nats1.fleet:4222 --nkey admin.nk init"},
+	"init": {"Create, or resize when they exist, the findings stream DRIFT, the append-only audit stream DRIFT_AUDIT\n" +
+		"and the host state bucket: replicas, age and size limits, the findings stream's dedup window.", "driftctl --nats nats://nats1.fleet:4222 --nats-nkey admin.nk init --replicas 3 --max-age 2160h"},
 	"seal":      {"Seal HOST (mutable -> sealed): its sensor records the baseline and every later change is drift. Audited.", "driftctl seal web-1 --by alice"},
 	"unseal":    {"Unseal HOST (sealed -> mutable), for authorised maintenance. Audited.", "driftctl unseal web-1 --by alice"},
 	"cordon":    {"Set HOST cordoned in the control plane: its sensor closes its gate (with --gate) and the responder holds it cordoned. Audited.", "driftctl cordon web-1 --by alice"},

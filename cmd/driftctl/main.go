@@ -53,7 +53,8 @@ const usage = `usage: driftctl [global flags] COMMAND [flags] [args]
 
 commands:
   creds --hosts a,b --out DIR   generate a nats-server configuration and per-host nkey credentials
-  init                          create the findings stream and the host state bucket
+  init [--replicas N] [--max-age D] [--max-bytes B] [--dedup-window D]
+                                create or resize the findings and audit streams and the host state bucket
   seal HOST                     seal a host (mutable -> sealed), audited
   unseal HOST                   unseal a host (sealed -> mutable), audited
   cordon HOST                   cordon a host (state only: the responder or the sensor acts on it)
@@ -71,8 +72,8 @@ global flags (also accepted after the command):
 
 // globals are the connection flags every command shares.
 type globals struct {
-	url, creds, nkey, ca, cert, key string
-	timeout                         time.Duration
+	conn    transport.Options
+	timeout time.Duration
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -80,20 +81,14 @@ func (g *globals) register(fs *flag.FlagSet) {
 	if def == "" {
 		def = "nats://127.0.0.1:4222"
 	}
-	fs.StringVar(&g.url, "nats", def, "NATS server URL(s), comma-separated; $NATS_URL sets the default")
-	fs.StringVar(&g.creds, "creds", "", "NATS .creds file (user JWT and nkey seed)")
-	fs.StringVar(&g.nkey, "nkey", "", "NATS nkey seed file (admin.nk from driftctl creds)")
-	fs.StringVar(&g.ca, "tls-ca", "", "CA bundle to verify the NATS server")
-	fs.StringVar(&g.cert, "tls-cert", "", "client certificate for mutual TLS")
-	fs.StringVar(&g.key, "tls-key", "", "client key for mutual TLS")
+	g.conn.RegisterFlags(fs, def, "NATS server URL(s), comma-separated; $NATS_URL sets the default")
 	fs.DurationVar(&g.timeout, "timeout", 5*time.Second, "bound on each request to the server")
 }
 
 func (g *globals) options() transport.Options {
-	return transport.Options{
-		URL: g.url, CAFile: g.ca, CertFile: g.cert, KeyFile: g.key,
-		CredsFile: g.creds, NKeySeedFile: g.nkey, Name: "driftctl", AckTimeout: g.timeout,
-	}
+	o := g.conn
+	o.Name, o.AckTimeout = "driftctl", g.timeout
+	return o
 }
 
 type cli struct {
@@ -113,7 +108,7 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		"creds":     {(*cli).creds, "creds --hosts a,b --out DIR [--nats-listen ADDR] [--jetstream-dir DIR] [--rotate]"},
-		"init":      {(*cli).initCmd, "init"},
+		"init":      {(*cli).initCmd, "init [--replicas N] [--max-age D] [--max-bytes B] [--dedup-window D]"},
 		"seal":      {stateCmd(event.StateSealed), "seal HOST [--by WHO]"},
 		"unseal":    {stateCmd(event.StateMutable), "unseal HOST [--by WHO]"},
 		"cordon":    {stateCmd(event.StateCordoned), "cordon HOST [--by WHO]"},
@@ -171,6 +166,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.Is(err, transport.ErrUnauthorized):
+		fmt.Fprintf(stderr, "driftctl %s: %v\n", name, err)
+		return exitUsage // a bad credential is bad input
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "driftctl %s: %v\nusage: driftctl %s\n", name, err, cmd.help)
 		return exitUsage
@@ -213,7 +211,10 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 func (c *cli) connect() (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := transport.Connect(c.g.options())
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (is the server up? --nats URL, --nkey or --creds for credentials)", err)
+		if errors.Is(err, transport.ErrUnauthorized) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("%w (is the server up? --nats URL, --nats-nkey or --nats-creds for credentials)", err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -276,13 +277,20 @@ func (c *cli) creds(args []string) error {
 		}
 		fmt.Fprintf(c.stdout, "%-9s %-20s %s  %s (%s)\n", u.Role, u.Name, u.PublicKey, u.SeedFile, what)
 	}
-	fmt.Fprintf(c.stdout, "\nnext:\n  nats-server -c %s\n  driftctl --nats nats://%s --nkey %s init\n  driftsensor --nats nats://%s --nats-nkey %s ...   (on each host, its own seed)\n",
-		res.ServerConfig, *listen, res.Users[len(res.Users)-1].SeedFile, *listen, res.Users[0].SeedFile)
+	admin, _ := res.User("admin")
+	responder, _ := res.User("responder")
+	fmt.Fprintf(c.stdout, "\nnext:\n  nats-server -c %s\n  driftctl --nats nats://%s --nats-nkey %s init\n  driftsensor --nats nats://%s --nats-nkey %s --host %s ...   (on each host, its own seed)\n  driftresponder --nats nats://%s --nats-nkey %s ...\n",
+		res.ServerConfig, *listen, admin.SeedFile, *listen, res.Users[0].SeedFile, res.Users[0].Name, *listen, responder.SeedFile)
 	return nil
 }
 
 func (c *cli) initCmd(args []string) error {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	var set transport.Settings
+	fs.IntVar(&set.Replicas, "replicas", 1, "copies of the streams and the state bucket (3 on a three-node cluster)")
+	fs.DurationVar(&set.MaxAge, "max-age", 0, "drop findings and audit records older than this, e.g. 2160h (0: keep all)")
+	fs.Int64Var(&set.MaxBytes, "max-bytes", 0, "size limit of each stream and the bucket in bytes; the oldest go first (0: none)")
+	fs.DurationVar(&set.Dedup, "dedup-window", transport.DedupWindow, "how long the findings stream drops a finding sent again (see README: the spool's longest wait)")
 	rest, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -290,16 +298,19 @@ func (c *cli) initCmd(args []string) error {
 	if len(rest) > 0 {
 		return usagef("unexpected argument %q", rest[0])
 	}
+	if err := set.Check(); err != nil {
+		return usageError{err.Error()}
+	}
 	ctl, nc, err := c.control()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	if err := ctl.Setup(c.ctx); err != nil {
-		return err
+	done, err := ctl.Init(c.ctx, set)
+	for _, line := range done {
+		fmt.Fprintln(c.stdout, line)
 	}
-	fmt.Fprintf(c.stdout, "stream %s and bucket %s ready\n", event.StreamName, event.StateBucket)
-	return nil
+	return err
 }
 
 // stateCmd is seal, unseal, cordon and uncordon: one host, one audited change.

@@ -154,7 +154,7 @@ func TestRuntimeErrors(t *testing.T) {
 	if code != exitFailure || !strings.Contains(stderr, "not cordoned") {
 		t.Errorf("uncordon of a host that is not cordoned: exit %d, %q", code, stderr)
 	}
-	code, _, stderr = driftctl(t, "replay", "--nats", url, "--since", "1h", "--nkey", "/nonexistent/admin.nk")
+	code, _, stderr = driftctl(t, "replay", "--nats", url, "--since", "1h", "--nats-nkey", "/nonexistent/admin.nk")
 	if code != exitFailure || !strings.Contains(stderr, "/nonexistent/admin.nk") {
 		t.Errorf("missing seed file: exit %d, %q", code, stderr)
 	}
@@ -186,17 +186,17 @@ func TestCredsSealUnseal(t *testing.T) {
 	url := s.ClientURL()
 	admin := filepath.Join(dir, "admin.nk")
 
-	if code, _, stderr := driftctl(t, "--nats", url, "status"); code != exitFailure || !strings.Contains(stderr, "uthorization") {
+	if code, _, stderr := driftctl(t, "--nats", url, "status"); code != exitUsage || !strings.Contains(stderr, "uthorization") {
 		t.Errorf("status without credentials: exit %d, %q", code, stderr)
 	}
-	if code, _, _ := driftctl(t, "--nats", url, "--nkey", admin, "init"); code != exitOK {
+	if code, _, _ := driftctl(t, "--nats", url, "--nats-nkey", admin, "init"); code != exitOK {
 		t.Fatalf("init: exit %d", code)
 	}
-	code, out, _ = driftctl(t, "--nats", url, "--nkey", admin, "seal", "web-1", "--by", "alice")
+	code, out, _ = driftctl(t, "--nats", url, "--nats-nkey", admin, "seal", "web-1", "--by", "alice")
 	if code != exitOK || !strings.Contains(out, "mutable -> sealed") {
 		t.Fatalf("seal: exit %d %q", code, out)
 	}
-	code, out, _ = driftctl(t, "seal", "--nats", url, "--nkey", admin, "web-1")
+	code, out, _ = driftctl(t, "seal", "--nats", url, "--nats-nkey", admin, "web-1")
 	if code != exitOK || !strings.Contains(out, "already sealed") {
 		t.Errorf("seal again: exit %d %q", code, out)
 	}
@@ -219,16 +219,16 @@ func TestCredsSealUnseal(t *testing.T) {
 	}
 
 	// Cordoned: seal refuses, uncordon releases.
-	if code, _, _ := driftctl(t, "--nats", url, "--nkey", admin, "cordon", "web-1", "--by", "bob"); code != exitOK {
+	if code, _, _ := driftctl(t, "--nats", url, "--nats-nkey", admin, "cordon", "web-1", "--by", "bob"); code != exitOK {
 		t.Fatalf("cordon: exit %d", code)
 	}
-	if code, _, stderr := driftctl(t, "--nats", url, "--nkey", admin, "seal", "web-1"); code != exitFailure || !strings.Contains(stderr, "uncordon") {
+	if code, _, stderr := driftctl(t, "--nats", url, "--nats-nkey", admin, "seal", "web-1"); code != exitFailure || !strings.Contains(stderr, "uncordon") {
 		t.Errorf("seal of a cordoned host: exit %d %q", code, stderr)
 	}
-	if code, out, _ := driftctl(t, "--nats", url, "--nkey", admin, "uncordon", "web-1", "--by", "bob"); code != exitOK || !strings.Contains(out, "cordoned -> sealed") {
+	if code, out, _ := driftctl(t, "--nats", url, "--nats-nkey", admin, "uncordon", "web-1", "--by", "bob"); code != exitOK || !strings.Contains(out, "cordoned -> sealed") {
 		t.Fatalf("uncordon: exit %d %q", code, out)
 	}
-	code, out, _ = driftctl(t, "--nats", url, "--nkey", admin, "unseal", "--by", "alice", "web-1")
+	code, out, _ = driftctl(t, "--nats", url, "--nats-nkey", admin, "unseal", "--by", "alice", "web-1")
 	if code != exitOK || !strings.Contains(out, "sealed -> mutable") {
 		t.Fatalf("unseal: exit %d %q", code, out)
 	}
@@ -271,22 +271,28 @@ func TestDefaultBy(t *testing.T) {
 func TestStatus(t *testing.T) {
 	url, nc := embedded(t)
 	ctl := control(t, nc)
-	for _, h := range []string{"a", "b"} {
+	for _, h := range []string{"a", "b", "e"} {
 		if _, err := ctl.SetState(context.Background(), h, event.StateSealed, "test"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// a and c beat (c has no state in the control plane); b is silent.
+	// a and c beat (c has no state in the control plane); b is silent; e
+	// beats but applies another state than the control plane's, its watch down.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		for ctx.Err() == nil {
-			for _, h := range []string{"a", "c"} {
+			for _, h := range []string{"a", "c", "e"} {
 				hb := event.Heartbeat{Schema: event.HeartbeatSchema, Host: h, Seq: 9, Time: time.Now().UTC(), Backend: "tracepoint",
-					State: event.StateSealed, Transport: "jetstream", Counters: event.Counters{Findings: 9, LostRecords: 2, SpoolLost: 1}}
-				if h == "c" {
+					State: event.StateSealed, Transport: "jetstream", Counters: event.Counters{Findings: 9, LostRecords: 2, SpoolLost: 1}, StateWatch: "ok"}
+				switch h {
+				case "c":
 					hb.Backend, hb.State = "lsm", event.StateMutable
-				} else {
+				case "e":
+					hb.State, hb.StateWatch = event.StateMutable, "not connected to NATS: the state applied may be stale"
+					hb.Transport = "unauthorized"
+					fallthrough
+				default:
 					hb.Version, hb.Commit = "0.3.0", "8122df503de9e98663389a2a5611b085cb7fca10-dirty"
 				}
 				_ = nc.Publish(event.HeartbeatSubject(h), mustJSON(t, hb))
@@ -308,10 +314,16 @@ func TestStatus(t *testing.T) {
 	for _, h := range st.Hosts {
 		byHost[h.Host] = h
 	}
-	if len(st.Hosts) != 3 {
-		t.Fatalf("hosts %+v, want a, b, c", st.Hosts)
+	if len(st.Hosts) != 4 {
+		t.Fatalf("hosts %+v, want a, b, c, e", st.Hosts)
 	}
-	a, b, c := byHost["a"], byHost["b"], byHost["c"]
+	a, b, c, e := byHost["a"], byHost["b"], byHost["c"], byHost["e"]
+	if a.Mismatch != "" || b.Mismatch != "" || c.Mismatch != "" {
+		t.Errorf("a mismatch where the sensor applies the control plane's state: %q %q %q", a.Mismatch, b.Mismatch, c.Mismatch)
+	}
+	if want := "the control plane says sealed, the sensor applies mutable; state watch: not connected to NATS"; !strings.HasPrefix(e.Mismatch, want) || !strings.Contains(e.Mismatch, "refuses the sensor's credentials") {
+		t.Errorf("e mismatch %q, want %q...", e.Mismatch, want)
+	}
 	if a.State != event.StateSealed || a.Heartbeat == nil || a.Heartbeat.Backend != "tracepoint" || a.Heartbeat.Counters.Findings != 9 ||
 		a.Heartbeat.Counters.LostRecords != 2 || a.HeartbeatAgeSec == nil || *a.HeartbeatAgeSec > st.WaitSec {
 		t.Errorf("a: %+v", a)
@@ -334,7 +346,8 @@ func TestStatus(t *testing.T) {
 	if len(lines) < 4 || !strings.HasPrefix(lines[0], "HOST") {
 		t.Fatalf("table:\n%s", out)
 	}
-	for _, want := range []string{"a ", "sealed", "tracepoint", "ago", " 9 ", " 3 ", "none in 0.3s", "- (sensor: mutable)", "VERSION", "0.3.0 (8122df503de9-dirty)"} {
+	for _, want := range []string{"a ", "sealed", "tracepoint", "ago", " 9 ", " 3 ", "none in 0.3s", "- (sensor: mutable)", "VERSION", "0.3.0 (8122df503de9-dirty)",
+		"sealed (sensor: mutable) !", "# ! e: the control plane says sealed", "unauthorized"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/responder/inns"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 type rules []decide.Rule
@@ -49,8 +50,8 @@ func main() {
 			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "driftresponder:", err)
-		if errors.As(err, new(badInput)) {
-			os.Exit(2)
+		if errors.As(err, new(badInput)) || errors.Is(err, transport.ErrUnauthorized) {
+			os.Exit(2) // a refused credential is bad input too
 		}
 		os.Exit(1)
 	}
@@ -66,8 +67,6 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("driftresponder", flag.ContinueOnError)
 	fs.Usage = usage(fs)
 	var (
-		url        = fs.String("nats", nats.DefaultURL, "NATS server URL")
-		creds      = fs.String("creds", "", "NATS credentials file")
 		replica    = fs.String("replica", "", "this replica's name in the audit trail (default: the machine's host name)")
 		policyFile = fs.String("policy", "", "policy YAML file (default: alert on findings, cordon on a failing sensor)")
 		dryRun     = fs.Bool("dry-run", false, "decide and audit, never act")
@@ -96,6 +95,8 @@ func run(ctx context.Context, args []string) error {
 		metricsOn  = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); empty: off")
 		verbose    = fs.Bool("v", false, "debug logging")
 	)
+	var conn transport.Options
+	conn.RegisterFlags(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
 	var extra rules
 	fs.Var(&extra, "rule", "policy rule appended after the file's, e.g. 'kind=file,path=/etc,action=cordon' (repeatable)")
 	showVersion := version.Flag(fs)
@@ -191,10 +192,6 @@ func run(ctx context.Context, args []string) error {
 		log.Warn().Msg("no cordon mechanism: -ctl-cordon=false and no -link; cordon decisions will only be audited")
 	}
 
-	opts := []nats.Option{nats.Name("driftresponder " + *replica), nats.MaxReconnects(-1)}
-	if *creds != "" {
-		opts = append(opts, nats.UserCredentials(*creds))
-	}
 	// The metrics address is taken before connecting, so a bad one is bad input.
 	var reg *prometheus.Registry
 	if *metricsOn != "" {
@@ -205,9 +202,10 @@ func run(ctx context.Context, args []string) error {
 		}
 		log.Info().Str("addr", addr.String()).Msg("metrics on /metrics")
 	}
-	nc, err := nats.Connect(*url, opts...)
+	conn.Name = "driftresponder " + *replica
+	nc, err := transport.Connect(conn, nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *url, err)
+		return err
 	}
 	defer nc.Close()
 	r, err := decide.New(nc, cfg)

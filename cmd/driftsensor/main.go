@@ -57,13 +57,7 @@ func run(args []string) error {
 		ringBytes  = fs.Uint("ring-bytes", 8<<20, "ring buffer size in bytes (a power of two, multiple of the page size)")
 		backendArg = fs.String("backend", "auto", "kernel backend: auto (lsm when BPF-LSM is active, else tracepoint), lsm, tracepoint")
 		enforce    = fs.Bool("enforce", false, "lsm backend: deny mutations with EPERM (and protect the sensor itself), not only report them")
-		natsURL    = fs.String("nats", "", `NATS server URL(s); "" starts an embedded server on loopback; "off" prints findings only`)
 		natsPort   = fs.Int("embedded-port", 4222, "loopback port of the embedded NATS server (0: any free port)")
-		creds      = fs.String("nats-creds", "", "NATS .creds file (user JWT and nkey seed)")
-		nkey       = fs.String("nats-nkey", "", "NATS nkey seed file (per-host credentials from driftctl creds)")
-		tlsCA      = fs.String("tls-ca", "", "CA bundle to verify the NATS server")
-		tlsCert    = fs.String("tls-cert", "", "client certificate for mutual TLS")
-		tlsKey     = fs.String("tls-key", "", "client key for mutual TLS")
 		stateDir   = fs.String("state-dir", "/var/lib/driftsensor", "where the spool (and the embedded server's JetStream store) live")
 		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval")
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
@@ -74,7 +68,9 @@ func run(args []string) error {
 		scopes     multi
 		mgmt       multi
 		format     event.Format
+		conn       transport.Options
 	)
+	conn.RegisterFlags(fs, "", `NATS server URL(s), comma-separated; "" starts an embedded server on loopback; "off" prints findings only`)
 	fs.BoolVar(seal, "seal-on-start", false, "same as --seal")
 	showVersion := version.Flag(fs)
 	fs.Var(&format, "format", "stdout format: json (driftsensor.event/v1) or ocsf (OCSF 1.3 classes, for SIEMs)")
@@ -141,7 +137,7 @@ func run(args []string) error {
 	var cordon func(bool) error
 	var cordonState func() (bool, error)
 	spoolDir := filepath.Join(*stateDir, "spool-"+*host)
-	protect, err := sensorFiles(spoolDir, *creds, *nkey)
+	protect, err := sensorFiles(spoolDir, conn.CredsFile, conn.NKeySeedFile)
 	if err != nil {
 		return err
 	}
@@ -198,17 +194,16 @@ func run(args []string) error {
 			}
 		},
 	})
-	if *natsURL != "off" {
-		url := *natsURL
-		if url == "" {
+	if conn.URL != "off" {
+		if conn.URL == "" {
 			srv, u, err := transport.StartEmbeddedOn(filepath.Join(*stateDir, "jetstream"), *natsPort)
 			if err != nil {
 				return fmt.Errorf("embedded NATS server: %w (pass --embedded-port 0 for any free port, or --nats URL)", err)
 			}
 			defer srv.WaitForShutdown()
 			defer srv.Shutdown()
-			url = u
-			log.Info().Str("url", url).Msg("embedded NATS server")
+			conn.URL = u
+			log.Info().Str("url", u).Msg("embedded NATS server")
 		}
 		sp, damage, err := spool.Open(spoolDir, spool.Options{})
 		if err != nil {
@@ -218,8 +213,8 @@ func run(args []string) error {
 		for _, d := range damage {
 			log.Error().Str("file", d.File).Int64("offset", d.Offset).Int64("bytes", d.Bytes).Int("records", d.Records).Str("reason", d.Reason).Msg("spool damage: records discarded")
 		}
-		pub, err := transport.New(ctx, transport.Options{URL: url, CAFile: *tlsCA, CertFile: *tlsCert, KeyFile: *tlsKey,
-			CredsFile: *creds, NKeySeedFile: *nkey, OnCommand: d.Command}, *host, sp, log)
+		conn.OnCommand, conn.Backend = d.Command, be.Name()
+		pub, err := transport.New(ctx, conn, *host, sp, log)
 		if err != nil {
 			return err
 		}

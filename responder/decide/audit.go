@@ -10,13 +10,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // AuditSchema names the version of audit records.
 const AuditSchema = "driftsensor.audit/v1"
 
 // AuditPrefix starts every audit subject: drift.audit.<host>.
-const AuditPrefix = "drift.audit"
+const AuditPrefix = event.AuditRoot
 
 // AuditSubject is where records about host go.
 func AuditSubject(host string) string { return AuditPrefix + "." + host }
@@ -81,12 +82,7 @@ func ensureAuditStream(ctx context.Context, js jetstream.JetStream) error {
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return err
 	}
-	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        event.AuditStream,
-		Description: "driftresponder decisions and actions",
-		Subjects:    []string{AuditPrefix + ".>"},
-		Storage:     jetstream.FileStorage,
-	})
+	_, err := js.CreateStream(ctx, transport.AuditStreamConfig(transport.Settings{}))
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return nil
 	}

@@ -113,6 +113,9 @@ func (s *sensor) heartbeat(c event.Counters) {
 	})
 }
 
+// ctlCommand is what the sensor receives (sensor/event).
+type ctlCommand = event.CtlCommand
+
 // ctlAgent answers cordon commands on every host's ctl subject, as the
 // sensor would, and records them.
 type ctlAgent struct {
@@ -125,20 +128,19 @@ func newCtlAgent(t testing.TB, nc *nats.Conn, on func(string, ctlCommand) error)
 	a := &ctlAgent{cmds: map[string][]ctlCommand{}, on: on}
 	sub, err := nc.Subscribe(event.SubjectRoot+".*."+event.CtlTok, func(m *nats.Msg) {
 		host, _, _ := subjectHost(m.Subject)
-		var c ctlCommand
-		rep := ctlReply{OK: true}
-		if err := json.Unmarshal(m.Data, &c); err != nil || c.Schema != CtlSchema {
-			rep = ctlReply{Error: fmt.Sprintf("bad command %q", m.Data)}
+		c, err := event.DecodeCtlCommand(m.Data)
+		rep := event.CtlReply{Schema: event.CtlSchema, ID: c.ID, OK: true}
+		if err != nil {
+			rep = event.CtlReply{Schema: event.CtlSchema, Error: fmt.Sprintf("bad command %q: %v", m.Data, err)}
 		} else if a.on != nil {
 			if err := a.on(host, c); err != nil {
-				rep = ctlReply{Error: err.Error()}
+				rep = event.CtlReply{Schema: event.CtlSchema, ID: c.ID, Error: err.Error()}
 			}
 		}
 		a.mu.Lock()
 		a.cmds[host] = append(a.cmds[host], c)
 		a.mu.Unlock()
-		data, _ := json.Marshal(rep)
-		_ = m.Respond(data)
+		_ = m.Respond(rep.Encode())
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package decide
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -28,8 +27,8 @@ const Consumer = "driftresponder"
 // ApproveSubject carries approvals of held actions (driftctl approve INCIDENT).
 const ApproveSubject = event.SubjectRoot + ".ctl.approve"
 
-// CtlSchema is the command format on a host's ctl subject.
-const CtlSchema = "driftsensor.ctl/v1"
+// CtlSchema is the command format on a host's ctl subject (sensor/event).
+const CtlSchema = event.CtlSchema
 
 // Buckets of the state replicas share.
 const (
@@ -714,31 +713,23 @@ func (r *Responder) destroy(inc *Incident, st Stages) {
 	}
 }
 
-type ctlCommand struct {
-	Schema string `json:"schema"`
-	Cmd    string `json:"cmd"`
-	ID     string `json:"id"`
-}
-
-type ctlReply struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
 // ctlCommand asks the host's sensor to run cmd and waits for its reply.
 func (r *Responder) ctlCommand(ctx context.Context, host, cmd, id string) error {
-	data, _ := json.Marshal(ctlCommand{Schema: CtlSchema, Cmd: cmd, ID: id})
+	msg, err := event.NewCtlCommand(cmd, id)
+	if err != nil {
+		return fmt.Errorf("ctl %s to %s: %w", cmd, host, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.CtlTimeout)
 	defer cancel()
-	m, err := r.nc.RequestWithContext(ctx, event.CtlSubject(host), data)
+	m, err := r.nc.RequestWithContext(ctx, event.CtlSubject(host), msg.Encode())
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("ctl %s to %s: no sensor is listening on %s", cmd, host, event.CtlSubject(host))
 		}
 		return fmt.Errorf("ctl %s to %s: %w", cmd, host, err)
 	}
-	var rep ctlReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
+	rep, err := event.DecodeCtlReply(m.Data)
+	if err != nil {
 		return fmt.Errorf("ctl %s to %s: unreadable reply: %w", cmd, host, err)
 	}
 	if !rep.OK {

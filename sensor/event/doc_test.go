@@ -151,12 +151,12 @@ func TestREADMEExamples(t *testing.T) {
 				}
 			}
 			sameJSON(t, where, b.data, &ch)
-		case head.Schema == transport.CtlSchema && head.Cmd != nil:
-			if _, err := transport.DecodeCommand(bytes.TrimSpace(b.data)); err != nil {
+		case head.Schema == event.CtlSchema && head.Cmd != nil:
+			if _, err := event.DecodeCtlCommand(bytes.TrimSpace(b.data)); err != nil {
 				t.Errorf("%s: the sensor would reject this command: %v", where, err)
 			}
-		case head.Schema == transport.CtlSchema:
-			var r transport.Reply
+		case head.Schema == event.CtlSchema:
+			var r event.CtlReply
 			if err := strictDecode(b.data, &r); err != nil {
 				t.Errorf("%s: ctl reply: %v", where, err)
 				continue
@@ -176,7 +176,7 @@ func TestREADMEExamples(t *testing.T) {
 			t.Errorf("README.md has no example of a %s finding", k)
 		}
 	}
-	for _, s := range []string{event.HeartbeatSchema, transport.StateChangeSchema, transport.CtlSchema} {
+	for _, s := range []string{event.HeartbeatSchema, transport.StateChangeSchema, event.CtlSchema} {
 		if !seen[s] {
 			t.Errorf("README.md has no %s example", s)
 		}

@@ -11,6 +11,7 @@ const (
 	StreamName   = "DRIFT"       // JetStream stream keeping findings and state changes
 	StateBucket  = "drift_hosts" // KV bucket: host name -> State
 	AuditStream  = "DRIFT_AUDIT" // responder decisions and actions
+	AuditRoot    = "drift.audit" // audit records go to drift.audit.<host>
 	HeartbeatTok = "heartbeat"   // last token of heartbeat subjects
 	CtlTok       = "ctl"         // last token of command subjects
 )

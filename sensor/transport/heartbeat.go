@@ -11,7 +11,8 @@ import (
 // interval (1s when interval <= 0) until Close. fn supplies what the sensor
 // knows (backend, policy hash, version, state, findings, lost records, ring
 // fill); the publisher sets schema, host and seq, fills time, uptime and
-// findings when fn leaves them zero, and always the spool and ctl counters, which it owns.
+// findings when fn leaves them zero, and always the spool and ctl counters,
+// the transport and the state watch's health, which it owns.
 // Heartbeats are not spooled: a late heartbeat is no heartbeat.
 func (p *Publisher) StartHeartbeat(interval time.Duration, fn func() event.Heartbeat) {
 	if interval <= 0 {
@@ -56,6 +57,9 @@ func (p *Publisher) beat(fn func() event.Heartbeat) {
 	hb.Counters.SpoolDepth = c.SpoolDepth
 	hb.Counters.SpoolLost = c.SpoolOverflow
 	hb.Counters.Rejected = c.Rejected
+	if hb.StateWatch == "" {
+		hb.StateWatch = p.StateWatch()
+	}
 	data, err := json.Marshal(withTransport(hb, c.Transport))
 	if err != nil {
 		p.log.Error().Err(err).Msg("encode heartbeat")

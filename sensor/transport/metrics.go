@@ -70,7 +70,7 @@ type Metrics struct {
 	PublishErrors  uint64
 	Rejected       uint64 // ctl messages rejected
 	PublishLatency Histogram
-	Transport      string      // TransportJetStream, TransportCore or TransportOffline
+	Transport      string      // TransportJetStream, TransportCore, TransportOffline or TransportUnauthorized
 	State          event.State // the host state applied to the kernel
 	Backend        string      // "tracepoint" or "lsm"
 	Gate           string      // GateOpen, GateClosed, GateNone or GateUnknown
@@ -87,7 +87,7 @@ const (
 // The label values of the state metrics: each is 1 for the current value and
 // 0 for the others, so a dashboard or alert can select one.
 var (
-	transportStates = []string{TransportJetStream, TransportCore, TransportOffline}
+	transportStates = []string{TransportJetStream, TransportCore, TransportOffline, TransportUnauthorized}
 	hostStates      = []string{string(event.StateMutable), string(event.StateSealed), string(event.StateCordoned), string(event.StateDestroyed)}
 	backends        = []string{"tracepoint", "lsm"}
 	gateStates      = []string{GateOpen, GateClosed, GateNone, GateUnknown}
@@ -106,7 +106,7 @@ var sensorMetrics = []metricDef{
 	counter("driftsensor_spooled_total", "Findings written to the spool.", func(m *Metrics) uint64 { return m.Spooled }),
 	counter("driftsensor_publish_errors_total", "Failed publish attempts (the finding went to the spool).", func(m *Metrics) uint64 { return m.PublishErrors }),
 	counter("driftsensor_ctl_rejected_total", "Malformed, unknown or refused control messages.", func(m *Metrics) uint64 { return m.Rejected }),
-	oneOf("driftsensor_transport", "How findings leave the host: 1 for the current state.", "state", transportStates, func(m *Metrics) string { return m.Transport }),
+	oneOf("driftsensor_transport", "How findings leave the host: 1 for the current state (unauthorized: the server refuses the credentials).", "state", transportStates, func(m *Metrics) string { return m.Transport }),
 	oneOf("driftsensor_host_state", "The host state applied to the kernel: 1 for the current one.", "state", hostStates, func(m *Metrics) string { return string(m.State) }),
 	oneOf("driftsensor_backend", "The kernel backend that runs: 1 for it.", "backend", backends, func(m *Metrics) string { return m.Backend }),
 	oneOf("driftsensor_gate", "The cordon gate: 1 for its current state (none: not attached).", "state", gateStates, func(m *Metrics) string { return m.Gate }),

@@ -1,13 +1,18 @@
 package transport
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
 
-// Options say how to reach an existing NATS server or cluster.
+// Options say how to reach an existing NATS server or cluster and how to log
+// in to it. driftsensor, driftresponder and driftctl fill the connection part
+// from the same flags (RegisterFlags), so one deployment story fits all three.
 type Options struct {
 	URL          string // one or more server URLs, comma-separated (nats://, tls://)
 	CAFile       string // PEM CA bundle to verify the server
@@ -23,9 +28,25 @@ type Options struct {
 	AckTimeout    time.Duration // wait for a JetStream ack or a flush; default 2s
 	ReconnectWait time.Duration // pause between reconnect attempts; default 250ms
 
+	// Backend names the kernel backend in findings the transport itself
+	// reports (stream_lost).
+	Backend string
+
 	// OnCommand handles a decoded ctl command other than ping. A non-nil error
 	// rejects the command: it is logged, counted and sent back to the caller.
 	OnCommand func(Command) error
+}
+
+// RegisterFlags registers the connection flags every driftsensor command
+// shares: --nats (urlDefault, described by urlHelp), --nats-creds,
+// --nats-nkey, --tls-ca, --tls-cert and --tls-key.
+func (o *Options) RegisterFlags(fs *flag.FlagSet, urlDefault, urlHelp string) {
+	fs.StringVar(&o.URL, "nats", urlDefault, urlHelp)
+	fs.StringVar(&o.CredsFile, "nats-creds", "", "NATS .creds file (user JWT and nkey seed), for servers with JWT accounts")
+	fs.StringVar(&o.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file (from driftctl creds: hosts/HOST.nk, responder.nk, admin.nk)")
+	fs.StringVar(&o.CAFile, "tls-ca", "", "PEM CA bundle to verify the NATS server (TLS)")
+	fs.StringVar(&o.CertFile, "tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)")
+	fs.StringVar(&o.KeyFile, "tls-key", "", "PEM client key for mutual TLS (with --tls-cert)")
 }
 
 func (o *Options) defaults() {
@@ -53,29 +74,76 @@ func (o Options) natsOptions() ([]nats.Option, error) {
 	case o.CertFile != "" && o.KeyFile != "":
 		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	case o.CertFile != "" || o.KeyFile != "":
-		return nil, fmt.Errorf("nats TLS: client certificate %q and key %q must be given together", o.CertFile, o.KeyFile)
+		return nil, fmt.Errorf("nats TLS: --tls-cert %q and --tls-key %q must be given together", o.CertFile, o.KeyFile)
 	}
 	switch {
 	case o.CredsFile != "" && o.NKeySeedFile != "":
-		return nil, fmt.Errorf("nats: give a credentials file (%s) or an nkey seed file (%s), not both", o.CredsFile, o.NKeySeedFile)
+		return nil, fmt.Errorf("nats: give --nats-creds (%s) or --nats-nkey (%s), not both", o.CredsFile, o.NKeySeedFile)
 	case o.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	case o.NKeySeedFile != "":
 		nk, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
 		if err != nil {
-			return nil, fmt.Errorf("nats nkey seed %s: %w", o.NKeySeedFile, err)
+			return nil, fmt.Errorf("--nats-nkey %s: %w (want an nkey seed file from driftctl creds)", o.NKeySeedFile, err)
 		}
 		opts = append(opts, nk)
 	}
 	return opts, nil
 }
 
+// ErrUnauthorized marks a connection the server refused for its credentials.
+var ErrUnauthorized = errors.New("the NATS server refused the credentials")
+
+// IsAuthError reports whether err is the server refusing a login. (A
+// client certificate refused in the TLS handshake is not told apart from a
+// dropped connection reliably under TLS 1.3, so it stays a connect error.)
+func IsAuthError(err error) bool {
+	return errors.Is(err, ErrUnauthorized) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
+// credential says which credential a connection presents, for error messages.
+func (o Options) credential() string {
+	switch {
+	case o.CredsFile != "":
+		return "--nats-creds " + o.CredsFile
+	case o.NKeySeedFile != "":
+		return "--nats-nkey " + o.NKeySeedFile
+	case o.CertFile != "":
+		return "--tls-cert " + o.CertFile
+	}
+	return "none given: pass --nats-nkey or --nats-creds"
+}
+
+// connectError explains a failed first connection; a refused credential
+// wraps ErrUnauthorized so commands exit with status 2.
+func (o Options) connectError(err error) error {
+	if IsAuthError(err) {
+		return fmt.Errorf("nats %s: %w (%s): the server says %q; check that this credential is in the server's configuration (driftctl creds) and that it is this host's", redactURLs(o.URL), ErrUnauthorized, o.credential(), err.Error())
+	}
+	return fmt.Errorf("nats connect %s: %w", redactURLs(o.URL), err)
+}
+
+// redactURLs hides passwords in a URL list.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "***" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // Connect dials the server once and fails fast: for driftctl and tools. The
-// sensor's Publisher keeps its own connection that never gives up.
-func Connect(o Options) (*nats.Conn, error) {
+// sensor's Publisher keeps its own connection that never gives up. A refused
+// credential is an error wrapping ErrUnauthorized.
+func Connect(o Options, extra ...nats.Option) (*nats.Conn, error) {
 	o.defaults()
 	if o.URL == "" {
-		return nil, fmt.Errorf("nats: no server URL")
+		return nil, fmt.Errorf("nats: no server URL (--nats)")
 	}
 	if o.Name == "" {
 		o.Name = "driftctl"
@@ -85,9 +153,10 @@ func Connect(o Options) (*nats.Conn, error) {
 		return nil, err
 	}
 	opts = append(opts, nats.Timeout(o.AckTimeout))
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats connect %s: %w", o.URL, err)
+		return nil, o.connectError(err)
 	}
 	return nc, nil
 }

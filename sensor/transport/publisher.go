@@ -31,6 +31,9 @@ const (
 	TransportJetStream = "jetstream" // findings kept in the stream, acknowledged
 	TransportCore      = "core"      // the server has no JetStream: flushed, not kept
 	TransportOffline   = "offline"   // not connected (or not yet probed): findings spool
+	// TransportUnauthorized: the server refused the credentials, or the
+	// JetStream calls they need; findings spool and the login is retried.
+	TransportUnauthorized = "unauthorized"
 )
 
 type mode int32
@@ -89,6 +92,13 @@ type Publisher struct {
 	ctlSub  *nats.Subscription
 	lastErr atomic.Value // string: last probe error logged, to log changes only
 
+	// authErr is the server's refusal of the credentials (or of a JetStream
+	// call they need) since the last successful probe; nil when none.
+	authErr atomic.Pointer[error]
+	reconn  chan struct{} // a (re)connect happened: the state watch starts over
+	watch   atomic.Pointer[string]
+	stream  streamTrack
+
 	published, spooled, overflow, pubErrors, rejected atomic.Uint64
 	findings                                          [len(kinds)]atomic.Uint64
 	lat                                               latency
@@ -126,7 +136,11 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	p := &Publisher{
 		host: host, opts: opts, log: log.With().Str("component", "transport").Logger(),
 		spool: sp, seq: seq, start: time.Now(), ids: nuid.New(),
-		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), done: make(chan struct{}), reconn: make(chan struct{}, 1),
+	}
+	if err := p.stream.open(sp.Dir()); err != nil {
+		seq.close()
+		return nil, err
 	}
 	nopts, err := opts.natsOptions()
 	if err != nil {
@@ -135,13 +149,23 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	}
 	nopts = append(nopts,
 		nats.Timeout(opts.AckTimeout),
-		nats.RetryOnFailedConnect(true), // a server down at boot is an outage like any other
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(opts.ReconnectWait),
+		// Keep trying a refused login: the server's configuration may be
+		// fixed (driftctl creds, a reload) while the sensor spools.
+		nats.IgnoreAuthErrorAbort(),
 		// No client-side buffering while disconnected: a finding is either
 		// acknowledged by the server or in the spool, never in a RAM buffer.
 		nats.ReconnectBufSize(-1),
-		nats.ConnectHandler(func(*nats.Conn) { p.wake() }),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			p.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("connected to NATS")
+			p.authErr.Store(nil) // the login passed
+			// The first connection: a watch waiting for it starts now.
+			if w := p.StateWatch(); w != "" && w != WatchOK {
+				p.signalWatch()
+			}
+			p.wake()
+		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			p.mode.Store(int32(modeUnknown))
 			if nc.IsClosed() {
@@ -150,11 +174,19 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 			p.log.Warn().Err(err).Msg("disconnected from NATS; findings go to the spool")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			p.mode.Store(int32(modeUnknown))
 			p.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
-			p.wake()
+			p.connected()
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if IsAuthError(err) {
+				p.refused(err)
+			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if IsAuthError(err) || errors.Is(err, nats.ErrPermissionViolation) {
+				p.refused(err)
+				return
+			}
 			ev := p.log.Error().Err(err)
 			if sub != nil {
 				ev = ev.Str("subject", sub.Subject)
@@ -162,10 +194,17 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 			ev.Msg("NATS error")
 		}),
 	)
-	nc, err := nats.Connect(opts.URL, nopts...)
+	// The first attempt says whether the server takes these credentials: a
+	// refusal stops the start (exit status 2). An unreachable server is an
+	// outage like any other: the connection keeps trying and findings spool.
+	nc, err := nats.Connect(opts.URL, append(nopts, nats.RetryOnFailedConnect(false))...)
+	if err != nil && !IsAuthError(err) {
+		p.log.Warn().Err(err).Str("url", redactURLs(opts.URL)).Msg("NATS server unreachable at start; findings spool until it is up")
+		nc, err = nats.Connect(opts.URL, append(nopts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		seq.close()
-		return nil, fmt.Errorf("nats connect %s: %w", opts.URL, err)
+		return nil, opts.connectError(err)
 	}
 	p.nc = nc
 	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(opts.AckTimeout), jetstream.WithPublishAsyncMaxPending(2*maxBatch)); err != nil {
@@ -190,7 +229,7 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	if nc.IsConnected() {
 		if err := p.probe(ctx); err != nil {
 			p.logProbe(err)
-		} else if p.mode.Load() == int32(modeJetStream) && opts.CredsFile == "" && opts.NKeySeedFile == "" {
+		} else if p.mode.Load() == int32(modeJetStream) && p.mayCreate() {
 			// Per-host credentials deny direct gets on the stream (they
 			// would let a host replay a forged finding on another host's
 			// subject): then the sequence file alone carries the sequence.
@@ -212,18 +251,51 @@ func (p *Publisher) Conn() *nats.Conn { return p.nc }
 // Host is the host name the publisher publishes as.
 func (p *Publisher) Host() string { return p.host }
 
-// Transport says how findings leave now: TransportJetStream, TransportCore or TransportOffline.
+// Transport says how findings leave now: TransportJetStream, TransportCore,
+// TransportOffline or TransportUnauthorized.
 func (p *Publisher) Transport() string {
-	if !p.nc.IsConnected() {
-		return TransportOffline
-	}
-	switch mode(p.mode.Load()) {
-	case modeJetStream:
+	m := mode(p.mode.Load())
+	if p.nc.IsConnected() && m == modeJetStream {
 		return TransportJetStream
-	case modeCore:
+	}
+	if p.nc.IsConnected() && m == modeCore {
 		return TransportCore
 	}
+	if p.authErr.Load() != nil {
+		return TransportUnauthorized
+	}
 	return TransportOffline
+}
+
+// mayCreate says whether this sensor may set the control plane up itself:
+// only without credentials (the embedded server, one machine). Per-host
+// credentials may not, and wait for driftctl init.
+func (p *Publisher) mayCreate() bool { return p.opts.CredsFile == "" && p.opts.NKeySeedFile == "" }
+
+// connected runs on every reconnect: probe again, watch again.
+func (p *Publisher) connected() {
+	p.mode.Store(int32(modeUnknown))
+	p.authErr.Store(nil) // the login passed
+	p.signalWatch()
+	p.wake()
+}
+
+func (p *Publisher) signalWatch() {
+	select {
+	case p.reconn <- struct{}{}:
+	default:
+	}
+}
+
+// refused records and logs, once per distinct reason, the server refusing
+// the credentials or a permission they need. It stays until a probe passes.
+func (p *Publisher) refused(err error) {
+	prev := p.authErr.Swap(&err)
+	if prev != nil && (*prev).Error() == err.Error() {
+		return
+	}
+	p.log.Error().Err(err).Str("credential", p.opts.credential()).Str("url", redactURLs(p.opts.URL)).
+		Msg("the NATS server refused this sensor's credentials or their permissions: findings spool and heartbeats say transport=unauthorized until the server's configuration lets it in (driftctl creds)")
 }
 
 func (p *Publisher) wake() {
@@ -243,14 +315,18 @@ func (p *Publisher) probe(ctx context.Context) error {
 		if mode(p.mode.Swap(int32(modeCore))) != modeCore {
 			p.log.Warn().Err(err).Msg("the NATS server has no JetStream: findings go out on core NATS, flushed but not kept; heartbeats say transport=core")
 		}
+		p.authErr.Store(nil)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("JetStream account info: %w", err)
 	}
-	if err := ensureStream(ctx, p.js, p.log); err != nil {
+	info, err := ensureStream(ctx, p.js, p.log, p.mayCreate())
+	if err != nil {
 		return err
 	}
+	p.checkStream(info)
+	p.authErr.Store(nil)
 	p.mode.Store(int32(modeJetStream))
 	return nil
 }
@@ -311,7 +387,7 @@ func (p *Publisher) Publish(ev *event.Event) error {
 	// order of a host's findings is never changed.
 	if p.direct() {
 		start := time.Now()
-		err := p.send(out.subj, out.id, out.data)
+		err := p.send(out.subj, out.id, out.seq, out.data)
 		if err == nil {
 			p.lat.observe(time.Since(start))
 			p.published.Add(1)
@@ -432,14 +508,17 @@ func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte) error {
 }
 
 // send publishes one finding and waits until the server has it.
-func (p *Publisher) send(subj, id string, data []byte) error {
+func (p *Publisher) send(subj, id string, seq uint64, data []byte) error {
 	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.AckTimeout)
 	defer cancel()
 	if mode(p.mode.Load()) == modeJetStream {
 		// The Nats-Msg-Id lets the stream drop a resend of a finding it already
 		// has (an ack lost to a disconnect, a kill between ack and spool ack).
-		_, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName), jetstream.WithRetryAttempts(0))
+		ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName), jetstream.WithRetryAttempts(0))
+		if err == nil {
+			p.stream.acked(seq, seq, ack.Sequence)
+		}
 		return err
 	}
 	if err := p.nc.PublishMsg(msg); err != nil {
@@ -464,15 +543,20 @@ func (p *Publisher) sendBatch(out []outgoing) (int, error) {
 			}
 			futs = append(futs, f)
 		}
+		var top uint64
 		for i, f := range futs {
 			select {
-			case <-f.Ok():
+			case ack := <-f.Ok():
+				top = max(top, ack.Sequence)
 			case ferr := <-f.Err():
+				p.ackedBatch(out[:i], top)
 				return i, ferr
 			case <-ctx.Done():
+				p.ackedBatch(out[:i], top)
 				return i, fmt.Errorf("waiting for the stream's ack: %w", ctx.Err())
 			}
 		}
+		p.ackedBatch(out[:len(futs)], top)
 		return len(futs), err
 	}
 	for i, o := range out {
@@ -487,6 +571,18 @@ func (p *Publisher) sendBatch(out []outgoing) (int, error) {
 		return 0, err
 	}
 	return len(out), nil
+}
+
+// ackedBatch notes the findings of a batch the stream acked.
+func (p *Publisher) ackedBatch(out []outgoing, streamSeq uint64) {
+	if len(out) == 0 {
+		return
+	}
+	first, last := out[0].seq, out[len(out)-1].seq
+	if first == 0 { // from the spool: read the numbers back
+		first, last = jsonSeq(out[0].data), jsonSeq(out[len(out)-1].data)
+	}
+	p.stream.acked(first, last, streamSeq)
 }
 
 // sendFailed makes the loop probe the server again when the failure says the
@@ -516,6 +612,11 @@ func (p *Publisher) loop() {
 			}
 		}
 		if !p.nc.IsConnected() {
+			// Until a first connection, nats.go reports a refused login only
+			// as the connection's last error.
+			if err := p.nc.LastError(); IsAuthError(err) {
+				p.refused(err)
+			}
 			continue
 		}
 		if mode(p.mode.Load()) == modeUnknown {
@@ -670,6 +771,7 @@ func (p *Publisher) Metrics() Metrics {
 		PublishErrors:  c.PublishErrors,
 		Rejected:       c.Rejected,
 		PublishLatency: p.lat.snapshot(),
+		Transport:      c.Transport,
 	}
 	for i, k := range kinds {
 		m.Findings[k] = p.findings[i].Load()

@@ -13,7 +13,7 @@ import (
 func (c *Control) Setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if err := ensureStream(ctx, c.js, zerolog.Nop()); err != nil {
+	if _, err := ensureStream(ctx, c.js, zerolog.Nop(), true); err != nil {
 		return err
 	}
 	_, err := stateBucket(ctx, c.js)

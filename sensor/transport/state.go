@@ -17,9 +17,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
-// dedupWindow is how long the stream remembers a Nats-Msg-Id (the server default).
-const dedupWindow = 2 * time.Minute
-
 // StateTok is the last token of the subject that keeps host state changes,
 // drift.v1.<host>.state, in the findings stream.
 const StateTok = "state"
@@ -64,12 +61,7 @@ func ParseState(s string) (event.State, error) {
 func stateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, event.StateBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      event.StateBucket,
-			Description: "driftsensor host states: host name -> mutable|sealed|cordoned|destroyed",
-			History:     16,
-			Storage:     jetstream.FileStorage,
-		})
+		kv, err = js.CreateKeyValue(ctx, StateBucketConfig(Settings{}))
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, event.StateBucket)
 		}
@@ -86,63 +78,6 @@ func entryState(e jetstream.KeyValueEntry) (event.State, error) {
 		return event.StateMutable, nil
 	}
 	return ParseState(string(e.Value()))
-}
-
-// WatchState calls fn with the host's state now and again on every change,
-// until ctx ends or the publisher closes. When the control plane holds no
-// state for the host, fn gets StateNone: a host that boots sealed stays
-// sealed, and one that does not stays mutable.
-// A value that is not a state is logged, counted as rejected and skipped. It
-// needs JetStream: without it there is no control plane to watch.
-func (p *Publisher) WatchState(ctx context.Context, fn func(event.State)) error {
-	setup, cancel := context.WithTimeout(ctx, p.opts.AckTimeout)
-	defer cancel()
-	kv, err := stateBucket(setup, p.js)
-	if err != nil {
-		return err
-	}
-	// The watch keeps ctx: its ordered consumer uses it again whenever it
-	// recreates itself, so it must not be the setup timeout.
-	w, err := kv.Watch(ctx, p.host)
-	if err != nil {
-		return fmt.Errorf("watch %s/%s: %w", event.StateBucket, p.host, err)
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer w.Stop()
-		sawInitial, initDone := false, false
-		for {
-			var e jetstream.KeyValueEntry
-			var ok bool
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.done:
-				return
-			case e, ok = <-w.Updates():
-				if !ok {
-					return
-				}
-			}
-			if e == nil { // end of the initial values
-				if !initDone && !sawInitial {
-					fn(event.StateNone) // no key: the control plane has not decided
-				}
-				initDone = true
-				continue
-			}
-			sawInitial = true
-			st, err := entryState(e)
-			if err != nil {
-				p.rejected.Add(1)
-				p.log.Error().Err(err).Str("bucket", event.StateBucket).Uint64("revision", e.Revision()).Msg("ignoring bad host state")
-				continue
-			}
-			fn(st)
-		}
-	}()
-	return nil
 }
 
 // Control changes host states and sends commands; driftctl and the
@@ -203,7 +138,7 @@ func (c *Control) SetState(ctx context.Context, host string, state event.State, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if err := ensureStream(ctx, c.js, zerolog.Nop()); err != nil {
+	if _, err := ensureStream(ctx, c.js, zerolog.Nop(), true); err != nil {
 		return StateChange{}, err
 	}
 	kv, err := stateBucket(ctx, c.js)
@@ -256,20 +191,19 @@ func (c *Control) Command(ctx context.Context, host, cmd string) (Reply, error) 
 	if err := event.ValidHost(host); err != nil {
 		return Reply{}, err
 	}
-	data, _ := json.Marshal(Command{Schema: CtlSchema, Cmd: cmd, ID: nuid.Next()})
-	return c.request(ctx, host, data)
-}
-
-func (c *Control) request(ctx context.Context, host string, data []byte) (Reply, error) {
+	msg, err := event.NewCtlCommand(cmd, nuid.Next())
+	if err != nil {
+		return Reply{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	m, err := c.nc.RequestWithContext(ctx, event.CtlSubject(host), data)
+	m, err := c.nc.RequestWithContext(ctx, event.CtlSubject(host), msg.Encode())
 	if err != nil {
 		return Reply{}, fmt.Errorf("ctl %s: %w", host, err)
 	}
-	var r Reply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return Reply{}, fmt.Errorf("ctl %s: bad reply %q: %w", host, m.Data, err)
+	r, err := event.DecodeCtlReply(m.Data)
+	if err != nil {
+		return Reply{}, fmt.Errorf("ctl %s: %w", host, err)
 	}
 	return r, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -22,44 +23,211 @@ var StreamSubjects = []string{
 	event.SubjectRoot + ".*." + StateTok,
 }
 
-// ensureStream creates the findings stream when it is missing. An existing
-// stream is left as its operators configured it; a gap in its subjects is
-// logged, since findings on a subject it does not cover would not be kept.
-func ensureStream(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) error {
-	s, err := js.Stream(ctx, event.StreamName)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:        event.StreamName,
-			Description: "driftsensor findings and host state changes, for audit and replay",
-			Subjects:    StreamSubjects,
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
-			// Resends of a finding (after a lost ack or a restart) carry the
-			// same Nats-Msg-Id and are dropped within this window.
-			Duplicates:  dedupWindow,
-			AllowDirect: true,
-		})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil // created by another sensor meanwhile
+// DedupWindow is how long the findings stream remembers a Nats-Msg-Id, so a
+// finding sent again is stored once. A finding is sent again only when its
+// ack was lost: it was in flight (at most one batch, maxBatch findings) when
+// the connection dropped, or the sensor died between the ack and the spool's
+// acknowledgement. It goes again first thing after the reconnect or restart,
+// so its longest wait in the spool is the outage itself. The window covers
+// outages up to 15 minutes; after a longer one those few findings may be
+// stored twice, with the same id and seq, and consumers drop the second by id
+// (the event schema says so). driftctl init --dedup-window changes it; the
+// server keeps every id of the window in memory, so longer costs memory at
+// high finding rates.
+const DedupWindow = 15 * time.Minute
+
+// Settings size the findings stream, the audit stream and the state bucket
+// (driftctl init). Zero values mean: one replica, no age or size limit, the
+// DedupWindow.
+type Settings struct {
+	Replicas int           // copies on a cluster: 1, 3 or 5
+	MaxAge   time.Duration // drop findings and audit records older than this; 0 keeps them
+	MaxBytes int64         // per stream and bucket: drop the oldest past this size; 0 is unlimited
+	Dedup    time.Duration // the findings stream's duplicate window; default DedupWindow
+}
+
+// Check reports a setting that cannot work, naming the flag.
+func (s Settings) Check() error {
+	switch {
+	case s.Replicas < 0 || s.Replicas > 5:
+		return fmt.Errorf("--replicas %d: want 1 to 5 (3 on a three-node cluster)", s.Replicas)
+	case s.MaxAge < 0:
+		return fmt.Errorf("--max-age %v: must not be negative (0 keeps everything)", s.MaxAge)
+	case s.MaxAge > 0 && s.MaxAge < time.Minute:
+		return fmt.Errorf("--max-age %v: under a minute would drop findings before anyone reads them", s.MaxAge)
+	case s.MaxBytes < 0:
+		return fmt.Errorf("--max-bytes %d: must not be negative (0 is unlimited)", s.MaxBytes)
+	case s.Dedup < 0:
+		return fmt.Errorf("--dedup-window %v: must not be negative", s.Dedup)
+	case s.MaxAge > 0 && s.dedup() > s.MaxAge:
+		return fmt.Errorf("--dedup-window %v is longer than --max-age %v: the server refuses that", s.dedup(), s.MaxAge)
+	}
+	return nil
+}
+
+func (s Settings) replicas() int {
+	if s.Replicas == 0 {
+		return 1
+	}
+	return s.Replicas
+}
+
+func (s Settings) maxBytes() int64 {
+	if s.MaxBytes == 0 {
+		return -1
+	}
+	return s.MaxBytes
+}
+
+func (s Settings) dedup() time.Duration {
+	if s.Dedup == 0 {
+		return DedupWindow
+	}
+	return s.Dedup
+}
+
+// FindingsStreamConfig is the findings stream DRIFT under s.
+func FindingsStreamConfig(s Settings) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        event.StreamName,
+		Description: "driftsensor findings and host state changes, for audit and replay",
+		Subjects:    StreamSubjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    s.replicas(),
+		MaxAge:      s.MaxAge,
+		MaxBytes:    s.maxBytes(),
+		// Resends of a finding (after a lost ack or a restart) carry the
+		// same Nats-Msg-Id and are dropped within this window.
+		Duplicates:  s.dedup(),
+		AllowDirect: true,
+	}
+}
+
+// AuditStreamConfig is the responder's audit trail DRIFT_AUDIT under s. It is
+// append-only: the server refuses to delete or purge its records, to anyone.
+func AuditStreamConfig(s Settings) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        event.AuditStream,
+		Description: "driftresponder decisions and actions (append-only)",
+		Subjects:    []string{event.AuditRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    s.replicas(),
+		MaxAge:      s.MaxAge,
+		MaxBytes:    s.maxBytes(),
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}
+}
+
+// StateBucketConfig is the host state bucket under s. Its values are never
+// aged out: a host's state lasts as long as the host.
+func StateBucketConfig(s Settings) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      event.StateBucket,
+		Description: "driftsensor host states: host name -> mutable|sealed|cordoned|destroyed",
+		History:     16,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.replicas(),
+		MaxBytes:    s.maxBytes(),
+	}
+}
+
+// Init creates the findings stream, the audit stream and the state bucket
+// with s, or updates them to s when they exist (replicas, limits, dedup
+// window), so that running it again after a change of flags applies them.
+// It says what it did, one line per object.
+func (c *Control) Init(ctx context.Context, s Settings) ([]string, error) {
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*c.timeout)
+	defer cancel()
+	// verb says whether the stream behind name is there already.
+	verb := func(name string) (string, error) {
+		_, err := c.js.Stream(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return "created", nil
+		case err != nil:
+			return "", fmt.Errorf("stream %s: %w", name, err)
+		}
+		return "updated", nil
+	}
+	var done []string
+	for _, cfg := range []jetstream.StreamConfig{FindingsStreamConfig(s), AuditStreamConfig(s)} {
+		v, err := verb(cfg.Name)
+		if err == nil {
+			_, err = c.js.CreateOrUpdateStream(ctx, cfg)
 		}
 		if err != nil {
-			return fmt.Errorf("create JetStream stream %s on %v: %w", event.StreamName, StreamSubjects, err)
+			return done, fmt.Errorf("stream %s (replicas %d, max age %v, max bytes %d): %w", cfg.Name, cfg.Replicas, cfg.MaxAge, cfg.MaxBytes, err)
 		}
-		log.Info().Str("stream", event.StreamName).Strs("subjects", StreamSubjects).Msg("created JetStream stream")
-		return nil
+		done = append(done, fmt.Sprintf("stream %s %s: replicas %d, max age %s, max bytes %s, dedup window %v", cfg.Name, v, cfg.Replicas, orUnlimited(cfg.MaxAge), bytesOrUnlimited(cfg.MaxBytes), cfg.Duplicates))
+	}
+	kcfg := StateBucketConfig(s)
+	v, err := verb("KV_" + kcfg.Bucket)
+	if err == nil {
+		_, err = c.js.CreateOrUpdateKeyValue(ctx, kcfg)
 	}
 	if err != nil {
-		return fmt.Errorf("JetStream stream %s: %w (the credentials need $JS.API.STREAM.INFO.%s)", event.StreamName, err, event.StreamName)
+		return done, fmt.Errorf("KV bucket %s (replicas %d, max bytes %d): %w", kcfg.Bucket, kcfg.Replicas, kcfg.MaxBytes, err)
 	}
-	have := s.CachedInfo().Config.Subjects
+	done = append(done, fmt.Sprintf("bucket %s %s: replicas %d, max bytes %s", kcfg.Bucket, v, kcfg.Replicas, bytesOrUnlimited(kcfg.MaxBytes)))
+	return done, nil
+}
+
+func orUnlimited(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
+func bytesOrUnlimited(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprint(n)
+}
+
+// ensureStream creates the findings stream when it is missing and create is
+// set, with one replica and no limits (driftctl init sizes it for
+// production); without create, a missing stream is an error that says to
+// run driftctl init (per-host credentials may not create it). An existing
+// stream is left as its operators configured it; a gap in its subjects is
+// logged, since findings on a subject it does not cover would not be kept.
+func ensureStream(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, create bool) (*jetstream.StreamInfo, error) {
+	s, err := js.Stream(ctx, event.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && !create {
+		return nil, fmt.Errorf("JetStream stream %s: %w (driftctl init creates it; findings spool meanwhile)", event.StreamName, err)
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, FindingsStreamConfig(Settings{}))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, event.StreamName) // created by another sensor meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create JetStream stream %s on %v: %w (driftctl init creates it)", event.StreamName, StreamSubjects, err)
+		}
+		log.Info().Str("stream", event.StreamName).Strs("subjects", StreamSubjects).Msg("created JetStream stream")
+		return s.CachedInfo(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("JetStream stream %s: %w (the credentials need $JS.API.STREAM.INFO.%s; driftctl init creates it)", event.StreamName, err, event.StreamName)
+	}
+	info := s.CachedInfo()
+	have := info.Config.Subjects
 	for _, want := range StreamSubjects {
 		if !covered(have, want) {
 			log.Warn().Str("stream", event.StreamName).Strs("subjects", have).Str("missing", want).
 				Msg("the stream does not keep these subjects; add them to its configuration")
 		}
 	}
-	return nil
+	return info, nil
 }
 
 // covered reports whether one of the filters in have matches every subject want matches.

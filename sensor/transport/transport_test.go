@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -388,9 +389,12 @@ func TestCoreNATSFallback(t *testing.T) {
 	if hb.Transport != TransportCore {
 		t.Fatalf("heartbeat transport %q, want %q", hb.Transport, TransportCore)
 	}
-	if err := p.WatchState(context.Background(), func(event.State) {}); err == nil {
-		t.Fatal("WatchState without JetStream succeeded; there is no control plane to watch")
-	}
+	// No control plane to watch: the watch waits for one and says why.
+	p.WatchState(context.Background(), func(event.State) {})
+	eventually(t, "the state watch says there is no bucket", func() bool {
+		w := p.StateWatch()
+		return strings.Contains(w, event.StateBucket) && w != WatchOK
+	})
 }
 
 func TestSpoolOverflowCounted(t *testing.T) {
@@ -602,29 +606,4 @@ func TestCtlRejectsMalformed(t *testing.T) {
 		t.Fatalf("hook called for a rejected message: %+v", c)
 	default:
 	}
-}
-
-func FuzzDecodeCommand(f *testing.F) {
-	f.Add([]byte(`{"schema":"driftsensor.ctl/v1","cmd":"ping","id":"x1"}`))
-	f.Add([]byte(`{"schema":"driftsensor.ctl/v1","cmd":"seal","id":"a","id":"b"}`))
-	f.Add([]byte(`{"schema":"driftsensor.ctl/v1","cmd":"\u0073eal","id":"x"}`))
-	f.Add([]byte(`{"schema":null}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := DecodeCommand(b)
-		if err != nil {
-			return
-		}
-		if c.Schema != CtlSchema || !commands[c.Cmd] || validID(c.ID) != nil {
-			t.Fatalf("accepted %q as %+v", b, c)
-		}
-		// What we accept, encoding/json reads the same way.
-		var std Command
-		if err := json.Unmarshal(b, &std); err != nil || std != c {
-			t.Fatalf("encoding/json reads %q as %+v (%v), we read %+v", b, std, err, c)
-		}
-		again, _ := json.Marshal(c)
-		if c2, err := DecodeCommand(again); err != nil || c2 != c {
-			t.Fatalf("round trip of %+v: %+v, %v", c, c2, err)
-		}
-	})
 }

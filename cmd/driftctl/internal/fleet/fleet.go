@@ -33,6 +33,36 @@ type Host struct {
 	// HeartbeatAgeSec is how long before the report the last heartbeat
 	// arrived (measured on this machine's clock, not the sensor's).
 	HeartbeatAgeSec *float64 `json:"heartbeat_age_sec,omitempty"`
+	// Mismatch says why the state the sensor applies is not the control
+	// plane's, or why its watch on it is down; "" when all is well.
+	Mismatch string `json:"mismatch,omitempty"`
+}
+
+// mismatch compares the host's state in the control plane with what its
+// last heartbeat says the sensor applies, and looks at the sensor's watch.
+func (h *Host) mismatch() string {
+	hb := h.Heartbeat
+	if hb == nil {
+		return ""
+	}
+	var why []string
+	if h.State != event.StateNone && hb.State != h.State {
+		why = append(why, fmt.Sprintf("the control plane says %s, the sensor applies %s", h.State, orDash(string(hb.State))))
+	}
+	if hb.StateWatch != "" && hb.StateWatch != "ok" {
+		why = append(why, "state watch: "+hb.StateWatch)
+	}
+	if hb.Transport == "unauthorized" {
+		why = append(why, "the server refuses the sensor's credentials or their permissions")
+	}
+	return strings.Join(why, "; ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // Status is the whole fleet as seen during one listen.
@@ -125,6 +155,7 @@ func Collect(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, wait ti
 	}
 	st.Hosts = make([]Host, 0, len(hosts))
 	for _, h := range hosts {
+		h.Mismatch = h.mismatch()
 		st.Hosts = append(st.Hosts, *h)
 	}
 	sort.Slice(st.Hosts, func(i, j int) bool { return st.Hosts[i].Host < st.Hosts[j].Host })
@@ -186,6 +217,9 @@ func (s *Status) WriteTable(w io.Writer) error {
 			if hb.State != h.State && hb.State != "" {
 				state += " (sensor: " + string(hb.State) + ")"
 			}
+			if h.Mismatch != "" {
+				state += " !"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, state, backend, age, findings, lost, transport, version)
 	}
@@ -194,6 +228,9 @@ func (s *Status) WriteTable(w io.Writer) error {
 	}
 	var notes []string
 	for _, h := range s.Hosts {
+		if h.Mismatch != "" {
+			notes = append(notes, "! "+h.Host+": "+h.Mismatch)
+		}
 		if hb := h.Heartbeat; hb != nil && hb.BackendWhy != "" {
 			notes = append(notes, h.Host+": backend "+hb.Backend+" ("+hb.BackendWhy+")")
 		}
