@@ -151,6 +151,8 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	eventually(t, "a stream leader with every replica current", func() bool { _, ok := streamLeader(context.Background(), js); return ok })
 
 	p := newPublisher(t, urls, "cl1", t.TempDir(), Options{AckTimeout: 2 * time.Second})
+	var states applied
+	p.WatchState(context.Background(), states.fn)
 	var mu sync.Mutex
 	var accepted []string
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(accepted) }
@@ -230,5 +232,9 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	if len(got) != len(ids) {
 		t.Fatalf("%d findings in the stream, %d accepted", len(got), len(ids))
 	}
+	// The state bucket, at three replicas too, still reaches the sensor.
+	mark := states.count()
+	setState(t, ctl, "cl1", event.StateCordoned)
+	states.waitApplied(t, mark, event.StateCordoned)
 	t.Logf("%d findings, exactly once and in order, across two node kills (publish errors %d, spooled %d)", len(ids), p.Counters().PublishErrors, p.Counters().Spooled)
 }
