@@ -780,6 +780,35 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	return 0;
 }
 
+/* Newer kernels (7.2 does, 6.18 does not) wrap io_uring's names in struct
+ * delayed_filename (the same struct filename pointer inside); before, the
+ * fields are the pointer. The flavours below name the wrapped fields, for
+ * kernels that have them. */
+struct delayed_filename___new {
+	struct filename *__incomplete_filename;
+} __attribute__((preserve_access_index));
+struct io_open___new {
+	struct delayed_filename___new filename;
+} __attribute__((preserve_access_index));
+struct io_unlink___new {
+	struct delayed_filename___new filename;
+} __attribute__((preserve_access_index));
+struct io_mkdir___new {
+	struct delayed_filename___new filename;
+} __attribute__((preserve_access_index));
+struct io_rename___new {
+	struct delayed_filename___new oldpath, newpath;
+} __attribute__((preserve_access_index));
+struct io_link___new {
+	struct delayed_filename___new newpath;
+} __attribute__((preserve_access_index));
+
+/* The user's name of an io_uring request's struct T field F, on either layout. */
+#define URING_NAME(p, T, F)                                                                  \
+	(bpf_core_type_exists(struct delayed_filename___new)                                     \
+	     ? (const char *)BPF_CORE_READ((struct T##___new *)(p), F.__incomplete_filename, name) \
+	     : (const char *)BPF_CORE_READ((struct T *)(p), F, name))
+
 /* io_uring submits file operations without the syscalls we watch. */
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(drift_uring, struct io_kiocb *req)
@@ -794,35 +823,35 @@ int BPF_PROG(drift_uring, struct io_kiocb *req)
 		if (!(fl & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
 			return 0;
 		q.dfd = BPF_CORE_READ(o, dfd);
-		q.name = BPF_CORE_READ(o, filename, name);
+		q.name = URING_NAME(o, io_open, filename);
 		break;
 	}
 	case IORING_OP_UNLINKAT: {
 		struct io_unlink *u = (void *)&req->cmd;
 		q.dfd = BPF_CORE_READ(u, dfd);
-		q.name = BPF_CORE_READ(u, filename, name);
+		q.name = URING_NAME(u, io_unlink, filename);
 		break;
 	}
 	case IORING_OP_MKDIRAT: {
 		struct io_mkdir *m = (void *)&req->cmd;
 		q.dfd = BPF_CORE_READ(m, dfd);
-		q.name = BPF_CORE_READ(m, filename, name);
+		q.name = URING_NAME(m, io_mkdir, filename);
 		break;
 	}
 	case IORING_OP_RENAMEAT: {
 		struct io_rename *rn = (void *)&req->cmd;
 		bump_path_generation();
 		q.dfd = BPF_CORE_READ(rn, old_dfd);
-		q.name = BPF_CORE_READ(rn, oldpath, name);
+		q.name = URING_NAME(rn, io_rename, oldpath);
 		q.dfd2 = BPF_CORE_READ(rn, new_dfd);
-		q.name2 = BPF_CORE_READ(rn, newpath, name);
+		q.name2 = URING_NAME(rn, io_rename, newpath);
 		break;
 	}
 	case IORING_OP_SYMLINKAT:
 	case IORING_OP_LINKAT: {
 		struct io_link *lk = (void *)&req->cmd;
 		q.dfd = BPF_CORE_READ(lk, new_dfd);
-		q.name = BPF_CORE_READ(lk, newpath, name);
+		q.name = URING_NAME(lk, io_link, newpath);
 		break;
 	}
 	case IORING_OP_WRITE:
