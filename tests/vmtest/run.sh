@@ -1,27 +1,36 @@
 #!/bin/sh
-# make vmtest: run the lsm backend's privileged tests in a VM whose kernel has
-# BPF-LSM on. Debian's cloud kernel (apt-get download), an initramfs of
-# busybox-static plus the statically built test binary, qemu with software
-# emulation (-accel tcg; nested KVM is not usable on the development machines).
-# The VM's /init prints DRIFT-VMTEST-EXIT=<status>; this script exits with it.
-# Anything missing (kernel package, qemu, busybox-static) fails the run.
+# make vmtest: run both backends' privileged tests on several Debian cloud
+# kernels, each in a VM of its own with BPF-LSM on: the lsm backend's tests
+# (detect and enforce) and the tracepoint backend's hook table. The kernels
+# come from kernel.sh (apt-get download through a private apt configuration);
+# the initramfs holds busybox-static and the statically built test binaries;
+# qemu runs with software emulation (-accel tcg; nested KVM is not usable on
+# the development machines). Each VM's /init prints its kernel (uname -r) and
+# the status of each test binary on the serial console; this script reports
+# them per kernel and fails when any kernel failed, after all have run.
+# Anything missing (a kernel package, qemu, busybox-static) fails the run.
 #
 # Environment:
-#   VMTEST_KERNEL_PKG  linux-image-<version>-cloud-amd64-unsigned to use
-#                      (default: the one linux-image-cloud-amd64 depends on)
-#   VMTEST_RUN         -test.run regexp inside the VM (default: all tests)
-#   VMTEST_BENCH       -test.bench regexp inside the VM (default: none)
-#   VMTEST_BENCHTIME   -test.benchtime inside the VM (default: 1x: BenchmarkLSM
-#                      sets its own iterations and rounds)
-#   VMTEST_ENV         NAME=value ... exported to the tests inside the VM
-#                      (e.g. DRIFT_BENCH_ROUNDS=15)
-#   VMTEST_TIMEOUT     seconds before the VM is killed (default: 1800)
-#   VMTEST_SMP         virtual CPUs (default: 2)
+#   VMTEST_SUITES     Debian suites whose cloud kernel to boot, one VM each
+#                     (default: bookworm trixie sid, i.e. 6.1, 6.12 and the newest)
+#   VMTEST_JOBS       VMs run at once (default: 1)
+#   VMTEST_RUN        -test.run regexp for the lsm tests (default: all of them)
+#   VMTEST_TP_RUN     -test.run regexp for the tracepoint tests (default: ^TestHooks$)
+#   VMTEST_BENCH      -test.bench regexp for the lsm tests (default: none)
+#   VMTEST_BENCHTIME  -test.benchtime (default: 1x: BenchmarkLSM sets its own
+#                     iterations and rounds)
+#   VMTEST_ENV        NAME=value ... exported to the tests inside the VM
+#                     (e.g. DRIFT_BENCH_ROUNDS=15)
+#   VMTEST_TIMEOUT    seconds before a VM is killed (default: 1200)
+#   VMTEST_SMP        virtual CPUs per VM (default: 2)
+#   VMTEST_CACHE, VMTEST_MIRROR, VMTEST_REFRESH: see kernel.sh
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cache="$root/.vmtest"
-timeout_s=${VMTEST_TIMEOUT:-1800}
+work="$root/.vmtest"
+suites=${VMTEST_SUITES:-bookworm trixie sid}
+jobs=${VMTEST_JOBS:-1}
+timeout_s=${VMTEST_TIMEOUT:-1200}
 
 fail() {
 	echo "vmtest: FAIL: $*" >&2
@@ -31,53 +40,45 @@ fail() {
 command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
 dpkg -s busybox-static >/dev/null 2>&1 && [ -x /bin/busybox ] ||
 	fail "no static busybox (the initramfs has no libc): apt-get install busybox-static"
-for t in apt-get apt-cache dpkg cpio gzip go timeout; do
+for t in cpio gzip go timeout awk; do
 	command -v "$t" >/dev/null || fail "$t not found"
 done
+case "$jobs" in [1-9]) ;; *) fail "VMTEST_JOBS=$jobs: want 1 to 9 VMs at once" ;; esac
+[ -n "$suites" ] || fail "VMTEST_SUITES is empty: name at least one Debian suite (e.g. bookworm)"
 
-mkdir -p "$cache/debs"
+mkdir -p "$work"
+rm -f "$work"/result-* "$work"/console-*.log
 
-# The kernel: the cloud flavour's current version, unsigned (same binary).
-pkg=${VMTEST_KERNEL_PKG:-}
-if [ -z "$pkg" ]; then
-	signed=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
-	[ -n "$signed" ] || fail "cannot find the Debian cloud kernel: apt-cache depends linux-image-cloud-amd64 names no linux-image-<version>-cloud-amd64 (run apt-get update, or set VMTEST_KERNEL_PKG)"
-	pkg="$signed-unsigned"
-fi
-deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
-if [ -z "$deb" ]; then
-	echo "vmtest: downloading $pkg"
-	(cd "$cache/debs" && apt-get download "$pkg") || fail "apt-get download $pkg failed"
-	deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
-	[ -n "$deb" ] || fail "apt-get download $pkg left no .deb in $cache/debs"
-fi
-kdir="$cache/kernel/$pkg"
-if [ ! -d "$kdir/boot" ]; then
-	rm -rf "$kdir"
-	mkdir -p "$kdir"
-	dpkg -x "$deb" "$kdir" || fail "dpkg -x $deb failed"
-fi
-vmlinuz=$(ls "$kdir"/boot/vmlinuz-* 2>/dev/null | head -n1 || true)
-[ -n "$vmlinuz" ] || fail "no boot/vmlinuz-* in $deb"
-grep -q '^CONFIG_BPF_LSM=y' "$kdir"/boot/config-* || fail "$pkg is built without CONFIG_BPF_LSM"
+# The kernels first: a suite whose kernel cannot be had fails, the others run.
+kernels=""
+for s in $suites; do
+	if kdir=$("$root/tests/vmtest/kernel.sh" "$s"); then
+		if grep -q '^CONFIG_BPF_LSM=y' "$kdir/config"; then
+			kernels="$kernels $s=$kdir"
+			continue
+		fi
+		echo "vmtest: $s: FAIL: $kdir/vmlinuz is built without CONFIG_BPF_LSM" >&2
+	fi
+	echo "$s - fetch fetch 0" >"$work/result-$s"
+done
 
-# The tests, static so the initramfs needs no libc.
-echo "vmtest: building the lsm tests"
-(cd "$root" && CGO_ENABLED=0 go test -c -o "$cache/drift.test" ./sensor/lsm/) || fail "building the lsm test binary failed"
-
-# The initramfs.
-stage="$cache/initramfs"
+# The tests, static so the initramfs needs no libc; one initramfs for every
+# kernel (nothing in it depends on the kernel's version).
+echo "vmtest: building the lsm tests and the tracepoint hook table"
+(cd "$root" && CGO_ENABLED=0 go test -c -o "$work/lsm.test" ./sensor/lsm/ &&
+	CGO_ENABLED=0 go test -c -o "$work/sensor.test" ./sensor/) || fail "building the test binaries failed"
+stage="$work/initramfs"
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp" "$stage/run"
 cp /bin/busybox "$stage/bin/busybox"
 cp "$root/tests/vmtest/init" "$stage/init"
-cp "$cache/drift.test" "$stage/drift.test"
-chmod 0755 "$stage/init" "$stage/drift.test"
-(cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$cache/initrd.gz" || fail "packing the initramfs failed"
+cp "$work/lsm.test" "$work/sensor.test" "$stage/"
+chmod 0755 "$stage/init" "$stage/lsm.test" "$stage/sensor.test"
+(cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz" || fail "packing the initramfs failed"
 
 extra=""
 [ -n "${VMTEST_RUN:-}" ] && extra="$extra drift.run=$VMTEST_RUN"
+[ -n "${VMTEST_TP_RUN:-}" ] && extra="$extra drift.tprun=$VMTEST_TP_RUN"
 [ -n "${VMTEST_BENCH:-}" ] && extra="$extra drift.bench=$VMTEST_BENCH"
 [ -n "${VMTEST_BENCHTIME:-}" ] && extra="$extra drift.benchtime=$VMTEST_BENCHTIME"
 for kv in ${VMTEST_ENV:-}; do
@@ -87,21 +88,89 @@ for kv in ${VMTEST_ENV:-}; do
 	esac
 done
 
-log="$cache/console.log"
-echo "vmtest: booting $(basename "$vmlinuz") under qemu (tcg), log in $log"
-start=$(date +%s)
-set +e
-timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot \
-	-kernel "$vmlinuz" -initrd "$cache/initrd.gz" \
-	-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
-	</dev/null 2>&1 | tee "$log"
-qrc=$?
-set -e
-end=$(date +%s)
+# counts LOG NAME: "passed failed skipped status" of one test binary's run in
+# the VM (status "none" when it never finished).
+counts() {
+	tr -d '\r' <"$1" | awk -v n="$2" '
+		$0 == "DRIFT-VMTEST-BEGIN=" n { on = 1; next }
+		index($0, "DRIFT-VMTEST-END=" n " ") == 1 { on = 0; rc = substr($0, length("DRIFT-VMTEST-END=" n " ") + 1); next }
+		on && /^ *--- PASS/ { p++ }
+		on && /^ *--- FAIL/ { f++ }
+		on && /^ *--- SKIP/ { s++ }
+		END { printf "%d %d %d %s\n", p, f, s, (rc == "" ? "none" : rc) }'
+}
 
-status=$(tr -d '\r' <"$log" | sed -n 's/^DRIFT-VMTEST-EXIT=\([0-9]*\)$/\1/p' | tail -n1)
-if [ -z "$status" ]; then
-	fail "the VM printed no DRIFT-VMTEST-EXIT line within ${timeout_s}s (qemu exit $qrc): see $log"
+# vm SUITE KDIR: boot one kernel, run the tests, write result-SUITE as
+# "suite kernel lsm-counts tracepoint-counts seconds" (see report below).
+vm() {
+	s=$1
+	kdir=$2
+	log="$work/console-$s.log"
+	start=$(date +%s)
+	set +e
+	if [ "$jobs" = 1 ]; then
+		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot \
+			-kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
+			-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
+			</dev/null 2>&1 | tee "$log"
+	else
+		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot \
+			-kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
+			-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
+			</dev/null >"$log" 2>&1
+	fi
+	set -e
+	end=$(date +%s)
+	kernel=$(tr -d '\r' <"$log" | sed -n 's/^DRIFT-VMTEST-KERNEL=//p' | tail -n1)
+	echo "$s ${kernel:-unknown} $(counts "$log" lsm | tr ' ' /) $(counts "$log" tracepoint | tr ' ' /) $((end - start))" >"$work/result-$s"
+	[ "$jobs" = 1 ] || { echo "vmtest: $s finished, console:"; cat "$log"; }
+}
+
+# Boot the kernels, VMTEST_JOBS at a time.
+set -- $kernels
+while [ $# -gt 0 ]; do
+	n=0
+	while [ $# -gt 0 ] && [ "$n" -lt "$jobs" ]; do
+		s=${1%%=*}
+		echo "vmtest: $s: booting $(basename "${1#*=}") under qemu (tcg), log in $work/console-$s.log"
+		if [ "$jobs" = 1 ]; then
+			vm "$s" "${1#*=}"
+		else
+			vm "$s" "${1#*=}" &
+		fi
+		n=$((n + 1))
+		shift
+	done
+	wait
+done
+
+# The report: one line per kernel, every result named by the kernel it ran on.
+echo
+echo "vmtest: results (passed/failed/skipped/exit status of each test binary; subtests counted)"
+printf '%-20s %-28s %-22s %-22s %s\n' suite "kernel (uname -r)" lsm tracepoint seconds
+bad=0
+passed=0
+failed=0
+for s in $suites; do
+	read -r suite kernel lsm tp secs <"$work/result-$s" || { suite=$s kernel=- lsm=- tp=- secs=0; }
+	printf '%-20s %-28s %-22s %-22s %s\n' "$suite" "$kernel" "$lsm" "$tp" "$secs"
+	for r in "$lsm" "$tp"; do
+		case "$r" in
+		*/*/*/0) ;;
+		*) bad=1 ;;
+		esac
+		case "$r" in
+		*/*/*/*)
+			passed=$((passed + ${r%%/*}))
+			f=${r#*/}
+			failed=$((failed + ${f%%/*}))
+			;;
+		esac
+	done
+	[ "$lsm" != fetch ] || echo "vmtest: $s: no kernel (see above)" >&2
+done
+if [ "$bad" != 0 ]; then
+	echo "vmtest: FAIL: a kernel failed, its tests failed or did not finish within ${timeout_s}s: see $work/console-<suite>.log" >&2
 fi
-echo "vmtest: tests exited $status after $((end - start))s in the VM"
-exit "$status"
+echo "vmtest: $passed passed, $failed failed"
+exit "$bad"
