@@ -18,7 +18,10 @@ done
 promtool_pkg=()
 command -v promtool >/dev/null || promtool_pkg=(prometheus)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static) # the VM's initramfs has no libc
-# make vmtest asks apt for Debian's cloud kernel: the package lists must exist.
+# make vmtest fetches its kernels through a private apt configuration of its
+# own (tests/vmtest/kernel.sh): it needs Debian's archive keys, not the
+# machine's package lists.
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 if [ ${#need[@]} -gt 0 ] || [ ${#promtool_pkg[@]} -gt 0 ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
 	apt-get update -q
 fi

@@ -54,6 +54,7 @@ fi
 mirror=${VMTEST_MIRROR:-}
 if [ -z "$mirror" ]; then
 	# The archive the machine's own sources use for Debian (not its security archive).
+	# shellcheck disable=SC2016 # $(REPO_URI) is apt's format, not the shell's
 	mirror=$(apt-get indextargets --format '$(REPO_URI)' 'Origin: Debian' 'Label: Debian' 2>/dev/null | sort -u | head -n1)
 	mirror=${mirror:-http://deb.debian.org/debian/}
 fi

@@ -109,12 +109,12 @@ vm() {
 	start=$(date +%s)
 	set +e
 	if [ "$jobs" = 1 ]; then
-		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot \
+		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot -nic none \
 			-kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
 			-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
 			</dev/null 2>&1 | tee "$log"
 	else
-		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot \
+		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot -nic none \
 			-kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
 			-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
 			</dev/null >"$log" 2>&1
@@ -127,6 +127,7 @@ vm() {
 }
 
 # Boot the kernels, VMTEST_JOBS at a time.
+# shellcheck disable=SC2086 # one word per suite=kernel-dir
 set -- $kernels
 while [ $# -gt 0 ]; do
 	n=0
@@ -167,7 +168,6 @@ for s in $suites; do
 			;;
 		esac
 	done
-	[ "$lsm" != fetch ] || echo "vmtest: $s: no kernel (see above)" >&2
 done
 if [ "$bad" != 0 ]; then
 	echo "vmtest: FAIL: a kernel failed, its tests failed or did not finish within ${timeout_s}s: see $work/console-<suite>.log" >&2
