@@ -100,24 +100,24 @@ counts() {
 		END { printf "%d %d %d %s\n", p, f, s, (rc == "" ? "none" : rc) }'
 }
 
+# boot KDIR: one VM on that kernel, its console on stdout.
+boot() {
+	timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot -nic none \
+		-kernel "$1/vmlinuz" -initrd "$work/initrd.gz" \
+		-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" </dev/null 2>&1
+}
+
 # vm SUITE KDIR: boot one kernel, run the tests, write result-SUITE as
 # "suite kernel lsm-counts tracepoint-counts seconds" (see report below).
 vm() {
 	s=$1
-	kdir=$2
 	log="$work/console-$s.log"
 	start=$(date +%s)
 	set +e
 	if [ "$jobs" = 1 ]; then
-		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot -nic none \
-			-kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
-			-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
-			</dev/null 2>&1 | tee "$log"
+		boot "$2" | tee "$log"
 	else
-		timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-2}" -m 1G -nographic -no-reboot -nic none \
-			-kernel "$kdir/vmlinuz" -initrd "$work/initrd.gz" \
-			-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra" \
-			</dev/null >"$log" 2>&1
+		boot "$2" >"$log"
 	fi
 	set -e
 	end=$(date +%s)
