@@ -53,9 +53,13 @@ fi
 
 mirror=${VMTEST_MIRROR:-}
 if [ -z "$mirror" ]; then
-	# The archive the machine's own sources use for Debian (not its security archive).
+	# The archive the machine's own sources use for Debian (not its security
+	# archive): by its Release file's label, or by its path when the machine's
+	# package lists were never fetched.
 	# shellcheck disable=SC2016 # $(REPO_URI) is apt's format, not the shell's
 	mirror=$(apt-get indextargets --format '$(REPO_URI)' 'Origin: Debian' 'Label: Debian' 2>/dev/null | sort -u | head -n1)
+	# shellcheck disable=SC2016
+	[ -n "$mirror" ] || mirror=$(apt-get indextargets --no-release-info --format '$(REPO_URI)' 2>/dev/null | grep '/debian/$' | sort -u | head -n1)
 	mirror=${mirror:-http://deb.debian.org/debian/}
 fi
 echo "deb [signed-by=$keyring] ${mirror%/} $suite main" >"$apt/sources.list"
