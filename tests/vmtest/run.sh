@@ -21,7 +21,9 @@
 #                     iterations and rounds)
 #   VMTEST_ENV        NAME=value ... exported to the tests inside the VM
 #                     (e.g. DRIFT_BENCH_ROUNDS=15)
-#   VMTEST_TIMEOUT    seconds before a VM is killed (default: 1200)
+#   VMTEST_TEST_TIMEOUT  -test.timeout of each test binary in the VM (default: 6m)
+#   VMTEST_TIMEOUT    seconds before a VM is killed (default: 900: both binaries'
+#                     timeouts and the boot; three hung VMs stay within CI's hour)
 #   VMTEST_SMP        virtual CPUs per VM (default: 2)
 #   VMTEST_CACHE, VMTEST_MIRROR, VMTEST_REFRESH: see kernel.sh
 set -eu
@@ -30,7 +32,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 work="$root/.vmtest"
 suites=${VMTEST_SUITES:-bookworm trixie sid}
 jobs=${VMTEST_JOBS:-1}
-timeout_s=${VMTEST_TIMEOUT:-1200}
+timeout_s=${VMTEST_TIMEOUT:-900}
 
 fail() {
 	echo "vmtest: FAIL: $*" >&2
@@ -81,6 +83,7 @@ extra=""
 [ -n "${VMTEST_TP_RUN:-}" ] && extra="$extra drift.tprun=$VMTEST_TP_RUN"
 [ -n "${VMTEST_BENCH:-}" ] && extra="$extra drift.bench=$VMTEST_BENCH"
 [ -n "${VMTEST_BENCHTIME:-}" ] && extra="$extra drift.benchtime=$VMTEST_BENCHTIME"
+[ -n "${VMTEST_TEST_TIMEOUT:-}" ] && extra="$extra drift.timeout=$VMTEST_TEST_TIMEOUT"
 for kv in ${VMTEST_ENV:-}; do
 	case "$kv" in
 	[A-Z_]*=*) extra="$extra drift.env.$kv" ;;
