@@ -52,7 +52,7 @@ vmtest: ## both backends' privileged tests on Debian's 6.1, 6.12 and newest clou
 
 vmbench: ## BenchmarkLSM in the VM of Debian's 6.1 kernel (VMTEST_SUITES picks others; tcg: timings are indicative only)
 	VMTEST_SUITES="$${VMTEST_SUITES:-bookworm}" VMTEST_RUN='^$$' VMTEST_TP_RUN='^$$' VMTEST_BENCH=BenchmarkLSM \
-		VMTEST_TEST_TIMEOUT=25m VMTEST_TIMEOUT=1800 tests/vmtest/run.sh
+		VMTEST_SMP="$${VMTEST_SMP:-2}" VMTEST_TEST_TIMEOUT=25m VMTEST_TIMEOUT=1800 tests/vmtest/run.sh
 
 fuzz: ## short runs of every fuzz target
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=20s ./sensor/policy/
