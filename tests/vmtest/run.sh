@@ -179,12 +179,15 @@ for s in $suites; do
 		esac
 	done
 done
-# Which lsm programs each kernel left out (the lsm tests log it): the
-# variants the run proved.
+# Which lsm programs each kernel left out (the lsm tests log it), and any
+# kernel panic:
+# the variants the run proved, or why a VM died.
 for s in $suites; do
 	[ -f "$work/console-$s.log" ] || continue
 	m=$(tr -d '\r' <"$work/console-$s.log" | sed -n 's/.*hooks missing on this kernel: \(\[.*\]\)$/\1/p' | head -n1)
 	[ -z "$m" ] || echo "vmtest: $s: LSM hooks this kernel lacks (their programs not loaded): $m"
+	! grep -q 'Kernel panic - not syncing' "$work/console-$s.log" ||
+		echo "vmtest: $s: FAIL: the kernel panicked (see its Oops in $work/console-$s.log)" >&2
 done
 if [ "$bad" != 0 ]; then
 	echo "vmtest: FAIL: a kernel failed, its tests failed or did not finish within ${timeout_s}s: see $work/console-<suite>.log" >&2
