@@ -179,9 +179,8 @@ for s in $suites; do
 		esac
 	done
 done
-# Which lsm programs each kernel left out (the lsm tests log it), and any
-# kernel panic:
-# the variants the run proved, or why a VM died.
+# Which lsm programs each kernel left out (the lsm tests log it: the variants
+# the run proved), and any kernel panic (why a VM died).
 for s in $suites; do
 	[ -f "$work/console-$s.log" ] || continue
 	m=$(tr -d '\r' <"$work/console-$s.log" | sed -n 's/.*hooks missing on this kernel: \(\[.*\]\)$/\1/p' | head -n1)
