@@ -28,8 +28,7 @@
 #   VMTEST_SMP        virtual CPUs per VM (default: 1: with several, tcg can run
 #                     a vCPU's stale copy of kernel text the kernel has just
 #                     patched, as when a tracepoint is switched on: seen on 7.2
-#                     as an int3 Oops in trace_syscall_exit, and likely behind a
-#                     tracepoint finding that once never came. One vCPU is no
+#                     as an int3 Oops in trace_syscall_exit. One vCPU is no
 #                     slower for these tests)
 #   VMTEST_CACHE, VMTEST_MIRROR, VMTEST_REFRESH: see kernel.sh
 set -eu
