@@ -63,6 +63,11 @@ type Stats struct {
 	// call (the sensor's read of the liveness map is the event it counts):
 	// it moves on an idle host, and no one else can move it.
 	KernelCounter uint64
+	// Skipped counts runs of the sensor's programs the kernel skipped
+	// (recursion_misses): on kernels that run syscall tracepoint programs
+	// preemptibly (7.2), a run that finds the same program preempted on its
+	// CPU is skipped, and that syscall is never judged.
+	Skipped uint64
 }
 
 // Backend is a loaded and attached set of kernel programs.

@@ -105,8 +105,16 @@ func PutPorts(m *ebpf.Map, allowed func(uint16) bool) (*PortSet, error) {
 // ReadStats sums the per-CPU counters of the stats map (enum stat_idx) and
 // reads the liveness counter, which this very read advances (bpf/maps.h
 // count_liveness).
-func ReadStats(m, liveness *ebpf.Map) (Stats, error) {
+func ReadStats(m, liveness *ebpf.Map, progs ...*ebpf.Program) (Stats, error) {
 	var s Stats
+	for _, p := range progs {
+		// Misses are counted whether or not bpf_stats is enabled.
+		st, err := p.Stats()
+		if err != nil {
+			return s, fmt.Errorf("read program stats: %w", err)
+		}
+		s.Skipped += st.RecursionMisses
+	}
 	if err := liveness.Lookup(uint32(0), &s.KernelCounter); err != nil {
 		return s, fmt.Errorf("read the liveness counter: %w", err)
 	}

@@ -232,7 +232,11 @@ func (b *Backend) Name() string { return Name }
 
 // Stats reads the kernel counters.
 func (b *Backend) Stats() (backend.Stats, error) {
-	return backend.ReadStats(b.maps.Stats, b.maps.Liveness)
+	progs := make([]*ebpf.Program, 0, len(b.coll.Programs))
+	for _, p := range b.coll.Programs {
+		progs = append(progs, p)
+	}
+	return backend.ReadStats(b.maps.Stats, b.maps.Liveness, progs...)
 }
 
 // Close detaches every program and frees every map.

@@ -140,7 +140,7 @@ func (b *Backend) Name() string { return Name }
 
 // Stats reads the kernel counters.
 func (b *Backend) Stats() (backend.Stats, error) {
-	return backend.ReadStats(b.objs.Stats, b.objs.Liveness)
+	return backend.ReadStats(b.objs.Stats, b.objs.Liveness, b.objs.DriftSysExit, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
 }
 
 // Close detaches every program and frees every map.
