@@ -54,12 +54,12 @@ func run(args []string) error {
 		seal       = fs.Bool("seal", false, "seal at start, for images that boot sealed (also: seal_on_start in the policy); later changes come from the control plane")
 		host       = fs.String("host", "", "host name in findings and subjects (default: the system host name)")
 		readyFile  = fs.String("ready-file", "", "write this file once the programs are attached and the initial state applied")
-		ringBytes  = fs.Uint("ring-bytes", 8<<20, "ring buffer size in bytes (a power of two, multiple of the page size)")
+		ringBytes  = fs.Uint64("ring-bytes", 8<<20, "ring buffer size in bytes (a power of two, from the page size to 2 GiB)")
 		backendArg = fs.String("backend", "auto", "kernel backend: auto (lsm when BPF-LSM is active, else tracepoint), lsm, tracepoint")
 		enforce    = fs.Bool("enforce", false, "lsm backend: deny mutations with EPERM (and protect the sensor itself), not only report them")
 		natsPort   = fs.Int("embedded-port", 4222, "loopback port of the embedded NATS server (0: any free port)")
 		stateDir   = fs.String("state-dir", "/var/lib/driftsensor", "where the spool (and the embedded server's JetStream store) live")
-		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval")
+		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval (100ms to 5m)")
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
 		stdout     = fs.Bool("stdout", true, "also print findings as JSON lines on stdout")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -103,8 +103,9 @@ func run(args []string) error {
 			return err
 		}
 	}
-	if err := event.ValidHost(*host); err != nil {
-		return fmt.Errorf("--host: %w", err)
+	if err := checkFlags(sensorFlags{host: *host, ringBytes: *ringBytes, heartbeat: *heartbeat, natsURL: *natsURL,
+		embeddedPort: *natsPort, metricsAddr: *metrics}); err != nil {
+		return err
 	}
 	switch *backendArg {
 	case "auto", "lsm", "tracepoint":

@@ -57,11 +57,42 @@ func TestBadInput(t *testing.T) {
 		{"unknown backend", []string{"--backend", "kprobe"}, 0, `--backend "kprobe"`},
 		{"not root", []string{"--host", "x"}, 65534, "must run as root"},
 		{"scope that is not a cgroup", []string{"--host", "x", "--scope-cgroup", "/no/such/cgroup"}, 0, "scope cgroup /no/such/cgroup"},
+		// Every numeric flag is range-checked: no wrap-around, nothing started.
+		{"ring that wraps at 2^32", []string{"--host", "x", "--ring-bytes", "4294971392"}, 65534, "--ring-bytes 4294971392: want a power of two from the page size (4096) to 2147483648"},
+		{"ring not a power of two", []string{"--host", "x", "--ring-bytes", "12288"}, 65534, "--ring-bytes 12288: want a power of two"},
+		{"ring under a page", []string{"--host", "x", "--ring-bytes", "2048"}, 65534, "--ring-bytes 2048: want a power of two"},
+		{"ring zero", []string{"--host", "x", "--ring-bytes", "0"}, 65534, "--ring-bytes 0: want a power of two"},
+		{"ring past uint64", []string{"--host", "x", "--ring-bytes", "18446744073709551616"}, 65534, `invalid value "18446744073709551616" for flag -ring-bytes`},
+		{"ring negative", []string{"--host", "x", "--ring-bytes", "-4096"}, 65534, `invalid value "-4096" for flag -ring-bytes`},
+		{"heartbeat of 1ns", []string{"--host", "x", "--heartbeat", "1ns"}, 65534, "--heartbeat 1ns: want from 100ms to 5m0s"},
+		{"heartbeat of 99ms", []string{"--host", "x", "--heartbeat", "99ms"}, 65534, "--heartbeat 99ms: want from 100ms to 5m0s"},
+		{"heartbeat of a day", []string{"--host", "x", "--heartbeat", "24h"}, 65534, "--heartbeat 24h0m0s: want from 100ms to 5m0s"},
+		{"negative heartbeat", []string{"--host", "x", "--heartbeat", "-1s"}, 65534, "--heartbeat -1s: want from 100ms to 5m0s"},
+		{"embedded port past 65535", []string{"--host", "x", "--embedded-port", "65536"}, 65534, "--embedded-port 65536: want a TCP port, 1-65535, or 0"},
+		{"embedded port negative", []string{"--host", "x", "--embedded-port", "-1"}, 65534, "--embedded-port -1: want a TCP port"},
+		{"metrics address without port", []string{"--host", "x", "--metrics-addr", "127.0.0.1"}, 65534, `--metrics-addr "127.0.0.1": want host:port`},
+		{"reserved host ctl", []string{"--host", "ctl"}, 65534, `--host: host name "ctl" is reserved`},
+		{"reserved host heartbeat", []string{"--host", "heartbeat"}, 65534, `--host: host name "heartbeat" is reserved`},
+		{"reserved host HEARTBEAT", []string{"--host", "HEARTBEAT"}, 65534, `--host: host name "HEARTBEAT" is reserved`},
+		{"reserved host state", []string{"--host", "state"}, 65534, `--host: host name "state" is reserved`},
+		{"reserved host file", []string{"--host", "file"}, 65534, `--host: host name "file" is reserved`},
+		{"wildcard host *", []string{"--host", "*"}, 65534, `--host: host name "*": use 1-63 letters`},
+		{"wildcard host >", []string{"--host", ">"}, 65534, `--host: host name ">": use 1-63 letters`},
+		{"host with a dot", []string{"--host", "web.1"}, 65534, `--host: host name "web.1": use 1-63 letters`},
+		{"nats URL that does not parse", []string{"--host", "x", "--nats", "nats://[::1"}, 65534, `--nats "nats://[::1": "nats://[::1": not a URL`},
+		{"nats URL with a bad scheme", []string{"--host", "x", "--nats", "http://127.0.0.1:4222"}, 65534, `"http://127.0.0.1:4222": scheme "http": want one of nats, tls, ws, wss`},
+		{"nats URL with a bad port", []string{"--host", "x", "--nats", "nats://127.0.0.1:99999"}, 65534, `"nats://127.0.0.1:99999": port "99999": want 1-65535`},
+		{"nats URL without host", []string{"--host", "x", "--nats", "nats://:4222"}, 65534, `"nats://:4222": no host`},
+		{"bad second URL of a list", []string{"--host", "x", "--nats", "nats://a:4222,ftp://b:4222"}, 65534, `"ftp://b:4222": scheme "ftp"`},
+		{"empty URL in a list", []string{"--host", "x", "--nats", "nats://a:4222,"}, 65534, `empty URL in the list`},
+		{"nats URL with spaces", []string{"--host", "x", "--nats", "nats://a b:4222"}, 65534, `--nats "nats://a b:4222"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.uid != 0 {
-				testenv.RequireBPF(t) // root, to run it as another uid
+			// uid 65534: as an unprivileged user, so a refusal also proves
+			// the value is checked before anything privileged starts.
+			if c.uid != 0 && os.Geteuid() != 0 {
+				c.uid = 0 // unprivileged already
 			}
 			cmd := exec.Command(bin, c.args...)
 			if c.uid != 0 {

@@ -3,6 +3,7 @@ package event
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Subjects and buckets shared by the sensor, the responder and driftctl.
@@ -31,10 +32,22 @@ const (
 
 var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
 
+// ReservedHosts are tokens the drift.v1 namespace uses in the host's place
+// (drift.v1.ctl.approve) or after it (heartbeat, ctl, state, the kinds): a
+// host so named would make its subjects collide with them or with the
+// wildcards in credentials' permissions.
+var ReservedHosts = []string{CtlTok, HeartbeatTok, "state", "audit",
+	string(KindFile), string(KindExec), string(KindNet), string(KindSensor)}
+
 // ValidHost reports whether name can be a subject token and a KV key.
 func ValidHost(name string) error {
 	if !hostName.MatchString(name) {
-		return fmt.Errorf("host name %q: use 1-63 letters, digits, '-' or '_' (it becomes a NATS subject token)", name)
+		return fmt.Errorf("host name %q: use 1-63 letters, digits, '-' or '_' (it becomes a NATS subject token; no dots, spaces, '*' or '>')", name)
+	}
+	for _, r := range ReservedHosts {
+		if strings.EqualFold(name, r) {
+			return fmt.Errorf("host name %q is reserved (the subjects use %s); pick another name", name, strings.Join(ReservedHosts, ", "))
+		}
 	}
 	return nil
 }
