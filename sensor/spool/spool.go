@@ -2,10 +2,13 @@
 // while the NATS server is unreachable and leave, in order, when it is back.
 //
 // A spool directory holds append-only segment files (<first seq>.seg) of
-// checksummed records and an ack log (acked) naming the last consumed record.
+// checksummed records, numbered one by one, an ack log (acked) naming the
+// last consumed record and a mark (mark) of the newest appended and consumed.
 // It survives the process being killed at any instant: a record cut short by
 // the kill is detected on the next Open, as is any other damage, and every
-// good record around the damage is kept.
+// good record around the damage is kept. Records missing from the numbering
+// (a damaged, truncated or deleted segment) are counted exactly, and an ack
+// log that names more than was consumed is refused.
 package spool
 
 import (
@@ -53,11 +56,16 @@ type Options struct {
 // Damage describes bytes Open (or a later read) had to discard. The caller
 // reports it as a finding: records were lost.
 type Damage struct {
-	File    string // segment file
-	Offset  int64  // first damaged byte
-	Bytes   int64  // bytes discarded
-	Records int    // records lost: record headers found in the discarded bytes, at least one
+	File   string // segment file (or the ack log, or the spool directory)
+	Offset int64  // first damaged byte
+	Bytes  int64  // bytes discarded
+	// Records lost, exactly: the unconsumed sequence numbers missing around
+	// the damage (up to the newest appended, which the mark keeps), or the
+	// one record being written when the process died. 0 when nothing
+	// unconsumed was lost (e.g. a forged ack entry, refused).
+	Records int
 	Reason  string
+	torn    bool // a record cut short at the end of a file
 }
 
 func (d Damage) String() string {
@@ -76,6 +84,7 @@ type Spool struct {
 	dir  string
 	opts Options
 	lock *os.File
+	mark *mark
 
 	mu       sync.Mutex
 	closed   bool
@@ -138,18 +147,18 @@ const (
 )
 
 func (s *Spool) load() ([]Damage, error) {
-	acked, err := readAckLog(filepath.Join(s.dir, "acked"))
+	logAcked, logFound, err := readAckLog(filepath.Join(s.dir, "acked"))
 	if err != nil {
 		return nil, err
 	}
-	s.acked = acked
+	m, markOK, err := openMark(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	s.mark = m
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
-	}
-	type named struct {
-		first uint64
-		path  string
 	}
 	var files []named
 	for _, e := range ents {
@@ -178,14 +187,23 @@ func (s *Spool) load() ([]Damage, error) {
 		return 0
 	})
 
-	var damage []Damage
-	last, prev := acked, uint64(0)
+	var firstSeg uint64
+	if len(files) > 0 {
+		firstSeg = files[0].first
+	}
+	holes, err := readHoles(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	g := &gaps{pending: -1, holes: holes}
+	s.acked, g.damage = s.chooseAcked(logAcked, logFound, markOK, firstSeg, len(files) > 0)
+	g.seen = s.acked
+	last, prev := s.acked, uint64(0)
 	for _, f := range files {
-		sc, err := s.loadSegment(f.path, prev)
+		sc, err := s.loadSegment(f.path, prev, g)
 		if err != nil {
 			return nil, err
 		}
-		damage = append(damage, sc.damage...)
 		prev = max(prev, sc.lastSeq)
 		if sc.lastSeq > last {
 			last = sc.lastSeq
@@ -205,9 +223,21 @@ func (s *Spool) load() ([]Damage, error) {
 		s.depth += sc.seg.recs
 		s.bytes += sc.seg.bytes
 	}
-	s.nextSeq = last + 1
+	if markOK {
+		g.end(m.last.Load(), s.dir, files)
+	}
+	g.settleTorn()
+	damage := g.damage
+	s.nextSeq = max(last, g.seen) + 1 // never reuse the number of a lost record
 	if s.depth == 0 {
 		s.lastSeg = ""
+	}
+	m.set(s.nextSeq-1, s.acked)
+	if err := m.sync(); err != nil {
+		return nil, err
+	}
+	if err := g.saveHoles(s.dir, s.acked); err != nil {
+		return nil, err
 	}
 	// Rewrite the ack log as one entry; that also drops a torn last entry.
 	if err := s.rewriteAckLog(); err != nil {
@@ -231,7 +261,6 @@ func (s *Spool) load() ([]Damage, error) {
 
 type scanned struct {
 	seg          *segment
-	damage       []Damage
 	firstUnacked int64 // offset of the first record past the acked seq
 	lastSeq      uint64
 	lastOff      int64
@@ -241,7 +270,7 @@ var magicBytes = binary.LittleEndian.AppendUint32(nil, recMagic)
 
 // loadSegment checks every record of one segment, rewrites the file without
 // the damaged bytes if there are any, and counts the records past the acked seq.
-func (s *Spool) loadSegment(path string, prev uint64) (scanned, error) {
+func (s *Spool) loadSegment(path string, prev uint64, g *gaps) (scanned, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return scanned{}, fmt.Errorf("spool: %w", err)
@@ -261,6 +290,7 @@ func (s *Spool) loadSegment(path string, prev uint64) (scanned, error) {
 				pos = int64(len(kept))
 				kept = append(kept, b[off:off+n]...)
 			}
+			g.record(rec.Seq, path, pos)
 			prev, sc.lastSeq, sc.lastOff = rec.Seq, rec.Seq, pos
 			if rec.Seq > s.acked {
 				if sc.seg.recs == 0 {
@@ -290,10 +320,10 @@ func (s *Spool) loadSegment(path string, prev uint64) (scanned, error) {
 			}
 			j++
 		}
-		sc.damage = append(sc.damage, Damage{
+		g.damaged(Damage{
 			File: path, Offset: int64(off), Bytes: int64(next - off),
-			Records: max(1, bytes.Count(b[off:next], magicBytes)),
-			Reason:  describe(derr, b[off:next], next == len(b)),
+			Reason: describe(derr, b[off:next], next == len(b)),
+			torn:   errors.Is(derr, ErrShort) && next == len(b),
 		})
 		off = next
 	}
@@ -361,15 +391,16 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func readAckLog(path string) (uint64, error) {
+// readAckLog returns the highest consumed seq the log names; found is false
+// when there is no log.
+func readAckLog(path string) (acked uint64, found bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
+		return 0, false, fmt.Errorf("spool: %w", err)
 	}
-	var acked uint64
 	for off := 0; off+ackEntry <= len(b); off += ackEntry {
 		e := b[off : off+ackEntry]
 		if binary.LittleEndian.Uint32(e) != ackMagic {
@@ -380,7 +411,7 @@ func readAckLog(path string) (uint64, error) {
 		}
 		acked = max(acked, binary.LittleEndian.Uint64(e[4:]))
 	}
-	return acked, nil
+	return acked, true, nil
 }
 
 func ackBytes(seq uint64) []byte {
@@ -468,6 +499,7 @@ func (s *Spool) Append(payload []byte) error {
 	if s.depth == 0 && len(s.segs) == 1 {
 		s.roff = tail.size
 	}
+	s.mark.set(s.nextSeq, s.acked)
 	s.lastSeg, s.lastOff = tail.path, tail.size
 	tail.size += n
 	tail.recs++
@@ -659,6 +691,10 @@ func (s *Spool) AckN(n int) error {
 			return err
 		}
 		last := recs[len(recs)-1].Seq
+		// The mark moves first: a kill between the two leaves the log behind
+		// it (records sent again, dropped as duplicates), never ahead of it,
+		// which Open would refuse as a forged ack.
+		s.mark.set(s.nextSeq-1, last)
 		// One entry names the highest consumed seq: it covers the ones before.
 		if _, err := s.ack.Write(ackBytes(last)); err != nil {
 			return fmt.Errorf("spool: write ack log: %w", err)
@@ -780,6 +816,9 @@ func (s *Spool) sync() error {
 			return fmt.Errorf("spool: fsync ack log: %w", err)
 		}
 	}
+	if s.mark != nil {
+		return s.mark.sync()
+	}
 	return nil
 }
 
@@ -803,4 +842,8 @@ func (s *Spool) closeFiles() {
 		}
 	}
 	s.w, s.rf, s.ack, s.lock = nil, nil, nil, nil
+	if s.mark != nil {
+		s.mark.close()
+		s.mark = nil
+	}
 }
