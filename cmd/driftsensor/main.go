@@ -103,7 +103,7 @@ func run(args []string) error {
 			return err
 		}
 	}
-	if err := checkFlags(sensorFlags{host: *host, ringBytes: *ringBytes, heartbeat: *heartbeat, natsURL: *natsURL,
+	if err := checkFlags(sensorFlags{host: *host, ringBytes: *ringBytes, heartbeat: *heartbeat, natsURL: conn.URL,
 		embeddedPort: *natsPort, metricsAddr: *metrics}); err != nil {
 		return err
 	}
@@ -221,9 +221,7 @@ func run(args []string) error {
 		}
 		defer pub.Close()
 		d.SetPublisher(pub)
-		for _, d := range damage {
-			pub.Publish(spoolDamage(*host, be.Name(), d))
-		}
+		pub.ReportSpoolDamage(damage) // each with its exact count, as soon as it can be made durable
 	}
 
 	log.Info().Str("host", *host).Str("backend", be.Name()).Str("why", why).Str("policy", pol.Source).Str("policy_hash", pol.Hash).
@@ -247,14 +245,6 @@ func sensorFiles(spoolDir string, creds ...string) ([]string, error) {
 		}
 	}
 	return files, nil
-}
-
-// spoolDamage reports a damaged spool as a finding: findings were lost.
-func spoolDamage(host, backendName string, d spool.Damage) *event.Event {
-	return &event.Event{
-		Host: host, Time: time.Now(), Kind: event.KindSensor, Action: "spool_damage", Backend: backendName,
-		Health: &event.Health{LostRecords: uint64(d.Records), Detail: fmt.Sprintf("%s at offset %d: %d bytes discarded (%s)", d.File, d.Offset, d.Bytes, d.Reason)},
-	}
 }
 
 func defaultHost() (string, error) {

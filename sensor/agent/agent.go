@@ -96,7 +96,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	if p := cfg.Publisher; p != nil {
-		go d.watchSpool(ctx, p)
+		p.SetBackend(cfg.Backend.Name()) // for the loss reports it makes itself
+		p.OnLoss(func(ev *event.Event) { d.print([]*event.Event{ev}) })
 		if err := p.WatchState(ctx, d.onState); err != nil {
 			cfg.Log.Warn().Err(err).Msg("no control plane to watch: the host state stays as set at start")
 		}
@@ -161,25 +162,6 @@ func (d *Daemon) apply(st event.State) error {
 	return nil
 }
 
-// watchSpool reports findings the spool refused (full, or a failed write) as
-// a finding of their own: the stream will have a gap, and it must say why.
-func (d *Daemon) watchSpool(ctx context.Context, p *transport.Publisher) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	var last uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n := p.Counters().SpoolOverflow; n > last {
-			d.sensor.Report("spool_overflow", n-last, fmt.Sprintf("%d findings were lost: the NATS server was unreachable and the spool refused them (full or failing); their sequence numbers are missing from the stream", n-last))
-			last = n
-		}
-	}
-}
-
 // Command handles a ctl command (transport.Options.OnCommand). The responder
 // cordons through it; every other state change goes through the control
 // plane's state bucket, where it is audited and a host cannot make it itself.
@@ -237,6 +219,11 @@ func (d *Daemon) send(batch []*event.Event) {
 			ev.ID = d.ids.Next()
 		}
 	}
+	d.print(batch)
+}
+
+// print writes findings on Out.
+func (d *Daemon) print(batch []*event.Event) {
 	if d.cfg.Out == nil {
 		return
 	}

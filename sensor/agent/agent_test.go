@@ -31,6 +31,9 @@ import (
 
 type pipeline struct {
 	srv    interface{ Shutdown() }
+	pub    *transport.Publisher
+	store  string // the embedded server's JetStream store and port, for a restart
+	port   int
 	cg     *testenv.Cgroup
 	img    string
 	ctl    *transport.Control
@@ -46,12 +49,13 @@ var spoolOptions = spool.Options{}
 // of the test's own, protecting a directory tree of the test's own.
 func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeline {
 	testenv.RequireBPF(t)
-	srv, url, err := transport.StartEmbedded(t.TempDir())
+	store := t.TempDir()
+	srv, url, err := transport.StartEmbedded(store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	p := &pipeline{srv: srv, cg: testenv.NewCgroup(t), img: filepath.Join(t.TempDir(), "img"), states: make(chan event.State, 16), host: host}
+	p := &pipeline{srv: srv, store: store, port: srv.Addr().(*net.TCPAddr).Port, cg: testenv.NewCgroup(t), img: filepath.Join(t.TempDir(), "img"), states: make(chan event.State, 16), host: host}
 	os.MkdirAll(filepath.Join(p.img, "etc"), 0o755)
 	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+p.img+"]\n"))
 	if err != nil {
@@ -72,10 +76,11 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 	}
 	t.Cleanup(func() { sp.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	pub, err := transport.New(ctx, transport.Options{URL: url}, host, sp, zerolog.Nop())
+	pub, err := transport.New(ctx, transport.Options{URL: url, ReconnectWait: 20 * time.Millisecond}, host, sp, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.pub = pub
 	if p.nc, err = nats.Connect(url); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +101,21 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 	t.Cleanup(func() { cancel(); <-done; pub.Close(); p.nc.Close() })
 	<-ready
 	return p
+}
+
+// restart brings the embedded server back on its port and store.
+func (p *pipeline) restart(t testing.TB) {
+	t.Helper()
+	var srv interface{ Shutdown() }
+	testenv.Eventually(t, "the embedded server to restart on its port", func() bool {
+		s, _, err := transport.StartEmbeddedOn(p.store, p.port)
+		if err == nil {
+			srv = s
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		}
+		return err == nil
+	})
+	p.srv = srv
 }
 
 // mutate writes a protected file from inside the scope and returns the pid.
@@ -215,7 +235,8 @@ func TestHeartbeat(t *testing.T) {
 }
 
 // TestSpoolOverflowIsAFinding: with the server gone and the spool full,
-// findings are lost; the daemon says so with a finding of its own.
+// findings are lost; as soon as there is room again the daemon says so with
+// a finding of its own carrying the exact count, on stdout and in the stream.
 func TestSpoolOverflowIsAFinding(t *testing.T) {
 	spoolOptions = spool.Options{MaxRecords: 2}
 	defer func() { spoolOptions = spool.Options{} }()
@@ -226,22 +247,30 @@ func TestSpoolOverflowIsAFinding(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		p.mutate(t, fmt.Sprint("o", i))
 	}
-	for i := 0; i < 200; i++ {
+	// Every finding numbered: two spooled, the rest refused.
+	testenv.Eventually(t, "5 findings numbered", func() bool { return p.pub.Counters().Seq >= 5 })
+	lost := p.pub.Counters().SpoolOverflow
+	if lost < 3 {
+		t.Fatalf("%d findings lost, want at least 3 of 5 into a 2-record spool", lost)
+	}
+	p.restart(t)
+	var report event.Event
+	testenv.Eventually(t, "a spool_overflow finding on stdout", func() bool {
 		mu.Lock()
 		got := out.String()
 		mu.Unlock()
 		for _, line := range strings.Split(got, "\n") {
 			var ev event.Event
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "spool_overflow" {
-				if ev.Health == nil || ev.Health.LostRecords == 0 {
-					t.Fatalf("spool_overflow finding without a count: %s", line)
-				}
-				return
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == transport.ActionSpoolOverflow {
+				report = ev
+				return true
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	})
+	if report.Health == nil || report.Health.LostRecords != lost || report.Health.LostTotal != lost || report.Backend != "tracepoint" {
+		t.Fatalf("spool_overflow finding %+v, want exactly %d lost", report, lost)
 	}
-	t.Fatalf("5 findings into a 2-record spool with the server gone, and no spool_overflow finding:\n%s", out.String())
 }
 
 type lockedWriter struct {

@@ -74,8 +74,14 @@ type Net struct {
 
 // Health reports the sensor's own state as a finding: a blind spot is an incident.
 type Health struct {
+	// LostRecords is the exact number of findings (or kernel records) this
+	// report is about; the reports of a host that reach the stream add up to
+	// everything it lost.
 	LostRecords uint64 `json:"lost_records,omitempty"`
-	Detail      string `json:"detail,omitempty"`
+	// LostTotal is the running total of findings reported lost by this run of
+	// the sensor's publisher, this report included.
+	LostTotal uint64 `json:"lost_total,omitempty"`
+	Detail    string `json:"detail,omitempty"`
 	// For a tamper finding the kernel reported: the bpf(2) command another
 	// process made and the sensor's object it touched, or the sensor's own
 	// file it opened.

@@ -69,6 +69,10 @@ func (g *gaps) lost(n uint64, d Damage) {
 	if g.pending >= 0 {
 		p := &g.damage[g.pending]
 		p.Records += int(n)
+		if p.torn { // not a write the process died in: more is missing after it
+			p.Reason = "file cut short inside a record"
+			p.torn = false
+		}
 		p.Reason += "; " + d.Reason
 		return
 	}

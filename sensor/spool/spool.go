@@ -760,6 +760,13 @@ func (s *Spool) Last() ([]byte, error) {
 	return rec.Payload, nil
 }
 
+// Room reports whether a record of n payload bytes would be taken now.
+func (s *Spool) Room(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && s.depth+1 <= s.opts.MaxRecords && s.bytes+int64(EncodedLen(n)) <= s.opts.MaxBytes
+}
+
 // Depth is the number of records waiting.
 func (s *Spool) Depth() int {
 	s.mu.Lock()
@@ -784,6 +791,13 @@ func (s *Spool) Overflow() uint64 {
 
 // Dir is the spool directory; the publisher keeps its sequence file there.
 func (s *Spool) Dir() string { return s.dir }
+
+// Damaged reports whether damage found while reading waits for TakeDamage.
+func (s *Spool) Damaged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.damage) > 0
+}
 
 // TakeDamage returns damage found after Open (while reading) and forgets it.
 func (s *Spool) TakeDamage() []Damage {

@@ -102,6 +102,7 @@ type Publisher struct {
 	published, spooled, overflow, pubErrors, rejected atomic.Uint64
 	findings                                          [len(kinds)]atomic.Uint64
 	lat                                               latency
+	loss                                              lossLedger // guarded by mu
 }
 
 // InboxPrefix is where a host's publisher receives replies (acks, API
@@ -379,6 +380,9 @@ func (p *Publisher) Publish(ev *event.Event) error {
 	if p.closed {
 		return ErrClosed
 	}
+	if p.lossPending() {
+		p.reportLosses() // a loss is reported before the findings after it
+	}
 	out, err := p.number(ev, ki)
 	if err != nil {
 		return err
@@ -422,6 +426,9 @@ func (p *Publisher) PublishBatch(evs []*event.Event) error {
 	}
 	var errs []error
 	for len(evs) > 0 {
+		if p.lossPending() {
+			p.reportLosses()
+		}
 		n := min(len(evs), maxBatch)
 		out := make([]outgoing, 0, n)
 		for i, ev := range evs[:n] {
@@ -607,6 +614,11 @@ func (p *Publisher) loop() {
 			return
 		case <-p.kick:
 		case <-t.C:
+			p.mu.Lock()
+			if p.lossPending() {
+				p.reportLosses()
+			}
+			p.mu.Unlock()
 			if p.spool.Depth() == 0 && mode(p.mode.Load()) != modeUnknown {
 				continue
 			}
@@ -653,6 +665,9 @@ func (p *Publisher) drainBatch() bool {
 		return false
 	}
 	recs, err := p.spool.PeekN(maxBatch)
+	if p.spool.Damaged() {
+		p.reportLosses() // damage found while reading
+	}
 	if errors.Is(err, spool.ErrEmpty) {
 		if p.spooling {
 			p.spooling = false
@@ -691,6 +706,7 @@ func (p *Publisher) drainBatch() bool {
 			p.log.Error().Err(aerr).Msg("acknowledging spooled findings")
 			return false
 		}
+		p.reportLosses() // there is room again
 	}
 	if err != nil {
 		p.pubErrors.Add(1)
