@@ -58,7 +58,7 @@ func run(args []string) error {
 		backendArg = fs.String("backend", "auto", "kernel backend: auto (lsm when BPF-LSM is active, else tracepoint), lsm, tracepoint")
 		enforce    = fs.Bool("enforce", false, "lsm backend: deny mutations with EPERM (and protect the sensor itself), not only report them")
 		natsPort   = fs.Int("embedded-port", 4222, "loopback port of the embedded NATS server (0: any free port)")
-		stateDir   = fs.String("state-dir", "/var/lib/driftsensor", "where the spool (and the embedded server's JetStream store) live")
+		stateDir   = fs.String("state-dir", "/var/lib/driftsensor", "where the spool, the record of the last heartbeat (for restart findings) and the embedded server's JetStream store live")
 		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval (100ms to 5m)")
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
 		stdout     = fs.Bool("stdout", true, "also print findings as JSON lines on stdout")
@@ -187,6 +187,8 @@ func run(args []string) error {
 	d := agent.New(agent.Config{
 		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Format: format, Cordon: cordon, CordonState: cordonState,
 		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
+		// Next to the spool and its sequence file: each host's own.
+		LivenessFile: filepath.Join(*stateDir, "spool-"+*host, "liveness.json"),
 		Ready: func() {
 			if *readyFile != "" {
 				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {

@@ -228,7 +228,7 @@ func TestOCSFOutput(t *testing.T) {
 	os.WriteFile(pol, []byte("version: 1\nprotect: ["+img+"]\n"), 0o644)
 	ready := filepath.Join(t.TempDir(), "ready")
 	cmd := exec.Command(bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t2", "--ready-file", ready,
-		"--nats", "off", "--format", "ocsf")
+		"--nats", "off", "--format", "ocsf", "--state-dir", t.TempDir())
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -270,4 +270,112 @@ func TestOCSFOutput(t *testing.T) {
 	if o.ClassUID != 1001 || o.File.Path != target || o.Actor.Process.PID != actor.Process.Pid {
 		t.Fatalf("OCSF line %s: want class 1001, file %s, pid %d", lines.Text(), target, actor.Process.Pid)
 	}
+}
+
+// runSensor starts the binary, waits for its ready file and returns it with
+// a reader of its stdout lines.
+func runSensor(t *testing.T, bin string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(bin, append(args, "--ready-file", ready)...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testenv.Eventually(t, "the sensor's ready file", func() bool { _, err := os.Stat(ready); return err == nil })
+	return cmd, bufio.NewScanner(stdout)
+}
+
+// runRecord is the liveness file a run leaves (sensor/agent).
+type runRecord struct {
+	Liveness event.Liveness `json:"liveness"`
+	LastBeat time.Time      `json:"last_beat"`
+	Clean    bool           `json:"clean"`
+}
+
+func readRun(t *testing.T, path string) runRecord {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r runRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return r
+}
+
+// nextRestart reads stdout until the sensor_restart finding.
+func nextRestart(t *testing.T, lines *bufio.Scanner) event.Event {
+	t.Helper()
+	for lines.Scan() {
+		var ev event.Event
+		if json.Unmarshal(lines.Bytes(), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "sensor_restart" {
+			return ev
+		}
+	}
+	t.Fatal("the sensor exited without a sensor_restart finding")
+	return event.Event{}
+}
+
+// TestRestartIsAFinding: a sensor killed with SIGKILL and started again
+// reports the restart, naming the run that died, its last heartbeat and that
+// it did not stop cleanly; after a SIGTERM the next start says it did.
+func TestRestartIsAFinding(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	img := t.TempDir()
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nprotect: ["+img+"]\n"), 0o644)
+	state := t.TempDir()
+	args := []string{"--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t3", "--nats", "off",
+		"--state-dir", state, "--heartbeat", "100ms"}
+	runFile := filepath.Join(state, "spool-t3", "liveness.json")
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first, lines := runSensor(t, bin, args...)
+	// A first start on an empty state directory is no restart.
+	testenv.Eventually(t, "the first heartbeat recorded", func() bool { _, err := os.Stat(runFile); return err == nil })
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "sensor_restart") {
+			t.Fatalf("a first start reported a restart: %s", lines.Text())
+		}
+	}
+	died := readRun(t, runFile)
+	if died.Clean || died.Liveness.BootID != strings.TrimSpace(string(boot)) || died.Liveness.Instance == "" {
+		t.Fatalf("record of the killed run %+v", died)
+	}
+
+	second, lines := runSensor(t, bin, args...)
+	ev := nextRestart(t, lines)
+	r := ev.Health.Restart
+	if r == nil || r.Previous != died.Liveness || !r.LastBeat.Equal(died.LastBeat) || r.Clean || r.Reboot || r.DownMs < 0 ||
+		ev.Seq == 0 || ev.Host != "t3" || ev.Backend == "" || !strings.Contains(ev.Health.Detail, "was killed or crashed") {
+		t.Fatalf("restart finding %+v (restart %+v), want the killed run %+v", ev, r, died)
+	}
+	second.Process.Signal(syscall.SIGTERM)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	stopped := readRun(t, runFile)
+	if !stopped.Clean || stopped.Liveness.Instance == died.Liveness.Instance {
+		t.Fatalf("record of the stopped run %+v", stopped)
+	}
+
+	_, lines = runSensor(t, bin, args...)
+	ev = nextRestart(t, lines)
+	if r := ev.Health.Restart; r == nil || r.Previous != stopped.Liveness || !r.LastBeat.Equal(stopped.LastBeat) || !r.Clean ||
+		!strings.Contains(ev.Health.Detail, "stopped cleanly") {
+		t.Fatalf("restart finding %+v, want the stopped run %+v", ev.Health, stopped)
+	}
+	t.Logf("%s", ev.Health.Detail)
 }

@@ -45,18 +45,23 @@ type Config struct {
 	OnState func(event.State)
 	// Ready, when set, is called once everything is attached and the initial state applied.
 	Ready func()
+	// LivenessFile, when set, is where each heartbeat is recorded, so the
+	// next start reports the restart and how long the host went unwatched.
+	LivenessFile string
 }
 
 // Daemon is a running agent.
 type Daemon struct {
-	cfg    Config
-	sensor *sensor.Sensor
-	queue  chan *event.Event
-	state  atomic.Value // event.State
-	seq    uint64       // local numbering when there is no publisher
-	start  time.Time
-	ids    *nuid.NUID
-	outMu  sync.Mutex
+	cfg     Config
+	sensor  *sensor.Sensor
+	queue   chan *event.Event
+	state   atomic.Value // event.State
+	seq     uint64       // local numbering when there is no publisher
+	start   time.Time
+	ids     *nuid.NUID
+	outMu   sync.Mutex
+	live    event.Liveness // this run: boot, instance, start
+	beatErr bool           // the last liveness record failed (logged once)
 }
 
 // queueLen bounds findings between the ring buffer reader and the publisher:
@@ -74,6 +79,7 @@ func New(cfg Config) *Daemon {
 		cfg.Heartbeat = time.Second
 	}
 	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now(), ids: nuid.New()}
+	d.live = newLiveness(d.start)
 	d.sensor = sensor.New(sensor.Config{
 		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log,
 		Emit: func(ev *event.Event) { d.queue <- ev },
@@ -109,14 +115,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 
+	// The previous run's record is read before this run's first beat
+	// replaces it.
+	if ev := d.previousRun(); ev != nil {
+		d.queue <- ev
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	stopBeats := make(chan struct{})
+	wg.Add(2)
 	go func() { defer wg.Done(); d.forward(ctx) }()
+	go func() { defer wg.Done(); d.recordBeats(stopBeats) }()
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
 	err := d.sensor.Run(ctx)
 	close(d.queue)
+	close(stopBeats)
 	wg.Wait()
 	return err
 }
@@ -252,6 +266,8 @@ func (d *Daemon) heartbeat() event.Heartbeat {
 		Commit:     version.Commit,
 		UptimeSec:  time.Since(d.start).Seconds(),
 		State:      st,
+		IntervalMs: d.cfg.Heartbeat.Milliseconds(),
+		Liveness:   d.live,
 		Counters: event.Counters{
 			Findings:    findings,
 			LostRecords: lost,

@@ -210,6 +210,10 @@ func TestSealOnStart(t *testing.T) {
 
 // TestHeartbeat: heartbeats carry backend, policy hash, state and counters.
 func TestHeartbeat(t *testing.T) {
+	boot, err := os.ReadFile(BootIDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := start(t, "cp3", true)
 	sub, _ := p.nc.SubscribeSync(event.HeartbeatSubject(p.host))
 	p.nc.Flush()
@@ -226,6 +230,11 @@ func TestHeartbeat(t *testing.T) {
 		}
 		if hb.Backend != "tracepoint" || hb.PolicyHash == "" || hb.State != event.StateSealed || hb.Transport == "" {
 			t.Fatalf("heartbeat %+v", hb)
+		}
+		// Liveness names this run: this boot, a random instance, its start.
+		if l := hb.Liveness; hb.IntervalMs != 100 || l.BootID != strings.TrimSpace(string(boot)) || len(l.Instance) != 24 ||
+			l.Started.IsZero() || l.Started.After(hb.Time) {
+			t.Fatalf("heartbeat interval %d ms, liveness %+v; want 100 ms, boot %s", hb.IntervalMs, l, boot)
 		}
 		if hb.Counters.Findings >= 1 {
 			return

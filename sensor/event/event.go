@@ -88,6 +88,21 @@ type Health struct {
 	BPFCmd string `json:"bpf_cmd,omitempty"` // e.g. BPF_MAP_UPDATE_ELEM
 	Object string `json:"object,omitempty"`  // e.g. "driftsensor map config_map (id 42)"
 	Path   string `json:"path,omitempty"`
+	// Restart describes the run before this one, in a sensor_restart finding.
+	Restart *Restart `json:"restart,omitempty"`
+}
+
+// Restart is what a sensor knows at start about its previous run on the
+// host: while it was down, the host was unwatched.
+type Restart struct {
+	Previous Liveness  `json:"previous"`  // the previous run's boot id, instance and start
+	LastBeat time.Time `json:"last_beat"` // its last heartbeat: the last moment it was known alive
+	DownMs   int64     `json:"down_ms"`   // from that heartbeat to this run's start
+	// Clean is true when the previous run stopped on a signal and recorded
+	// it; false when it was killed, crashed, or the host lost power.
+	Clean bool `json:"clean"`
+	// Reboot is true when the boot id changed: the host rebooted meanwhile.
+	Reboot bool `json:"reboot,omitempty"`
 }
 
 // Process is the context of the process that caused a finding.

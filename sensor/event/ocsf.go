@@ -458,6 +458,13 @@ func ocsfHealth(o *OCSF, ev *Event, un map[string]any) error {
 		title = fmt.Sprintf("%s (%d)", title, h.LostRecords)
 		un["lost_records"] = h.LostRecords
 	}
+	if h.LostTotal > 0 {
+		un["lost_total"] = h.LostTotal
+	}
+	if h.Restart != nil {
+		un["down_ms"] = h.Restart.DownMs
+		un["previous_instance"] = h.Restart.Previous.Instance
+	}
 	o.FindingInfo = &OCSFFindingInfo{UID: ev.ID, Title: title, Desc: h.Detail, Types: []string{"Sensor Health"}}
 	o.Message = title
 	if h.Detail != "" {

@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
+)
+
+// ActionRestart is the sensor finding a sensor publishes at start when the
+// state directory shows an earlier run: the host was unwatched in between.
+const ActionRestart = "sensor_restart"
+
+// BootIDFile names this boot of the kernel.
+const BootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// runRecord is what a run leaves in its liveness file, rewritten at every
+// beat: the next run reads it to say how long the host went unwatched.
+type runRecord struct {
+	Liveness event.Liveness `json:"liveness"`
+	LastBeat time.Time      `json:"last_beat"`
+	Clean    bool           `json:"clean"` // written at a clean stop
+}
+
+// newLiveness names this run: the boot it runs in, a random instance id
+// and its start.
+func newLiveness(start time.Time) event.Liveness {
+	boot, err := os.ReadFile(BootIDFile)
+	if err != nil {
+		boot = []byte("unknown")
+	}
+	var id [12]byte
+	rand.Read(id[:])
+	return event.Liveness{BootID: strings.TrimSpace(string(boot)), Instance: hex.EncodeToString(id[:]), Started: start.UTC()}
+}
+
+// previousRun reads the record an earlier run left and turns it into a
+// sensor_restart finding; nil when there was no earlier run.
+func (d *Daemon) previousRun() *event.Event {
+	path := d.cfg.LivenessFile
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	ev := &event.Event{Schema: event.Schema, Host: d.cfg.Host, Kind: event.KindSensor, Action: ActionRestart,
+		Backend: d.cfg.Backend.Name(), Time: time.Now().UTC()}
+	var prev runRecord
+	if err == nil {
+		err = json.Unmarshal(b, &prev)
+	}
+	if err != nil {
+		ev.Health = &event.Health{Detail: fmt.Sprintf("the sensor restarted; its previous run's record %s is unreadable (%v): how long the host went unwatched is unknown", path, err)}
+		return ev
+	}
+	r := &event.Restart{Previous: prev.Liveness, LastBeat: prev.LastBeat, Clean: prev.Clean,
+		DownMs: d.start.Sub(prev.LastBeat).Milliseconds(), Reboot: prev.Liveness.BootID != d.live.BootID}
+	how := "was killed or crashed (no clean stop recorded)"
+	if r.Clean {
+		how = "stopped cleanly"
+	}
+	if r.Reboot {
+		how += "; the host rebooted meanwhile"
+	}
+	ev.Health = &event.Health{Restart: r, Detail: fmt.Sprintf(
+		"the sensor restarted: the previous run (instance %s, started %s) %s; its last heartbeat was at %s, %s before this start: the host was unwatched meanwhile",
+		prev.Liveness.Instance, prev.Liveness.Started.Format(time.RFC3339), how, prev.LastBeat.Format(time.RFC3339Nano),
+		time.Duration(r.DownMs)*time.Millisecond)}
+	return ev
+}
+
+// beat records that this run is alive now.
+func (d *Daemon) beat(clean bool) {
+	path := d.cfg.LivenessFile
+	if path == "" {
+		return
+	}
+	b, _ := json.Marshal(runRecord{Liveness: d.live, LastBeat: time.Now().UTC(), Clean: clean})
+	// Rename over the old record: a kill leaves the old or the new one,
+	// never half of one. No fsync: the page cache survives a killed process,
+	// and a power loss is a reboot, which the boot id shows.
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, b, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil && !d.beatErr {
+		d.cfg.Log.Error().Err(err).Str("file", path).Msg("cannot record the heartbeat: the next start cannot say how long the sensor was down")
+	}
+	d.beatErr = err != nil
+}
+
+// recordBeats rewrites the liveness file every heartbeat interval until
+// ctx ends, then once more as a clean stop.
+func (d *Daemon) recordBeats(done <-chan struct{}) {
+	if d.cfg.LivenessFile == "" {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(d.cfg.LivenessFile), 0o700); err != nil {
+		d.cfg.Log.Error().Err(err).Msg("liveness file directory")
+	}
+	t := time.NewTicker(d.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		d.beat(false)
+		select {
+		case <-done:
+			d.beat(true)
+			return
+		case <-t.C:
+		}
+	}
+}
