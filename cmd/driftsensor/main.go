@@ -24,6 +24,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/agent"
 	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/spool"
@@ -58,7 +59,7 @@ func run(args []string) error {
 		backendArg = fs.String("backend", "auto", "kernel backend: auto (lsm when BPF-LSM is active, else tracepoint), lsm, tracepoint")
 		enforce    = fs.Bool("enforce", false, "lsm backend: deny mutations with EPERM (and protect the sensor itself), not only report them")
 		natsPort   = fs.Int("embedded-port", 4222, "loopback port of the embedded NATS server (0: any free port)")
-		stateDir   = fs.String("state-dir", "/var/lib/driftsensor", "where the spool, the record of the last heartbeat (for restart findings) and the embedded server's JetStream store live")
+		stateDir   = fs.String("state-dir", creds.DefaultStateDir, "where the spool, the record of the last heartbeat (for restart findings) and the embedded server's JetStream store and credentials live")
 		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval (100ms to 5m)")
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
 		stdout     = fs.Bool("stdout", true, "also print findings as JSON lines on stdout")
@@ -142,6 +143,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if conn.URL == "" { // the embedded server's seeds, made at its first start
+		dirs, err := creds.EmbeddedDirs(*stateDir)
+		if err != nil {
+			return fmt.Errorf("--state-dir: %w", err)
+		}
+		protect = append(protect, dirs...)
+	}
 	bopts := backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes), Protect: protect}
 	if *gateOn {
 		var allow []gate.Rule
@@ -199,14 +207,17 @@ func run(args []string) error {
 	})
 	if conn.URL != "off" {
 		if conn.URL == "" {
-			srv, u, err := transport.StartEmbeddedOn(filepath.Join(*stateDir, "jetstream"), *natsPort)
+			// Authenticated like a fleet's server: the seeds are root's, in the state directory.
+			emb, err := creds.StartEmbedded(*stateDir, *host, *natsPort)
 			if err != nil {
 				return fmt.Errorf("embedded NATS server: %w (pass --embedded-port 0 for any free port, or --nats URL)", err)
 			}
-			defer srv.WaitForShutdown()
-			defer srv.Shutdown()
-			conn.URL = u
-			log.Info().Str("url", u).Msg("embedded NATS server")
+			defer emb.Close()
+			conn.URL = emb.URL
+			if conn.CredsFile == "" && conn.NKeySeedFile == "" {
+				conn.NKeySeedFile = emb.HostSeed
+			}
+			log.Info().Str("url", emb.URL).Str("creds", emb.Creds.Dir).Msg("embedded NATS server; driftctl on this host uses " + creds.EmbeddedAdminSeed(*stateDir))
 		}
 		sp, damage, err := spool.Open(spoolDir, spool.Options{})
 		if err != nil {

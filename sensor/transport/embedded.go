@@ -37,14 +37,22 @@ func startServer(dir string, port int, js bool) (*server.Server, string, error) 
 		NoLog:      true,
 		MaxPayload: 1 << 20,
 	}
+	return StartServer(opts)
+}
+
+// StartServer starts an in-process nats-server with opts (signals and
+// logging are the caller's to set) and waits until it takes connections.
+// The authenticated embedded server (creds.StartEmbedded) starts here with
+// the options of its generated configuration.
+func StartServer(opts *server.Options) (*server.Server, string, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("embedded nats-server (store %s): %w", dir, err)
+		return nil, "", fmt.Errorf("embedded nats-server (store %s): %w", opts.StoreDir, err)
 	}
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
-		return nil, "", fmt.Errorf("embedded nats-server (store %s) not ready after 10s; is 127.0.0.1:%d free?", dir, port)
+		return nil, "", fmt.Errorf("embedded nats-server (store %s) not ready after 10s; is %s:%d free?", opts.StoreDir, opts.Host, opts.Port)
 	}
 	return s, s.ClientURL(), nil
 }

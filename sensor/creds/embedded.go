@@ -1,0 +1,104 @@
+package creds
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/driftsensor/driftsensor/sensor/transport"
+)
+
+// Where the authenticated embedded server keeps its credentials: in the
+// sensor's state directory, root's alone.
+const (
+	DefaultStateDir = "/var/lib/driftsensor" // driftsensor --state-dir default
+	EmbeddedDir     = "creds"                // <state-dir>/creds: mode 0700, seeds 0600
+)
+
+// EmbeddedAdminSeed is the operator's (driftctl's) seed for the embedded
+// server of a sensor whose state directory is stateDir.
+func EmbeddedAdminSeed(stateDir string) string {
+	return filepath.Join(stateDir, EmbeddedDir, AdminSeed)
+}
+
+// EmbeddedDirs makes (mode 0700) and returns the directories that hold the
+// embedded server's seeds, for the sensor to guard before they are written.
+func EmbeddedDirs(stateDir string) ([]string, error) {
+	dir := filepath.Join(stateDir, EmbeddedDir)
+	hosts := filepath.Join(dir, HostSeedDir)
+	if err := os.MkdirAll(hosts, 0o700); err != nil {
+		return nil, fmt.Errorf("creds: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creds: %w", err)
+	}
+	return []string{dir, hosts}, nil
+}
+
+// Embedded is a running authenticated embedded server.
+type Embedded struct {
+	Server   *server.Server
+	URL      string
+	Creds    *Result // the seeds: the host's, the responder's, the admin's
+	HostSeed string  // the seed the sensor connects with
+}
+
+// StartEmbedded starts the server driftsensor runs when no --nats URL is
+// given, authenticated like a fleet's: at first start it generates, in
+// stateDir/creds, an nkey seed for host's sensor, one for a responder and
+// one for the operator's driftctl (kept on later starts), with the
+// permissions of their roles. Nothing connects without one of them, so an
+// unprivileged local user can neither read nor publish, nor change the
+// host's state. It creates the findings stream and the state bucket as the
+// admin, since the host's own credentials may not. port 0 picks a free one.
+func StartEmbedded(stateDir, host string, port int) (*Embedded, error) {
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	if port == 0 {
+		listen = "127.0.0.1:-1"
+	}
+	res, err := Generate([]string{host}, filepath.Join(stateDir, EmbeddedDir), Options{
+		Listen: listen, StoreDir: filepath.Join(stateDir, "jetstream"), ServerName: "driftsensor-embedded"})
+	if err != nil {
+		return nil, err
+	}
+	opts, err := server.ProcessConfigFile(res.ServerConfig)
+	if err != nil {
+		return nil, fmt.Errorf("embedded server configuration %s: %w", res.ServerConfig, err)
+	}
+	opts.NoSigs = true // the daemon owns signal handling
+	opts.NoLog = true
+	opts.MaxPayload = 1 << 20
+	srv, url, err := transport.StartServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	e := &Embedded{Server: srv, URL: url, Creds: res}
+	if u, ok := res.User(host); ok {
+		e.HostSeed = u.SeedFile
+	}
+	admin, _ := res.User("admin")
+	nc, err := transport.Connect(transport.Options{URL: url, NKeySeedFile: admin.SeedFile, Name: "driftsensor-setup"})
+	if err == nil {
+		var ctl *transport.Control
+		if ctl, err = transport.NewControl(nc, 5*time.Second); err == nil {
+			err = ctl.Setup(context.Background())
+		}
+		nc.Close()
+	}
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded server: create the stream and the state bucket as admin: %w", err)
+	}
+	return e, nil
+}
+
+// Close stops the server and waits for it.
+func (e *Embedded) Close() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}
