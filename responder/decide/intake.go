@@ -181,6 +181,10 @@ func (r *Responder) onMsg(m jetstream.Msg) {
 		hs.seq.saw(ev.Seq, streamSeq, received)
 		r.mu.Unlock()
 	}
+	if ev.Kind == event.KindSensor && ev.Action == event.ActionStateApplied {
+		_ = m.Ack() // the sensor's record of a state it applied: counted and sequence-checked above, not drift
+		return
+	}
 	st := Stages{Sensed: ev.Time, Received: received}
 	act, rule := r.cfg.Policy.Decide(&ev)
 	reason := fmt.Sprintf("%s %s", ev.Kind, ev.Action)

@@ -62,6 +62,8 @@ type Daemon struct {
 	outMu   sync.Mutex
 	live    event.Liveness // this run: boot, instance, start
 	beatErr bool           // the last liveness record failed (logged once)
+	qMu     sync.Mutex     // guards queue sends from outside the sensor against its close
+	qClosed bool
 }
 
 // queueLen bounds findings between the ring buffer reader and the publisher:
@@ -94,11 +96,11 @@ func (d *Daemon) SetPublisher(p *transport.Publisher) { d.cfg.Publisher = p }
 // Run runs until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.cfg
-	initial := event.StateMutable
+	initial, by := event.StateMutable, "driftsensor at start (not sealed: no --seal, no seal_on_start)"
 	if cfg.Seal {
-		initial = event.StateSealed
+		initial, by = event.StateSealed, "driftsensor at start (--seal or the policy's seal_on_start)"
 	}
-	if err := d.apply(initial); err != nil {
+	if err := d.apply(initial, 0, by); err != nil {
 		return err
 	}
 	if p := cfg.Publisher; p != nil {
@@ -129,7 +131,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cfg.Ready()
 	}
 	err := d.sensor.Run(ctx)
+	d.qMu.Lock()
+	d.qClosed = true
 	close(d.queue)
+	d.qMu.Unlock()
 	close(stopBeats)
 	wg.Wait()
 	return err
@@ -140,12 +145,19 @@ func (d *Daemon) onState(st event.State) {
 	if st == event.StateNone { // nothing decided yet: keep what we booted with
 		return
 	}
-	if err := d.apply(st); err != nil {
+	var rev uint64
+	if p := d.cfg.Publisher; p != nil {
+		rev = p.StateRevision()
+	}
+	if err := d.apply(st, rev, ""); err != nil {
 		d.cfg.Log.Error().Err(err).Str("state", string(st)).Msg("apply host state")
 	}
 }
 
-func (d *Daemon) apply(st event.State) error {
+// apply sets st in the kernel (and the cordon gate); a change is recorded
+// in the stream, with the KV revision it came from (0: set at start) and
+// who made it when known.
+func (d *Daemon) apply(st event.State, rev uint64, by string) error {
 	sealed := st != event.StateMutable
 	if err := d.cfg.Backend.SetSealed(sealed); err != nil {
 		return err
@@ -168,7 +180,8 @@ func (d *Daemon) apply(st event.State) error {
 	}
 	d.state.Store(st)
 	if prev != st {
-		d.cfg.Log.Info().Str("state", string(st)).Str("was", string(prev)).Bool("sealed", sealed).Msg("host state applied")
+		d.cfg.Log.Info().Str("state", string(st)).Str("was", string(prev)).Bool("sealed", sealed).Uint64("revision", rev).Msg("host state applied")
+		d.enqueue(d.stateApplied(prev, st, rev, by))
 	}
 	if d.cfg.OnState != nil {
 		d.cfg.OnState(st)

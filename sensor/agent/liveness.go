@@ -14,10 +14,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
-// ActionRestart is the sensor finding a sensor publishes at start when the
-// state directory shows an earlier run: the host was unwatched in between.
-const ActionRestart = "sensor_restart"
-
 // BootIDFile names this boot of the kernel.
 const BootIDFile = "/proc/sys/kernel/random/boot_id"
 
@@ -52,7 +48,7 @@ func (d *Daemon) previousRun() *event.Event {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	ev := &event.Event{Schema: event.Schema, Host: d.cfg.Host, Kind: event.KindSensor, Action: ActionRestart,
+	ev := &event.Event{Schema: event.Schema, Host: d.cfg.Host, Kind: event.KindSensor, Action: event.ActionSensorRestart,
 		Backend: d.cfg.Backend.Name(), Time: time.Now().UTC()}
 	var prev runRecord
 	if err == nil {

@@ -90,6 +90,33 @@ type Health struct {
 	Path   string `json:"path,omitempty"`
 	// Restart describes the run before this one, in a sensor_restart finding.
 	Restart *Restart `json:"restart,omitempty"`
+	// Applied is the host state the sensor applied, in a state_applied record.
+	Applied *StateApplied `json:"applied,omitempty"`
+}
+
+// Sensor actions that are records of the sensor's own life rather than of
+// drift on the host.
+const (
+	// ActionSensorRestart: the sensor started again; the host was unwatched meanwhile.
+	ActionSensorRestart = "sensor_restart"
+	// ActionStateApplied: the sensor applied a host state to the kernel. It
+	// is a record, not drift: the responder does not act on it.
+	ActionStateApplied = "state_applied"
+)
+
+// StateApplied is a host state the sensor applied to the kernel.
+type StateApplied struct {
+	From State `json:"from"` // "" at start
+	To   State `json:"to"`
+	// Revision is the control plane's KV revision holding the state; 0 when
+	// the sensor set it at start (--seal, or mutable by default).
+	Revision uint64 `json:"revision,omitempty"`
+	// By is who made the change when the sensor knows it (itself, at start).
+	// For a change from the control plane the sensor does not (the KV entry
+	// does not say): the audit record with the same revision on
+	// drift.v1.<host>.state names who, and its absence means the change
+	// bypassed driftctl and the responder.
+	By string `json:"by,omitempty"`
 }
 
 // Restart is what a sensor knows at start about its previous run on the

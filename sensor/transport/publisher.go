@@ -102,7 +102,8 @@ type Publisher struct {
 	published, spooled, overflow, pubErrors, rejected atomic.Uint64
 	findings                                          [len(kinds)]atomic.Uint64
 	lat                                               latency
-	loss                                              lossLedger // guarded by mu
+	loss                                              lossLedger    // guarded by mu
+	stateRev                                          atomic.Uint64 // KV revision of the state last watched
 }
 
 // InboxPrefix is where a host's publisher receives replies (acks, API

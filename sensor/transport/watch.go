@@ -199,6 +199,7 @@ func (p *Publisher) watchOnce(ctx context.Context, fn func(event.State), pos *wa
 				p.log.Error().Err(err).Str("bucket", event.StateBucket).Uint64("revision", e.Revision()).Msg("ignoring bad host state")
 			} else {
 				pos.state = st
+				p.stateRev.Store(e.Revision())
 				fn(st)
 			}
 			if initial { // the key's current value is the initial one
@@ -208,3 +209,7 @@ func (p *Publisher) watchOnce(ctx context.Context, fn func(event.State), pos *wa
 		}
 	}
 }
+
+// StateRevision is the KV revision of the state WatchState last passed on:
+// the sensor records it with each state it applies.
+func (p *Publisher) StateRevision() uint64 { return p.stateRev.Load() }
