@@ -88,6 +88,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 func (g *globals) options() transport.Options {
 	o := g.conn
 	o.Name, o.AckTimeout = "driftctl", g.timeout
+	if o.NKeySeedFile == "" && o.CredsFile == "" {
+		o.NKeySeedFile = localAdminSeed() // the embedded server of a sensor on this host
+	}
 	return o
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/fleet"
+	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
@@ -551,5 +552,25 @@ func TestParseTime(t *testing.T) {
 	}
 	if _, err := parseTime("tomorrow", now); err == nil {
 		t.Error("tomorrow parsed")
+	}
+}
+
+// TestLocalEmbeddedServerCreds: on the sensor's own host driftctl finds the
+// operator's seed of the sensor's authenticated embedded server by itself;
+// without it the server refuses driftctl.
+func TestLocalEmbeddedServerCreds(t *testing.T) {
+	state := t.TempDir()
+	e, err := creds.StartEmbedded(state, "h1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	t.Setenv(stateDirEnv, t.TempDir()) // a state directory without credentials
+	if code, _, errs := driftctl(t, "--nats", e.URL, "seal", "h1", "--by", "op"); code == 0 || !strings.Contains(errs, "Authorization Violation") {
+		t.Fatalf("driftctl without credentials: exit %d, %q; want refused by the server", code, errs)
+	}
+	t.Setenv(stateDirEnv, state)
+	if code, out, _ := driftctl(t, "--nats", e.URL, "seal", "h1", "--by", "op"); code != 0 || !strings.Contains(out, "h1: mutable -> sealed") {
+		t.Fatalf("driftctl with the local admin seed: exit %d, %q", code, out)
 	}
 }
