@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -378,4 +380,75 @@ func TestRestartIsAFinding(t *testing.T) {
 		t.Fatalf("restart finding %+v, want the stopped run %+v", ev.Health, stopped)
 	}
 	t.Logf("%s", ev.Health.Detail)
+}
+
+// TestUnprivilegedUserCannotUnseal is the attack on the default
+// server: a local user who is not root (uid 65534, outside the scope) tries
+// to read the sensor's credentials and files, to connect, to write mutable
+// into the host's state key and to have a forged finding kept. Each is
+// refused, and the host stays sealed: the next mutation is a finding.
+func TestUnprivilegedUserCannotUnseal(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	img := t.TempDir()
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nprotect: ["+img+"]\n"), 0o644)
+	// World-readable: only the sensor's own modes may protect its files.
+	state, err := os.MkdirTemp("", "driftsensor-state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	os.Chmod(state, 0o755)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	sensor, lines := runSensor(t, bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t5",
+		"--embedded-port", strconv.Itoa(port), "--state-dir", state)
+	defer func() { sensor.Process.Signal(syscall.SIGTERM); sensor.Wait() }()
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+
+	files := []string{
+		filepath.Join(state, "creds", "admin.nk"), filepath.Join(state, "creds", "responder.nk"),
+		filepath.Join(state, "creds", "hosts", "t5.nk"), filepath.Join(state, "creds"),
+		filepath.Join(state, "spool-t5"), filepath.Join(state, "spool-t5", "seq"), filepath.Join(state, "jetstream"),
+	}
+	out := testenv.AsUser(t, 65534, "intruder", append([]string{url, "t5"}, files...)...)
+	var want []string
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.IsDir() {
+			want = append(want, "list "+f+": open "+f+": permission denied")
+		} else {
+			want = append(want, "read "+f+": open "+f+": permission denied")
+		}
+	}
+	want = append(want, "connect: nats: Authorization Violation", "connect with its own nkey: nats: Authorization Violation")
+	if got := strings.TrimSpace(out); got != strings.Join(want, "\n") {
+		t.Fatalf("the unprivileged user:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+
+	// Still sealed: a mutation in the scope is a finding.
+	target := filepath.Join(img, "after-intruder")
+	actor, closeFD, err := cg.Command("touch", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	if out, err := actor.CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	for lines.Scan() {
+		var ev event.Event
+		if json.Unmarshal(lines.Bytes(), &ev) == nil && ev.Kind == event.KindFile && ev.Process.PID == uint32(actor.Process.Pid) {
+			if ev.File.Path != target {
+				t.Fatalf("finding %+v, want %s", ev, target)
+			}
+			return
+		}
+	}
+	t.Fatal("no finding for the mutation after the intruder: the host is not sealed")
 }

@@ -2,10 +2,7 @@ package creds
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,63 +11,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
-// probeEnv makes the test binary an unprivileged local user's probe of the
-// embedded server: "URL|state dir|host".
-const probeEnv = "DRIFT_CREDS_PROBE"
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-func TestMain(m *testing.M) {
-	if arg := os.Getenv(probeEnv); arg != "" {
-		probe(strings.Split(arg, "|"))
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// probe tries what an unprivileged user would, printing one line per try:
-// "<try>: ok" or "<try>: <error>".
-func probe(arg []string) {
-	url, dir, host := arg[0], arg[1], arg[2]
-	say := func(what string, err error) {
-		if err == nil {
-			fmt.Printf("%s: ok\n", what)
-			return
-		}
-		fmt.Printf("%s: %v\n", what, err)
-	}
-	for _, f := range []string{AdminSeed, ResponderSeed, filepath.Join(HostSeedDir, host+".nk"), AuthConfigFile} {
-		_, err := os.ReadFile(filepath.Join(dir, EmbeddedDir, f))
-		say("read "+f, err)
-	}
-	_, err := os.ReadDir(filepath.Join(dir, EmbeddedDir))
-	say("list", err)
-	// Without credentials, and with an nkey of its own making.
-	nc, err := nats.Connect(url, nats.MaxReconnects(0))
-	if err == nil {
-		err = useConn(nc, host)
-	}
-	say("connect", err)
-	kp, _ := nkeys.CreateUser()
-	seed, _ := kp.Seed()
-	f := filepath.Join(os.TempDir(), fmt.Sprintf("probe-%d.nk", os.Getpid()))
-	os.WriteFile(f, seed, 0o600)
-	defer os.Remove(f)
-	opt, _ := nats.NkeyOptionFromSeed(f)
-	nc, err = nats.Connect(url, opt, nats.MaxReconnects(0))
-	if err == nil {
-		err = useConn(nc, host)
-	}
-	say("connect with its own nkey", err)
-}
-
-// useConn is what the attacker did once connected: unseal the host
-// and forge a finding.
-func useConn(nc *nats.Conn, host string) error {
+// putState is what the intruder tried with the host's own seed: unseal it.
+func putState(nc *nats.Conn, host string) error {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -87,9 +37,6 @@ func useConn(nc *nats.Conn, host string) error {
 // and refuses a local user who has none: it can neither read a seed nor
 // connect, so it can neither publish nor change the host's state.
 func TestEmbeddedServerIsAuthenticated(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the probe runs as uid 65534")
-	}
 	// Not t.TempDir: its parent is 0700, which would hide the files from the
 	// probe whatever their own modes. Only the creds directory may protect them.
 	state, err := os.MkdirTemp("", "driftsensor-state")
@@ -133,17 +80,19 @@ func TestEmbeddedServerIsAuthenticated(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the host's own seed: %v", err)
 	}
-	if err := useConn(hostNC, "h1"); err == nil {
+	if err := putState(hostNC, "h1"); err == nil {
 		t.Fatal("the host's own seed put its state")
 	}
 
-	out := runProbe(t, e.URL, state, "h1")
+	files := []string{filepath.Join(dir, AdminSeed), filepath.Join(dir, ResponderSeed), filepath.Join(dir, HostSeedDir, "h1.nk"),
+		filepath.Join(dir, AuthConfigFile), dir}
+	out := testenv.AsUser(t, 65534, "intruder", append([]string{e.URL, "h1"}, files...)...)
 	want := []string{
-		"read admin.nk: open " + filepath.Join(dir, AdminSeed) + ": permission denied",
-		"read responder.nk: open " + filepath.Join(dir, ResponderSeed) + ": permission denied",
-		"read hosts/h1.nk: open " + filepath.Join(dir, HostSeedDir, "h1.nk") + ": permission denied",
-		"read auth.conf: open " + filepath.Join(dir, AuthConfigFile) + ": permission denied",
-		"list: open " + dir + ": permission denied",
+		"read " + files[0] + ": open " + files[0] + ": permission denied",
+		"read " + files[1] + ": open " + files[1] + ": permission denied",
+		"read " + files[2] + ": open " + files[2] + ": permission denied",
+		"read " + files[3] + ": open " + files[3] + ": permission denied",
+		"list " + dir + ": open " + dir + ": permission denied",
 		"connect: nats: Authorization Violation",
 		"connect with its own nkey: nats: Authorization Violation",
 	}
@@ -176,35 +125,4 @@ func adminConn(t *testing.T, url, seed string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// runProbe runs this test binary as uid 65534 in probe mode.
-func runProbe(t *testing.T, url, state, host string) string {
-	t.Helper()
-	bin, err := os.MkdirTemp("", "driftsensor-probe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(bin) })
-	os.Chmod(bin, 0o755)
-	exe := filepath.Join(bin, "probe")
-	src, err := os.Open("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(exe, os.O_WRONLY|os.O_CREATE, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(dst, src)
-	dst.Close()
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), probeEnv+"="+url+"|"+state+"|"+host, "TMPDIR=/tmp")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("probe as uid 65534: %v\n%s", err, out)
-	}
-	return string(out)
 }

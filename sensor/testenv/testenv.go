@@ -101,7 +101,9 @@ var kernelFS = map[string]bool{"bpf": true, "tracefs": true, "securityfs": true}
 
 // Main runs a test binary's tests and then unmounts the kernel file systems
 // they mounted, so a test run leaves the machine's mounts as it found them.
+// In a copy of the binary that AsUser runs, it runs the probe instead.
 func Main(m *testing.M) int {
+	runProbe() // a copy of the binary run by AsUser
 	before := map[string]bool{}
 	if ms, err := sysfs.Mounts(); err == nil {
 		for _, mt := range ms {
