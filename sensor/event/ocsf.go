@@ -466,6 +466,10 @@ func ocsfHealth(o *OCSF, ev *Event, un map[string]any) error {
 		un["previous_instance"] = h.Restart.Previous.Instance
 	}
 	o.FindingInfo = &OCSFFindingInfo{UID: ev.ID, Title: title, Desc: h.Detail, Types: []string{"Sensor Health"}}
+	if ev.Action == ActionStateApplied { // a record of the sensor's life, not drift
+		o.IsAlert = false
+		o.SeverityID, o.Severity = 1, severities[1]
+	}
 	o.Message = title
 	if h.Detail != "" {
 		o.Message = h.Detail
