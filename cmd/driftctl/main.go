@@ -89,7 +89,7 @@ func (g *globals) options() transport.Options {
 	o := g.conn
 	o.Name, o.AckTimeout = "driftctl", g.timeout
 	if o.NKeySeedFile == "" && o.CredsFile == "" {
-		o.NKeySeedFile = localAdminSeed() // the embedded server of a sensor on this host
+		o.NKeySeedFile = creds.LocalSeed(creds.AdminSeed) // the embedded server of a sensor on this host
 	}
 	return o
 }

@@ -565,11 +565,11 @@ func TestLocalEmbeddedServerCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	t.Setenv(stateDirEnv, t.TempDir()) // a state directory without credentials
+	t.Setenv(creds.StateDirEnv, t.TempDir()) // a state directory without credentials
 	if code, _, errs := driftctl(t, "--nats", e.URL, "seal", "h1", "--by", "op"); code == 0 || !strings.Contains(errs, "Authorization Violation") {
 		t.Fatalf("driftctl without credentials: exit %d, %q; want refused by the server", code, errs)
 	}
-	t.Setenv(stateDirEnv, state)
+	t.Setenv(creds.StateDirEnv, state)
 	if code, out, _ := driftctl(t, "--nats", e.URL, "seal", "h1", "--by", "op"); code != 0 || !strings.Contains(out, "h1: mutable -> sealed") {
 		t.Fatalf("driftctl with the local admin seed: exit %d, %q", code, out)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/responder/inns"
+	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
@@ -203,6 +204,10 @@ func run(ctx context.Context, args []string) error {
 		log.Info().Str("addr", addr.String()).Msg("metrics on /metrics")
 	}
 	conn.Name = "driftresponder " + *replica
+	if conn.CredsFile == "" && conn.NKeySeedFile == "" {
+		// The authenticated embedded server of a sensor on this host.
+		conn.NKeySeedFile = creds.LocalSeed(creds.ResponderSeed)
+	}
 	nc, err := transport.Connect(conn, nats.MaxReconnects(-1))
 	if err != nil {
 		return err

@@ -20,6 +20,29 @@ const (
 	EmbeddedDir     = "creds"                // <state-dir>/creds: mode 0700, seeds 0600
 )
 
+// StateDirEnv names a sensor state directory other than DefaultStateDir,
+// where driftctl and driftresponder look for a local sensor's seeds.
+const StateDirEnv = "DRIFT_STATE_DIR"
+
+// LocalSeed is the seed (AdminSeed or ResponderSeed) that a driftsensor
+// running its embedded server on this host generated, in $DRIFT_STATE_DIR
+// (default /var/lib/driftsensor)/creds, when this user can read it (root):
+// so driftctl and a responder on the sensor's own host need no flag. ""
+// otherwise.
+func LocalSeed(name string) string {
+	dir := os.Getenv(StateDirEnv)
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	seed := filepath.Join(dir, EmbeddedDir, name)
+	f, err := os.Open(seed)
+	if err != nil {
+		return ""
+	}
+	f.Close()
+	return seed
+}
+
 // EmbeddedAdminSeed is the operator's (driftctl's) seed for the embedded
 // server of a sensor whose state directory is stateDir.
 func EmbeddedAdminSeed(stateDir string) string {

@@ -467,7 +467,6 @@ func ocsfHealth(o *OCSF, ev *Event, un map[string]any) error {
 	}
 	o.FindingInfo = &OCSFFindingInfo{UID: ev.ID, Title: title, Desc: h.Detail, Types: []string{"Sensor Health"}}
 	if ev.Action == ActionStateApplied { // a record of the sensor's life, not drift
-		o.IsAlert = false
 		o.SeverityID, o.Severity = 1, severities[1]
 	}
 	o.Message = title

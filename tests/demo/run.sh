@@ -110,7 +110,8 @@ for _ in $(seq 100); do [ -f "$work/sensor.ready" ] && break; sleep 0.1; done
 url=$(grep -o '"url":"nats://[^"]*"' "$work/sensor.log" | head -1 | cut -d'"' -f4)
 
 echo "== driftresponder: file drift -> cordon, verified by a probe from peer"
-"$BIN/driftresponder" --nats "$url" --replica demo --rule 'kind=file,action=cordon' \
+# The embedded server is authenticated: the responder takes the seed the sensor made in its state directory.
+DRIFT_STATE_DIR="$work/state" "$BIN/driftresponder" --nats "$url" --replica demo --rule 'kind=file,action=cordon' \
 	--probe "$web_ip:7070" --probe-netns "/var/run/netns/$ns_peer" --heartbeat-interval 1s \
 	--ready-file "$work/responder.ready" 2> "$work/responder.log" &
 pids+=($!)
