@@ -311,7 +311,8 @@ func TestMetrics(t *testing.T) {
 	}
 	// The subscriber can see the finding before the publisher has counted
 	// the server's ack: read until the counters agree, or give up.
-	want := []string{`driftsensor_findings_total{kind="file"} 1`, "driftsensor_lost_records_total 0", "driftsensor_published_total 1",
+	// Published: the finding and the record of the state the sensor booted with.
+	want := []string{`driftsensor_findings_total{kind="file"} 1`, "driftsensor_lost_records_total 0", "driftsensor_published_total 2",
 		`driftsensor_host_state{state="sealed"} 1`, `driftsensor_backend{backend="tracepoint"} 1`, `driftsensor_gate{state="none"} 1`,
 		`driftsensor_transport{state="jetstream"} 1`, `driftsensor_build_info{commit="`, "go_goroutines ", "process_resident_memory_bytes "}
 	var body []byte
