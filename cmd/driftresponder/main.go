@@ -107,6 +107,10 @@ func run(ctx context.Context, args []string) error {
 		}
 		return badInput{err}
 	}
+	if err := checkFlags(responderFlags{url: *url, hbEvery: *hbEvery, missed: *missed, maxHosts: *maxHosts,
+		maxPercent: *maxPercent, window: *window}); err != nil {
+		return badInput{err}
+	}
 	if *showVersion {
 		fmt.Println(version.String("driftresponder"))
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,5 +94,43 @@ func TestBadFlags(t *testing.T) {
 		if err := run(context.Background(), args); err == nil || strings.Contains(err.Error(), "connect") {
 			t.Errorf("%q: got %v, want a flag error before connecting", args, err)
 		}
+	}
+}
+
+// TestFlagRanges runs the built binary: every numeric flag and the server
+// URL are checked before it connects, with exit status 2 and a message
+// naming the flag, the value and what would be right.
+func TestFlagRanges(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "driftresponder")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-heartbeat-interval", "1ns"}, "--heartbeat-interval 1ns: want from 100ms to 5m0s, or 0 for none"},
+		{[]string{"-heartbeat-interval", "1h"}, "--heartbeat-interval 1h0m0s: want from 100ms to 5m0s, or 0 for none"},
+		{[]string{"-missed-beats", "0"}, "--missed-beats 0: want from 1 to 1000"},
+		{[]string{"-missed-beats", "-3"}, "--missed-beats -3: want from 1 to 1000"},
+		{[]string{"-max-hosts", "-1"}, "--max-hosts -1: want from 0 to 1048576"},
+		{[]string{"-max-percent", "101"}, "--max-percent 101: want from 0 to 100"},
+		{[]string{"-max-percent", "NaN"}, "--max-percent NaN: want from 0 to 100"},
+		{[]string{"-max-percent", "-5"}, "--max-percent -5: want from 0 to 100"},
+		{[]string{"-window", "0s"}, "--window 0s: want from 1s to 168h0m0s"},
+		{[]string{"-missed-beats", "99999999999999999999"}, `invalid value "99999999999999999999" for flag -missed-beats`},
+		{[]string{"-nats", "http://127.0.0.1:4222"}, `--nats "http://127.0.0.1:4222": "http://127.0.0.1:4222": scheme "http": want one of nats, tls, ws, wss`},
+		{[]string{"-nats", "nats://127.0.0.1:4222,nats://[::1"}, `"nats://[::1": not a URL`},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			out, err := exec.Command(bin, c.args...).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+				t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), c.want) || strings.Contains(string(out), "connect") {
+				t.Errorf("output %q does not say %q (before connecting)", out, c.want)
+			}
+		})
 	}
 }

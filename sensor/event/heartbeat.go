@@ -5,6 +5,14 @@ import "time"
 // HeartbeatSchema names the version of the heartbeat format.
 const HeartbeatSchema = "driftsensor.heartbeat/v1"
 
+// Bounds of a sensor's heartbeat interval, which the responder's silence
+// deadline is derived from: shorter burns a core, longer makes the dead man's
+// switch meaningless.
+const (
+	MinHeartbeat = 100 * time.Millisecond
+	MaxHeartbeat = 5 * time.Minute
+)
+
 // Heartbeat is what a sensor publishes every interval on drift.v1.<host>.heartbeat.
 // Its absence is itself a signal: the responder's dead man's switch watches it.
 type Heartbeat struct {
