@@ -201,10 +201,10 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return pos, checkGlobals(c.g)
 		}
 		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+			return append(pos, args[1:]...), checkGlobals(c.g)
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
@@ -389,6 +389,9 @@ func (c *cli) status(args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	wait := fs.Duration("wait", 2*time.Second, "how long to listen for heartbeats (two heartbeat intervals)")
 	rest, err := c.parse(fs, args)
+	if err == nil {
+		err = checkWait(*wait)
+	}
 	if err != nil {
 		return err
 	}

@@ -128,6 +128,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"replay"}, "--since is required"},
 		{[]string{"replay", "--since", "yesterday"}, `"yesterday": want an RFC 3339 time`},
 		{[]string{"replay", "--since", "1h", "--until", "2h"}, "is before --since"},
+		{[]string{"seal", "ctl"}, `host name "ctl" is reserved`},
+		{[]string{"status", "--wait", "0s"}, "--wait 0s: want from 100ms to 1h0m0s"},
+		{[]string{"status", "--wait", "-2s"}, "--wait -2s: want from 100ms to 1h0m0s"},
+		{[]string{"seal", "h1", "--timeout", "1ns"}, "--timeout 1ns: want from 100ms to 10m0s"},
+		{[]string{"--timeout", "-1s", "status"}, "--timeout -1s: want from 100ms to 10m0s"},
+		{[]string{"--nats", "http://127.0.0.1:4222", "status"}, `--nats "http://127.0.0.1:4222": "http://127.0.0.1:4222": scheme "http"`},
+		{[]string{"watch", "--nats", "nats://a:4222,nats://b:99999"}, `"nats://b:99999": port "99999": want 1-65535`},
+		{[]string{"watch", "--count", "-1"}, "--count -1: must not be negative"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, _, stderr := driftctl(t, tc.args...)
