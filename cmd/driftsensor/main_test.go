@@ -243,14 +243,7 @@ func TestOCSFOutput(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	target := filepath.Join(img, "f")
-	actor, closeFD, err := cg.Command("touch", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFD()
-	if out, err := actor.CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
+	pid := touchInScope(t, cg, target)
 	lines := bufio.NewScanner(stdout)
 	var o struct {
 		ClassUID int `json:"class_uid"`
@@ -271,8 +264,8 @@ func TestOCSFOutput(t *testing.T) {
 			break
 		}
 	}
-	if o.ClassUID != 1001 || o.File.Path != target || o.Actor.Process.PID != actor.Process.Pid {
-		t.Fatalf("OCSF line %s: want class 1001, file %s, pid %d", lines.Text(), target, actor.Process.Pid)
+	if o.ClassUID != 1001 || o.File.Path != target || o.Actor.Process.PID != pid {
+		t.Fatalf("OCSF line %s: want class 1001, file %s, pid %d", lines.Text(), target, pid)
 	}
 }
 
@@ -435,6 +428,22 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 
 	// Still sealed: a mutation in the scope is a finding.
 	target := filepath.Join(img, "after-intruder")
+	pid := touchInScope(t, cg, target)
+	for lines.Scan() {
+		var ev event.Event
+		if json.Unmarshal(lines.Bytes(), &ev) == nil && ev.Kind == event.KindFile && ev.Process.PID == uint32(pid) {
+			if ev.File.Path != target {
+				t.Fatalf("finding %+v, want %s", ev, target)
+			}
+			return
+		}
+	}
+	t.Fatal("no finding for the mutation after the intruder: the host is not sealed")
+}
+
+// touchInScope touches target from a process in cg and returns its pid.
+func touchInScope(t *testing.T, cg *testenv.Cgroup, target string) int {
+	t.Helper()
 	actor, closeFD, err := cg.Command("touch", target)
 	if err != nil {
 		t.Fatal(err)
@@ -443,14 +452,5 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 	if out, err := actor.CombinedOutput(); err != nil {
 		t.Fatal(err, string(out))
 	}
-	for lines.Scan() {
-		var ev event.Event
-		if json.Unmarshal(lines.Bytes(), &ev) == nil && ev.Kind == event.KindFile && ev.Process.PID == uint32(actor.Process.Pid) {
-			if ev.File.Path != target {
-				t.Fatalf("finding %+v, want %s", ev, target)
-			}
-			return
-		}
-	}
-	t.Fatal("no finding for the mutation after the intruder: the host is not sealed")
+	return actor.Process.Pid
 }
