@@ -121,7 +121,8 @@ for _ in $(seq 100); do [ -f "$work/responder.ready" ] && break; sleep 0.1; done
 echo "== inside web: benign work (no findings)"
 in_host web sh -c "echo ok >> $img/var/log/app.log; cat $img/etc/passwd > /dev/null; /bin/true"
 sleep 0.3
-echo "   findings so far: $(wc -l < "$work/findings.jsonl")"
+# The sensor's record of the state it sealed web with is not drift.
+echo "   findings so far: $(grep -vc '"action":"state_applied"' "$work/findings.jsonl" || true)"
 
 echo "== inside web: drift"
 echo "   open a backdoor port (refused in the kernel; alert)"
@@ -136,7 +137,7 @@ for _ in $(seq 100); do probe || { cut=yes; break; }; sleep 0.05; done
 sleep 0.5
 echo "== findings published by driftsensor (JSON lines; also on drift.v1.web.<kind>)"
 if command -v jq >/dev/null; then
-	jq -c '{seq, kind, action, path: (.file.path // .exec.path // ("port " + (.net.port|tostring))), reasons: .exec.reasons, denied, pid: .process.pid, comm: .process.comm}' "$work/findings.jsonl"
+	jq -c '{seq, kind, action, path: (.file.path // .exec.path // (if .net then "port " + (.net.port|tostring) else null end) // (if .health.applied then "state " + .health.applied.to else null end)), reasons: .exec.reasons, denied, pid: .process.pid, comm: .process.comm}' "$work/findings.jsonl"
 else
 	cat "$work/findings.jsonl"
 fi
