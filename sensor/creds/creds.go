@@ -33,9 +33,6 @@ const (
 	DefaultListen    = "127.0.0.1:4222" // where the generated server listens unless told otherwise
 )
 
-// reservedHosts cannot be host names: their subjects are taken
-// (drift.v1.ctl.approve carries the responder's approvals).
-var reservedHosts = map[string]bool{event.CtlTok: true}
 
 // Options shape the generated server configuration.
 type Options struct {
@@ -90,9 +87,6 @@ func Generate(hosts []string, dir string, opts Options) (*Result, error) {
 	for _, h := range hosts {
 		if err := event.ValidHost(h); err != nil {
 			return nil, fmt.Errorf("creds: %w", err)
-		}
-		if reservedHosts[h] {
-			return nil, fmt.Errorf("creds: host name %q is reserved (drift.v1.%s.> carries commands)", h, h)
 		}
 		if seen[h] {
 			return nil, fmt.Errorf("creds: host %q given twice", h)
