@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // gaps counts, while Open walks the segments in order, the unconsumed
@@ -15,13 +17,31 @@ import (
 type gaps struct {
 	seen    uint64 // highest seq accounted for: consumed, present or counted lost
 	damage  []Damage
-	pending int    // index in damage of damaged bytes not yet followed by a good record; -1: none
-	holes   []hole // ranges reported lost by an earlier Open: not reported again
-	added   bool   // holes changed
+	pending int      // index in damage of damaged bytes not yet followed by a good record; -1: none
+	holes   holeList // ranges reported lost by an earlier Open: not reported again
+	added   bool     // holes changed
 }
 
 // hole is a range of seqs reported lost, first to last.
 type hole struct{ first, last uint64 }
+
+// holeList is the ranges reported lost and not yet below the consumed seq.
+type holeList []hole
+
+// add records that first..last were reported lost (found while reading).
+func (h *holeList) add(dir string, first, last uint64) error {
+	if last < first {
+		return nil
+	}
+	*h = append(*h, hole{first, last})
+	return writeHoles(dir, *h, first-1)
+}
+
+// segFirst is the seq a segment file's name says it starts at.
+func segFirst(path string) uint64 {
+	n, _ := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".seg"), 10, 64)
+	return n
+}
 
 // unreported counts the seqs from a to b that no earlier Open reported, and
 // remembers the range as reported.
@@ -100,7 +120,7 @@ func (g *gaps) end(last uint64, dir string, files []named) {
 // The holes file lists the ranges already reported lost, 16 bytes each.
 const holesFile = "holes"
 
-func readHoles(dir string) ([]hole, error) {
+func readHoles(dir string) (holeList, error) {
 	b, err := os.ReadFile(filepath.Join(dir, holesFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -108,7 +128,7 @@ func readHoles(dir string) ([]hole, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	var hs []hole
+	var hs holeList
 	for ; len(b) >= 16; b = b[16:] {
 		hs = append(hs, hole{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])})
 	}
@@ -117,17 +137,25 @@ func readHoles(dir string) ([]hole, error) {
 
 // saveHoles keeps the holes not yet below the consumed seq.
 func (g *gaps) saveHoles(dir string, acked uint64) error {
-	var b []byte
 	kept := 0
 	for _, h := range g.holes {
 		if h.last > acked {
-			b = binary.LittleEndian.AppendUint64(b, h.first)
-			b = binary.LittleEndian.AppendUint64(b, h.last)
 			kept++
 		}
 	}
 	if !g.added && kept == len(g.holes) {
 		return nil
+	}
+	return writeHoles(dir, g.holes, acked)
+}
+
+func writeHoles(dir string, hs holeList, acked uint64) error {
+	var b []byte
+	for _, h := range hs {
+		if h.last > acked {
+			b = binary.LittleEndian.AppendUint64(b, h.first)
+			b = binary.LittleEndian.AppendUint64(b, h.last)
+		}
 	}
 	return replaceFile(filepath.Join(dir, holesFile), b)
 }

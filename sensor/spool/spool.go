@@ -81,10 +81,11 @@ type segment struct {
 
 // Spool is a bounded on-disk FIFO. It is safe for concurrent use.
 type Spool struct {
-	dir  string
-	opts Options
-	lock *os.File
-	mark *mark
+	dir   string
+	opts  Options
+	lock  *os.File
+	mark  *mark
+	holes holeList // ranges reported lost, kept so a later Open does not count them again
 
 	mu       sync.Mutex
 	closed   bool
@@ -196,6 +197,7 @@ func (s *Spool) load() ([]Damage, error) {
 		return nil, err
 	}
 	g := &gaps{pending: -1, holes: holes}
+	defer func() { s.holes = g.holes }()
 	s.acked, g.damage = s.chooseAcked(logAcked, logFound, markOK, firstSeg, len(files) > 0)
 	g.seen = s.acked
 	last, prev := s.acked, uint64(0)
@@ -596,6 +598,14 @@ func (s *Spool) peek() (Record, int, error) {
 		}
 		s.damage = append(s.damage, Damage{File: seg.path, Offset: s.roff, Bytes: seg.size - s.roff,
 			Records: seg.recs, Reason: "while reading: " + describe(err, nil, false)})
+		// Reported now: the next Open must not count these records again.
+		last := s.nextSeq - 1
+		if len(s.segs) > 1 {
+			last = segFirst(s.segs[1].path) - 1
+		}
+		if herr := s.holes.add(s.dir, s.acked+1, last); herr != nil {
+			return Record{}, 0, herr
+		}
 		s.depth -= seg.recs
 		s.bytes -= seg.bytes
 		seg.recs, seg.bytes = 0, 0
