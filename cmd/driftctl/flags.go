@@ -17,7 +17,7 @@ const (
 // checkGlobals refuses a bad connection flag before any command connects.
 func checkGlobals(g globals) error {
 	if err := flagcheck.First(
-		flagcheck.URLs("nats", g.url),
+		flagcheck.URLs("nats", g.conn.URL),
 		flagcheck.Duration("timeout", g.timeout, minTimeout, maxTimeout, false),
 	); err != nil {
 		return usageError{err.Error()}

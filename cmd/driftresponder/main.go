@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		return badInput{err}
 	}
-	if err := checkFlags(responderFlags{url: *url, hbEvery: *hbEvery, missed: *missed, maxHosts: *maxHosts,
+	if err := checkFlags(responderFlags{url: conn.URL, hbEvery: *hbEvery, missed: *missed, maxHosts: *maxHosts,
 		maxPercent: *maxPercent, window: *window}); err != nil {
 		return badInput{err}
 	}
