@@ -181,3 +181,18 @@ func TestDamageWhileReadingReportedOnce(t *testing.T) {
 	}
 	wantRecords(t, drain(t, s), seq(first+lost, 12)...)
 }
+
+// TestAppendOver: a record that may be delivered already passes the bounds
+// and is neither refused nor counted in Overflow.
+func TestAppendOver(t *testing.T) {
+	s, _ := mustOpen(t, t.TempDir(), Options{MaxRecords: 2})
+	defer s.Close()
+	appendN(t, s, 0, 2)
+	if err := s.Append(rec(2)); err == nil {
+		t.Fatal("Append past MaxRecords succeeded")
+	}
+	if err := s.AppendOver(rec(3)); err != nil || s.Overflow() != 1 || s.Depth() != 3 {
+		t.Fatalf("AppendOver: %v; overflow %d, depth %d; want nil, 1, 3", err, s.Overflow(), s.Depth())
+	}
+	wantRecords(t, drain(t, s), 0, 1, 3)
+}

@@ -460,7 +460,14 @@ func (s *Spool) openReader() error {
 // Append adds a record at the tail. When the spool is full the record is
 // refused with ErrFull and counted in Overflow. With the default SyncEvery the
 // record is on stable storage when Append returns.
-func (s *Spool) Append(payload []byte) error {
+func (s *Spool) Append(payload []byte) error { return s.append(payload, false) }
+
+// AppendOver is Append past MaxRecords and MaxBytes: for a record the caller
+// may already have delivered (sent, not acknowledged), which must be neither
+// dropped nor counted lost. The caller bounds how far it goes past.
+func (s *Spool) AppendOver(payload []byte) error { return s.append(payload, true) }
+
+func (s *Spool) append(payload []byte, over bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -471,7 +478,7 @@ func (s *Spool) Append(payload []byte) error {
 		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(payload))
 	}
 	n := int64(EncodedLen(len(payload)))
-	if s.depth+1 > s.opts.MaxRecords || s.bytes+n > s.opts.MaxBytes {
+	if !over && (s.depth+1 > s.opts.MaxRecords || s.bytes+n > s.opts.MaxBytes) {
 		s.overflow++
 		return fmt.Errorf("%w: %d records, %d bytes (limits %d, %d)", ErrFull, s.depth, s.bytes, s.opts.MaxRecords, s.opts.MaxBytes)
 	}

@@ -121,17 +121,19 @@ func (p *Publisher) deliverReport(ev *event.Event) bool {
 	if err != nil {
 		return false // counted as lost by number: the next report covers it
 	}
+	sent := false
 	if p.direct() {
-		if err := p.send(out.subj, out.id, out.seq, out.data); err == nil {
+		err := p.send(out.subj, out.id, out.seq, out.data)
+		if err == nil {
 			p.published.Add(1)
 			p.reported(ev)
 			return true
-		} else {
-			p.pubErrors.Add(1)
-			p.sendFailed(err)
 		}
+		p.pubErrors.Add(1)
+		p.sendFailed(err)
+		sent = true
 	}
-	if p.toSpool(out.subj, out.id, out.seq, out.data) != nil {
+	if p.toSpool(out.subj, out.id, out.seq, out.data, sent) != nil {
 		return false // counted in p.overflow: the next report covers it too
 	}
 	p.reported(ev)

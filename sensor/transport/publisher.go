@@ -400,8 +400,9 @@ func (p *Publisher) Publish(ev *event.Event) error {
 		}
 		p.pubErrors.Add(1)
 		p.sendFailed(err)
+		return p.toSpool(out.subj, out.id, out.seq, out.data, true)
 	}
-	return p.toSpool(out.subj, out.id, out.seq, out.data)
+	return p.toSpool(out.subj, out.id, out.seq, out.data, false)
 }
 
 // maxBatch bounds the findings in flight at once in PublishBatch.
@@ -441,8 +442,9 @@ func (p *Publisher) PublishBatch(evs []*event.Event) error {
 			out = append(out, o)
 		}
 		evs, kis = evs[n:], kis[n:]
-		sent := 0
+		sent, tried := 0, false
 		if p.direct() {
+			tried = true
 			start := time.Now()
 			var err error
 			sent, err = p.sendBatch(out)
@@ -459,7 +461,7 @@ func (p *Publisher) PublishBatch(evs []*event.Event) error {
 			}
 		}
 		for _, o := range out[sent:] {
-			if err := p.toSpool(o.subj, o.id, o.seq, o.data); err != nil {
+			if err := p.toSpool(o.subj, o.id, o.seq, o.data, tried); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -498,8 +500,17 @@ func (p *Publisher) direct() bool {
 	return mode(p.mode.Load()) != modeUnknown && p.nc.IsConnected() && p.spool.Depth() == 0
 }
 
-func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte) error {
-	if err := p.spool.Append(encodeSpooled(subj, id, data)); err != nil {
+// toSpool spools a finding. One that was sent and not acknowledged (sent)
+// may be in the stream already: it is spooled even past the spool's bounds
+// (by one batch at most: nothing is sent directly again until the spool is
+// empty), never counted lost, and its resend is dropped as a duplicate. Only
+// a finding that never left can be lost, so a loss report is exact.
+func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte, sent bool) error {
+	add := p.spool.Append
+	if sent {
+		add = p.spool.AppendOver
+	}
+	if err := add(encodeSpooled(subj, id, data)); err != nil {
 		p.overflow.Add(1)
 		if !p.spooling || !errors.Is(err, spool.ErrFull) {
 			p.log.Error().Err(err).Uint64("seq", seq).Msg("finding lost: the spool refused it")
