@@ -33,7 +33,6 @@ const (
 	DefaultListen    = "127.0.0.1:4222" // where the generated server listens unless told otherwise
 )
 
-
 // Options shape the generated server configuration.
 type Options struct {
 	Listen     string // host:port the server listens on; default DefaultListen; port -1 picks a free one
