@@ -143,12 +143,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if conn.URL == "" { // the embedded server's seeds, made at its first start
-		dirs, err := creds.EmbeddedDirs(*stateDir)
+	if conn.URL == "" { // the embedded server's seed for this sensor, made at its first start
+		dir, err := creds.EmbeddedHostSeedDir(*stateDir)
 		if err != nil {
 			return fmt.Errorf("--state-dir: %w", err)
 		}
-		protect = append(protect, dirs...)
+		protect = append(protect, dir)
 	}
 	bopts := backend.Options{Scope: scopeDirs, CgroupRoot: root, RingBytes: uint32(*ringBytes), Protect: protect}
 	if *gateOn {

@@ -49,18 +49,20 @@ func EmbeddedAdminSeed(stateDir string) string {
 	return filepath.Join(stateDir, EmbeddedDir, AdminSeed)
 }
 
-// EmbeddedDirs makes (mode 0700) and returns the directories that hold the
-// embedded server's seeds, for the sensor to guard before they are written.
-func EmbeddedDirs(stateDir string) ([]string, error) {
+// EmbeddedHostSeedDir makes (mode 0700) and returns the directory of the
+// embedded server's host seeds, for the sensor to guard before they are
+// written: its own credential. The operator's and the responder's seeds sit
+// one level up, where driftctl and a local responder read them unguarded.
+func EmbeddedHostSeedDir(stateDir string) (string, error) {
 	dir := filepath.Join(stateDir, EmbeddedDir)
 	hosts := filepath.Join(dir, HostSeedDir)
 	if err := os.MkdirAll(hosts, 0o700); err != nil {
-		return nil, fmt.Errorf("creds: %w", err)
+		return "", fmt.Errorf("creds: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creds: %w", err)
+		return "", fmt.Errorf("creds: %w", err)
 	}
-	return []string{dir, hosts}, nil
+	return hosts, nil
 }
 
 // Embedded is a running authenticated embedded server.
