@@ -344,7 +344,7 @@ func Cases() []Case {
 				e.Vars["sleeper"] = strconv.Itoa(sleeper.Process.Pid)
 			},
 			Act:  []string{"ptrace", "$sleeper"},
-			Want: []Want{{Kind: xec, Action: ActPtrace}}},
+			Want: []Want{{Kind: xec, Action: ActPtrace, TargetPID: "$sleeper"}}},
 		{Group: "privileged", Name: "io_uring_setup",
 			Act:     []string{"io-uring-setup"},
 			Want:    []Want{uringSetup},
@@ -353,10 +353,10 @@ func Cases() []Case {
 		// ---- self-protection ----
 		{Group: "self", Name: "ptrace of the sensor",
 			Act:  []string{"ptrace", "$sensor"},
-			Want: []Want{{Kind: xec, Action: ActPtrace}}},
+			Want: []Want{{Kind: xec, Action: ActPtrace, TargetPID: "$sensor"}}},
 		{Group: "self", Name: "signal to the sensor",
 			Act:     []string{"kill", "$sensor"},
-			Want:    []Want{{Kind: xec, Action: ActSignal}},
+			Want:    []Want{{Kind: xec, Action: ActSignal, TargetPID: "$sensor"}},
 			Differs: []Differ{tracepointGap("bpf/tracepoint.c decodes no kill/tgkill/pidfd_send_signal (self-protection is lsm's task_kill)")}},
 		{Group: "self", Name: "descriptor for a sensor program",
 			Act:  []string{"bpf-prog-fd", "$progid"},

@@ -2,7 +2,7 @@
 // runs: each case sets up files as the test process (never judged), has an
 // actor (the test binary re-executed inside the sealed scope) make one
 // syscall, and states the findings the sensor must publish for it, as
-// event.Event: kind, action as sensor.ActionName names it, canonical paths,
+// event.Event: kind, action (the literal names findings carry), canonical paths,
 // exec reasons, port, whether it was denied. Nothing else may come from the
 // actor's pid.
 //
@@ -26,9 +26,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/record"
 )
 
 // Mode is how a backend runs: detect reports drift, enforce also refuses it.
@@ -113,18 +111,23 @@ func (e Env) expandAll(in []string) []string {
 	return out
 }
 
-// Expand fills w's paths and argv from the case's Env.
+// Expand fills w's paths, argv and target pid from the case's Env.
 func (w Want) Expand(e Env) Want {
 	w.Path, w.NewPath, w.Target = e.Expand(w.Path), e.Expand(w.NewPath), e.Expand(w.Target)
 	w.Argv = e.expandAll(w.Argv)
+	if w.TargetPID != "" {
+		w.TargetPID = e.Expand(w.TargetPID)
+	}
 	return w
 }
 
-// Want is one finding a case expects. Empty fields are not checked; paths
-// and argv are templates (see Env.Expand).
+// Want is one finding a case expects. Every field is checked: an empty Path,
+// NewPath, Target or Reasons means the finding carries none, Port is exact
+// unless AnyPort; Argv, Arg, ArgLow, TargetPID and Detail are checked when set.
+// Paths, argv and TargetPID are templates (see Env.Expand).
 type Want struct {
 	Kind    event.Kind
-	Action  string // as sensor.ActionName names it
+	Action  string // one of the Act* names
 	Path    string // canonical
 	NewPath string // rename and link target
 	Target  string // symlink contents as given
@@ -134,11 +137,32 @@ type Want struct {
 	AnyPort bool // the kernel picked the port
 	Denied  bool
 	Arg     *uint64 // event.Exec.Arg
-	Detail  string  // event.Health.Detail, exact
 	ArgLow  *uint32 // its low 32 bits
+	Detail  string  // event.Health.Detail, exact, when set
+	// TargetPID is the pid a ptrace or signal finding names (the low 32
+	// bits of event.Exec.Arg), as a template such as "$sensor".
+	TargetPID string
 	// AnyThread: the operation may run on another thread of the actor (an
 	// io_uring worker), so the finding's tid is not the actor's.
 	AnyThread bool
+}
+
+// Valid says what is wrong with a Want that would match too much: no kind or
+// action, a file finding without a path, a net finding without a port.
+func (w Want) Valid() error {
+	switch {
+	case w.Kind == "" || w.Action == "":
+		return fmt.Errorf("want %+v names no kind or no action", w)
+	case w.Kind == event.KindFile && w.Path == "":
+		return fmt.Errorf("file want %q names no path", w.Action)
+	case w.Kind == event.KindNet && (w.Port == 0) == !w.AnyPort:
+		return fmt.Errorf("net want %q must name a port or AnyPort, not both or neither", w.Action)
+	case w.Kind != event.KindFile && w.Kind != event.KindExec && w.Kind != event.KindNet && w.Kind != event.KindSensor:
+		return fmt.Errorf("want of kind %q: the table has file, exec, net and sensor findings", w.Kind)
+	case (w.Action == ActPtrace || w.Action == ActSignal) && w.TargetPID == "":
+		return fmt.Errorf("%s want names no TargetPID", w.Action)
+	}
+	return nil
 }
 
 // AnyErrno in Outcome.Errno: the syscall's result is not checked.
@@ -214,34 +238,36 @@ func (c Case) Outcome(backend string, mode Mode) (o Outcome) {
 	return o
 }
 
-// Action names as findings carry them.
-var (
-	ActOpen        = sensor.ActionName(record.KindFile, record.OpOpen)
-	ActTruncate    = sensor.ActionName(record.KindFile, record.OpTruncate)
-	ActRename      = sensor.ActionName(record.KindFile, record.OpRename)
-	ActUnlink      = sensor.ActionName(record.KindFile, record.OpUnlink)
-	ActRmdir       = sensor.ActionName(record.KindFile, record.OpRmdir)
-	ActLink        = sensor.ActionName(record.KindFile, record.OpLink)
-	ActSymlink     = sensor.ActionName(record.KindFile, record.OpSymlink)
-	ActMkdir       = sensor.ActionName(record.KindFile, record.OpMkdir)
-	ActMknod       = sensor.ActionName(record.KindFile, record.OpMknod)
-	ActChmod       = sensor.ActionName(record.KindFile, record.OpChmod)
-	ActChown       = sensor.ActionName(record.KindFile, record.OpChown)
-	ActSetxattr    = sensor.ActionName(record.KindFile, record.OpSetxattr)
-	ActRemovexattr = sensor.ActionName(record.KindFile, record.OpRemovexattr)
-	ActUtimes      = sensor.ActionName(record.KindFile, record.OpUtimes)
-	ActMount       = sensor.ActionName(record.KindFile, record.OpMount)
-	ActSetflags    = sensor.ActionName(record.KindFile, record.OpSetflags)
-	ActWrite       = sensor.ActionName(record.KindFile, record.OpWrite)
-	ActUring       = sensor.ActionName(record.KindFile, record.OpUring)
-	ActExec        = sensor.ActionName(record.KindExec, record.OpExec)
-	ActModule      = sensor.ActionName(record.KindExec, record.OpModule)
-	ActKexec       = sensor.ActionName(record.KindExec, record.OpKexec)
-	ActBPF         = sensor.ActionName(record.KindExec, record.OpBPF)
-	ActPtrace      = sensor.ActionName(record.KindExec, record.OpPtrace)
-	ActUringSetup  = sensor.ActionName(record.KindExec, record.OpUringSetup)
-	ActSignal      = sensor.ActionName(record.KindExec, record.OpSignal)
-	ActTamper      = sensor.ActionTamper
-	ActBind        = sensor.ActionName(record.KindNet, record.OpBind)
-	ActListen      = sensor.ActionName(record.KindNet, record.OpListen)
+// Action names as findings carry them: the contract (the OCSF mapping, the
+// responder's rules and SIEM queries key on these strings), spelled out here
+// rather than taken from sensor.ActionName so a wrong name there fails.
+const (
+	ActOpen        = "open_write"
+	ActTruncate    = "truncate"
+	ActRename      = "rename"
+	ActUnlink      = "unlink"
+	ActRmdir       = "rmdir"
+	ActLink        = "link"
+	ActSymlink     = "symlink"
+	ActMkdir       = "mkdir"
+	ActMknod       = "mknod"
+	ActChmod       = "chmod"
+	ActChown       = "chown"
+	ActSetxattr    = "setxattr"
+	ActRemovexattr = "removexattr"
+	ActUtimes      = "utimes"
+	ActMount       = "mount"
+	ActSetflags    = "setflags"
+	ActWrite       = "write"
+	ActUring       = "io_uring"
+	ActExec        = "exec"
+	ActModule      = "module_load"
+	ActKexec       = "kexec_load"
+	ActBPF         = "bpf_prog_load"
+	ActPtrace      = "ptrace_attach"
+	ActUringSetup  = "io_uring_setup"
+	ActSignal      = "signal_sensor"
+	ActTamper      = "tamper"
+	ActBind        = "bind"
+	ActListen      = "listen"
 )

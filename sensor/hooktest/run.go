@@ -3,6 +3,7 @@ package hooktest
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,11 +90,13 @@ func runCase(t *testing.T, s Scope, c Case, e Env, o Outcome) {
 			t.Fatalf("preparing with %q: errno %v, want %v", args, res.Errno, o.PreErrno)
 		}
 	}
-	for i := range o.Want {
-		o.Want[i] = o.Want[i].Expand(e)
-	}
-	for i := range o.Extra {
-		o.Extra[i] = o.Extra[i].Expand(e)
+	for _, ws := range [][]Want{o.Want, o.Extra} {
+		for i := range ws {
+			if err := ws[i].Valid(); err != nil {
+				t.Fatalf("the case matches too much: %v", err)
+			}
+			ws[i] = ws[i].Expand(e)
+		}
 	}
 	a := Act{Args: e.expandAll(c.Act), Outside: c.Outside, SealAtReady: c.SealAtReady}
 	if c.Files != nil {
@@ -132,29 +135,35 @@ func matchAny(ev *event.Event, ws []Want, anyDenied bool) bool {
 	return false
 }
 
-// Match says whether ev is the finding w describes (the pid aside).
+// Match says whether ev is the finding w describes (the pid aside): every
+// field w names, and the payload its kind carries.
 func (w Want) Match(ev *event.Event) bool {
 	if ev.Kind != w.Kind || ev.Action != w.Action || ev.Denied != w.Denied || ev.Process == nil {
 		return false
 	}
-	if (w.Arg != nil || w.ArgLow != nil) && ev.Exec == nil {
-		return false
+	switch w.Kind {
+	case event.KindFile:
+		return ev.File != nil && ev.File.Path == w.Path && ev.File.NewPath == w.NewPath && ev.File.Target == w.Target
+	case event.KindExec:
+		if ev.Exec == nil || ev.Exec.Path != w.Path || strings.Join(ev.Exec.Reasons, ",") != strings.Join(w.Reasons, ",") {
+			return false
+		}
+		if w.Argv != nil && strings.Join(ev.Process.Argv, "\x00") != strings.Join(w.Argv, "\x00") {
+			return false
+		}
+		if w.Arg != nil && ev.Exec.Arg != *w.Arg {
+			return false
+		}
+		if w.ArgLow != nil && uint32(ev.Exec.Arg) != *w.ArgLow {
+			return false
+		}
+		return w.TargetPID == "" || strconv.FormatUint(uint64(uint32(ev.Exec.Arg)), 10) == w.TargetPID
+	case event.KindNet:
+		return ev.Net != nil && (w.AnyPort || ev.Net.Port == w.Port)
+	case event.KindSensor:
+		return ev.Health != nil && ev.Health.Path == w.Path && (w.Detail == "" || ev.Health.Detail == w.Detail)
 	}
-	switch {
-	case ev.File != nil:
-		return (w.Path == "" || ev.File.Path == w.Path) && (w.NewPath == "" || ev.File.NewPath == w.NewPath) &&
-			(w.Target == "" || ev.File.Target == w.Target)
-	case ev.Exec != nil:
-		return (w.Path == "" || ev.Exec.Path == w.Path) &&
-			(w.Arg == nil || ev.Exec.Arg == *w.Arg) && (w.ArgLow == nil || uint32(ev.Exec.Arg) == *w.ArgLow) &&
-			(w.Reasons == nil || strings.Join(ev.Exec.Reasons, ",") == strings.Join(w.Reasons, ",")) &&
-			(w.Argv == nil || strings.Join(ev.Process.Argv, "\x00") == strings.Join(w.Argv, "\x00"))
-	case ev.Net != nil:
-		return w.AnyPort || ev.Net.Port == w.Port
-	case ev.Health != nil:
-		return (w.Path == "" || ev.Health.Path == w.Path) && (w.Detail == "" || ev.Health.Detail == w.Detail)
-	}
-	return true
+	return false
 }
 
 // Describe is a finding on one line, for failure messages.
