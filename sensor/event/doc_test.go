@@ -204,6 +204,7 @@ func TestREADMEExamples(t *testing.T) {
 			continue
 		}
 		sameJSON(t, where, b.data, o)
+		checkOCSFExample(t, where, b.data, ev)
 	}
 	// Every finding example maps to OCSF with the fields its class requires.
 	for _, ev := range events {
@@ -245,6 +246,74 @@ func checkFinding(t *testing.T, where string, ev *event.Event) {
 	for k, has := range payloads {
 		if has != (k == ev.Kind) {
 			t.Errorf("%s: a %s finding must carry exactly the %s payload", where, ev.Kind, ev.Kind)
+		}
+	}
+}
+
+// ocsfFileActivity is what OCSF 1.3.0 (file_activity.json) and the mapping
+// table of README.md say a file finding becomes, spelled out here so that the
+// example is checked against the contract, not only against ToOCSF's output.
+var ocsfFileActivity = map[string]struct {
+	id   int64
+	name string
+}{
+	"link": {1, "Create"}, "symlink": {1, "Create"}, "mkdir": {1, "Create"}, "mknod": {1, "Create"},
+	"open_write": {3, "Update"}, "truncate": {3, "Update"}, "write": {3, "Update"},
+	"unlink": {4, "Delete"}, "rmdir": {4, "Delete"}, "rename": {5, "Rename"},
+	"setxattr": {6, "Set Attributes"}, "removexattr": {6, "Set Attributes"}, "utimes": {6, "Set Attributes"},
+	"setflags": {6, "Set Attributes"}, "chmod": {7, "Set Security"}, "chown": {7, "Set Security"},
+	"mount": {12, "Mount"},
+}
+
+// checkOCSFExample checks an OCSF example of a file finding against the OCSF
+// rules and the finding it maps, independently of event.ToOCSF.
+func checkOCSFExample(t *testing.T, where string, data []byte, ev *event.Event) {
+	t.Helper()
+	if ev.Kind != event.KindFile {
+		t.Errorf("%s: OCSF example of a %s finding: the independent check knows file findings only", where, ev.Kind)
+		return
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	act, ok := ocsfFileActivity[ev.Action]
+	if !ok {
+		t.Fatalf("%s: no OCSF activity for file action %q", where, ev.Action)
+	}
+	str := func(path string) string { v, _ := lookup(m, path); s, _ := v.(string); return s }
+	for _, c := range []struct {
+		path string
+		got  any
+		want any
+	}{
+		{"class_uid", num(m, "class_uid"), int64(1001)},
+		{"class_name", str("class_name"), "File System Activity"},
+		{"category_uid", num(m, "category_uid"), int64(1)},
+		{"category_name", str("category_name"), "System Activity"},
+		{"activity_id", num(m, "activity_id"), act.id},
+		{"activity_name", str("activity_name"), act.name},
+		{"type_uid", num(m, "type_uid"), 1001*100 + act.id},
+		{"type_name", str("type_name"), "File System Activity: " + act.name},
+		{"severity_id", num(m, "severity_id"), int64(4)},
+		{"severity", str("severity"), "High"},
+		{"time", num(m, "time"), ev.Time.UnixMilli()},
+		{"metadata.version", str("metadata.version"), "1.3.0"},
+		{"metadata.product.name", str("metadata.product.name"), "driftsensor"},
+		{"metadata.uid", str("metadata.uid"), ev.ID},
+		{"metadata.sequence", num(m, "metadata.sequence"), int64(ev.Seq)},
+		{"metadata.log_name", str("metadata.log_name"), "drift.v1." + ev.Host + ".file"},
+		{"device.hostname", str("device.hostname"), ev.Host},
+		{"actor.process.pid", num(m, "actor.process.pid"), int64(ev.Process.PID)},
+		{"actor.process.name", str("actor.process.name"), ev.Process.Comm},
+		{"actor.process.file.path", str("actor.process.file.path"), ev.Process.Exe},
+		{"file.path", str("file.path"), ev.File.Path},
+		{"file.name", str("file.name"), ev.File.Path[strings.LastIndexByte(ev.File.Path, '/')+1:]},
+		{"unmapped.driftsensor.action", str("unmapped.driftsensor.action"), ev.Action},
+		{"unmapped.driftsensor.kind", str("unmapped.driftsensor.kind"), "file"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: OCSF %s is %v, the contract says %v", where, c.path, c.got, c.want)
 		}
 	}
 }
