@@ -138,7 +138,23 @@ func TestUncordonWithTwoReplicas(t *testing.T) {
 	}
 	eventually(t, "cordoned again", func() bool { return agent.count("db-1") == 2 && stateOfHost(t, ctl, "db-1") == event.StateCordoned })
 	eventually(t, "ten decisions", func() bool { return len(audit.find(stage("db-1", StageDecision))) == 10 })
-	time.Sleep(100 * time.Millisecond) // a late duplicate would show here
+	// Barrier: a replica acts on an incident right after its first decision
+	// for it, ending with an action or a skip record; once every replica that
+	// decided has one for each incident, no late cordon can follow.
+	eventually(t, "every replica done acting on each incident it decided", func() bool {
+		done := map[[2]string]bool{}
+		for _, r := range audit.find(func(r Record) bool {
+			return r.Host == "db-1" && (r.Stage == StageAction || r.Stage == StageSkip)
+		}) {
+			done[[2]string{r.Replica, r.Incident}] = true
+		}
+		for _, d := range audit.find(stage("db-1", StageDecision)) {
+			if !done[[2]string{d.Replica, d.Incident}] {
+				return false
+			}
+		}
+		return true
+	})
 	if n := agent.count("db-1"); n != 2 {
 		t.Errorf("%d cordons, want 2 (one per incident)", n)
 	}
