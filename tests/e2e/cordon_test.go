@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,22 +144,73 @@ func (w *world) drift(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
+// findingSub subscribes to web's file findings, live at the server on return.
+func (w *world) findingSub(t *testing.T) *nats.Subscription {
+	t.Helper()
+	sub, err := w.nc.SubscribeSync(event.Subject("web", event.KindFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// driftFinding reads the next finding on sub and fails unless it is the one
+// drift makes: open_write of the image's etc/passwd on web, by pid.
+func (w *world) driftFinding(t *testing.T, sub *nats.Subscription, pid int) event.Event {
+	t.Helper()
+	m, err := sub.NextMsg(testenv.WaitBound)
+	if err != nil {
+		t.Fatalf("no finding for the drift: %v", err)
+	}
+	var ev event.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		t.Fatalf("finding is not JSON: %v: %s", err, m.Data)
+	}
+	want := filepath.Join(w.img, "etc", "passwd")
+	if ev.Host != "web" || ev.Kind != event.KindFile || ev.Action != "open_write" || ev.ID == "" ||
+		ev.File == nil || ev.File.Path != want || ev.Process == nil || ev.Process.PID != uint32(pid) {
+		t.Fatalf("finding %s, want file/open_write %s on web by pid %d", m.Data, want, pid)
+	}
+	return ev
+}
+
+// checkCordon fails unless the audit trail has exactly this cordon: the
+// decision to cordon web for the finding, one ctl cordon of that incident,
+// and its verification by the responder's probe; it returns the incident.
+func checkCordon(t *testing.T, audit *auditTrail, ev event.Event) string {
+	t.Helper()
+	has := func(ids []string) bool { return slices.Contains(ids, ev.ID) }
+	d := audit.wait(t, "the decision to cordon for finding "+ev.ID, func(r decide.Record) bool {
+		return r.Stage == decide.StageDecision && has(r.Events)
+	})
+	if d.Host != "web" || d.Action != "cordon" || d.Incident == "" || d.Error != "" {
+		t.Fatalf("decision %+v, want cordon of web in an incident, for finding %s", d, ev.ID)
+	}
+	v := audit.wait(t, "the verified cordon of incident "+d.Incident, stageOf(d.Incident, decide.StageVerify))
+	if v.Host != "web" || v.Action != "cordon" || v.Error != "" || v.Stages.Verified.IsZero() {
+		t.Fatalf("verify record %+v, want the cordon of web verified", v)
+	}
+	acts := audit.find(stageOf(d.Incident, decide.StageAction))
+	if len(acts) != 1 || acts[0].Host != "web" || acts[0].Action != "cordon" || acts[0].Actuator != "ctl" ||
+		acts[0].Error != "" || !has(acts[0].Events) {
+		t.Fatalf("action records of incident %s: %+v, want one ctl cordon of web for finding %s", d.Incident, acts, ev.ID)
+	}
+	return d.Incident
+}
+
 // TestReflexCordon: the program that detects the mutation closes the gate in
 // the kernel; the finding says so.
 func TestReflexCordon(t *testing.T) {
 	w := newWorld(t, true)
-	sub, _ := w.nc.SubscribeSync(event.Subject("web", event.KindFile))
-	w.nc.Flush()
+	sub := w.findingSub(t)
 	pid := w.drift(t)
 	w.waitBlocked(t)
-	m, err := sub.NextMsg(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev event.Event
-	json.Unmarshal(m.Data, &ev)
-	if ev.Process.PID != uint32(pid) || len(ev.Reflex) != 1 || ev.Reflex[0] != "cordoned" {
-		t.Fatalf("finding %+v: want pid %d and reflex [cordoned]", ev, pid)
+	ev := w.driftFinding(t, sub, pid)
+	if len(ev.Reflex) != 1 || ev.Reflex[0] != "cordoned" {
+		t.Fatalf("finding %+v: want reflex [cordoned]", ev)
 	}
 	if on, _ := w.gate.Cordoned(); !on {
 		t.Fatal("gate flag not set")
@@ -193,26 +245,15 @@ func TestResponderCordon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	audit, _ := w.nc.SubscribeSync(decide.AuditSubject("web"))
-	w.nc.Flush()
+	audit := followAudit(t, w.nc, decide.AuditSubject("web"))
+	sub := w.findingSub(t)
 
-	w.drift(t)
+	pid := w.drift(t)
 	w.waitBlocked(t)
 	if on, _ := w.gate.Cordoned(); !on {
 		t.Fatal("blocked, but not by the gate's flag")
 	}
-	// The audit trail has the cordon, verified by the responder's own probe.
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		m, err := audit.NextMsg(time.Until(deadline))
-		if err != nil {
-			break
-		}
-		var rec decide.Record
-		json.Unmarshal(m.Data, &rec)
-		if rec.Stage == decide.StageVerify && rec.Error == "" && !rec.Stages.Verified.IsZero() {
-			return
-		}
-	}
-	t.Fatal("no verified cordon in the audit trail")
+	// The audit trail has this cordon, for this finding, verified by the
+	// responder's own probe.
+	checkCordon(t, audit, w.driftFinding(t, sub, pid))
 }

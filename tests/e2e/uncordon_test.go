@@ -118,12 +118,12 @@ func TestUncordonReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit := followAudit(t, w.nc, decide.AuditSubject("web"))
+	sub := w.findingSub(t)
 
 	// First drift: cordoned, verified, and cordoned in the control plane.
-	w.drift(t)
+	pid := w.drift(t)
 	w.waitBlocked(t)
-	v1 := audit.wait(t, "the first verified cordon", func(r decide.Record) bool { return r.Stage == decide.StageVerify && r.Error == "" })
-	first := v1.Incident
+	first := checkCordon(t, audit, w.driftFinding(t, sub, pid))
 	audit.wait(t, "the first state record", stageOf(first, decide.StageState))
 	if st, _, err := ctl.State(context.Background(), "web"); err != nil || st != event.StateCordoned {
 		t.Fatalf("web is %s (%v) in the control plane, want cordoned", st, err)
@@ -151,15 +151,13 @@ func TestUncordonReopens(t *testing.T) {
 	t.Logf("closed: %s", cl.Reason)
 
 	// Second drift: a new incident, cordoned again.
-	w.drift(t)
+	pid = w.drift(t)
 	w.waitBlocked(t)
-	v2 := audit.wait(t, "the second verified cordon", func(r decide.Record) bool {
-		return r.Stage == decide.StageVerify && r.Error == "" && r.Incident != first
-	})
-	if v2.Incident == "" {
-		t.Fatal("second cordon without an incident")
+	second := checkCordon(t, audit, w.driftFinding(t, sub, pid))
+	if second == first {
+		t.Fatalf("the second drift was cordoned in the closed incident %s, want a new one", first)
 	}
-	audit.wait(t, "the second state record", stageOf(v2.Incident, decide.StageState))
+	audit.wait(t, "the second state record", stageOf(second, decide.StageState))
 	if st, _, _ := ctl.State(context.Background(), "web"); st != event.StateCordoned {
 		t.Fatalf("web is %s after the second drift, want cordoned", st)
 	}
