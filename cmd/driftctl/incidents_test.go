@@ -16,6 +16,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // cordoner counts cordons per host; the host is then unreachable to blocked.
@@ -86,14 +87,8 @@ func (a *auditRecords) find(host, stage string) []decide.Record {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(guard); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
+// waitFor waits for a condition with the suite's one bound (testenv.Eventually).
+var waitFor = testenv.Eventually
 
 func parseIncidents(t *testing.T, out string) map[string]incidents.Incident {
 	t.Helper()

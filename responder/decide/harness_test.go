@@ -198,6 +198,17 @@ func (r *recorder) hosts() map[string]int {
 	return out
 }
 
+// actions lists the actions taken on host, in order.
+func (r *recorder) actions(host string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, t := range r.calls[host] {
+		out = append(out, t.Action)
+	}
+	return out
+}
+
 func (r *recorder) total() int {
 	n := 0
 	for _, c := range r.hosts() {
@@ -256,17 +267,8 @@ func (l *auditLog) dump() string {
 	return b.String()
 }
 
-// eventually polls cond until it holds; the timeout only guards against a hang.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// eventually waits for a condition with the suite's one bound (testenv.Eventually).
+var eventually = testenv.Eventually
 
 func stage(host, st string) func(Record) bool {
 	return func(r Record) bool { return r.Host == host && r.Stage == st }

@@ -3,6 +3,7 @@ package decide
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,7 +261,13 @@ func TestLimiterHoldsAtK(t *testing.T) {
 	nc := connect(t, url)
 	audit := watchAudit(t, nc)
 	rec := newRecorder()
-	r := startResponder(t, url, Config{Policy: cordonEtc(t), Cordoners: []actuator.Cordoner{rec}, MaxHosts: 2, Window: time.Hour})
+	// Exec drift destroys, a step past the cordon, so a finding on a
+	// cordoned host meets the limiter again.
+	pol, err := ParsePolicy("limiter.yaml", []byte("default: alert\nrules:\n  - {kind: file, path_prefix: /etc, action: cordon}\n  - {kind: exec, action: destroy}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startResponder(t, url, Config{Policy: pol, Cordoners: []actuator.Cordoner{rec}, Destroyers: []actuator.Destroyer{rec}, MaxHosts: 2, Window: time.Hour})
 	const n = 5
 	for i := 0; i < n; i++ {
 		newSensor(t, nc, fmt.Sprintf("h%d", i)).finding(event.KindFile, "/etc/passwd")
@@ -274,7 +281,8 @@ func TestLimiterHoldsAtK(t *testing.T) {
 		t.Fatalf("cordoned %d hosts, want 2 (the limit)", got)
 	}
 	eventually(t, "hold records", func() bool { return len(audit.find(func(r Record) bool { return r.Stage == StageHold })) == n-2 })
-	// A new finding on a cordoned host is not a new host: it passes.
+	// A new finding on a cordoned host is not a new host: it passes the
+	// limiter (destroyed, not held), though the window is full.
 	var acted string
 	for h := range rec.hosts() {
 		acted = h
@@ -282,6 +290,13 @@ func TestLimiterHoldsAtK(t *testing.T) {
 	s := newSensor(t, nc, acted)
 	s.seq = 1
 	s.finding(event.KindExec, "/tmp/x")
+	eventually(t, "the destroy of the cordoned host", func() bool { return rec.hosts()[acted] == 2 })
+	if got := rec.actions(acted); !slices.Equal(got, []string{"cordon", "destroy"}) {
+		t.Errorf("%s: actions %v, want [cordon destroy]", acted, got)
+	}
+	if h := r.Stats().Held.Load(); h != n-2 {
+		t.Errorf("%d held, want %d: the cordoned host's new finding was held", h, n-2)
+	}
 	// A person approves one held incident.
 	held := audit.find(func(r Record) bool { return r.Stage == StageHold })
 	if !contains(held[0].Reason, "driftctl approve "+held[0].Incident) {
@@ -296,8 +311,8 @@ func TestLimiterHoldsAtK(t *testing.T) {
 	}
 	eventually(t, "the approved cordon", func() bool { return rec.hosts()[held[0].Host] == 1 })
 	r.Close()
-	if got := rec.total(); got != 3 {
-		t.Errorf("cordoned %d hosts, want 3 (2 + 1 approved): %v", got, rec.hosts())
+	if got := rec.total(); got != 4 {
+		t.Errorf("%d actions, want 4 (2 cordons + 1 destroy + 1 approved cordon): %v", got, rec.hosts())
 	}
 	eventually(t, "the approval record", func() bool { return len(audit.find(stage(held[0].Host, StageApprove))) > 0 })
 	if a := audit.find(stage(held[0].Host, StageApprove)); len(a) != 1 || !contains(a[0].Reason, "alice") {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // guard bounds every wait: a failure guard, never a performance assertion.
@@ -118,16 +119,8 @@ func connect(t testing.TB, url string) *nats.Conn {
 	return nc
 }
 
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting (%v) for %s", guard, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// eventually waits for a condition with the suite's one bound (testenv.Eventually).
+var eventually = testenv.Eventually
 
 func finding(i int) *event.Event {
 	k := kinds[i%len(kinds)]
