@@ -77,6 +77,41 @@ func (r *resolver) resolve(dfd int, name string) resolved {
 	return resolved{path: string(b), trunc: out.Trunc != 0, class: out.Class, rule: out.Rule}
 }
 
+// poisonDcache rewrites the path of the directory cache's entry for dir.
+func (r *resolver) poisonDcache(dir, with string) {
+	r.t.Helper()
+	var (
+		k     tpDkey
+		v     tpDpath
+		found bool
+	)
+	it := r.b.objs.Dcache.Iterate()
+	for it.Next(&k, &v) {
+		b := make([]byte, 0, v.Len)
+		for _, c := range v.Path[:min(int(v.Len), len(v.Path))] {
+			b = append(b, byte(c))
+		}
+		if string(b) == dir {
+			found = true
+			break
+		}
+	}
+	if err := it.Err(); err != nil {
+		r.t.Fatal(err)
+	}
+	if !found {
+		r.t.Fatalf("no directory cache entry for %s", dir)
+	}
+	v.Path = [len(v.Path)]int8{}
+	for i := 0; i < len(with); i++ {
+		v.Path[i] = int8(with[i])
+	}
+	v.Len = uint32(len(with))
+	if err := r.b.objs.Dcache.Put(&k, &v); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 func TestPathResolution(t *testing.T) {
 	r := newResolver(t)
 	cwd, err := os.Getwd()
@@ -259,10 +294,17 @@ func TestCachedDirectoryRenamed(t *testing.T) {
 	if got := r.resolve(fd, "f"); got.path != inner+"/f" {
 		t.Fatalf("before rename: %q", got.path)
 	}
-	r.resolve(fd, "f") // served from the cache now
+	// The walk cached inner's path. Rewrite the cached copy: the next
+	// resolve must return it, which proves it is served from the cache.
+	const poison = "/poisoned/by/the/test"
+	r.poisonDcache(inner, poison)
+	if got := r.resolve(fd, "f"); got.path != poison+"/f" {
+		t.Fatalf("second resolve %q, want the cached (poisoned) %q: the directory cache is not used", got.path, poison+"/f")
+	}
 	if err := os.Rename(filepath.Join(top, "a"), filepath.Join(top, "renamed")); err != nil {
 		t.Fatal(err)
 	}
+	// The rename bumped the generation: the cached entry is no longer trusted.
 	want := filepath.Join(top, "renamed", "b", "f")
 	if got := r.resolve(fd, "f"); got.path != want {
 		t.Fatalf("after renaming an ancestor: %q, want %q", got.path, want)
