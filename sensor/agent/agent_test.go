@@ -76,7 +76,8 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 	}
 	t.Cleanup(func() { sp.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	pub, err := transport.New(ctx, transport.Options{URL: url, ReconnectWait: 20 * time.Millisecond}, host, sp, zerolog.Nop())
+	var d *Daemon
+	pub, err := transport.New(ctx, transport.Options{URL: url, ReconnectWait: 20 * time.Millisecond, OnCommand: func(c transport.Command) error { return d.Command(c) }}, host, sp, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +95,9 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 	for _, f := range tweak {
 		f(&cfg)
 	}
+	d = New(cfg)
 	go func() {
-		Run(ctx, cfg)
+		d.Run(ctx)
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done; pub.Close(); p.nc.Close() })
@@ -219,6 +221,39 @@ func TestSealOnStart(t *testing.T) {
 	p.nc.Flush() // the subscription is live at the server before the mutation
 	pid := p.mutate(t, "x")
 	p.checkWrite(t, next(t, sub), "x", pid)
+}
+
+// TestCtlRefusesStateChanges: the ctl channel refuses seal, unseal and
+// uncordon, which only the audited control plane may make, and a cordon on a
+// host without a gate, each with a reply saying why; the host stays sealed.
+func TestCtlRefusesStateChanges(t *testing.T) {
+	p := start(t, "cpr", true)
+	ctx := context.Background()
+	for cmd, want := range map[string]string{
+		transport.CmdSeal:     "seal: only through the control plane (driftctl seal), which audits it",
+		transport.CmdUnseal:   "unseal: only through the control plane (driftctl unseal), which audits it",
+		transport.CmdUncordon: "uncordon: only through the control plane (driftctl uncordon), which audits it",
+		transport.CmdCordon:   "no cordon gate on this host (start driftsensor with --gate)",
+	} {
+		r, err := p.ctl.Command(ctx, p.host, cmd)
+		if err != nil {
+			t.Fatalf("ctl %s: %v", cmd, err)
+		}
+		if r.OK || !strings.Contains(r.Error, want) {
+			t.Errorf("ctl %s: reply %+v, want a refusal saying %q", cmd, r, want)
+		}
+	}
+	if r, err := p.ctl.Command(ctx, p.host, transport.CmdPing); err != nil || !r.OK {
+		t.Fatalf("ctl ping after the refusals: %+v %v", r, err)
+	}
+	// Still sealed: a mutation is drift.
+	sub, err := p.nc.SubscribeSync(event.Subject(p.host, event.KindFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.nc.Flush()
+	pid := p.mutate(t, "after-refusals")
+	p.checkWrite(t, next(t, sub), "after-refusals", pid)
 }
 
 // TestHeartbeat: heartbeats carry backend, policy hash, state and counters.
