@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,18 +22,47 @@ import (
 
 func build(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "driftsensor-bin") // not t.TempDir: its parent is 0700 and the not-root case must run it
-	if err != nil {
-		t.Fatal(err)
+	return testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftsensor")
+}
+
+// lines delivers r's lines on a channel, closed at EOF, so a test reads the
+// sensor's output with a deadline instead of blocking in Scan.
+func lines(r io.Reader) <-chan string {
+	ch := make(chan string, 64)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+// nextLine returns the next line, failing when the sensor exits or says
+// nothing within the bound.
+func nextLine(t *testing.T, ch <-chan string, what string) string {
+	t.Helper()
+	select {
+	case l, ok := <-ch:
+		if !ok {
+			t.Fatalf("the sensor's output ended before %s", what)
+		}
+		return l
+	case <-time.After(testenv.WaitBound):
+		t.Fatalf("no output line for %s within %v", what, testenv.WaitBound)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "driftsensor")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return ""
+}
+
+// waitReady waits, with a bound, for the sensor's ready file.
+func waitReady(t *testing.T, ready string) {
+	t.Helper()
+	testenv.Eventually(t, "the sensor's ready file "+ready, func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
 }
 
 // TestBadInput: every refusal is a clear message and exit status 2, never a panic.
@@ -154,15 +184,8 @@ func TestRunSealedScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		if i > 200 {
-			t.Fatal("no ready file")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	out := lines(stdout)
+	waitReady(t, ready)
 	// The sensor's programs: those that appeared since the start (other
 	// tests running at the same time may load their own).
 	mine := map[ebpf.ProgramID]bool{}
@@ -184,20 +207,23 @@ func TestRunSealedScope(t *testing.T) {
 	if out, err := actor.CombinedOutput(); err != nil {
 		t.Fatal(err, string(out))
 	}
-	lines := bufio.NewScanner(stdout)
 	var ev event.Event
-	for lines.Scan() {
-		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
-			t.Fatalf("not a JSON line: %q", lines.Text())
+	for {
+		l := nextLine(t, out, "the finding")
+		ev = event.Event{}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
 		}
-		if ev.Kind == event.KindFile && ev.Process.PID == uint32(actor.Process.Pid) {
+		if ev.Kind == event.KindFile && ev.Process != nil && ev.Process.PID == uint32(actor.Process.Pid) {
 			break
 		}
 	}
-	if ev.Schema != event.Schema || ev.Host != "t1" || ev.Action != "open_write" || ev.File.Path != target || ev.Seq == 0 {
+	if ev.Schema != event.Schema || ev.Host != "t1" || ev.Action != "open_write" || ev.File == nil || ev.File.Path != target || ev.Seq == 0 {
 		t.Fatalf("finding %+v", ev)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	for range out { // drain, so the sensor never blocks writing
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
@@ -235,16 +261,16 @@ func TestOCSFOutput(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(ready); err == nil {
-			break
+	out := lines(stdout)
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		for range out {
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		cmd.Wait()
+	}()
+	waitReady(t, ready)
 	target := filepath.Join(img, "f")
 	pid := touchInScope(t, cg, target)
-	lines := bufio.NewScanner(stdout)
 	var o struct {
 		ClassUID int `json:"class_uid"`
 		File     struct {
@@ -256,16 +282,18 @@ func TestOCSFOutput(t *testing.T) {
 			} `json:"process"`
 		} `json:"actor"`
 	}
-	for lines.Scan() { // the sensor's own records (the state it applied at start) come first
-		if err := json.Unmarshal(lines.Bytes(), &o); err != nil {
-			t.Fatalf("not JSON: %q", lines.Text())
+	for { // the sensor's own records (the state it applied at start) come first
+		line := nextLine(t, out, "the OCSF line")
+		o.ClassUID = 0
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("not JSON: %q", line)
 		}
 		if o.ClassUID != 2004 {
 			break
 		}
 	}
 	if o.ClassUID != 1001 || o.File.Path != target || o.Actor.Process.PID != pid {
-		t.Fatalf("OCSF line %s: want class 1001, file %s, pid %d", lines.Text(), target, pid)
+		t.Fatalf("OCSF output: class %d, file %s, pid %d; want class 1001, file %s, pid %d", o.ClassUID, o.File.Path, o.Actor.Process.PID, target, pid)
 	}
 }
 

@@ -153,3 +153,29 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// Build builds the main package pkg into a fresh directory anyone may enter
+// (a test may run the binary as another user), removed at cleanup, and
+// returns the binary's path. With GOCOVERDIR set (make cover) the binary is
+// built with coverage of the whole module and writes its counters there.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "drifttest-bin") // not t.TempDir: its parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	args := []string{"build", "-o", bin}
+	if os.Getenv("GOCOVERDIR") != "" {
+		args = append(args, "-cover", "-covermode=atomic", "-coverpkg=github.com/driftsensor/driftsensor/...")
+	}
+	out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}

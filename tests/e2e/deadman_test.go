@@ -24,18 +24,6 @@ import (
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
-// buildSensor builds cmd/driftsensor into a directory removed at cleanup.
-func buildSensor(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "driftsensor")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/driftsensor/driftsensor/cmd/driftsensor").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build driftsensor: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestDeadManKilledSensor runs the real driftsensor binary for a test host,
 // with its gate, heartbeating every 100ms to a NATS server of the test's own;
 // the responder engine watches the heartbeats. The sensor is SIGKILLed: its
@@ -66,7 +54,7 @@ func TestDeadManKilledSensor(t *testing.T) {
 	host := "dm" + bed.ID
 	pinDir := filepath.Join(gate.DefaultPinDir, host)
 	t.Cleanup(func() { os.RemoveAll(pinDir) })
-	bin := buildSensor(t)
+	bin := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftsensor")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "img")
 	os.MkdirAll(filepath.Join(img, "etc"), 0o755)
