@@ -67,7 +67,8 @@ func RunWorkload(cg *testenv.Cgroup, kind string, n int, dir, file string) (time
 	return time.Duration(ns / int64(n)), nil
 }
 
-// Workload runs one loop n times and returns how long it took:
+// Workload runs one loop n times and returns how long it took; any failed
+// syscall stops it with an error, so a benchmark never times work not done:
 //   - churn: create, write, rename, unlink in dir;
 //   - syscalls: open for reading, fstat, stat, close of file;
 //   - opens: open an existing file in dir for writing, close;
@@ -85,8 +86,12 @@ func Workload(kind string, n int, dir, file string) (time.Duration, error) {
 			if err != nil {
 				return 0, err
 			}
-			unix.Write(fd, buf)
-			unix.Close(fd)
+			if err := writeAll(fd, buf); err != nil {
+				return 0, err
+			}
+			if err := unix.Close(fd); err != nil {
+				return 0, err
+			}
 			if err := unix.Rename(a, b); err != nil {
 				return 0, err
 			}
@@ -101,9 +106,15 @@ func Workload(kind string, n int, dir, file string) (time.Duration, error) {
 			if err != nil {
 				return 0, err
 			}
-			unix.Fstat(fd, &st)
-			unix.Stat(file, &st)
-			unix.Close(fd)
+			if err := unix.Fstat(fd, &st); err != nil {
+				return 0, err
+			}
+			if err := unix.Stat(file, &st); err != nil {
+				return 0, err
+			}
+			if err := unix.Close(fd); err != nil {
+				return 0, err
+			}
 		}
 	case "opens":
 		f := filepath.Join(dir, "o")
@@ -115,7 +126,9 @@ func Workload(kind string, n int, dir, file string) (time.Duration, error) {
 			if err != nil {
 				return 0, err
 			}
-			unix.Close(fd)
+			if err := unix.Close(fd); err != nil {
+				return 0, err
+			}
 		}
 	case "writes":
 		fd, err := unix.Open(filepath.Join(dir, "w"), unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC, 0o644)
@@ -123,27 +136,44 @@ func Workload(kind string, n int, dir, file string) (time.Duration, error) {
 			return 0, err
 		}
 		for i := 0; i < n; i++ {
-			unix.Pwrite(fd, buf, 0)
+			if w, err := unix.Pwrite(fd, buf, 0); err != nil || w != len(buf) {
+				return 0, fmt.Errorf("pwrite: %d of %d bytes: %v", w, len(buf), err)
+			}
 		}
-		unix.Close(fd)
+		if err := unix.Close(fd); err != nil {
+			return 0, err
+		}
 	case "renames":
 		a, b := filepath.Join(dir, "ra"), filepath.Join(dir, "rb")
 		if err := os.WriteFile(a, nil, 0o644); err != nil {
 			return 0, err
 		}
 		for i := 0; i < n; i++ {
-			if i%2 == 0 {
-				unix.Rename(a, b)
-			} else {
-				unix.Rename(b, a)
+			from, to := a, b
+			if i%2 == 1 {
+				from, to = b, a
+			}
+			if err := unix.Rename(from, to); err != nil {
+				return 0, err
 			}
 		}
 	case "chmod":
 		for i := 0; i < n; i++ {
-			unix.Chmod(file, uint32(0o600+i%2))
+			if err := unix.Chmod(file, uint32(0o600+i%2)); err != nil {
+				return 0, err
+			}
 		}
 	default:
 		return 0, fmt.Errorf("unknown workload %q", kind)
 	}
 	return time.Since(start), nil
+}
+
+// writeAll writes buf to fd, failing on an error or a short write.
+func writeAll(fd int, buf []byte) error {
+	w, err := unix.Write(fd, buf)
+	if err == nil && w != len(buf) {
+		err = fmt.Errorf("short write: %d of %d bytes", w, len(buf))
+	}
+	return err
 }

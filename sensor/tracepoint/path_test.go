@@ -18,7 +18,7 @@ import (
 // resolver runs the kernel's path logic through BPF_PROG_TEST_RUN, in the
 // calling thread's context (its cwd and fd table), on inputs the test picks.
 type resolver struct {
-	t *testing.T
+	t testing.TB
 	b *Backend
 }
 
@@ -246,32 +246,49 @@ func BenchmarkResolve(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer be.Close()
-	be.Apply(backend.Rules{Paths: []backend.Rule{{Prefix: "/", Class: 1, ID: 1}, {Prefix: "/tmp/", Class: 2, ID: 2}}})
-	timeRuns := func(name string) time.Duration {
+	if err := be.Apply(backend.Rules{Paths: []backend.Rule{{Prefix: "/", Class: 1, ID: 1}, {Prefix: "/tmp/", Class: 2, ID: 2}}}); err != nil {
+		b.Fatal(err)
+	}
+	r := &resolver{b: be}
+	cwd, err := os.Getwd()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cwd, _ = filepath.EvalSymlinks(cwd)
+	// runs resolves name n times and returns the time per run; every run
+	// must succeed.
+	runs := func(tb testing.TB, name string, n int) time.Duration {
 		var in tpTestIn
 		in.Dfd = -100
 		for i := 0; i < len(name); i++ {
 			in.Name[i] = int8(name[i])
 		}
-		be.objs.TestInMap.Put(uint32(0), &in)
-		const n = 20000
+		if err := be.objs.TestInMap.Put(uint32(0), &in); err != nil {
+			tb.Fatal(err)
+		}
 		start := time.Now()
 		for i := 0; i < n; i++ {
-			if _, err := be.objs.TestResolve.Run(&ebpf.RunOptions{}); err != nil {
-				b.Fatal(err)
+			if ret, err := be.objs.TestResolve.Run(&ebpf.RunOptions{}); err != nil || ret != 0 {
+				tb.Fatalf("test run of %q: ret %d, %v", name, ret, err)
 			}
 		}
-		return time.Since(start) / n
+		return time.Since(start) / time.Duration(n)
 	}
-	floor := timeRuns("") // an empty name returns at once: the cost of the test-run syscall
-	for _, c := range []struct{ name, in string }{
-		{"absolute-short", "/tmp/a"},
-		{"absolute-40", "/var/lib/service/cache/objects/ab/cdef01"},
-		{"relative", "a"},
-		{"dotdot", "/usr/lib/../share/zoneinfo/../locale/x"},
+	floor := runs(b, "", 20000) // an empty name returns at once: the cost of the test-run syscall
+	for _, c := range []struct{ name, in, want string }{
+		{"absolute-short", "/tmp/a", "/tmp/a"},
+		{"absolute-40", "/var/lib/service/cache/objects/ab/cdef01", "/var/lib/service/cache/objects/ab/cdef01"},
+		{"relative", "a", cwd + "/a"},
+		{"dotdot", "/usr/lib/../share/zoneinfo/../locale/x", "/usr/share/locale/x"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			b.ReportMetric(float64((timeRuns(c.in) - floor).Nanoseconds()), "kernel-ns/resolve")
+			r.t = b
+			if got := r.resolve(-100, c.in); got.path != c.want || got.trunc {
+				b.Fatalf("%q resolved to %q (truncated %v), want %q", c.in, got.path, got.trunc, c.want)
+			}
+			b.ResetTimer()
+			per := runs(b, c.in, b.N)
+			b.ReportMetric(float64((per - floor).Nanoseconds()), "kernel-ns/resolve")
 		})
 	}
 }

@@ -64,6 +64,24 @@ func percentile(v []float64, p float64) float64 {
 	return s[int(float64(len(s)-1)*p)]
 }
 
+// protectedDir makes a directory the default policy protects (not under an
+// exception such as /tmp or /var/tmp), removed at the end, with a file
+// "target" in it.
+func protectedDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("/opt", "driftbench")
+	if err != nil {
+		if dir, err = os.MkdirTemp("/root", "driftbench"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "target"), nil, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
 // loadSensor attaches a sealed sensor scoped to cg with the default policy
 // (so the churn directory under /tmp is a writable exception), guarding the
 // sensor files in protect.
@@ -74,6 +92,12 @@ func loadSensor(tb testing.TB, cg *testenv.Cgroup, emit func(*event.Event), onRe
 		tb.Fatal(err)
 	}
 	pol := policy.Default()
+	// The workload runs as this test binary, which is no drift.
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pol.ExecImageFiles = append(pol.ExecImageFiles, self)
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		tb.Fatal(err)
 	}
@@ -103,6 +127,22 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	// The sensor must see nothing of the benign work: after each sensor
+	// round a marker chmod of a protected file is the only finding allowed,
+	// and its arrival proves the round's records were all read.
+	marker := filepath.Join(protectedDir(b), "target")
+	var fmu sync.Mutex
+	var markers int
+	var stray []string
+	emit := func(ev *event.Event) {
+		fmu.Lock()
+		defer fmu.Unlock()
+		if ev.Kind == event.KindFile && ev.Action == "chmod" && ev.File != nil && ev.File.Path == marker {
+			markers++
+			return
+		}
+		stray = append(stray, hooktest.Describe(ev))
+	}
 	rounds := 9
 	if s := os.Getenv("DRIFT_BENCH_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
@@ -128,9 +168,25 @@ func BenchmarkOverhead(b *testing.B) {
 				objs.Close()
 			}
 			runSensor := func() {
-				_, stop := loadSensor(b, cg, nil, nil)
+				_, stop := loadSensor(b, cg, emit, nil)
+				defer stop()
 				sens = append(sens, runWorker(b, cg, wl.name, wl.n, dir))
-				stop()
+				fmu.Lock()
+				want := markers + 1
+				fmu.Unlock()
+				if _, err := hooktest.RunWorkload(cg, "chmod", 1, dir, marker); err != nil {
+					b.Fatal(err)
+				}
+				testenv.Eventually(b, "the marker finding after a sensor round", func() bool {
+					fmu.Lock()
+					defer fmu.Unlock()
+					return markers == want
+				})
+				fmu.Lock()
+				defer fmu.Unlock()
+				if len(stray) > 0 {
+					b.Fatalf("benign %s work produced findings: %v", wl.name, stray)
+				}
 			}
 			runWorker(b, cg, wl.name, wl.n/10, dir) // warm caches
 			for r := 0; r < rounds; r++ {
@@ -162,22 +218,7 @@ func BenchmarkOverhead(b *testing.B) {
 func BenchmarkFindings(b *testing.B) {
 	testenv.RequireBPF(b)
 	cg := testenv.NewCgroup(b)
-	dir, err := os.MkdirTemp("/var/tmp", "driftbench") // /var/tmp is exempt: use a protected place
-	if err != nil {
-		b.Fatal(err)
-	}
-	os.RemoveAll(dir)
-	dir, err = os.MkdirTemp("/opt", "driftbench")
-	if err != nil {
-		dir, err = os.MkdirTemp("/root", "driftbench")
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "target"), nil, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	dir := protectedDir(b)
 	var mu sync.Mutex
 	var lat, ring []float64
 	var got atomic.Uint64
@@ -235,11 +276,16 @@ func BenchmarkFindings(b *testing.B) {
 	lat, ring = lat[:0], ring[:0]
 	mu.Unlock()
 	got.Store(0)
-	for i := 0; i < 200; i++ {
+	lostBefore := lost.Load()
+	const lone = 200
+	for i := 0; i < lone; i++ {
 		runWorker(b, cg, "chmod", 1, dir)
 	}
-	for got.Load() < 200 && time.Now().Before(deadline.Add(10*time.Second)) {
+	for wait := time.Now().Add(testenv.WaitBound); got.Load() < lone && time.Now().Before(wait); {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if g, l := got.Load(), lost.Load()-lostBefore; g != lone || l != 0 {
+		b.Fatalf("lone phase: %d findings delivered, %d lost; want exactly %d and none lost", g, l, lone)
 	}
 	mu.Lock()
 	if len(lat) > 0 {
@@ -275,6 +321,9 @@ func BenchmarkBPFCost(b *testing.B) {
 	defer stop()
 	prog := be.SysExitProgram()
 	const n = 20000
+	// The syscalls each iteration makes at least: the program runs at every
+	// syscall exit, so fewer runs means it did not run.
+	minRuns := map[string]uint64{"opens": 2, "writes": 1, "renames": 1, "churn": 5, "syscalls": 4}
 	for _, wl := range []string{"opens", "writes", "renames", "churn", "syscalls"} {
 		b.Run(wl, func(b *testing.B) {
 			before, err := prog.Stats()
@@ -285,6 +334,9 @@ func BenchmarkBPFCost(b *testing.B) {
 			after, err := prog.Stats()
 			if err != nil {
 				b.Fatal(err)
+			}
+			if runs := after.RunCount - before.RunCount; runs < minRuns[wl]*n || after.Runtime <= before.Runtime {
+				b.Fatalf("%s: the program ran %d times in %v for %d iterations, want at least %d runs", wl, runs, after.Runtime-before.Runtime, n, minRuns[wl]*n)
 			}
 			b.ReportMetric(float64((after.Runtime-before.Runtime).Nanoseconds())/n, "bpf-ns/iteration")
 			b.ReportMetric(float64(after.RunCount-before.RunCount)/n, "runs/iteration")

@@ -46,7 +46,9 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(img)
-	os.WriteFile(filepath.Join(img, "target"), nil, 0o600)
+	if err := os.WriteFile(filepath.Join(img, "target"), nil, 0o600); err != nil {
+		b.Fatal(err)
+	}
 	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+img+"]\n"))
 	if err != nil {
 		b.Fatal(err)
@@ -57,7 +59,9 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer be.Close()
-	be.Apply(sensor.RulesFor(pol))
+	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
+		b.Fatal(err)
+	}
 	sp, _, err := spool.Open(b.TempDir(), spool.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -121,9 +125,14 @@ func BenchmarkPipeline(b *testing.B) {
 	for i := 0; i < lone; i++ {
 		want := got.Load() + 1
 		runWorker(b, cg, "chmod", 1, img)
-		for deadline := time.Now().Add(5 * time.Second); got.Load() < want && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Microsecond)
+		for deadline := time.Now().Add(testenv.WaitBound); got.Load() < want; time.Sleep(50 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("lone finding %d of %d never arrived (%d received, %d counted lost)", i+1, lone, got.Load(), lost.Load())
+			}
 		}
+	}
+	if g, l := got.Load(), lost.Load(); g != lone || l != 0 {
+		b.Fatalf("lone phase: %d findings received, %d lost; want exactly %d and none lost", g, l, lone)
 	}
 	mu.Lock()
 	if len(lat) > 0 {
