@@ -19,7 +19,7 @@ SENSOR_ARCHES := amd64
 FLEET_ARCHES := amd64 arm64
 IMAGE ?= driftsensor-fleet:$(VERSION)
 
-.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz bench demo clean dist dist-bin packages image pkgtest promcheck
+.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench demo clean dist dist-bin packages image pkgtest promcheck
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,10 +54,14 @@ vmbench: ## BenchmarkLSM in the VM of Debian's 6.1 kernel (VMTEST_SUITES picks o
 	VMTEST_SUITES="$${VMTEST_SUITES:-bookworm}" VMTEST_RUN='^$$' VMTEST_TP_RUN='^$$' VMTEST_BENCH=BenchmarkLSM \
 		VMTEST_SMP="$${VMTEST_SMP:-2}" VMTEST_TEST_TIMEOUT=25m VMTEST_TIMEOUT=1800 tests/vmtest/run.sh
 
-fuzz: ## short runs of every fuzz target
-	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=20s ./sensor/policy/
-	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=20s ./sensor/record/
-	$(GO) test -run=NONE -fuzz=FuzzDecodeCtlCommand -fuzztime=20s ./sensor/event/
+fuzz: ## every fuzz target of the module, FUZZTIME (default 10s) each
+	scripts/fuzz.sh
+
+cover: ## statement coverage per package, binaries the tests start included (as root, like test)
+	scripts/cover.sh
+
+stress: ## the privileged packages 5 times under CPU load; lists every test that failed (as root)
+	scripts/stress.sh
 
 bench: build ## run the benchmarks and print the tables for BENCHMARKS.md
 	scripts/bench.sh

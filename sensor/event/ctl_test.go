@@ -13,10 +13,13 @@ func FuzzDecodeCtlCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := DecodeCtlCommand(b)
 		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("refused %q with an empty error", b)
+			}
 			return
 		}
-		if c.check() != nil {
-			t.Fatalf("accepted %q as %+v", b, c)
+		if c.check() != nil || len(b) > MaxCtlCommand {
+			t.Fatalf("accepted %q (%d bytes, max %d) as %+v", b, len(b), MaxCtlCommand, c)
 		}
 		// What we accept, encoding/json reads the same way.
 		var std CtlCommand

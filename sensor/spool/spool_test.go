@@ -308,6 +308,10 @@ func FuzzDecode(f *testing.F) {
 		if again := AppendRecord(nil, r.Seq, r.Payload); !bytes.Equal(again, b[:n]) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", again, b[:n])
 		}
+		// A record cut short is refused, never read as a shorter one.
+		if _, m, err := Decode(b[:n-1]); err == nil {
+			t.Fatalf("a %d-byte record cut to %d bytes decoded as %d bytes", n, n-1, m)
+		}
 	})
 }
 
