@@ -156,8 +156,11 @@ func FreePort(t testing.TB) int {
 
 // Build builds the main package pkg into a fresh directory anyone may enter
 // (a test may run the binary as another user), removed at cleanup, and
-// returns the binary's path. With GOCOVERDIR set (make cover) the binary is
-// built with coverage of the whole module and writes its counters there.
+// returns the binary's path. With DRIFT_COVERDIR set (make cover) the binary
+// is built with coverage of the whole module, and GOCOVERDIR, which the
+// processes the test starts inherit, is pointed there: go test -cover gives
+// the test binary a GOCOVERDIR of its own, which is not where make cover
+// reads the binaries' counters.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "drifttest-bin") // not t.TempDir: its parent is 0700
@@ -170,8 +173,9 @@ func Build(t testing.TB, pkg string) string {
 	}
 	bin := filepath.Join(dir, filepath.Base(pkg))
 	args := []string{"build", "-o", bin}
-	if os.Getenv("GOCOVERDIR") != "" {
+	if dir := os.Getenv("DRIFT_COVERDIR"); dir != "" {
 		args = append(args, "-cover", "-covermode=atomic", "-coverpkg=github.com/driftsensor/driftsensor/...")
+		os.Setenv("GOCOVERDIR", dir)
 	}
 	out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
 	if err != nil {
