@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // helperEnv makes the test binary act as a helper process instead of running tests.
@@ -695,7 +696,11 @@ func TestMidExec(t *testing.T) {
 // TestFillTaggedServesCacheWhileTagHolds: the same kernel tag means the same
 // process image, so procfs is not read again; a new tag (after an exec) is.
 func TestFillTaggedServesCacheWhileTagHolds(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 0.3; exec sleep 5")
+	cmd := exec.Command("sh", "-c", "read go; exec sleep 5") // execs when the test says so
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -703,16 +708,22 @@ func TestFillTaggedServesCacheWhileTagHolds(t *testing.T) {
 	tbl := New("/proc", 16)
 	pid := uint32(cmd.Process.Pid)
 	var first event.Process
-	for i := 0; i < 100; i++ { // wait until sh has its argv (the exec into sh done)
+	testenv.Eventually(t, "sh to have its argv (the exec into sh done)", func() bool {
 		first = event.Process{PID: pid}
 		tbl.FillTagged(&first, 1)
 		if len(first.Argv) > 0 {
-			break
+			return true
 		}
 		tbl.Forget(pid)
-		time.Sleep(5 * time.Millisecond)
+		return false
+	})
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(600 * time.Millisecond) // sh has exec'd sleep by now
+	testenv.Eventually(t, "sh to exec sleep", func() bool {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		return filepath.Base(exe) == "sleep"
+	})
 	same := event.Process{PID: pid}
 	tbl.FillTagged(&same, 1)
 	if same.Exe != first.Exe {
