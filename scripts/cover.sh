@@ -7,7 +7,7 @@
 # Prints one line per package; generated code (*_bpfel.go) is left out, and
 # sensor/lsm is marked: its tests need BPF-LSM and run in the VM (make vmtest).
 # As root with DRIFT_REQUIRE_BPF=1, like make test. DRIFT_LOCK=FILE takes
-# that flock around each package's run (machines shared by several runs).
+# that flock around each privileged package's run (shared machines).
 # COVER_DIR keeps the profiles (default: a temporary directory); COVER_PKGS
 # limits the packages whose tests run (default ./...).
 set -uo pipefail
@@ -17,13 +17,17 @@ module=$($GO list -m)
 out=${COVER_DIR:-$(mktemp -d -t driftcover.XXXXXX)}
 mkdir -p "$out/bin" "$out/pkg"
 export DRIFT_COVERDIR="$out/bin" # see testenv.Build
-lock=()
-[ -n "${DRIFT_LOCK:-}" ] && lock=(flock "$DRIFT_LOCK")
+# The privileged packages: their tests load BPF or build test beds.
+privileged=$(grep -rlE --include='*_test.go' 'testenv\.RequireBPF|hooktest\.NewBed|testbed\.New\(' . | xargs -n1 dirname | sort -u)
 
 failed=()
 for pkg in $($GO list ${COVER_PKGS:-./...}); do
 	name=${pkg#"$module"}; name=${name#/}; name=${name:-.}
 	prof="$out/pkg/$(echo "$name" | tr / _).txt"
+	lock=()
+	if [ -n "${DRIFT_LOCK:-}" ] && grep -qx "./$name" <<<"$privileged"; then
+		lock=(flock "$DRIFT_LOCK")
+	fi
 	if ! "${lock[@]}" $GO test -p 1 -count=1 -timeout 20m -covermode=atomic -coverpkg="$module/..." \
 		-coverprofile="$prof" "$pkg" >"$prof.log" 2>&1; then
 		failed+=("$name")
