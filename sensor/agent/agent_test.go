@@ -122,15 +122,8 @@ func (p *pipeline) restart(t testing.TB) {
 
 // mutate writes a protected file from inside the scope and returns the pid.
 func (p *pipeline) mutate(t testing.TB, name string) int {
-	cmd, closeFD, err := p.cg.Command("sh", "-c", "echo x > "+filepath.Join(p.img, "etc", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFD()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
-	return cmd.Process.Pid
+	t.Helper()
+	return p.cg.Run(t, "sh", "-c", "echo x > "+filepath.Join(p.img, "etc", name))
 }
 
 func (p *pipeline) waitState(t testing.TB, want event.State) {

@@ -95,6 +95,21 @@ func (c *Cgroup) Command(name string, args ...string) (*exec.Cmd, func(), error)
 	return cmd, func() { syscall.Close(fd) }, nil
 }
 
+// Run runs a command inside the cgroup to its end, failing the test (with
+// its output) if it fails, and returns its pid.
+func (c *Cgroup) Run(t testing.TB, name string, args ...string) int {
+	t.Helper()
+	cmd, closeFD, err := c.Command(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %q in cgroup %s: %v\n%s", name, args, c.Path, err, out)
+	}
+	return cmd.Process.Pid
+}
+
 // kernelFS are the file systems code under test may mount (bpffs for pins,
 // tracefs, securityfs for the LSM list).
 var kernelFS = map[string]bool{"bpf": true, "tracefs": true, "securityfs": true}

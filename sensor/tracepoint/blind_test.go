@@ -106,15 +106,7 @@ func (bb *blindBed) count(kind event.Kind, action string) int {
 // write creates name under the image from inside the scope and returns the pid.
 func (bb *blindBed) write(t *testing.T, name string) int {
 	t.Helper()
-	cmd, closeFD, err := bb.cg.Command("sh", "-c", "echo x > "+filepath.Join(bb.img, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFD()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
-	return cmd.Process.Pid
+	return bb.cg.Run(t, "sh", "-c", "echo x > "+filepath.Join(bb.img, name))
 }
 
 // TestTaintFullIsAFinding: with the taint set full, a file written after

@@ -133,15 +133,8 @@ func (w *world) waitBlocked(t *testing.T) {
 
 // drift edits a protected file from inside web and returns the pid.
 func (w *world) drift(t *testing.T) int {
-	cmd, closeFD, err := testenv.CgroupAt(w.web.Cgroup).Command("sh", "-c", "echo evil >> "+filepath.Join(w.img, "etc", "passwd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFD()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
-	return cmd.Process.Pid
+	t.Helper()
+	return testenv.CgroupAt(w.web.Cgroup).Run(t, "sh", "-c", "echo evil >> "+filepath.Join(w.img, "etc", "passwd"))
 }
 
 // findingSub subscribes to web's file findings, live at the server on return.
