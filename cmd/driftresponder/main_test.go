@@ -15,6 +15,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 func TestRunDryRun(t *testing.T) {
@@ -90,6 +91,9 @@ func TestBadFlags(t *testing.T) {
 		{"-link", "{{.Host", "-nats", "nats://127.0.0.1:1"},
 		{"-link", "x", "-link-mode", "sideways"},
 		{"-policy", "/nonexistent/policy.yaml"},
+		{"-destroy-cmd", "virsh {{.Host"},
+		{"-probe", "{{.Host"},
+		{"-no-such-flag"},
 	} {
 		if err := run(context.Background(), args); err == nil || strings.Contains(err.Error(), "connect") {
 			t.Errorf("%q: got %v, want a flag error before connecting", args, err)
@@ -132,5 +136,75 @@ func TestFlagRanges(t *testing.T) {
 				t.Errorf("output %q does not say %q (before connecting)", out, c.want)
 			}
 		})
+	}
+}
+
+// TestRunWiresEveryActuator: every actuator flag is parsed, wired and the
+// responder starts on them (ready file written), then stops on cancel.
+func TestRunWiresEveryActuator(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	defer s.Shutdown()
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte("default: alert\nrules:\n  - {kind: exec, action: destroy}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-nats", s.ClientURL(), "-policy", pol, "-replica", "r2", "-ready-file", ready, "-v",
+			"-ctl-cordon=false", "-state-sync=false", "-gap-check=false", "-max-hosts", "3", "-max-percent", "50",
+			"-link", "tap-{{.Host}}", "-link-mode", "down", "-destroy-cmd", "true {{.Host}}",
+			"-destroy-webhook", "http://127.0.0.1:1/destroy", "-probe", "{{.Host}}:22", "-probe-netns", "/proc/self/ns/net"})
+	}()
+	testenv.Eventually(t, "the ready file", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended before ready: %v", err)
+		default:
+		}
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v", err)
+	}
+}
+
+// TestHostTemplate: a template renders per host; one that renders empty or
+// names a missing key is an error naming the flag.
+func TestHostTemplate(t *testing.T) {
+	f, err := hostTemplate("-link", "tap-{{.Host}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f("web-1"); err != nil || got != "tap-web-1" {
+		t.Fatalf("rendered %q, %v; want tap-web-1", got, err)
+	}
+	empty, err := hostTemplate("-probe", "{{if false}}x{{end}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := empty("web-1"); err == nil || !strings.Contains(err.Error(), "-probe rendered empty for web-1") {
+		t.Fatalf("empty rendering: %v", err)
+	}
+	missing, err := hostTemplate("-link", "{{.Name}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := missing("web-1"); err == nil {
+		t.Fatal("a template naming a missing field rendered")
+	}
+	if _, err := hostTemplate("-link", "{{.Host"); err == nil || !strings.Contains(err.Error(), `-link "{{.Host"`) {
+		t.Fatalf("unparsable template: %v", err)
 	}
 }
