@@ -46,7 +46,7 @@ func TestChaosServerOutages(t *testing.T) {
 	portN := srv.Addr().(*net.TCPAddr).Port
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 
-	bin := buildSensor(t)
+	bin := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftsensor")
 	root, err := sysfs.CgroupRoot()
 	if err != nil {
 		t.Fatal(err)
