@@ -7,7 +7,8 @@
 # bug (a race with the workload, a fixed window): fix it, do not retry it.
 # As root with DRIFT_REQUIRE_BPF=1. DRIFT_LOCK=FILE holds that flock for each
 # package's run, load included (machines shared by several runs).
-# STRESS_PKGS overrides the package list.
+# STRESS_PKGS overrides the package list (by default tests/bench, benchmarks
+# only, and tests/pkg, which installs the .deb packages, are left out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -16,7 +17,7 @@ if [ -n "${STRESS_PKGS:-}" ]; then
 	pkgs=$STRESS_PKGS
 else
 	pkgs=$(grep -rlE --include='*_test.go' 'testenv\.RequireBPF|hooktest\.NewBed|testbed\.New\(' . |
-		xargs -n1 dirname | sort -u | grep -v '^./tests/bench$')
+		xargs -n1 dirname | sort -u | grep -vE '^./tests/(bench|pkg)$')
 fi
 out=$(mktemp -d -t driftstress.XXXXXX)
 
