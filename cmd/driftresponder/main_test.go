@@ -180,8 +180,9 @@ func TestRunWiresEveryActuator(t *testing.T) {
 	}
 }
 
-// TestHostTemplate: a template renders per host; one that renders empty or
-// names a missing key is an error naming the flag.
+// TestHostTemplate: a template renders per host; one that cannot parse,
+// renders empty or names another field than .Host is refused at start, with
+// an error naming the flag.
 func TestHostTemplate(t *testing.T) {
 	f, err := hostTemplate("-link", "tap-{{.Host}}")
 	if err != nil {
@@ -190,21 +191,13 @@ func TestHostTemplate(t *testing.T) {
 	if got, err := f("web-1"); err != nil || got != "tap-web-1" {
 		t.Fatalf("rendered %q, %v; want tap-web-1", got, err)
 	}
-	empty, err := hostTemplate("-probe", "{{if false}}x{{end}}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := empty("web-1"); err == nil || !strings.Contains(err.Error(), "-probe rendered empty for web-1") {
-		t.Fatalf("empty rendering: %v", err)
-	}
-	missing, err := hostTemplate("-link", "{{.Name}}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := missing("web-1"); err == nil {
-		t.Fatal("a template naming a missing field rendered")
-	}
-	if _, err := hostTemplate("-link", "{{.Host"); err == nil || !strings.Contains(err.Error(), `-link "{{.Host"`) {
-		t.Fatalf("unparsable template: %v", err)
+	for tmpl, want := range map[string]string{
+		"{{if false}}x{{end}}": `-probe "{{if false}}x{{end}}": -probe rendered empty for example-host`,
+		"{{.Name}}":            `-probe "{{.Name}}"`,
+		"{{.Host":              `-probe "{{.Host"`,
+	} {
+		if _, err := hostTemplate("-probe", tmpl); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("template %q: %v, want an error saying %q", tmpl, err, want)
+		}
 	}
 }
