@@ -76,7 +76,7 @@ func stillWatching(t *testing.T, bed *hooktest.Bed, tag string) {
 	e := bed.Env(t, tag)
 	p := filepath.Join(e.Etc, "after")
 	res := bed.Act(t, hooktest.Act{Args: []string{"symlink", "/x", p}})
-	bed.Expect(t, hooktest.Want{Kind: event.KindFile, Action: hooktest.ActSymlink, Path: p}, res.PID)
+	bed.Expect(t, hooktest.Want{Kind: event.KindFile, Action: hooktest.ActSymlink, Path: p, Target: "/x"}, res.PID)
 }
 
 // TestTamperConfigMap: another process unseals the sensor through its config

@@ -121,9 +121,10 @@ func (w Want) Expand(e Env) Want {
 	return w
 }
 
-// Want is one finding a case expects. Every field is checked: an empty Path,
-// NewPath, Target or Reasons means the finding carries none, Port is exact
-// unless AnyPort; Argv, Arg, ArgLow, TargetPID and Detail are checked when set.
+// Want is one finding a case expects. Every field is checked: for file and
+// exec findings an empty Path, NewPath, Target or Reasons means the finding
+// carries none, Port is exact unless AnyPort; Argv, Arg, ArgLow, TargetPID,
+// Detail (and a sensor finding's Path) are checked when set.
 // Paths, argv and TargetPID are templates (see Env.Expand).
 type Want struct {
 	Kind    event.Kind

@@ -161,7 +161,9 @@ func (w Want) Match(ev *event.Event) bool {
 	case event.KindNet:
 		return ev.Net != nil && (w.AnyPort || ev.Net.Port == w.Port)
 	case event.KindSensor:
-		return ev.Health != nil && ev.Health.Path == w.Path && (w.Detail == "" || ev.Health.Detail == w.Detail)
+		// A sensor finding's detail says everything (command, object, file,
+		// actor): wants name it exactly; its path is the file it names.
+		return ev.Health != nil && (w.Path == "" || ev.Health.Path == w.Path) && (w.Detail == "" || ev.Health.Detail == w.Detail)
 	}
 	return false
 }
