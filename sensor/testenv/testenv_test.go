@@ -1,0 +1,41 @@
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEventually: it returns once the condition holds, polling it.
+func TestEventually(t *testing.T) {
+	n := 0
+	Eventually(t, "the third poll", func() bool { n++; return n == 3 })
+	if n != 3 {
+		t.Fatalf("polled %d times, want 3", n)
+	}
+}
+
+// TestCgroupRun: a command runs inside the cgroup (its /proc/self/cgroup
+// names it) and its pid comes back; the cgroup is gone after cleanup.
+func TestCgroupRun(t *testing.T) {
+	RequireBPF(t)
+	var cg *Cgroup
+	t.Run("run", func(t *testing.T) {
+		cg = NewCgroup(t)
+		out := filepath.Join(t.TempDir(), "cgroup")
+		if pid := cg.Run(t, "sh", "-c", "cat /proc/self/cgroup > "+out); pid <= 0 {
+			t.Fatalf("pid %d", pid)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), cg.Rel) {
+			t.Fatalf("the command ran in %q, want %s", b, cg.Rel)
+		}
+	})
+	if _, err := os.Stat(cg.Path); !os.IsNotExist(err) {
+		t.Fatalf("cgroup %s left after cleanup: %v", cg.Path, err)
+	}
+}
