@@ -18,7 +18,10 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
-func TestRunDryRun(t *testing.T) {
+// natsServer starts an embedded JetStream server on a random loopback port
+// until the test ends.
+func natsServer(t *testing.T) *server.Server {
+	t.Helper()
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +30,12 @@ func TestRunDryRun(t *testing.T) {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats not ready")
 	}
-	defer s.Shutdown()
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func TestRunDryRun(t *testing.T) {
+	s := natsServer(t)
 
 	ready := filepath.Join(t.TempDir(), "ready")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,15 +150,7 @@ func TestFlagRanges(t *testing.T) {
 // TestRunWiresEveryActuator: every actuator flag is parsed, wired and the
 // responder starts on them (ready file written), then stops on cancel.
 func TestRunWiresEveryActuator(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	defer s.Shutdown()
+	s := natsServer(t)
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(pol, []byte("default: alert\nrules:\n  - {kind: exec, action: destroy}\n"), 0o644); err != nil {
