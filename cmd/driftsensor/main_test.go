@@ -298,8 +298,8 @@ func TestOCSFOutput(t *testing.T) {
 }
 
 // runSensor starts the binary, waits for its ready file and returns it with
-// a reader of its stdout lines.
-func runSensor(t *testing.T, bin string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+// its stdout lines (read with nextLine, under a bound).
+func runSensor(t *testing.T, bin string, args ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	cmd := exec.Command(bin, append(args, "--ready-file", ready)...)
@@ -309,8 +309,8 @@ func runSensor(t *testing.T, bin string, args ...string) (*exec.Cmd, *bufio.Scan
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	testenv.Eventually(t, "the sensor's ready file", func() bool { _, err := os.Stat(ready); return err == nil })
-	return cmd, bufio.NewScanner(stdout)
+	waitReady(t, ready)
+	return cmd, lines(stdout)
 }
 
 // runRecord is the liveness file a run leaves (sensor/agent).
@@ -334,16 +334,14 @@ func readRun(t *testing.T, path string) runRecord {
 }
 
 // nextRestart reads stdout until the sensor_restart finding.
-func nextRestart(t *testing.T, lines *bufio.Scanner) event.Event {
+func nextRestart(t *testing.T, out <-chan string) event.Event {
 	t.Helper()
-	for lines.Scan() {
+	for {
 		var ev event.Event
-		if json.Unmarshal(lines.Bytes(), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "sensor_restart" {
+		if json.Unmarshal([]byte(nextLine(t, out, "a sensor_restart finding")), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "sensor_restart" {
 			return ev
 		}
 	}
-	t.Fatal("the sensor exited without a sensor_restart finding")
-	return event.Event{}
 }
 
 // TestRestartIsAFinding: a sensor killed with SIGKILL and started again
@@ -365,14 +363,14 @@ func TestRestartIsAFinding(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	first, lines := runSensor(t, bin, args...)
+	first, out := runSensor(t, bin, args...)
 	// A first start on an empty state directory is no restart.
 	testenv.Eventually(t, "the first heartbeat recorded", func() bool { _, err := os.Stat(runFile); return err == nil })
 	first.Process.Signal(syscall.SIGKILL)
 	first.Wait()
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), "sensor_restart") {
-			t.Fatalf("a first start reported a restart: %s", lines.Text())
+	for l := range out { // closed at the killed sensor's EOF
+		if strings.Contains(l, "sensor_restart") {
+			t.Fatalf("a first start reported a restart: %s", l)
 		}
 	}
 	died := readRun(t, runFile)
@@ -380,8 +378,8 @@ func TestRestartIsAFinding(t *testing.T) {
 		t.Fatalf("record of the killed run %+v", died)
 	}
 
-	second, lines := runSensor(t, bin, args...)
-	ev := nextRestart(t, lines)
+	second, out := runSensor(t, bin, args...)
+	ev := nextRestart(t, out)
 	r := ev.Health.Restart
 	if r == nil || r.Previous != died.Liveness || !r.LastBeat.Equal(died.LastBeat) || r.Clean || r.Reboot || r.DownMs < 0 ||
 		ev.Seq == 0 || ev.Host != "t3" || ev.Backend == "" || !strings.Contains(ev.Health.Detail, "was killed or crashed") {
@@ -396,8 +394,8 @@ func TestRestartIsAFinding(t *testing.T) {
 		t.Fatalf("record of the stopped run %+v", stopped)
 	}
 
-	_, lines = runSensor(t, bin, args...)
-	ev = nextRestart(t, lines)
+	_, out = runSensor(t, bin, args...)
+	ev = nextRestart(t, out)
 	if r := ev.Health.Restart; r == nil || r.Previous != stopped.Liveness || !r.LastBeat.Equal(stopped.LastBeat) || !r.Clean ||
 		!strings.Contains(ev.Health.Detail, "stopped cleanly") {
 		t.Fatalf("restart finding %+v, want the stopped run %+v", ev.Health, stopped)
@@ -430,7 +428,7 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	sensor, lines := runSensor(t, bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t5",
+	sensor, out := runSensor(t, bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t5",
 		"--embedded-port", strconv.Itoa(port), "--state-dir", state)
 	defer func() { sensor.Process.Signal(syscall.SIGTERM); sensor.Wait() }()
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
@@ -440,7 +438,7 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 		filepath.Join(state, "creds", "hosts", "t5.nk"), filepath.Join(state, "creds"),
 		filepath.Join(state, "spool-t5"), filepath.Join(state, "spool-t5", "seq"), filepath.Join(state, "jetstream"),
 	}
-	out := testenv.AsUser(t, 65534, "intruder", append([]string{url, "t5"}, files...)...)
+	probe := testenv.AsUser(t, 65534, "intruder", append([]string{url, "t5"}, files...)...)
 	var want []string
 	for _, f := range files {
 		if st, err := os.Stat(f); err == nil && st.IsDir() {
@@ -450,23 +448,23 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 		}
 	}
 	want = append(want, "connect: nats: Authorization Violation", "connect with its own nkey: nats: Authorization Violation")
-	if got := strings.TrimSpace(out); got != strings.Join(want, "\n") {
+	if got := strings.TrimSpace(probe); got != strings.Join(want, "\n") {
 		t.Fatalf("the unprivileged user:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 
 	// Still sealed: a mutation in the scope is a finding.
 	target := filepath.Join(img, "after-intruder")
 	pid := touchInScope(t, cg, target)
-	for lines.Scan() {
+	for {
 		var ev event.Event
-		if json.Unmarshal(lines.Bytes(), &ev) == nil && ev.Kind == event.KindFile && ev.Process.PID == uint32(pid) {
+		if json.Unmarshal([]byte(nextLine(t, out, "the finding of the mutation after the intruder (is the host still sealed?)")), &ev) == nil &&
+			ev.Kind == event.KindFile && ev.Process.PID == uint32(pid) {
 			if ev.File.Path != target {
 				t.Fatalf("finding %+v, want %s", ev, target)
 			}
 			return
 		}
 	}
-	t.Fatal("no finding for the mutation after the intruder: the host is not sealed")
 }
 
 // touchInScope touches target from a process in cg and returns its pid.

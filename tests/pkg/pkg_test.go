@@ -230,24 +230,40 @@ func runInstalledSensor(t *testing.T) {
 		t.Fatal(err, string(out))
 	}
 
-	// The finding is printed before the sensor stops; after SIGTERM it exits
-	// 0 and closes stdout, so the lines read are every finding it made.
-	lines := bufio.NewScanner(stdout)
+	// Read, with a bound, up to the mutation's finding; then after SIGTERM the
+	// sensor exits 0 and closes stdout, so the lines read are every record it
+	// made: the seal it applied at start, then the one finding.
+	out := make(chan string, 16)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			out <- sc.Text()
+		}
+	}()
 	var got []event.Event
-	if lines.Scan() {
+	add := func(l string) event.Event {
 		var ev event.Event
-		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
-			t.Fatalf("not a JSON line: %q", lines.Text())
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
 		}
 		got = append(got, ev)
+		return ev
+	}
+	for done := false; !done; {
+		select {
+		case l, ok := <-out:
+			if !ok {
+				t.Fatalf("the installed sensor's output ended before its finding: %+v", got)
+			}
+			done = add(l).Kind == event.KindFile
+		case <-time.After(testenv.WaitBound):
+			t.Fatalf("no finding from the installed sensor within %v: %+v", testenv.WaitBound, got)
+		}
 	}
 	sensor.Process.Signal(syscall.SIGTERM)
-	for lines.Scan() {
-		var ev event.Event
-		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
-			t.Fatalf("not a JSON line: %q", lines.Text())
-		}
-		got = append(got, ev)
+	for l := range out {
+		add(l)
 	}
 	err = sensor.Wait()
 	exited = true
@@ -261,13 +277,17 @@ func runInstalledSensor(t *testing.T) {
 			t.Errorf("log line %q: %v", l, err)
 		}
 	}
-	if len(got) != 1 {
-		t.Fatalf("%d findings, want exactly one: %+v", len(got), got)
+	if len(got) != 2 {
+		t.Fatalf("%d records, want the seal applied and one finding: %+v", len(got), got)
 	}
-	ev := got[0]
+	if ev := got[0]; ev.Host != "pkgtest" || ev.Kind != event.KindSensor || ev.Action != "state_applied" || ev.Seq != 1 ||
+		ev.Health == nil || ev.Health.Applied == nil || ev.Health.Applied.To != event.StateSealed {
+		t.Fatalf("first record %+v, want host pkgtest, sensor state_applied to sealed, seq 1", ev)
+	}
+	ev := got[1]
 	if ev.Host != "pkgtest" || ev.Kind != event.KindFile || ev.Action != "open_write" || ev.File == nil || ev.File.Path != target ||
-		ev.Process.PID != uint32(actor.Process.Pid) || ev.Seq != 1 {
-		t.Fatalf("finding %+v\nwant host pkgtest, file open_write %s by pid %d, seq 1", ev, target, actor.Process.Pid)
+		ev.Process.PID != uint32(actor.Process.Pid) || ev.Seq != 2 {
+		t.Fatalf("finding %+v\nwant host pkgtest, file open_write %s by pid %d, seq 2", ev, target, actor.Process.Pid)
 	}
 }
 
