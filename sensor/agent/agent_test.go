@@ -294,6 +294,10 @@ func TestSpoolOverflowIsAFinding(t *testing.T) {
 	var out strings.Builder
 	p := start(t, "cpo", true, func(c *Config) { c.Out = lockedWriter{&mu, &out} })
 	p.srv.Shutdown()
+	// Mutate only once the publisher knows the server is gone: nothing is
+	// then in flight (a finding sent but not acked is spooled past the
+	// bounds), so every finding after this goes to the two-record spool.
+	testenv.Eventually(t, "the publisher offline", func() bool { return p.pub.Transport() == transport.TransportOffline })
 	for i := 0; i < 5; i++ {
 		p.mutate(t, fmt.Sprint("o", i))
 	}
@@ -303,9 +307,10 @@ func TestSpoolOverflowIsAFinding(t *testing.T) {
 		c := p.pub.Counters()
 		return c.Seq >= 6 && c.Published+c.Spooled+c.SpoolOverflow >= c.Seq
 	})
-	lost := p.pub.Counters().SpoolOverflow
-	if lost < 3 {
-		t.Fatalf("%d findings lost, want at least 3 of 5 into a 2-record spool", lost)
+	c := p.pub.Counters()
+	lost := c.SpoolOverflow
+	if want := c.Seq - c.Published - 2; lost != want || lost < 3 {
+		t.Fatalf("%d findings lost (seq %d, %d published), want exactly %d: at least 3 of 5 into a 2-record spool", lost, c.Seq, c.Published, want)
 	}
 	p.restart(t)
 	var report event.Event
