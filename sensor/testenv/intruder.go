@@ -49,7 +49,11 @@ func runProbe() {
 func AsUser(t testing.TB, uid int, probe string, args ...string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a probe as another user")
+		msg := "needs root to run a probe as another user"
+		if Required() {
+			t.Fatalf("%s (DRIFT_REQUIRE_BPF is set, so this fails instead of skipping)", msg)
+		}
+		t.Skip(msg + "; set DRIFT_REQUIRE_BPF=1 to make this a failure")
 	}
 	dir, err := os.MkdirTemp("", "driftsensor-probe")
 	if err != nil {
