@@ -24,6 +24,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/publish"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
@@ -106,9 +107,9 @@ func TestScrapesAndReferences(t *testing.T) {
 	responder.MustRegister(r.Collectors()...)
 
 	sensor := metrics.NewRegistry("driftsensor")
-	sensor.MustRegister(transport.NewCollector(func() transport.Metrics {
-		return transport.Metrics{Findings: map[event.Kind]uint64{event.KindFile: 2}, Transport: transport.TransportJetStream,
-			State: event.StateSealed, Backend: "tracepoint", Gate: transport.GateOpen}
+	sensor.MustRegister(publish.NewCollector(func() publish.Metrics {
+		return publish.Metrics{Findings: map[event.Kind]uint64{event.KindFile: 2}, Transport: event.TransportJetStream,
+			State: event.StateSealed, Backend: "tracepoint", Gate: publish.GateOpen}
 	}))
 
 	names := map[string]bool{"up": true}

@@ -13,7 +13,7 @@ run $GO test -run '^$' -bench 'Findings|Pipeline' -benchtime 1x ./tests/bench/
 run $GO test -run '^$' -bench Resolve -benchtime 20000x ./sensor/tracepoint/
 run $GO test -run '^$' -bench Decode ./sensor/record/
 run $GO test -run '^$' -bench SealApply -benchtime 1x ./sensor/agent/
-run $GO test -run '^$' -bench Publish -benchtime 20000x ./sensor/transport/
+run $GO test -run '^$' -bench Publish -benchtime 20000x ./sensor/publish/
 run $GO test -run '^$' -bench . -benchtime 1x ./tests/e2e/
 run $GO test -run '^$' -bench Fleet -benchtime 1x ./tests/fleetscale/
 if [ "${VM:-}" = 1 ]; then

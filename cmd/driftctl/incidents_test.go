@@ -120,7 +120,7 @@ func stageNames(in incidents.Incident) []string {
 // incident.
 func TestIncidentsAndApprove(t *testing.T) {
 	url, nc := embedded(t)
-	ctl := control(t, nc)
+	ctl := adminControl(t, nc)
 	audit := watchAudit(t, nc)
 	cord := &cordoner{hosts: map[string]int{}}
 	pol, err := decide.ParsePolicy("p.yaml", []byte("default: cordon\n"))

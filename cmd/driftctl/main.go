@@ -26,6 +26,7 @@ import (
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/incidents"
 	"github.com/driftsensor/driftsensor/internal/version"
 	"github.com/driftsensor/driftsensor/responder/decide"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -227,12 +228,12 @@ func (c *cli) connect() (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
-func (c *cli) control() (*transport.Control, *nats.Conn, error) {
+func (c *cli) control() (*control.Client, *nats.Conn, error) {
 	nc, _, err := c.connect()
 	if err != nil {
 		return nil, nil, err
 	}
-	ctl, err := transport.NewControl(nc, c.g.timeout)
+	ctl, err := control.New(nc, c.g.timeout)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -362,7 +363,7 @@ func stateCmd(to event.State) func(c *cli, args []string) error {
 			fmt.Fprintf(c.stdout, "%s is already %s\n", host, ch.To)
 			return nil
 		}
-		fmt.Fprintf(c.stdout, "%s: %s -> %s (revision %d, by %s; audit record on %s)\n", host, ch.From, ch.To, ch.Revision, who, transport.StateSubject(host))
+		fmt.Fprintf(c.stdout, "%s: %s -> %s (revision %d, by %s; audit record on %s)\n", host, ch.From, ch.To, ch.Revision, who, event.StateSubject(host))
 		return nil
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/cmd/driftctl/internal/fleet"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -68,9 +69,9 @@ func embedded(t *testing.T) (string, *nats.Conn) {
 	return url, nc
 }
 
-func control(t *testing.T, nc *nats.Conn) *transport.Control {
+func adminControl(t *testing.T, nc *nats.Conn) *control.Client {
 	t.Helper()
-	c, err := transport.NewControl(nc, 5*time.Second)
+	c, err := control.New(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestRuntimeErrors(t *testing.T) {
 		t.Errorf("unreachable server: exit %d, %q", code, stderr)
 	}
 	url, nc := embedded(t)
-	control(t, nc)
+	adminControl(t, nc)
 	code, _, stderr = driftctl(t, "--nats", url, "uncordon", "web-1")
 	if code != exitFailure || !strings.Contains(stderr, "not cordoned") {
 		t.Errorf("uncordon of a host that is not cordoned: exit %d, %q", code, stderr)
@@ -219,7 +220,7 @@ func TestCredsSealUnseal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	ctl, err := transport.NewControl(nc, 5*time.Second)
+	ctl, err := control.New(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +248,7 @@ func TestCredsSealUnseal(t *testing.T) {
 
 	// The audit trail: one record per change, in order, naming who asked.
 	js, _ := jetstream.New(nc)
-	cons, err := js.OrderedConsumer(context.Background(), event.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{transport.StateSubject("web-1")}})
+	cons, err := js.OrderedConsumer(context.Background(), event.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{event.StateSubject("web-1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func TestCredsSealUnseal(t *testing.T) {
 	}
 	var trail []string
 	for m := range batch.Messages() {
-		var ch transport.StateChange
+		var ch event.StateChange
 		if err := json.Unmarshal(m.Data(), &ch); err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +280,7 @@ func TestDefaultBy(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	url, nc := embedded(t)
-	ctl := control(t, nc)
+	ctl := adminControl(t, nc)
 	for _, h := range []string{"a", "b", "e"} {
 		if _, err := ctl.SetState(context.Background(), h, event.StateSealed, "test"); err != nil {
 			t.Fatal(err)
@@ -470,7 +471,7 @@ func TestWatchFormats(t *testing.T) {
 // replay returns the findings stored in a time range, in order, filtered.
 func TestReplay(t *testing.T) {
 	url, nc := embedded(t)
-	control(t, nc)
+	adminControl(t, nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
-	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
@@ -192,11 +191,28 @@ func run(args []string) error {
 	if *stdout {
 		out = os.Stdout
 	}
-	d := agent.New(agent.Config{
+	if conn.URL == "" {
+		// Authenticated like a fleet's server: the seeds are root's, in the state directory.
+		emb, err := creds.StartEmbedded(*stateDir, *host, *natsPort)
+		if err != nil {
+			return fmt.Errorf("embedded NATS server: %w (pass --embedded-port 0 for any free port, or --nats URL)", err)
+		}
+		defer emb.Close()
+		conn.URL = emb.URL
+		if conn.CredsFile == "" && conn.NKeySeedFile == "" {
+			conn.NKeySeedFile = emb.HostSeed
+		}
+		log.Info().Str("url", emb.URL).Str("creds", emb.Creds.Dir).Msg("embedded NATS server; driftctl on this host uses " + creds.EmbeddedAdminSeed(*stateDir))
+	}
+	if conn.URL == "off" {
+		conn.URL = ""
+	}
+	d, err := agent.New(ctx, agent.Config{
 		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Format: format, Cordon: cordon, CordonState: cordonState,
 		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
+		NATS: conn, SpoolDir: spoolDir,
 		// Next to the spool and its sequence file: each host's own.
-		LivenessFile: filepath.Join(*stateDir, "spool-"+*host, "liveness.json"),
+		LivenessFile: filepath.Join(spoolDir, "liveness.json"),
 		Ready: func() {
 			if *readyFile != "" {
 				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
@@ -205,37 +221,10 @@ func run(args []string) error {
 			}
 		},
 	})
-	if conn.URL != "off" {
-		if conn.URL == "" {
-			// Authenticated like a fleet's server: the seeds are root's, in the state directory.
-			emb, err := creds.StartEmbedded(*stateDir, *host, *natsPort)
-			if err != nil {
-				return fmt.Errorf("embedded NATS server: %w (pass --embedded-port 0 for any free port, or --nats URL)", err)
-			}
-			defer emb.Close()
-			conn.URL = emb.URL
-			if conn.CredsFile == "" && conn.NKeySeedFile == "" {
-				conn.NKeySeedFile = emb.HostSeed
-			}
-			log.Info().Str("url", emb.URL).Str("creds", emb.Creds.Dir).Msg("embedded NATS server; driftctl on this host uses " + creds.EmbeddedAdminSeed(*stateDir))
-		}
-		sp, damage, err := spool.Open(spoolDir, spool.Options{})
-		if err != nil {
-			return fmt.Errorf("spool in %s: %w", *stateDir, err)
-		}
-		defer sp.Close()
-		for _, d := range damage {
-			log.Error().Str("file", d.File).Int64("offset", d.Offset).Int64("bytes", d.Bytes).Int("records", d.Records).Str("reason", d.Reason).Msg("spool damage: records discarded")
-		}
-		conn.OnCommand, conn.Backend = d.Command, be.Name()
-		pub, err := transport.New(ctx, conn, *host, sp, log)
-		if err != nil {
-			return err
-		}
-		defer pub.Close()
-		d.SetPublisher(pub)
-		pub.ReportSpoolDamage(damage) // each with its exact count, as soon as it can be made durable
+	if err != nil {
+		return err
 	}
+	defer d.Close()
 
 	log.Info().Str("host", *host).Str("backend", be.Name()).Str("why", why).Str("policy", pol.Source).Str("policy_hash", pol.Hash).
 		Bool("seal", *seal || pol.SealOnStart).Strs("scope", scopeDirs).Msg("attached")

@@ -13,14 +13,23 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
+// The audit record is defined in sensor/event, with every other message on
+// the wire; these names are the responder's own for it.
+type (
+	// Record is one entry of the audit trail.
+	Record = event.AuditRecord
+	// Stages are the times an incident went through.
+	Stages = event.AuditStages
+)
+
 // AuditSchema names the version of audit records.
-const AuditSchema = "driftsensor.audit/v1"
+const AuditSchema = event.AuditSchema
 
 // AuditPrefix starts every audit subject: drift.audit.<host>.
 const AuditPrefix = event.AuditRoot
 
 // AuditSubject is where records about host go.
-func AuditSubject(host string) string { return AuditPrefix + "." + host }
+func AuditSubject(host string) string { return event.AuditSubject(host) }
 
 // Audit stages.
 const (
@@ -46,33 +55,6 @@ const (
 	FleetHost     = "_fleet"     // infrastructure incidents
 	ResponderHost = "_responder" // the responder's own connection
 )
-
-// Stages are the times an incident went through; zero means not reached.
-type Stages struct {
-	Sensed   time.Time `json:"sensed,omitzero"`   // the sensor's time of the triggering finding
-	Received time.Time `json:"received,omitzero"` // the responder read it
-	Decided  time.Time `json:"decided,omitzero"`
-	Acted    time.Time `json:"acted,omitzero"`    // the actuator returned
-	Verified time.Time `json:"verified,omitzero"` // the first probe that did not pass was sent
-}
-
-// Record is one entry of the audit trail.
-type Record struct {
-	Schema   string    `json:"schema"`
-	Time     time.Time `json:"time"`
-	Replica  string    `json:"replica"`
-	Host     string    `json:"host"`
-	Incident string    `json:"incident,omitempty"`
-	Stage    string    `json:"stage"`
-	Action   Action    `json:"action,omitempty"`
-	Actuator string    `json:"actuator,omitempty"`
-	Rule     string    `json:"rule,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	DryRun   bool      `json:"dry_run,omitempty"`
-	Events   []string  `json:"events,omitempty"` // ids of the triggering findings
-	Stages   Stages    `json:"stages,omitzero"`
-	Error    string    `json:"error,omitempty"`
-}
 
 // ensureAuditStream creates the audit stream unless it exists (perhaps
 // created by someone else with other limits, which are kept).

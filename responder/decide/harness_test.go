@@ -20,6 +20,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/publish"
 	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -347,13 +348,13 @@ func startResponderOn(t testing.TB, nc *nats.Conn, cfg Config) *Responder {
 }
 
 // realSensor is the sensor's own publisher (transport), spool included.
-func realSensor(t testing.TB, url, host string) *transport.Publisher {
+func realSensor(t testing.TB, url, host string) *publish.Publisher {
 	t.Helper()
 	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := transport.New(context.Background(), transport.Options{URL: url, ReconnectWait: 10 * time.Millisecond}, host, sp, zerolog.Nop())
+	p, err := publish.New(context.Background(), transport.Options{URL: url, ReconnectWait: 10 * time.Millisecond}, host, sp, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +362,7 @@ func realSensor(t testing.TB, url, host string) *transport.Publisher {
 	return p
 }
 
-func publishFinding(t testing.TB, p *transport.Publisher, kind event.Kind, path string) *event.Event {
+func publishFinding(t testing.TB, p *publish.Publisher, kind event.Kind, path string) *event.Event {
 	t.Helper()
 	ev := &event.Event{Kind: kind, Action: "write", Backend: "tracepoint"}
 	switch kind {
@@ -413,7 +414,7 @@ func startBeater(t testing.TB, url, host string, iv time.Duration) *beater {
 func (b *beater) beat() {
 	hb := event.Heartbeat{
 		Schema: event.HeartbeatSchema, Host: b.host, Time: time.Now(), Backend: "tracepoint",
-		IntervalMs: b.iv.Milliseconds(), Transport: transport.TransportJetStream,
+		IntervalMs: b.iv.Milliseconds(), Transport: event.TransportJetStream,
 		Liveness: event.Liveness{BootID: "boot-1", Instance: b.instance, Started: time.Unix(1700000000, 0), KernelCounter: b.counter.Add(1)},
 	}
 	data, _ := json.Marshal(hb)

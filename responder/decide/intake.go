@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
@@ -28,7 +29,7 @@ import (
 func findingSubjects() []string {
 	var out []string
 	for _, subj := range transport.StreamSubjects {
-		if !strings.HasSuffix(subj, "."+transport.StateTok) {
+		if !strings.HasSuffix(subj, "."+event.StateTok) {
 			out = append(out, subj)
 		}
 	}
@@ -79,7 +80,7 @@ func (r *Responder) startIntake(ctx context.Context) error {
 func (r *Responder) consume(ctx context.Context) error {
 	s, err := r.js.Stream(ctx, event.StreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		ctl, cerr := transport.NewControl(r.nc, 5*time.Second)
+		ctl, cerr := control.New(r.nc, 5*time.Second)
 		if cerr == nil {
 			cerr = ctl.Setup(ctx)
 		}

@@ -20,8 +20,9 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
-// Action is what the responder does about an incident, in rising severity.
-type Action string
+// Action is what the responder does about an incident, in rising severity
+// (the audit record's type).
+type Action = event.Action
 
 // Actions.
 const (
@@ -30,7 +31,7 @@ const (
 	ActDestroy Action = "destroy" // cordon, then destroy the host
 )
 
-func (a Action) rank() int {
+func rank(a Action) int {
 	switch a {
 	case ActAlert:
 		return 1
@@ -45,7 +46,7 @@ func (a Action) rank() int {
 // ParseAction reads an action name.
 func ParseAction(s string) (Action, error) {
 	a := Action(s)
-	if a.rank() == 0 {
+	if rank(a) == 0 {
 		return "", fmt.Errorf("unknown action %q (want alert, cordon, destroy)", s)
 	}
 	return a, nil

@@ -180,7 +180,7 @@ func (r *Responder) sweepClaims(ctx context.Context) {
 
 // hold records an action the limiter held; hs.mu is held.
 func (r *Responder) hold(inc *Incident, act Action, why string, st Stages) {
-	if act.rank() > inc.Held.rank() {
+	if rank(act) > rank(inc.Held) {
 		inc.Held = act
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)

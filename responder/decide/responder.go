@@ -15,8 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // Consumer is the durable JetStream consumer replicas share by default: the
@@ -143,7 +143,7 @@ type Responder struct {
 	claims jetstream.KeyValue
 	limit  jetstream.KeyValue
 	states jetstream.KeyValue // host states; nil with NoStateSync
-	ctl    *transport.Control // writes host states
+	ctl    *control.Client    // writes host states
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -243,7 +243,7 @@ func (r *Responder) Start(ctx context.Context) error {
 		return fmt.Errorf("responder: %w", err)
 	}
 	if r.cfg.NoStateSync {
-		ctl, err := transport.NewControl(r.nc, 5*time.Second)
+		ctl, err := control.New(r.nc, 5*time.Second)
 		if err == nil {
 			err = ctl.Setup(ctx) // the findings stream, which the consumer reads
 		}
@@ -459,7 +459,7 @@ func (r *Responder) decide(hs *hostState, host string, d decision) {
 	}
 	// An action about to be skipped as done must belong to an incident
 	// still open: an uncordon closes it, and the drift is new.
-	if act.rank() >= ActCordon.rank() && act.rank() <= inc.Acted.rank() && !r.cfg.DryRun && !r.stillOpen(hs, host) {
+	if rank(act) >= rank(ActCordon) && rank(act) <= rank(inc.Acted) && !r.cfg.DryRun && !r.stillOpen(hs, host) {
 		if inc, err = r.incident(hs, host); err != nil {
 			r.stats.ActionErrors.Add(1)
 			r.audit(Record{Host: host, Stage: StageDecision, Action: act, Events: events, Stages: st, Error: err.Error()})
@@ -467,7 +467,7 @@ func (r *Responder) decide(hs *hostState, host string, d decision) {
 		}
 	}
 	inc.Events = append(inc.Events, events...)
-	if act.rank() > inc.Decided.rank() {
+	if rank(act) > rank(inc.Decided) {
 		inc.Decided, inc.Rule, inc.Reason = act, rule, reason
 	}
 	st.Decided = time.Now()
@@ -501,7 +501,7 @@ func (r *Responder) decide(hs *hostState, host string, d decision) {
 		}
 		return
 	}
-	if act.rank() <= inc.Acted.rank() {
+	if rank(act) <= rank(inc.Acted) {
 		return // already done
 	}
 	if r.cfg.DryRun {
@@ -600,10 +600,10 @@ func (r *Responder) limitNow() int {
 
 // act carries out act (cordon, destroy) on the incident; hs.mu is held.
 func (r *Responder) act(hs *hostState, inc *Incident, act Action, st Stages) {
-	if inc.Acted.rank() < ActCordon.rank() {
+	if rank(inc.Acted) < rank(ActCordon) {
 		r.cordon(inc, st)
 	}
-	if act == ActDestroy && inc.Acted.rank() < ActDestroy.rank() {
+	if act == ActDestroy && rank(inc.Acted) < rank(ActDestroy) {
 		r.destroy(inc, st)
 	}
 }

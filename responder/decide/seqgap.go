@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // A host numbers its findings. A hole in the numbers this responder has read
@@ -163,7 +162,7 @@ func (r *Responder) inStream(stream jetstream.Stream, host string, from uint64, 
 	}
 	found := map[uint64]uint64{}
 	filter := event.SubjectRoot + "." + host + ".*"
-	state := transport.StateSubject(host)
+	state := event.StateSubject(host)
 	next := max(from, 1)
 	for i := 0; i < maxGapScan && len(found) < len(need); i++ {
 		m, err := stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))

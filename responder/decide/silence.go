@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // Silence is judged only when it means something about the host:
@@ -147,7 +146,7 @@ func (r *Responder) onHeartbeat(m *nats.Msg) {
 	hs.spoolLost = max(hs.spoolLost, hb.Counters.SpoolLost)
 	// Findings not in the spool are in the stream (or about to be): the
 	// gap check holds the stream to it.
-	if hb.Transport == transport.TransportJetStream && hb.Seq >= hb.Counters.SpoolDepth {
+	if hb.Transport == event.TransportJetStream && hb.Seq >= hb.Counters.SpoolDepth {
 		hs.seq.claim(hb.Seq-hb.Counters.SpoolDepth, now)
 	}
 	r.mu.Unlock()

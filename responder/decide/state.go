@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // The control plane keeps each host's state (event.StateBucket). The
@@ -27,7 +27,7 @@ func (r *Responder) stateBy() string { return "driftresponder/" + r.cfg.Replica 
 // until the responder closes. It returns once the bucket's current content
 // has been read.
 func (r *Responder) startStateSync(ctx context.Context) error {
-	ctl, err := transport.NewControl(r.nc, 5*time.Second)
+	ctl, err := control.New(r.nc, 5*time.Second)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func stateOf(e jetstream.KeyValueEntry) (event.State, error) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return event.StateMutable, nil
 	}
-	return transport.ParseState(string(e.Value()))
+	return event.ParseState(string(e.Value()))
 }
 
 func held(st event.State) bool { return st == event.StateCordoned || st == event.StateDestroyed }
@@ -218,9 +218,9 @@ func (r *Responder) changedBy(host string, revision uint64) string {
 		return ""
 	}
 	for i := 0; i < 10; i++ {
-		m, err := s.GetLastMsgForSubject(ctx, transport.StateSubject(host))
+		m, err := s.GetLastMsgForSubject(ctx, event.StateSubject(host))
 		if err == nil {
-			var ch transport.StateChange
+			var ch event.StateChange
 			if json.Unmarshal(m.Data, &ch) == nil && ch.Revision >= revision {
 				if ch.Revision == revision {
 					return ch.By

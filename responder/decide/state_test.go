@@ -10,13 +10,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
-func newControl(t testing.TB, nc *nats.Conn) *transport.Control {
+func newControl(t testing.TB, nc *nats.Conn) *control.Client {
 	t.Helper()
-	c, err := transport.NewControl(nc, 5*time.Second)
+	c, err := control.New(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,14 +26,14 @@ func newControl(t testing.TB, nc *nats.Conn) *transport.Control {
 	return c
 }
 
-func setState(t testing.TB, c *transport.Control, host string, st event.State, by string) {
+func setState(t testing.TB, c *control.Client, host string, st event.State, by string) {
 	t.Helper()
 	if _, err := c.SetState(context.Background(), host, st, by); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func stateOfHost(t testing.TB, c *transport.Control, host string) event.State {
+func stateOfHost(t testing.TB, c *control.Client, host string) event.State {
 	t.Helper()
 	st, _, err := c.State(context.Background(), host)
 	if err != nil {
@@ -43,18 +43,18 @@ func stateOfHost(t testing.TB, c *transport.Control, host string) event.State {
 }
 
 // lastStateChange is the newest state change record of host in the findings stream.
-func lastStateChange(t testing.TB, nc *nats.Conn, host string) transport.StateChange {
+func lastStateChange(t testing.TB, nc *nats.Conn, host string) event.StateChange {
 	t.Helper()
 	js, _ := jetstream.New(nc)
 	s, err := js.Stream(context.Background(), event.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.GetLastMsgForSubject(context.Background(), transport.StateSubject(host))
+	m, err := s.GetLastMsgForSubject(context.Background(), event.StateSubject(host))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ch transport.StateChange
+	var ch event.StateChange
 	if err := json.Unmarshal(m.Data, &ch); err != nil {
 		t.Fatal(err)
 	}

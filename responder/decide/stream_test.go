@@ -11,7 +11,6 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // hostSeq reads the responder's view of a host's sequence.
@@ -105,7 +104,7 @@ func TestGapOnlyWhenTheStreamLacksIt(t *testing.T) {
 	// are missing. A spool still holding 2 would explain them: no alarm.
 	put(6)
 	eventually(t, "6 read", func() bool { c, _ := hostSeq(r, "h1"); return c == 6 })
-	hb := event.Heartbeat{Schema: event.HeartbeatSchema, Host: "h1", Seq: 8, Time: time.Now(), Transport: transport.TransportJetStream,
+	hb := event.Heartbeat{Schema: event.HeartbeatSchema, Host: "h1", Seq: 8, Time: time.Now(), Transport: event.TransportJetStream,
 		Counters: event.Counters{SpoolDepth: 2}}
 	s := newSensor(t, nc, "h1")
 	s.publish(event.HeartbeatSubject("h1"), hb)
@@ -140,7 +139,7 @@ func TestSpooledFindingsReachTheResponder(t *testing.T) {
 	eventually(t, "the first finding acked", func() bool { return r.Stats().Acked.Load() == 1 })
 
 	ts.stop()
-	eventually(t, "the sensor offline", func() bool { return p.Transport() == transport.TransportOffline })
+	eventually(t, "the sensor offline", func() bool { return p.Transport() == event.TransportOffline })
 	var spooled []string
 	for i := 0; i < 3; i++ {
 		spooled = append(spooled, publishFinding(t, p, event.KindFile, fmt.Sprintf("/etc/spooled-%d", i)).ID)

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/internal/metrics"
@@ -21,6 +20,8 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/publish"
+	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
@@ -29,13 +30,19 @@ type Config struct {
 	Host       string
 	Policy     *policy.Policy
 	Backend    backend.Backend
-	BackendWhy string               // why this backend and not the other
-	Publisher  *transport.Publisher // nil: findings go to Out only
-	Out        io.Writer            // JSON lines of findings; nil: none
-	Format     event.Format         // of the lines on Out: json (default) or ocsf
-	Seal       bool                 // seal at start (an image that boots sealed)
-	Heartbeat  time.Duration        // default 1s
-	Metrics    string               // listen address for Prometheus metrics; "" = off
+	BackendWhy string // why this backend and not the other
+	// NATS says where findings, heartbeats and the host's state go; with no
+	// URL findings go to Out only. New sets OnCommand and Backend itself.
+	NATS transport.Options
+	// SpoolDir holds the spool, where findings wait while the server is
+	// unreachable, and the sequence file; required with NATS.
+	SpoolDir  string
+	Spool     spool.Options
+	Out       io.Writer     // JSON lines of findings; nil: none
+	Format    event.Format  // of the lines on Out: json (default) or ocsf
+	Seal      bool          // seal at start (an image that boots sealed)
+	Heartbeat time.Duration // default 1s
+	Metrics   string        // listen address for Prometheus metrics; "" = off
 	// Cordon sets or clears the host's cordon gate; nil when no gate is attached.
 	Cordon func(on bool) error
 	// CordonState reads the gate's flag (the reflex may set it in the kernel); nil when no gate is attached.
@@ -54,12 +61,15 @@ type Config struct {
 type Daemon struct {
 	cfg     Config
 	sensor  *sensor.Sensor
+	pub     *publish.Publisher // nil without NATS
+	spool   *spool.Spool       // the publisher's
+	local   *publish.Numberer  // numbers findings without NATS
 	queue   chan *event.Event
 	state   atomic.Value // event.State
-	seq     uint64       // local numbering when there is no publisher
 	start   time.Time
-	ids     *nuid.NUID
 	outMu   sync.Mutex
+	outBuf  []byte         // a line being written; guarded by outMu
+	lines   [][]byte       // reused by send without NATS
 	live    event.Liveness // this run: boot, instance, start
 	beatErr bool           // the last liveness record failed (logged once)
 	qMu     sync.Mutex     // guards queue sends from outside the sensor against its close
@@ -72,26 +82,72 @@ type Daemon struct {
 // dropped silently in user space.
 const queueLen = 1 << 16
 
-// Run runs a daemon for cfg until ctx ends.
-func Run(ctx context.Context, cfg Config) error { return New(cfg).Run(ctx) }
+// Run assembles a daemon for cfg, runs it until ctx ends and closes it.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Run(ctx)
+}
 
-// New prepares a daemon; Run starts it. Commands may arrive (Command) before Run.
-func New(cfg Config) *Daemon {
+// New assembles a host daemon: the sensor on cfg.Backend and, with a NATS
+// URL, the spool in cfg.SpoolDir and the publisher, which hands the daemon
+// the host's ctl commands. Spool damage found on opening is logged and
+// reported as findings with its exact count. ctx bounds the connection's
+// setup; a server that is down is not an error (findings spool). Run starts
+// the daemon; Close releases what New opened.
+func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
-	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now(), ids: nuid.New()}
+	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now()}
 	d.live = newLiveness(d.start)
 	d.sensor = sensor.New(sensor.Config{
 		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log,
 		Emit: func(ev *event.Event) { d.queue <- ev },
 	})
-	return d
+	if cfg.NATS.URL == "" {
+		d.local = publish.NewNumberer(cfg.Host)
+		return d, nil
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("agent: NATS needs a spool directory (Config.SpoolDir)")
+	}
+	sp, damage, err := spool.Open(cfg.SpoolDir, cfg.Spool)
+	if err != nil {
+		return nil, fmt.Errorf("spool in %s: %w", cfg.SpoolDir, err)
+	}
+	for _, dm := range damage {
+		cfg.Log.Error().Str("file", dm.File).Int64("offset", dm.Offset).Int64("bytes", dm.Bytes).Int("records", dm.Records).Str("reason", dm.Reason).Msg("spool damage: records discarded")
+	}
+	conn := cfg.NATS
+	conn.OnCommand, conn.Backend = d.Command, cfg.Backend.Name()
+	pub, err := publish.New(ctx, conn, cfg.Host, sp, cfg.Log)
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	pub.ReportSpoolDamage(damage) // each with its exact count, as soon as it can be made durable
+	d.pub, d.spool = pub, sp
+	return d, nil
 }
 
-// SetPublisher sets the publisher when it had to be made after New (it
-// needs the daemon's command handler).
-func (d *Daemon) SetPublisher(p *transport.Publisher) { d.cfg.Publisher = p }
+// Publisher is the daemon's publisher; nil without NATS.
+func (d *Daemon) Publisher() *publish.Publisher { return d.pub }
+
+// Close stops the publisher and closes the spool; call it after Run returns.
+func (d *Daemon) Close() error {
+	if d.pub == nil {
+		return nil
+	}
+	err := d.pub.Close()
+	if cerr := d.spool.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Run runs until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -103,9 +159,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.apply(initial, 0, by); err != nil {
 		return err
 	}
-	if p := cfg.Publisher; p != nil {
+	if p := d.pub; p != nil {
 		p.SetBackend(cfg.Backend.Name()) // for the loss reports it makes itself
-		p.OnLoss(func(ev *event.Event) { d.print([]*event.Event{ev}) })
+		p.OnLoss(func(ev *event.Event, data []byte) { d.print([]*event.Event{ev}, [][]byte{data}) })
 		if err := p.WatchState(ctx, d.onState); err != nil {
 			cfg.Log.Warn().Err(err).Msg("no control plane to watch: the host state stays as set at start")
 		}
@@ -146,7 +202,7 @@ func (d *Daemon) onState(st event.State) {
 		return
 	}
 	var rev uint64
-	if p := d.cfg.Publisher; p != nil {
+	if p := d.pub; p != nil {
 		rev = p.StateRevision()
 	}
 	if err := d.apply(st, rev, ""); err != nil {
@@ -189,10 +245,10 @@ func (d *Daemon) apply(st event.State, rev uint64, by string) error {
 	return nil
 }
 
-// Command handles a ctl command (transport.Options.OnCommand). The responder
+// Command handles a ctl command (the publisher passes them on). The responder
 // cordons through it; every other state change goes through the control
 // plane's state bucket, where it is audited and a host cannot make it itself.
-func (d *Daemon) Command(c transport.Command) error {
+func (d *Daemon) Command(c event.CtlCommand) error {
 	switch c.Cmd {
 	case "cordon":
 		if d.cfg.Cordon == nil {
@@ -232,34 +288,51 @@ func (d *Daemon) forward(ctx context.Context) {
 }
 
 func (d *Daemon) send(batch []*event.Event) {
-	if p := d.cfg.Publisher; p != nil {
-		// PublishBatch numbers the events (seq, id) and either has them acked
-		// or spools them; an error means some could not even be spooled, and
-		// the publisher has counted them as spool overflow.
-		if err := p.PublishBatch(batch); err != nil {
+	// The publisher (or, without NATS, the local numberer) numbers each
+	// finding and encodes it once; stdout prints that encoding.
+	var lines [][]byte
+	if p := d.pub; p != nil {
+		// PublishBatch either has the findings acked or spools them; an
+		// error means some could not even be spooled, and the publisher has
+		// counted them as spool overflow (and reports them).
+		var err error
+		if lines, err = p.PublishBatch(batch); err != nil {
 			d.cfg.Log.Error().Err(err).Int("findings", len(batch)).Msg("publish")
 		}
 	} else {
+		lines = d.lines[:0]
 		for _, ev := range batch {
-			d.seq++
-			ev.Seq = d.seq
-			ev.ID = d.ids.Next()
+			data, err := d.local.Number(ev)
+			if err != nil {
+				d.cfg.Log.Error().Err(err).Msg("finding")
+			}
+			lines = append(lines, data)
 		}
+		d.lines = lines
 	}
-	d.print(batch)
+	d.print(batch, lines)
 }
 
-// print writes findings on Out.
-func (d *Daemon) print(batch []*event.Event) {
+// print writes findings on Out: lines[i] is evs[i] in JSON, already encoded
+// (nil when it could not be).
+func (d *Daemon) print(evs []*event.Event, lines [][]byte) {
 	if d.cfg.Out == nil {
 		return
 	}
 	d.outMu.Lock()
 	defer d.outMu.Unlock()
-	for _, ev := range batch {
-		line, err := d.cfg.Format.Marshal(ev)
+	for i, ev := range evs {
+		line := lines[i]
+		var err error
+		if d.cfg.Format != "" && d.cfg.Format != event.FormatJSON {
+			line, err = d.cfg.Format.Marshal(ev)
+		}
+		if err == nil && line == nil {
+			err = errors.New("not encoded")
+		}
 		if err == nil {
-			_, err = d.cfg.Out.Write(append(line, '\n'))
+			d.outBuf = append(append(d.outBuf[:0], line...), '\n')
+			_, err = d.cfg.Out.Write(d.outBuf)
 		}
 		if err != nil {
 			d.cfg.Log.Error().Err(err).Str("format", d.cfg.Format.String()).Msg("write finding")
@@ -293,7 +366,7 @@ func (d *Daemon) heartbeat() event.Heartbeat {
 
 func (d *Daemon) serveMetrics(ctx context.Context) error {
 	reg := metrics.NewRegistry("driftsensor")
-	reg.MustRegister(transport.NewCollector(d.metrics))
+	reg.MustRegister(publish.NewCollector(d.metrics))
 	addr, err := metrics.Serve(ctx, "--metrics-addr", d.cfg.Metrics, reg)
 	if err != nil {
 		return err
@@ -303,10 +376,10 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 }
 
 // metrics is the snapshot a scrape reads.
-func (d *Daemon) metrics() transport.Metrics {
-	var m transport.Metrics
-	m.Transport = transport.TransportOffline
-	if p := d.cfg.Publisher; p != nil {
+func (d *Daemon) metrics() publish.Metrics {
+	var m publish.Metrics
+	m.Transport = event.TransportOffline
+	if p := d.pub; p != nil {
 		m = p.Metrics()
 		m.Transport = p.Transport()
 	}
@@ -316,15 +389,15 @@ func (d *Daemon) metrics() transport.Metrics {
 	m.RingFill = d.cfg.Backend.RingFill()
 	m.State, _ = d.state.Load().(event.State)
 	m.Backend = d.cfg.Backend.Name()
-	m.Gate = transport.GateNone
+	m.Gate = publish.GateNone
 	if d.cfg.CordonState != nil {
 		switch closed, err := d.cfg.CordonState(); {
 		case err != nil:
-			m.Gate = transport.GateUnknown
+			m.Gate = publish.GateUnknown
 		case closed:
-			m.Gate = transport.GateClosed
+			m.Gate = publish.GateClosed
 		default:
-			m.Gate = transport.GateOpen
+			m.Gate = publish.GateOpen
 		}
 	}
 	return m

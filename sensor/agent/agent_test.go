@@ -20,8 +20,10 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/publish"
 	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
@@ -31,12 +33,12 @@ import (
 
 type pipeline struct {
 	srv    interface{ Shutdown() }
-	pub    *transport.Publisher
+	pub    *publish.Publisher
 	store  string // the embedded server's JetStream store and port, for a restart
 	port   int
 	cg     *testenv.Cgroup
 	img    string
-	ctl    *transport.Control
+	ctl    *control.Client
 	nc     *nats.Conn
 	states chan event.State
 	host   string
@@ -70,37 +72,31 @@ func start(t testing.TB, host string, seal bool, tweak ...func(*Config)) *pipeli
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		t.Fatal(err)
 	}
-	sp, _, err := spool.Open(t.TempDir(), spoolOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	var d *Daemon
-	pub, err := transport.New(ctx, transport.Options{URL: url, ReconnectWait: 20 * time.Millisecond, OnCommand: func(c transport.Command) error { return d.Command(c) }}, host, sp, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.pub = pub
 	if p.nc, err = nats.Connect(url); err != nil {
 		t.Fatal(err)
 	}
-	if p.ctl, err = transport.NewControl(p.nc, 2*time.Second); err != nil {
+	if p.ctl, err = control.New(p.nc, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
 	done := make(chan struct{})
-	cfg := Config{Host: host, Policy: pol, Backend: be, Publisher: pub, Seal: seal, Heartbeat: 100 * time.Millisecond,
+	cfg := Config{Host: host, Policy: pol, Backend: be, Seal: seal, Heartbeat: 100 * time.Millisecond,
+		NATS: transport.Options{URL: url, ReconnectWait: 20 * time.Millisecond}, SpoolDir: t.TempDir(), Spool: spoolOptions,
 		Log: zerolog.Nop(), OnState: func(s event.State) { p.states <- s }, Ready: func() { close(ready) }}
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	d = New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.pub = d.Publisher()
 	go func() {
 		d.Run(ctx)
 		close(done)
 	}()
-	t.Cleanup(func() { cancel(); <-done; pub.Close(); p.nc.Close() })
+	t.Cleanup(func() { cancel(); <-done; d.Close(); p.nc.Close() })
 	<-ready
 	return p
 }
@@ -223,10 +219,10 @@ func TestCtlRefusesStateChanges(t *testing.T) {
 	p := start(t, "cpr", true)
 	ctx := context.Background()
 	for cmd, want := range map[string]string{
-		transport.CmdSeal:     "seal: only through the control plane (driftctl seal), which audits it",
-		transport.CmdUnseal:   "unseal: only through the control plane (driftctl unseal), which audits it",
-		transport.CmdUncordon: "uncordon: only through the control plane (driftctl uncordon), which audits it",
-		transport.CmdCordon:   "no cordon gate on this host (start driftsensor with --gate)",
+		event.CmdSeal:     "seal: only through the control plane (driftctl seal), which audits it",
+		event.CmdUnseal:   "unseal: only through the control plane (driftctl unseal), which audits it",
+		event.CmdUncordon: "uncordon: only through the control plane (driftctl uncordon), which audits it",
+		event.CmdCordon:   "no cordon gate on this host (start driftsensor with --gate)",
 	} {
 		r, err := p.ctl.Command(ctx, p.host, cmd)
 		if err != nil {
@@ -236,7 +232,7 @@ func TestCtlRefusesStateChanges(t *testing.T) {
 			t.Errorf("ctl %s: reply %+v, want a refusal saying %q", cmd, r, want)
 		}
 	}
-	if r, err := p.ctl.Command(ctx, p.host, transport.CmdPing); err != nil || !r.OK {
+	if r, err := p.ctl.Command(ctx, p.host, event.CmdPing); err != nil || !r.OK {
 		t.Fatalf("ctl ping after the refusals: %+v %v", r, err)
 	}
 	// Still sealed: a mutation is drift.
@@ -297,7 +293,7 @@ func TestSpoolOverflowIsAFinding(t *testing.T) {
 	// Mutate only once the publisher knows the server is gone: nothing is
 	// then in flight (a finding sent but not acked is spooled past the
 	// bounds), so every finding after this goes to the two-record spool.
-	testenv.Eventually(t, "the publisher offline", func() bool { return p.pub.Transport() == transport.TransportOffline })
+	testenv.Eventually(t, "the publisher offline", func() bool { return p.pub.Transport() == event.TransportOffline })
 	for i := 0; i < 5; i++ {
 		p.mutate(t, fmt.Sprint("o", i))
 	}
@@ -320,7 +316,7 @@ func TestSpoolOverflowIsAFinding(t *testing.T) {
 		mu.Unlock()
 		for _, line := range strings.Split(got, "\n") {
 			var ev event.Event
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == transport.ActionSpoolOverflow {
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == publish.ActionSpoolOverflow {
 				report = ev
 				return true
 			}

@@ -18,7 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/publish"
 	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -135,10 +137,10 @@ func (f *fleet) conn(t *testing.T, user string) (*nats.Conn, <-chan error) {
 	return nc, errs
 }
 
-func (f *fleet) control(t *testing.T) *transport.Control {
+func (f *fleet) control(t *testing.T) *control.Client {
 	t.Helper()
 	nc, _ := f.conn(t, "admin")
-	c, err := transport.NewControl(nc, 5*time.Second)
+	c, err := control.New(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +307,7 @@ func TestHostPublisherEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	p, err := transport.New(context.Background(), transport.Options{URL: f.url, NKeySeedFile: f.seed(t, "a"), AckTimeout: 2 * time.Second, ReconnectWait: 20 * time.Millisecond}, "a", sp, log)
+	p, err := publish.New(context.Background(), transport.Options{URL: f.url, NKeySeedFile: f.seed(t, "a"), AckTimeout: 2 * time.Second, ReconnectWait: 20 * time.Millisecond}, "a", sp, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +329,7 @@ func TestHostPublisherEndToEnd(t *testing.T) {
 			t.Fatalf("publish %s: %v", k, err)
 		}
 	}
-	if c := p.Counters(); c.Published != 4 || c.Spooled != 0 || c.Transport != transport.TransportJetStream {
+	if c := p.Counters(); c.Published != 4 || c.Spooled != 0 || c.Transport != event.TransportJetStream {
 		t.Fatalf("publisher counters %+v: want 4 published straight into the stream", c)
 	}
 	msg, err := hbs.NextMsg(guard)
@@ -335,7 +337,7 @@ func TestHostPublisherEndToEnd(t *testing.T) {
 		t.Fatalf("no heartbeat: %v", err)
 	}
 	var hb event.Heartbeat
-	if err := json.Unmarshal(msg.Data, &hb); err != nil || hb.Host != "a" || hb.Transport != transport.TransportJetStream {
+	if err := json.Unmarshal(msg.Data, &hb); err != nil || hb.Host != "a" || hb.Transport != event.TransportJetStream {
 		t.Fatalf("heartbeat %s: %v", msg.Data, err)
 	}
 
@@ -343,7 +345,7 @@ func TestHostPublisherEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, states, event.StateSealed)
-	if r, err := ctl.Command(context.Background(), "a", transport.CmdPing); err != nil || !r.OK {
+	if r, err := ctl.Command(context.Background(), "a", event.CmdPing); err != nil || !r.OK {
 		t.Fatalf("ping a: %+v %v", r, err)
 	}
 
@@ -493,10 +495,10 @@ func TestHostCannotUnsealItself(t *testing.T) {
 	}
 	cancelShort()
 	expectViolation(t, errs, "$KV."+event.StateBucket+".b")
-	if err := a.Publish(transport.StateSubject("a"), []byte(`{"schema":"driftsensor.state/v1","host":"a","from":"sealed","to":"mutable","by":"root"}`)); err != nil {
+	if err := a.Publish(event.StateSubject("a"), []byte(`{"schema":"driftsensor.state/v1","host":"a","from":"sealed","to":"mutable","by":"root"}`)); err != nil {
 		t.Fatal(err)
 	}
-	expectViolation(t, errs, transport.StateSubject("a"))
+	expectViolation(t, errs, event.StateSubject("a"))
 	// A watch on another host's key is refused too.
 	short, cancelShort = context.WithTimeout(ctx, 500*time.Millisecond)
 	if _, err := kv.Watch(short, "b"); err == nil {
@@ -524,11 +526,11 @@ func TestHostCannotUnsealItself(t *testing.T) {
 	if n := s.CachedInfo().State.Msgs; n != 2 {
 		t.Fatalf("stream holds %d messages, want the 2 audit records of the admin's changes", n)
 	}
-	m, err := s.GetLastMsgForSubject(ctx, transport.StateSubject("a"))
+	m, err := s.GetLastMsgForSubject(ctx, event.StateSubject("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec transport.StateChange
+	var rec event.StateChange
 	if err := json.Unmarshal(m.Data, &rec); err != nil || rec.By != "alice" || rec.To != event.StateMutable {
 		t.Fatalf("audit record %s: %v", m.Data, err)
 	}
@@ -618,7 +620,7 @@ func TestResponderPermissions(t *testing.T) {
 	if _, err := sub.NextMsg(guard); err != nil {
 		t.Fatalf("the responder did not get a's finding: %v", err)
 	}
-	ctl, err := transport.NewControl(r, 2*time.Second)
+	ctl, err := control.New(r, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

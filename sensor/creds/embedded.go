@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
@@ -109,8 +110,8 @@ func StartEmbedded(stateDir, host string, port int) (*Embedded, error) {
 	admin, _ := res.User("admin")
 	nc, err := transport.Connect(transport.Options{URL: url, NKeySeedFile: admin.SeedFile, Name: "driftsensor-setup"})
 	if err == nil {
-		var ctl *transport.Control
-		if ctl, err = transport.NewControl(nc, 5*time.Second); err == nil {
+		var ctl *control.Client
+		if ctl, err = control.New(nc, 5*time.Second); err == nil {
 			err = ctl.Setup(context.Background())
 		}
 		nc.Close()

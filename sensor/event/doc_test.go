@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // jsonBlock is one ```json block of README.md.
@@ -135,22 +134,32 @@ func TestREADMEExamples(t *testing.T) {
 			if err := event.ValidHost(hb.Host); err != nil || hb.Time.IsZero() || hb.Backend == "" {
 				t.Errorf("%s: heartbeat host %q time %v backend %q: %v", where, hb.Host, hb.Time, hb.Backend, err)
 			}
-			if _, err := transport.ParseState(string(hb.State)); err != nil {
+			if _, err := event.ParseState(string(hb.State)); err != nil {
 				t.Errorf("%s: %v", where, err)
 			}
 			sameJSON(t, where, b.data, &hb)
-		case head.Schema == transport.StateChangeSchema:
-			var ch transport.StateChange
+		case head.Schema == event.StateChangeSchema:
+			var ch event.StateChange
 			if err := strictDecode(b.data, &ch); err != nil {
 				t.Errorf("%s: state change: %v", where, err)
 				continue
 			}
 			for _, s := range []event.State{ch.From, ch.To} {
-				if _, err := transport.ParseState(string(s)); err != nil {
+				if _, err := event.ParseState(string(s)); err != nil {
 					t.Errorf("%s: %v", where, err)
 				}
 			}
 			sameJSON(t, where, b.data, &ch)
+		case head.Schema == event.AuditSchema:
+			var r event.AuditRecord
+			if err := strictDecode(b.data, &r); err != nil {
+				t.Errorf("%s: audit record: %v", where, err)
+				continue
+			}
+			if err := event.ValidHost(r.Host); err != nil || r.Time.IsZero() || r.Stage == "" || r.Replica == "" {
+				t.Errorf("%s: audit record host %q time %v stage %q replica %q: %v", where, r.Host, r.Time, r.Stage, r.Replica, err)
+			}
+			sameJSON(t, where, b.data, &r)
 		case head.Schema == event.CtlSchema && head.Cmd != nil:
 			if _, err := event.DecodeCtlCommand(bytes.TrimSpace(b.data)); err != nil {
 				t.Errorf("%s: the sensor would reject this command: %v", where, err)
@@ -176,7 +185,7 @@ func TestREADMEExamples(t *testing.T) {
 			t.Errorf("README.md has no example of a %s finding", k)
 		}
 	}
-	for _, s := range []string{event.HeartbeatSchema, transport.StateChangeSchema, event.CtlSchema} {
+	for _, s := range []string{event.HeartbeatSchema, event.StateChangeSchema, event.AuditSchema, event.CtlSchema} {
 		if !seen[s] {
 			t.Errorf("README.md has no %s example", s)
 		}

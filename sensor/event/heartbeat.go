@@ -62,3 +62,13 @@ type Counters struct {
 	SpoolLost   uint64  `json:"spool_lost"`   // findings dropped because the spool was full
 	Rejected    uint64  `json:"rejected"`     // malformed or unauthorised control messages
 }
+
+// Transport modes, as heartbeats report them.
+const (
+	TransportJetStream = "jetstream" // findings kept in the stream, acknowledged
+	TransportCore      = "core"      // the server has no JetStream: flushed, not kept
+	TransportOffline   = "offline"   // not connected (or not yet probed): findings spool
+	// TransportUnauthorized: the server refused the credentials, or the
+	// JetStream calls they need; findings spool and the login is retried.
+	TransportUnauthorized = "unauthorized"
+)

@@ -12,7 +12,7 @@ import (
 // one machine runs the whole pipeline; tests use it as the real thing.
 // Stop it with Shutdown and WaitForShutdown.
 func StartEmbedded(dir string) (*server.Server, string, error) {
-	return startServer(dir, server.RANDOM_PORT, true)
+	return StartLoopback(dir, server.RANDOM_PORT, true)
 }
 
 // StartEmbeddedOn is StartEmbedded on a chosen loopback port (0: any), so
@@ -21,12 +21,12 @@ func StartEmbeddedOn(dir string, port int) (*server.Server, string, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	return startServer(dir, port, true)
+	return StartLoopback(dir, port, true)
 }
 
 // startServer starts a loopback server on port (server.RANDOM_PORT for any),
 // with JetStream in dir when js is set.
-func startServer(dir string, port int, js bool) (*server.Server, string, error) {
+func StartLoopback(dir string, port int, js bool) (*server.Server, string, error) {
 	opts := &server.Options{
 		ServerName: "driftsensor-embedded",
 		Host:       "127.0.0.1",

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/driftsensor/driftsensor/sensor/event"
 )
 
 // Options say how to reach an existing NATS server or cluster and how to log
@@ -34,7 +36,7 @@ type Options struct {
 
 	// OnCommand handles a decoded ctl command other than ping. A non-nil error
 	// rejects the command: it is logged, counted and sent back to the caller.
-	OnCommand func(Command) error
+	OnCommand func(event.CtlCommand) error
 }
 
 // RegisterFlags registers the connection flags every driftsensor command
@@ -49,7 +51,8 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet, urlDefault, urlHelp string) {
 	fs.StringVar(&o.KeyFile, "tls-key", "", "PEM client key for mutual TLS (with --tls-cert)")
 }
 
-func (o *Options) defaults() {
+// SetDefaults fills the timeouts left zero.
+func (o *Options) SetDefaults() {
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = 2 * time.Second
 	}
@@ -58,8 +61,8 @@ func (o *Options) defaults() {
 	}
 }
 
-// natsOptions turns the security options into nats.go options.
-func (o Options) natsOptions() ([]nats.Option, error) {
+// NATSOptions turns the name, inbox and security options into nats.go options.
+func (o Options) NATSOptions() ([]nats.Option, error) {
 	var opts []nats.Option
 	if o.Name != "" {
 		opts = append(opts, nats.Name(o.Name))
@@ -102,8 +105,8 @@ func IsAuthError(err error) bool {
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
 }
 
-// credential says which credential a connection presents, for error messages.
-func (o Options) credential() string {
+// Credential says which credential a connection presents, for error messages.
+func (o Options) Credential() string {
 	switch {
 	case o.CredsFile != "":
 		return "--nats-creds " + o.CredsFile
@@ -115,17 +118,17 @@ func (o Options) credential() string {
 	return "none given: pass --nats-nkey or --nats-creds"
 }
 
-// connectError explains a failed first connection; a refused credential
+// ConnectError explains a failed first connection; a refused credential
 // wraps ErrUnauthorized so commands exit with status 2.
-func (o Options) connectError(err error) error {
+func (o Options) ConnectError(err error) error {
 	if IsAuthError(err) {
-		return fmt.Errorf("nats %s: %w (%s): the server says %q; check that this credential is in the server's configuration (driftctl creds) and that it is this host's", redactURLs(o.URL), ErrUnauthorized, o.credential(), err.Error())
+		return fmt.Errorf("nats %s: %w (%s): the server says %q; check that this credential is in the server's configuration (driftctl creds) and that it is this host's", RedactURLs(o.URL), ErrUnauthorized, o.Credential(), err.Error())
 	}
-	return fmt.Errorf("nats connect %s: %w", redactURLs(o.URL), err)
+	return fmt.Errorf("nats connect %s: %w", RedactURLs(o.URL), err)
 }
 
-// redactURLs hides passwords in a URL list.
-func redactURLs(list string) string {
+// RedactURLs hides passwords in a URL list.
+func RedactURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
 		if at := strings.LastIndex(p, "@"); at >= 0 {
@@ -138,17 +141,17 @@ func redactURLs(list string) string {
 }
 
 // Connect dials the server once and fails fast: for driftctl and tools. The
-// sensor's Publisher keeps its own connection that never gives up. A refused
+// sensor's publisher (sensor/publish) keeps its own connection that never gives up. A refused
 // credential is an error wrapping ErrUnauthorized.
 func Connect(o Options, extra ...nats.Option) (*nats.Conn, error) {
-	o.defaults()
+	o.SetDefaults()
 	if o.URL == "" {
 		return nil, fmt.Errorf("nats: no server URL (--nats)")
 	}
 	if o.Name == "" {
 		o.Name = "driftctl"
 	}
-	opts, err := o.natsOptions()
+	opts, err := o.NATSOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +159,11 @@ func Connect(o Options, extra ...nats.Option) (*nats.Conn, error) {
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, o.connectError(err)
+		return nil, o.ConnectError(err)
 	}
 	return nc, nil
 }
+
+// InboxPrefix is where a host's publisher receives replies (acks, API
+// answers, its state watch); per-host credentials grant it only these.
+func InboxPrefix(host string) string { return "_INBOX_" + host }

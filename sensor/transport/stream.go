@@ -20,7 +20,7 @@ var StreamSubjects = []string{
 	event.SubjectRoot + ".*." + string(event.KindExec),
 	event.SubjectRoot + ".*." + string(event.KindNet),
 	event.SubjectRoot + ".*." + string(event.KindSensor),
-	event.SubjectRoot + ".*." + StateTok,
+	event.SubjectRoot + ".*." + event.StateTok,
 }
 
 // DedupWindow is how long the findings stream remembers a Nats-Msg-Id, so a
@@ -136,71 +136,13 @@ func StateBucketConfig(s Settings) jetstream.KeyValueConfig {
 	}
 }
 
-// Init creates the findings stream, the audit stream and the state bucket
-// with s, or updates them to s when they exist (replicas, limits, dedup
-// window), so that running it again after a change of flags applies them.
-// It says what it did, one line per object.
-func (c *Control) Init(ctx context.Context, s Settings) ([]string, error) {
-	if err := s.Check(); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 4*c.timeout)
-	defer cancel()
-	// verb says whether the stream behind name is there already.
-	verb := func(name string) (string, error) {
-		_, err := c.js.Stream(ctx, name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			return "created", nil
-		case err != nil:
-			return "", fmt.Errorf("stream %s: %w", name, err)
-		}
-		return "updated", nil
-	}
-	var done []string
-	for _, cfg := range []jetstream.StreamConfig{FindingsStreamConfig(s), AuditStreamConfig(s)} {
-		v, err := verb(cfg.Name)
-		if err == nil {
-			_, err = c.js.CreateOrUpdateStream(ctx, cfg)
-		}
-		if err != nil {
-			return done, fmt.Errorf("stream %s (replicas %d, max age %v, max bytes %d): %w", cfg.Name, cfg.Replicas, cfg.MaxAge, cfg.MaxBytes, err)
-		}
-		done = append(done, fmt.Sprintf("stream %s %s: replicas %d, max age %s, max bytes %s, dedup window %v", cfg.Name, v, cfg.Replicas, orUnlimited(cfg.MaxAge), bytesOrUnlimited(cfg.MaxBytes), cfg.Duplicates))
-	}
-	kcfg := StateBucketConfig(s)
-	v, err := verb("KV_" + kcfg.Bucket)
-	if err == nil {
-		_, err = c.js.CreateOrUpdateKeyValue(ctx, kcfg)
-	}
-	if err != nil {
-		return done, fmt.Errorf("KV bucket %s (replicas %d, max bytes %d): %w", kcfg.Bucket, kcfg.Replicas, kcfg.MaxBytes, err)
-	}
-	done = append(done, fmt.Sprintf("bucket %s %s: replicas %d, max bytes %s", kcfg.Bucket, v, kcfg.Replicas, bytesOrUnlimited(kcfg.MaxBytes)))
-	return done, nil
-}
-
-func orUnlimited(d time.Duration) string {
-	if d == 0 {
-		return "unlimited"
-	}
-	return d.String()
-}
-
-func bytesOrUnlimited(n int64) string {
-	if n <= 0 {
-		return "unlimited"
-	}
-	return fmt.Sprint(n)
-}
-
-// ensureStream creates the findings stream when it is missing and create is
+// EnsureStream creates the findings stream when it is missing and create is
 // set, with one replica and no limits (driftctl init sizes it for
 // production); without create, a missing stream is an error that says to
 // run driftctl init (per-host credentials may not create it). An existing
 // stream is left as its operators configured it; a gap in its subjects is
 // logged, since findings on a subject it does not cover would not be kept.
-func ensureStream(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, create bool) (*jetstream.StreamInfo, error) {
+func EnsureStream(ctx context.Context, js jetstream.JetStream, log zerolog.Logger, create bool) (*jetstream.StreamInfo, error) {
 	s, err := js.Stream(ctx, event.StreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) && !create {
 		return nil, fmt.Errorf("JetStream stream %s: %w (driftctl init creates it; findings spool meanwhile)", event.StreamName, err)

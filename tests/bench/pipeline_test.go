@@ -20,7 +20,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
-	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
@@ -62,18 +61,16 @@ func BenchmarkPipeline(b *testing.B) {
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		b.Fatal(err)
 	}
-	sp, _, err := spool.Open(b.TempDir(), spool.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sp.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pub, err := transport.New(ctx, transport.Options{URL: url}, "bench", sp, zerolog.Nop())
+	ready := make(chan struct{})
+	d, err := agent.New(ctx, agent.Config{Host: "bench", Policy: pol, Backend: be, Seal: true,
+		NATS: transport.Options{URL: url}, SpoolDir: b.TempDir(), Log: zerolog.Nop(), Ready: func() { close(ready) }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pub.Close()
+	defer d.Close()
+	pub := d.Publisher()
 
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -111,11 +108,9 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	sub.SetPendingLimits(-1, -1)
 
-	ready := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
-		agent.Run(ctx, agent.Config{Host: "bench", Policy: pol, Backend: be, Publisher: pub, Seal: true,
-			Log: zerolog.Nop(), Ready: func() { close(ready) }})
+		d.Run(ctx)
 		close(done)
 	}()
 	<-ready

@@ -22,8 +22,8 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/responder/gate"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
@@ -234,7 +234,7 @@ func BenchmarkResponderCordon(b *testing.B) {
 		b.Fatal(err)
 	}
 	startResponder(b, s.url, decide.Config{Replica: "bench", Policy: pol, CtlCordon: true, Prober: s.prober(), ProbeInterval: 5 * time.Millisecond})
-	ctl, err := transport.NewControl(s.nc, 5*time.Second)
+	ctl, err := control.New(s.nc, 5*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
-	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
@@ -88,23 +87,17 @@ func newWorld(t *testing.T, reflex bool) *world {
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		t.Fatal(err)
 	}
-	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	var d *agent.Daemon
-	pub, err := transport.New(ctx, transport.Options{URL: url, OnCommand: func(c transport.Command) error { return d.Command(c) }}, "web", sp, zerolog.Nop())
+	ready, done := make(chan struct{}), make(chan struct{})
+	d, err := agent.New(ctx, agent.Config{Host: "web", Policy: pol, Backend: be, Seal: true, Cordon: w.gate.SetCordon,
+		NATS: transport.Options{URL: url}, SpoolDir: t.TempDir(), Log: zerolog.Nop(), Ready: func() { close(ready) }})
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	ready, done := make(chan struct{}), make(chan struct{})
-	d = agent.New(agent.Config{Host: "web", Policy: pol, Backend: be, Publisher: pub, Seal: true, Cordon: w.gate.SetCordon,
-		Log: zerolog.Nop(), Ready: func() { close(ready) }})
 	go func() { d.Run(ctx); close(done) }()
 	<-ready
-	t.Cleanup(func() { cancel(); <-done; pub.Close() })
+	t.Cleanup(func() { cancel(); <-done; d.Close() })
 	w.mustPass(t)
 	return w
 }

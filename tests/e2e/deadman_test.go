@@ -17,6 +17,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/responder/gate"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
@@ -166,7 +167,7 @@ func TestDeadManKilledSensor(t *testing.T) {
 		t.Error("peer still reaches web after the dead man's cordon")
 	}
 	audit.wait(t, "the state record", stageOf(v.Incident, decide.StageState))
-	ctl, err := transport.NewControl(nc, 5*time.Second)
+	ctl, err := control.New(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

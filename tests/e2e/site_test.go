@@ -22,7 +22,6 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/agent"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/policy"
-	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
@@ -110,16 +109,7 @@ func (s *site) addSensorHost(tb testing.TB, name string, reflex bool) *sensorHos
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		tb.Fatal(err)
 	}
-	sp, _, err := spool.Open(tb.TempDir(), spool.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var d *agent.Daemon
-	pub, err := transport.New(ctx, transport.Options{URL: s.url, OnCommand: func(c transport.Command) error { return d.Command(c) }}, name, sp, zerolog.Nop())
-	if err != nil {
-		tb.Fatal(err)
-	}
 	cordon := func(on bool) error {
 		err := sh.gate.SetCordon(on)
 		if on && err == nil {
@@ -128,8 +118,13 @@ func (s *site) addSensorHost(tb testing.TB, name string, reflex bool) *sensorHos
 		return err
 	}
 	ready, done := make(chan struct{}), make(chan struct{})
-	d = agent.New(agent.Config{Host: name, Policy: pol, Backend: be, Publisher: pub, Seal: true, Cordon: cordon,
+	d, err := agent.New(ctx, agent.Config{Host: name, Policy: pol, Backend: be, Seal: true, Cordon: cordon,
+		NATS: transport.Options{URL: s.url}, SpoolDir: tb.TempDir(),
 		Heartbeat: time.Hour, Log: zerolog.Nop(), Ready: func() { close(ready) }})
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
 	go func() { d.Run(ctx); close(done) }()
 	<-ready
 	var once sync.Once
@@ -137,8 +132,7 @@ func (s *site) addSensorHost(tb testing.TB, name string, reflex bool) *sensorHos
 		once.Do(func() {
 			cancel()
 			<-done
-			pub.Close()
-			sp.Close()
+			d.Close()
 			be.Close()
 			sh.gate.Close() // the namespace may be gone (destroyed): errors do not matter
 			os.RemoveAll(pinDir)

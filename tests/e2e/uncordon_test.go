@@ -13,8 +13,8 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
@@ -113,7 +113,7 @@ func TestUncordonReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Close)
-	ctl, err := transport.NewControl(w.nc, 5*time.Second)
+	ctl, err := control.New(w.nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/publish"
 	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -139,7 +140,7 @@ func TestFleetOverMutualTLS(t *testing.T) {
 	}
 	defer sp.Close()
 	opts := transport.Options{URL: url, CAFile: pk.caFile, CertFile: cliCert, KeyFile: cliKey, NKeySeedFile: filepath.Join(fleetDir, "hosts", "web-1.nk")}
-	p, err := transport.New(context.Background(), opts, "web-1", sp, zerolog.Nop())
+	p, err := publish.New(context.Background(), opts, "web-1", sp, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestFleetOverMutualTLS(t *testing.T) {
 	if err := p.Publish(&event.Event{Kind: event.KindFile, Action: "unlink", Backend: "test", File: &event.File{Path: "/etc/tls-drift"}}); err != nil {
 		t.Fatal(err)
 	}
-	if c := p.Counters(); c.Published != 1 || c.Transport != transport.TransportJetStream {
+	if c := p.Counters(); c.Published != 1 || c.Transport != event.TransportJetStream {
 		t.Fatalf("publisher over TLS: %+v", c)
 	}
 	testenv.Eventually(t, "driftctl status over TLS showing web-1 sealed and beating", func() bool {

@@ -28,8 +28,10 @@ import (
 
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/publish"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
@@ -209,7 +211,7 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 		return nc
 	}
 	admin := connect(creds.RoleAdmin)
-	ctl, err := transport.NewControl(admin, 10*time.Second)
+	ctl, err := control.New(admin, 10*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -360,9 +362,9 @@ func fleetMain(dir string, in io.Reader, out io.Writer) int {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	sc := bufio.NewScanner(in)
 	var url string
-	pubs := map[string]*transport.Publisher{}
+	pubs := map[string]*publish.Publisher{}
 	var mu sync.Mutex
-	each := func(names []string, f func(string, *transport.Publisher) error) error {
+	each := func(names []string, f func(string, *publish.Publisher) error) error {
 		var wg sync.WaitGroup
 		errs := make(chan error, len(names))
 		sem := make(chan struct{}, 64)
@@ -401,7 +403,7 @@ func fleetMain(dir string, in io.Reader, out io.Writer) int {
 				continue
 			}
 		case "start":
-			err = each(names, func(h string, _ *transport.Publisher) error {
+			err = each(names, func(h string, _ *publish.Publisher) error {
 				p, err := startSensor(dir, url, h)
 				mu.Lock()
 				pubs[h] = p
@@ -410,7 +412,7 @@ func fleetMain(dir string, in io.Reader, out io.Writer) int {
 			})
 		case "burst":
 			k, _ := strconv.Atoi(f[1])
-			err = each(names, func(h string, p *transport.Publisher) error {
+			err = each(names, func(h string, p *publish.Publisher) error {
 				if p == nil {
 					return nil
 				}
@@ -418,7 +420,8 @@ func fleetMain(dir string, in io.Reader, out io.Writer) int {
 				for i := range evs {
 					evs[i] = &event.Event{Kind: event.KindFile, Action: "write", Backend: "synthetic", File: &event.File{Path: "/var/lib/app/burst"}}
 				}
-				return p.PublishBatch(evs)
+				_, err := p.PublishBatch(evs)
+				return err
 			})
 		case "trickle":
 			// k findings, 100 a second, each on the next host.
@@ -436,7 +439,7 @@ func fleetMain(dir string, in io.Reader, out io.Writer) int {
 			tk.Stop()
 		case "drift":
 			k, _ := strconv.Atoi(f[1])
-			err = each(names[:k], func(h string, p *transport.Publisher) error {
+			err = each(names[:k], func(h string, p *publish.Publisher) error {
 				if p == nil {
 					return nil
 				}
@@ -460,13 +463,13 @@ func fleetMain(dir string, in io.Reader, out io.Writer) int {
 	return 0
 }
 
-func startSensor(dir, url, host string) (*transport.Publisher, error) {
+func startSensor(dir, url, host string) (*publish.Publisher, error) {
 	sp, err := openSpool(filepath.Join(dir, "spool", host))
 	if err != nil {
 		return nil, err
 	}
 	seed := filepath.Join(dir, "creds", creds.HostSeedDir, host+".nk")
-	p, err := transport.New(context.Background(), transport.Options{URL: url, NKeySeedFile: seed}, host, sp, zerolog.Nop())
+	p, err := publish.New(context.Background(), transport.Options{URL: url, NKeySeedFile: seed}, host, sp, zerolog.Nop())
 	if err != nil {
 		return nil, err
 	}

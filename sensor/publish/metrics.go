@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"slices"
@@ -70,7 +70,7 @@ type Metrics struct {
 	PublishErrors  uint64
 	Rejected       uint64 // ctl messages rejected
 	PublishLatency Histogram
-	Transport      string      // TransportJetStream, TransportCore, TransportOffline or TransportUnauthorized
+	Transport      string      // event.TransportJetStream, event.TransportCore, event.TransportOffline or event.TransportUnauthorized
 	State          event.State // the host state applied to the kernel
 	Backend        string      // "tracepoint" or "lsm"
 	Gate           string      // GateOpen, GateClosed, GateNone or GateUnknown
@@ -87,7 +87,7 @@ const (
 // The label values of the state metrics: each is 1 for the current value and
 // 0 for the others, so a dashboard or alert can select one.
 var (
-	transportStates = []string{TransportJetStream, TransportCore, TransportOffline, TransportUnauthorized}
+	transportStates = []string{event.TransportJetStream, event.TransportCore, event.TransportOffline, event.TransportUnauthorized}
 	hostStates      = []string{string(event.StateMutable), string(event.StateSealed), string(event.StateCordoned), string(event.StateDestroyed)}
 	backends        = []string{"tracepoint", "lsm"}
 	gateStates      = []string{GateOpen, GateClosed, GateNone, GateUnknown}

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -16,9 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // guard bounds every wait: a failure guard, never a performance assertion.
@@ -43,7 +45,7 @@ func startTestServer(t testing.TB, js bool) *testServer {
 	t.Helper()
 	ts := &testServer{dir: t.TempDir(), js: js}
 	var err error
-	ts.srv, ts.url, err = startServer(ts.dir, server.RANDOM_PORT, js)
+	ts.srv, ts.url, err = transport.StartLoopback(ts.dir, server.RANDOM_PORT, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func (ts *testServer) restart(t testing.TB) {
 	var err error
 	deadline := time.Now().Add(guard)
 	for {
-		ts.srv, _, err = startServer(ts.dir, ts.port, ts.js)
+		ts.srv, _, err = transport.StartLoopback(ts.dir, ts.port, ts.js)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -91,7 +93,7 @@ func openSpool(t testing.TB, dir string, opts spool.Options) *spool.Spool {
 	return sp
 }
 
-func newPublisher(t testing.TB, url, host, spoolDir string, opts Options) *Publisher {
+func newPublisher(t testing.TB, url, host, spoolDir string, opts transport.Options) *Publisher {
 	t.Helper()
 	opts.URL = url
 	if opts.AckTimeout == 0 {
@@ -191,9 +193,9 @@ func checkExactlyOnceInOrder(t *testing.T, got []event.Event, accepted []string)
 
 func TestPublishInOrder(t *testing.T) {
 	ts := startTestServer(t, true)
-	p := newPublisher(t, ts.url, "h1", t.TempDir(), Options{})
-	if p.Transport() != TransportJetStream {
-		t.Fatalf("Transport = %s, want %s", p.Transport(), TransportJetStream)
+	p := newPublisher(t, ts.url, "h1", t.TempDir(), transport.Options{})
+	if p.Transport() != event.TransportJetStream {
+		t.Fatalf("Transport = %s, want %s", p.Transport(), event.TransportJetStream)
 	}
 	nc := connect(t, ts.url)
 	msgs := make(chan *nats.Msg, 1000)
@@ -250,7 +252,7 @@ func TestSequenceContinuesAfterRestart(t *testing.T) {
 	ts := startTestServer(t, true)
 	dir := t.TempDir()
 	sp := openSpool(t, dir, spool.Options{})
-	p, err := New(context.Background(), Options{URL: ts.url}, "h1", sp, testLog())
+	p, err := New(context.Background(), transport.Options{URL: ts.url}, "h1", sp, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func TestSequenceContinuesAfterRestart(t *testing.T) {
 	p.Close()
 	sp.Close()
 
-	p = newPublisher(t, ts.url, "h1", dir, Options{})
+	p = newPublisher(t, ts.url, "h1", dir, transport.Options{})
 	ev := finding(5)
 	if err := p.Publish(ev); err != nil {
 		t.Fatal(err)
@@ -270,7 +272,7 @@ func TestSequenceContinuesAfterRestart(t *testing.T) {
 	}
 	// A lost sequence file (a fresh spool directory) is recovered from the stream.
 	p.Close()
-	p = newPublisher(t, ts.url, "h1", t.TempDir(), Options{})
+	p = newPublisher(t, ts.url, "h1", t.TempDir(), transport.Options{})
 	ev = finding(6)
 	if err := p.Publish(ev); err != nil {
 		t.Fatal(err)
@@ -288,7 +290,7 @@ func TestServerRestartMidStream(t *testing.T) {
 
 func testServerRestart(t *testing.T, batch int) {
 	ts := startTestServer(t, true)
-	p := newPublisher(t, ts.url, "h1", t.TempDir(), Options{})
+	p := newPublisher(t, ts.url, "h1", t.TempDir(), transport.Options{})
 	nc := connect(t, ts.url) // reconnects on its own after the restart
 
 	var accepted []string
@@ -304,7 +306,7 @@ func testServerRestart(t *testing.T, batch int) {
 			if batch == 1 {
 				err = p.Publish(evs[0])
 			} else {
-				err = p.PublishBatch(evs)
+				_, err = p.PublishBatch(evs)
 			}
 			if err != nil {
 				t.Fatalf("Publish: %v", err)
@@ -323,7 +325,7 @@ func testServerRestart(t *testing.T, batch int) {
 	}
 	ts.restart(t)
 	publish(300) // queue behind the spool until it drains, then go directly
-	eventually(t, "spool drained", func() bool { return p.Counters().SpoolDepth == 0 && p.Transport() == TransportJetStream })
+	eventually(t, "spool drained", func() bool { return p.Counters().SpoolDepth == 0 && p.Transport() == event.TransportJetStream })
 	publish(100)
 	eventually(t, "test client reconnected", nc.IsConnected)
 
@@ -346,9 +348,9 @@ func testServerRestart(t *testing.T, batch int) {
 
 func TestCoreNATSFallback(t *testing.T) {
 	ts := startTestServer(t, false)
-	p := newPublisher(t, ts.url, "h2", t.TempDir(), Options{})
-	if p.Transport() != TransportCore {
-		t.Fatalf("Transport = %s, want %s on a server without JetStream", p.Transport(), TransportCore)
+	p := newPublisher(t, ts.url, "h2", t.TempDir(), transport.Options{})
+	if p.Transport() != event.TransportCore {
+		t.Fatalf("Transport = %s, want %s on a server without JetStream", p.Transport(), event.TransportCore)
 	}
 	nc := connect(t, ts.url)
 	msgs := make(chan *nats.Msg, 100)
@@ -379,8 +381,8 @@ func TestCoreNATSFallback(t *testing.T) {
 			t.Fatalf("got %d findings, heartbeat %+v", findings, hb)
 		}
 	}
-	if hb.Transport != TransportCore {
-		t.Fatalf("heartbeat transport %q, want %q", hb.Transport, TransportCore)
+	if hb.Transport != event.TransportCore {
+		t.Fatalf("heartbeat transport %q, want %q", hb.Transport, event.TransportCore)
 	}
 	// No control plane to watch: the watch waits for one and says why.
 	p.WatchState(context.Background(), func(event.State) {})
@@ -399,7 +401,7 @@ func TestSpoolOverflowCounted(t *testing.T) {
 	l.Close() // nothing listens there now: the server is "down"
 
 	sp := openSpool(t, t.TempDir(), spool.Options{MaxRecords: 3})
-	p, err := New(context.Background(), Options{URL: url, ReconnectWait: 10 * time.Millisecond}, "h3", sp, testLog())
+	p, err := New(context.Background(), transport.Options{URL: url, ReconnectWait: 10 * time.Millisecond}, "h3", sp, testLog())
 	if err != nil {
 		t.Fatalf("New with the server down: %v (it must start and spool)", err)
 	}
@@ -414,7 +416,7 @@ func TestSpoolOverflowCounted(t *testing.T) {
 		t.Fatal("Publish into a full spool returned nil; the finding is lost and must be reported")
 	}
 	c := p.Counters()
-	if c.Spooled != 3 || c.SpoolOverflow != 1 || c.SpoolDepth != 3 || c.Transport != TransportOffline {
+	if c.Spooled != 3 || c.SpoolOverflow != 1 || c.SpoolDepth != 3 || c.Transport != event.TransportOffline {
 		t.Fatalf("counters %+v, want 3 spooled, 1 overflow, offline", c)
 	}
 	if ev.Seq != 4 {
@@ -424,7 +426,7 @@ func TestSpoolOverflowCounted(t *testing.T) {
 
 func TestHeartbeatCarriesCounters(t *testing.T) {
 	ts := startTestServer(t, true)
-	p := newPublisher(t, ts.url, "h4", t.TempDir(), Options{})
+	p := newPublisher(t, ts.url, "h4", t.TempDir(), transport.Options{})
 	nc := connect(t, ts.url)
 	sub, err := nc.SubscribeSync(event.HeartbeatSubject("h4"))
 	if err != nil {
@@ -448,7 +450,7 @@ func TestHeartbeatCarriesCounters(t *testing.T) {
 	}
 	want := event.Counters{Findings: 3, LostRecords: 7, RingFill: 0.25}
 	if hb.Schema != event.HeartbeatSchema || hb.Host != "h4" || hb.Seq != 3 || hb.Backend != "tracepoint" ||
-		hb.State != event.StateSealed || hb.Counters != want || hb.Transport != TransportJetStream || hb.UptimeSec <= 0 {
+		hb.State != event.StateSealed || hb.Counters != want || hb.Transport != event.TransportJetStream || hb.UptimeSec <= 0 {
 		t.Fatalf("heartbeat %s", m.Data)
 	}
 	// Readers that know only event.Heartbeat still decode it.
@@ -460,7 +462,7 @@ func TestHeartbeatCarriesCounters(t *testing.T) {
 
 func TestStateWatchAndAudit(t *testing.T) {
 	ts := startTestServer(t, true)
-	p := newPublisher(t, ts.url, "h5", t.TempDir(), Options{})
+	p := newPublisher(t, ts.url, "h5", t.TempDir(), transport.Options{})
 	states := make(chan event.State, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -482,7 +484,7 @@ func TestStateWatchAndAudit(t *testing.T) {
 	}
 
 	nc := connect(t, ts.url)
-	ctl, err := NewControl(nc, 0)
+	ctl, err := control.New(nc, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,38 +530,38 @@ func TestStateWatchAndAudit(t *testing.T) {
 
 	// The audit trail is in the stream.
 	s, _ := js.Stream(ctx, event.StreamName)
-	m, err := s.GetLastMsgForSubject(ctx, StateSubject("h5"))
+	m, err := s.GetLastMsgForSubject(ctx, event.StateSubject("h5"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var audit StateChange
+	var audit event.StateChange
 	json.Unmarshal(m.Data, &audit)
-	if audit.Schema != StateChangeSchema || audit.From != event.StateSealed || audit.To != event.StateCordoned || audit.By != "responder" || audit.Time.IsZero() {
+	if audit.Schema != event.StateChangeSchema || audit.From != event.StateSealed || audit.To != event.StateCordoned || audit.By != "responder" || audit.Time.IsZero() {
 		t.Fatalf("audit record %s", m.Data)
 	}
 }
 
 func TestCtlRejectsMalformed(t *testing.T) {
 	ts := startTestServer(t, true)
-	got := make(chan Command, 10)
-	p := newPublisher(t, ts.url, "h6", t.TempDir(), Options{OnCommand: func(c Command) error {
-		if c.Cmd == CmdUnseal {
+	got := make(chan event.CtlCommand, 10)
+	p := newPublisher(t, ts.url, "h6", t.TempDir(), transport.Options{OnCommand: func(c event.CtlCommand) error {
+		if c.Cmd == event.CmdUnseal {
 			return fmt.Errorf("unseal goes through the KV bucket")
 		}
 		got <- c
 		return nil
 	}})
 	nc := connect(t, ts.url)
-	ctl, _ := NewControl(nc, guard)
+	ctl, _ := control.New(nc, guard)
 	ctx := context.Background()
 
-	for _, cmd := range []string{CmdPing, CmdCordon} {
+	for _, cmd := range []string{event.CmdPing, event.CmdCordon} {
 		r, err := ctl.Command(ctx, "h6", cmd)
 		if err != nil || !r.OK || r.ID == "" {
 			t.Fatalf("%s: reply %+v, %v", cmd, r, err)
 		}
 	}
-	if c := <-got; c.Cmd != CmdCordon {
+	if c := <-got; c.Cmd != event.CmdCordon {
 		t.Fatalf("hook got %+v", c)
 	}
 
@@ -585,7 +587,7 @@ func TestCtlRejectsMalformed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
-		var r Reply
+		var r event.CtlReply
 		if err := json.Unmarshal(m.Data, &r); err != nil || r.OK || r.Error == "" {
 			t.Fatalf("case %d %q: reply %s", i, b, m.Data)
 		}

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"net/http/httptest"
@@ -27,7 +27,7 @@ func TestMetricsExposition(t *testing.T) {
 		SpoolDepth:     4,
 		SpoolLost:      1,
 		PublishLatency: l.snapshot(),
-		Transport:      TransportJetStream,
+		Transport:      event.TransportJetStream,
 		State:          event.StateCordoned,
 		Backend:        "tracepoint",
 		Gate:           GateClosed,

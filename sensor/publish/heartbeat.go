@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"encoding/json"
@@ -41,7 +41,7 @@ func (p *Publisher) beat(fn func() event.Heartbeat) {
 	}
 	hb.Schema = event.HeartbeatSchema
 	hb.Host = p.host
-	hb.Seq = p.seq.last()
+	hb.Seq = p.num.Last()
 	if hb.Time.IsZero() {
 		hb.Time = time.Now().UTC()
 	}

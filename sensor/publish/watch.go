@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // WatchOK is the heartbeat's state_watch when the watch on the host's state
@@ -108,7 +109,7 @@ type watchPos struct {
 // stateKV opens the state bucket, creating it only when the sensor may (mayCreate).
 func (p *Publisher) stateKV(ctx context.Context) (jetstream.KeyValue, error) {
 	if p.mayCreate() {
-		return stateBucket(ctx, p.js)
+		return transport.StateBucket(ctx, p.js)
 	}
 	kv, err := p.js.KeyValue(ctx, event.StateBucket)
 	if err != nil {
@@ -193,7 +194,7 @@ func (p *Publisher) watchOnce(ctx context.Context, fn func(event.State), pos *wa
 				continue
 			}
 			pos.rev = e.Revision()
-			st, err := entryState(e)
+			st, err := transport.EntryState(e)
 			if err != nil {
 				p.rejected.Add(1)
 				p.log.Error().Err(err).Str("bucket", event.StateBucket).Uint64("revision", e.Revision()).Msg("ignoring bad host state")

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // TestStreamDeletedRecovers: an operator deletes the findings stream under a
@@ -18,7 +19,7 @@ import (
 // stream_lost finding says the finding acked before the delete may be gone.
 func TestStreamDeletedRecovers(t *testing.T) {
 	ts := startTestServer(t, true)
-	p := newPublisher(t, ts.url, "h1", t.TempDir(), Options{})
+	p := newPublisher(t, ts.url, "h1", t.TempDir(), transport.Options{})
 	admin := connect(t, ts.url)
 	first := finding(0)
 	if err := p.Publish(first); err != nil {
@@ -73,7 +74,7 @@ func TestStreamDeletedRecovers(t *testing.T) {
 	if len(findings) != 5 || findings[0].Seq != first.Seq+1 {
 		t.Fatalf("recreated stream holds %d findings from seq %d, want 5 from %d", len(findings), findings[0].Seq, first.Seq+1)
 	}
-	if c := p.Counters(); c.Transport != TransportJetStream || c.SpoolOverflow != 0 {
+	if c := p.Counters(); c.Transport != event.TransportJetStream || c.SpoolOverflow != 0 {
 		t.Fatalf("counters after recovery %+v: want JetStream transport and nothing lost", c)
 	}
 }

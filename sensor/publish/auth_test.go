@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"bytes"
@@ -21,9 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // syncBuf is a log sink tests can read while the publisher writes.
@@ -68,7 +70,7 @@ func startAuthServer(t *testing.T, port int, users ...*server.NkeyUser) *server.
 }
 
 // A credential the server refuses is loud: at start it is an error that
-// wraps ErrUnauthorized (the commands exit 2) and quotes the server; when the
+// wraps transport.ErrUnauthorized (the commands exit 2) and quotes the server; when the
 // server comes up refusing it later, the sensor spools, logs the server's
 // reason once, and its transport says unauthorized in the metrics; when the
 // login passes but the JetStream calls it needs are denied, the heartbeat
@@ -82,11 +84,11 @@ func TestRefusedCredentialsAreLoud(t *testing.T) {
 	// A server that is there and refuses: the start fails.
 	srv := startAuthServer(t, port, &server.NkeyUser{Nkey: goodPub})
 	sp := openSpool(t, t.TempDir(), spool.Options{})
-	_, err := New(context.Background(), Options{URL: url, NKeySeedFile: wrong, AckTimeout: time.Second}, "au1", sp, testLog())
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") || !strings.Contains(err.Error(), wrong) {
-		t.Fatalf("start with a refused seed: %v; want ErrUnauthorized naming the seed and the server's reason", err)
+	_, err := New(context.Background(), transport.Options{URL: url, NKeySeedFile: wrong, AckTimeout: time.Second}, "au1", sp, testLog())
+	if !errors.Is(err, transport.ErrUnauthorized) || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") || !strings.Contains(err.Error(), wrong) {
+		t.Fatalf("start with a refused seed: %v; want transport.ErrUnauthorized naming the seed and the server's reason", err)
 	}
-	if _, err := Connect(Options{URL: url, NKeySeedFile: wrong}); !errors.Is(err, ErrUnauthorized) {
+	if _, err := transport.Connect(transport.Options{URL: url, NKeySeedFile: wrong}); !errors.Is(err, transport.ErrUnauthorized) {
 		t.Fatalf("driftctl's connect with a refused seed: %v", err)
 	}
 	srv.Shutdown()
@@ -96,14 +98,14 @@ func TestRefusedCredentialsAreLoud(t *testing.T) {
 	// spools. It comes up refusing the seed: loud, and still spooling.
 	var logs syncBuf
 	sp2 := openSpool(t, t.TempDir(), spool.Options{})
-	p, err := New(context.Background(), Options{URL: url, NKeySeedFile: wrong, AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond},
+	p, err := New(context.Background(), transport.Options{URL: url, NKeySeedFile: wrong, AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond},
 		"au1", sp2, zerolog.New(&logs))
 	if err != nil {
 		t.Fatalf("start with the server down: %v (an unreachable server means spool and retry)", err)
 	}
 	t.Cleanup(func() { p.Close() })
 	refusing := startAuthServer(t, port, &server.NkeyUser{Nkey: goodPub})
-	eventually(t, "transport unauthorized", func() bool { return p.Transport() == TransportUnauthorized })
+	eventually(t, "transport unauthorized", func() bool { return p.Transport() == event.TransportUnauthorized })
 	if err := p.Publish(finding(0)); err != nil || p.Counters().SpoolDepth != 1 {
 		t.Fatalf("a finding while refused: %v, spool depth %d; want it spooled", err, p.Counters().SpoolDepth)
 	}
@@ -123,13 +125,13 @@ func TestRefusedCredentialsAreLoud(t *testing.T) {
 	refusing.Shutdown()
 	refusing.WaitForShutdown()
 	startAuthServer(t, port, &server.NkeyUser{Nkey: goodPub}, &server.NkeyUser{Nkey: wrongPub})
-	admin, err := Connect(Options{URL: url, NKeySeedFile: good})
+	admin, err := transport.Connect(transport.Options{URL: url, NKeySeedFile: good})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ctl, _ := NewControl(admin, guard)
-	if _, err := ctl.Init(context.Background(), Settings{}); err != nil {
+	ctl, _ := control.New(admin, guard)
+	if _, err := ctl.Init(context.Background(), transport.Settings{}); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -139,7 +141,7 @@ func TestRefusedCredentialsAreLoud(t *testing.T) {
 	}()
 	eventually(t, "in, and the spool drained", func() bool {
 		c := p.Counters()
-		return c.Transport == TransportJetStream && c.SpoolDepth == 0 && c.Published == 1
+		return c.Transport == event.TransportJetStream && c.SpoolDepth == 0 && c.Published == 1
 	})
 
 	// A login that passes, without the JetStream permissions it needs:
@@ -152,14 +154,14 @@ func TestRefusedCredentialsAreLoud(t *testing.T) {
 	port2 := testenv.FreePort(t)
 	startAuthServer(t, port2, deniedJS, &server.NkeyUser{Nkey: watcherPub})
 	var logs2 syncBuf
-	p2, err := New(context.Background(), Options{URL: "nats://127.0.0.1:" + strconv.Itoa(port2), NKeySeedFile: good, AckTimeout: 300 * time.Millisecond, ReconnectWait: 20 * time.Millisecond},
+	p2, err := New(context.Background(), transport.Options{URL: "nats://127.0.0.1:" + strconv.Itoa(port2), NKeySeedFile: good, AckTimeout: 300 * time.Millisecond, ReconnectWait: 20 * time.Millisecond},
 		"au2", openSpool(t, t.TempDir(), spool.Options{}), zerolog.New(&logs2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p2.Close() })
 	hbs := make(chan event.Heartbeat, 100)
-	watcher, err := Connect(Options{URL: "nats://127.0.0.1:" + strconv.Itoa(port2), NKeySeedFile: watcherSeed})
+	watcher, err := transport.Connect(transport.Options{URL: "nats://127.0.0.1:" + strconv.Itoa(port2), NKeySeedFile: watcherSeed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestRefusedCredentialsAreLoud(t *testing.T) {
 	for {
 		select {
 		case hb := <-hbs:
-			if hb.Transport == TransportUnauthorized {
+			if hb.Transport == event.TransportUnauthorized {
 				if !strings.Contains(logs2.String(), "Permissions Violation") && !strings.Contains(strings.ToLower(logs2.String()), "permissions violation") {
 					t.Fatalf("the permission refusal is not in the log:\n%s", logs2.String())
 				}

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -13,9 +13,12 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // notStartedServer is a server on a chosen port that restart starts.
@@ -70,21 +73,27 @@ func (a *applied) waitApplied(t *testing.T, mark int, want event.State) {
 	})
 }
 
-func adminControl(t *testing.T, url string) *Control {
+func adminControl(t *testing.T, url string) *control.Client {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctl, err := NewControl(nc, 5*time.Second)
+	ctl, err := control.New(ctlConn(t, url), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ctl
 }
 
-func setState(t *testing.T, ctl *Control, host string, st event.State) {
+// ctlConn is an administrator's connection to url, closed at the test's end.
+func ctlConn(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func setState(t *testing.T, ctl *control.Client, host string, st event.State) {
 	t.Helper()
 	var err error
 	deadline := time.Now().Add(guard)
@@ -106,7 +115,7 @@ func setState(t *testing.T, ctl *Control, host string, st event.State) {
 // watch is, and the ctl subscription answers.
 func TestStateWatchFollowsControlPlane(t *testing.T) {
 	ts := notStartedServer(t)
-	p := newPublisher(t, ts.url, "cp1", t.TempDir(), Options{})
+	p := newPublisher(t, ts.url, "cp1", t.TempDir(), transport.Options{})
 	var got applied
 	p.WatchState(context.Background(), got.fn)
 	var hbMu sync.Mutex
@@ -115,7 +124,7 @@ func TestStateWatchFollowsControlPlane(t *testing.T) {
 	if w := p.StateWatch(); w == WatchOK {
 		t.Fatalf("state watch %q with no server", w)
 	}
-	if tr := p.Transport(); tr != TransportOffline {
+	if tr := p.Transport(); tr != event.TransportOffline {
 		t.Fatalf("transport %q with no server, want offline", tr)
 	}
 	// Findings made while the server is down wait in the spool.
@@ -150,7 +159,7 @@ func TestStateWatchFollowsControlPlane(t *testing.T) {
 		defer hbMu.Unlock()
 		return len(hbs) > 0 && hbs[len(hbs)-1].StateWatch == WatchOK
 	})
-	if r, err := ctl.Command(context.Background(), "cp1", CmdPing); err != nil || !r.OK {
+	if r, err := ctl.Command(context.Background(), "cp1", event.CmdPing); err != nil || !r.OK {
 		t.Fatalf("ctl ping after the server came up: %+v, %v", r, err)
 	}
 	eventually(t, "spool drained", func() bool { return p.Counters().SpoolDepth == 0 })
@@ -162,18 +171,18 @@ func TestStateWatchFollowsControlPlane(t *testing.T) {
 	mark = got.count()
 	setState(t, ctl, "cp1", event.StateCordoned)
 	got.waitApplied(t, mark, event.StateCordoned)
-	if r, err := ctl.Command(context.Background(), "cp1", CmdPing); err != nil || !r.OK {
+	if r, err := ctl.Command(context.Background(), "cp1", event.CmdPing); err != nil || !r.OK {
 		t.Fatalf("ctl ping after a restart: %+v, %v", r, err)
 	}
 
 	// 3. The bucket deleted and made again while everyone stays connected.
-	js := ctl.js
+	js, _ := jetstream.New(ctlConn(t, ts.url))
 	if err := js.DeleteKeyValue(context.Background(), event.StateBucket); err != nil {
 		t.Fatal(err)
 	}
 	// (Without credentials the sensor may make the bucket again itself.)
 	mark = got.count()
-	if _, err := ctl.Init(context.Background(), Settings{}); err != nil {
+	if _, err := ctl.Init(context.Background(), transport.Settings{}); err != nil {
 		t.Fatal(err)
 	}
 	setState(t, ctl, "cp1", event.StateSealed)
@@ -200,7 +209,7 @@ func TestStateWatchFollowsControlPlane(t *testing.T) {
 		}
 		return false
 	})
-	if r, err := ctl.Command(context.Background(), "cp1", CmdPing); err != nil || !r.OK {
+	if r, err := ctl.Command(context.Background(), "cp1", event.CmdPing); err != nil || !r.OK {
 		t.Fatalf("ctl ping after the wipe: %+v, %v", r, err)
 	}
 }
@@ -225,16 +234,16 @@ func TestStateWatchResumesChangesMadeWhileDown(t *testing.T) {
 		t.Fatal("server not ready")
 	}
 	url := srv.ClientURL()
-	admin, err := Connect(Options{URL: url, NKeySeedFile: adminSeed}, nats.MaxReconnects(-1))
+	admin, err := transport.Connect(transport.Options{URL: url, NKeySeedFile: adminSeed}, nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ctl, _ := NewControl(admin, 5*time.Second)
-	if _, err := ctl.Init(context.Background(), Settings{}); err != nil {
+	ctl, _ := control.New(admin, 5*time.Second)
+	if _, err := ctl.Init(context.Background(), transport.Settings{}); err != nil {
 		t.Fatal(err)
 	}
-	p := newPublisher(t, url, "rs1", t.TempDir(), Options{NKeySeedFile: sensorSeed})
+	p := newPublisher(t, url, "rs1", t.TempDir(), transport.Options{NKeySeedFile: sensorSeed})
 	var got applied
 	p.WatchState(context.Background(), got.fn)
 	setState(t, ctl, "rs1", event.StateSealed)

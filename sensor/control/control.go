@@ -1,4 +1,8 @@
-package transport
+// Package control is the fleet's control client: it sets up the findings
+// stream, the audit stream and the host state bucket, changes host states
+// (with an audit record of each change) and sends ctl commands to hosts.
+// driftctl and the responder use it; it links none of the host's publisher.
+package control
 
 import (
 	"context"
@@ -15,28 +19,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
-
-// StateTok is the last token of the subject that keeps host state changes,
-// drift.v1.<host>.state, in the findings stream.
-const StateTok = "state"
-
-// StateSubject is where the audit record of a host's state change goes.
-func StateSubject(host string) string { return event.SubjectRoot + "." + host + "." + StateTok }
-
-// StateChangeSchema names the version of the state change audit record.
-const StateChangeSchema = "driftsensor.state/v1"
-
-// StateChange is the audit record of one change of a host's state.
-type StateChange struct {
-	Schema   string      `json:"schema"`
-	Host     string      `json:"host"`
-	From     event.State `json:"from"`
-	To       event.State `json:"to"`
-	By       string      `json:"by"` // who asked: a person, the responder
-	Time     time.Time   `json:"time"`
-	Revision uint64      `json:"revision"` // KV revision holding the new state
-}
 
 // transitions lists the changes SetState allows. A destroyed host is
 // replaced, never revived; a cordoned host goes back to sealed (uncordon)
@@ -48,48 +32,15 @@ var transitions = map[event.State][]event.State{
 	event.StateDestroyed: nil,
 }
 
-// ParseState checks a state name.
-func ParseState(s string) (event.State, error) {
-	st := event.State(s)
-	if _, ok := transitions[st]; !ok {
-		return "", fmt.Errorf("host state %q (want mutable, sealed, cordoned or destroyed)", s)
-	}
-	return st, nil
-}
-
-// stateBucket opens the host state bucket, creating it when missing.
-func stateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, event.StateBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, StateBucketConfig(Settings{}))
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, event.StateBucket)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("KV bucket %s: %w", event.StateBucket, err)
-	}
-	return kv, nil
-}
-
-// entryState reads a KV entry; a deleted or purged key means mutable.
-func entryState(e jetstream.KeyValueEntry) (event.State, error) {
-	if e == nil || e.Operation() != jetstream.KeyValuePut {
-		return event.StateMutable, nil
-	}
-	return ParseState(string(e.Value()))
-}
-
-// Control changes host states and sends commands; driftctl and the
-// responder use it.
-type Control struct {
+// Client changes host states and sends commands.
+type Client struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	timeout time.Duration
 }
 
-// NewControl wraps a connection (see Connect). timeout bounds each call; 0 means 2s.
-func NewControl(nc *nats.Conn, timeout time.Duration) (*Control, error) {
+// New wraps a connection (see transport.Connect). timeout bounds each call; 0 means 2s.
+func New(nc *nats.Conn, timeout time.Duration) (*Client, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -97,17 +48,17 @@ func NewControl(nc *nats.Conn, timeout time.Duration) (*Control, error) {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	return &Control{nc: nc, js: js, timeout: timeout}, nil
+	return &Client{nc: nc, js: js, timeout: timeout}, nil
 }
 
 // State reads a host's state (mutable when it has none) and its KV revision.
-func (c *Control) State(ctx context.Context, host string) (event.State, uint64, error) {
+func (c *Client) State(ctx context.Context, host string) (event.State, uint64, error) {
 	if err := event.ValidHost(host); err != nil {
 		return "", 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	kv, err := stateBucket(ctx, c.js)
+	kv, err := transport.StateBucket(ctx, c.js)
 	if err != nil {
 		return "", 0, err
 	}
@@ -118,7 +69,7 @@ func (c *Control) State(ctx context.Context, host string) (event.State, uint64, 
 	if err != nil {
 		return "", 0, fmt.Errorf("read state of %s: %w", host, err)
 	}
-	st, err := entryState(e)
+	st, err := transport.EntryState(e)
 	return st, e.Revision(), err
 }
 
@@ -126,24 +77,24 @@ func (c *Control) State(ctx context.Context, host string) (event.State, uint64, 
 // the findings stream on drift.v1.<host>.state. Setting the current state is
 // a no-op (no audit record). Concurrent changes are detected by KV revision:
 // SetState re-reads and re-checks the transition instead of overwriting.
-func (c *Control) SetState(ctx context.Context, host string, state event.State, by string) (StateChange, error) {
+func (c *Client) SetState(ctx context.Context, host string, state event.State, by string) (event.StateChange, error) {
 	if err := event.ValidHost(host); err != nil {
-		return StateChange{}, err
+		return event.StateChange{}, err
 	}
-	if _, err := ParseState(string(state)); err != nil {
-		return StateChange{}, err
+	if _, err := event.ParseState(string(state)); err != nil {
+		return event.StateChange{}, err
 	}
 	if by == "" {
-		return StateChange{}, errors.New("set state: say who asks (by)")
+		return event.StateChange{}, errors.New("set state: say who asks (by)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if _, err := ensureStream(ctx, c.js, zerolog.Nop(), true); err != nil {
-		return StateChange{}, err
+	if _, err := transport.EnsureStream(ctx, c.js, zerolog.Nop(), true); err != nil {
+		return event.StateChange{}, err
 	}
-	kv, err := stateBucket(ctx, c.js)
+	kv, err := transport.StateBucket(ctx, c.js)
 	if err != nil {
-		return StateChange{}, err
+		return event.StateChange{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		from, rev := event.StateMutable, uint64(0)
@@ -151,14 +102,14 @@ func (c *Control) SetState(ctx context.Context, host string, state event.State, 
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
-			return StateChange{}, fmt.Errorf("read state of %s: %w", host, err)
+			return event.StateChange{}, fmt.Errorf("read state of %s: %w", host, err)
 		default:
-			if from, err = entryState(e); err != nil {
-				return StateChange{}, fmt.Errorf("state of %s in %s: %w; fix it with a put", host, event.StateBucket, err)
+			if from, err = transport.EntryState(e); err != nil {
+				return event.StateChange{}, fmt.Errorf("state of %s in %s: %w; fix it with a put", host, event.StateBucket, err)
 			}
 			rev = e.Revision()
 		}
-		ch := StateChange{Schema: StateChangeSchema, Host: host, From: from, To: state, By: by, Time: time.Now().UTC(), Revision: rev}
+		ch := event.StateChange{Schema: event.StateChangeSchema, Host: host, From: from, To: state, By: by, Time: time.Now().UTC(), Revision: rev}
 		if from == state {
 			return ch, nil
 		}
@@ -177,7 +128,7 @@ func (c *Control) SetState(ctx context.Context, host string, state event.State, 
 			return ch, fmt.Errorf("set state of %s to %s: %w", host, state, err)
 		}
 		data, _ := json.Marshal(ch)
-		msg := &nats.Msg{Subject: StateSubject(host), Data: data, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: event.StateSubject(host), Data: data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, "state-"+host+"-"+strconv.FormatUint(ch.Revision, 10))
 		if _, err := c.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName)); err != nil {
 			return ch, fmt.Errorf("host %s is now %s (revision %d) but the audit record was not stored: %w", host, state, ch.Revision, err)
@@ -187,23 +138,23 @@ func (c *Control) SetState(ctx context.Context, host string, state event.State, 
 }
 
 // Command sends a ctl command to host and waits for its reply.
-func (c *Control) Command(ctx context.Context, host, cmd string) (Reply, error) {
+func (c *Client) Command(ctx context.Context, host, cmd string) (event.CtlReply, error) {
 	if err := event.ValidHost(host); err != nil {
-		return Reply{}, err
+		return event.CtlReply{}, err
 	}
 	msg, err := event.NewCtlCommand(cmd, nuid.Next())
 	if err != nil {
-		return Reply{}, err
+		return event.CtlReply{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	m, err := c.nc.RequestWithContext(ctx, event.CtlSubject(host), msg.Encode())
 	if err != nil {
-		return Reply{}, fmt.Errorf("ctl %s: %w", host, err)
+		return event.CtlReply{}, fmt.Errorf("ctl %s: %w", host, err)
 	}
 	r, err := event.DecodeCtlReply(m.Data)
 	if err != nil {
-		return Reply{}, fmt.Errorf("ctl %s: %w", host, err)
+		return event.CtlReply{}, fmt.Errorf("ctl %s: %w", host, err)
 	}
 	return r, nil
 }

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"encoding/json"
@@ -105,7 +105,7 @@ func (t *streamTrack) observe(info *jetstream.StreamInfo, bound uint64) (streamL
 // checkStream reports, as a finding, findings the stream acked and may no
 // longer hold because it is not the stream that acked them.
 func (p *Publisher) checkStream(info *jetstream.StreamInfo) {
-	bound := p.seq.last()
+	bound := p.num.Last()
 	if recs, err := p.spool.PeekN(1); err == nil && len(recs) == 1 {
 		if s, ok := seqOf(recs[0]); ok && s > 0 {
 			bound = min(bound, s-1) // spooled findings were never acked

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // lossBook reads a host's findings in the stream: the distinct seqs
@@ -50,7 +51,7 @@ func TestLossAddsUp(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 13))
 			ts := startTestServer(t, true)
 			sp := openSpool(t, t.TempDir(), spool.Options{MaxRecords: 8 + rng.IntN(24)})
-			p, err := New(context.Background(), Options{URL: ts.url, AckTimeout: 300 * time.Millisecond, ReconnectWait: 10 * time.Millisecond}, "storm", sp, testLog())
+			p, err := New(context.Background(), transport.Options{URL: ts.url, AckTimeout: 300 * time.Millisecond, ReconnectWait: 10 * time.Millisecond}, "storm", sp, testLog())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +92,7 @@ func TestLossAddsUp(t *testing.T) {
 				before := p.Counters().SpoolOverflow
 				waitFor(t, "the spool to overflow", func() bool { return p.Counters().SpoolOverflow > before+uint64(rng.IntN(200)) })
 				ts.restart(t)
-				waitFor(t, "the publisher to be back", func() bool { return p.Transport() == TransportJetStream })
+				waitFor(t, "the publisher to be back", func() bool { return p.Transport() == event.TransportJetStream })
 			}
 			close(stop)
 			wg.Wait()
@@ -148,7 +149,7 @@ func TestSpoolDamageReportedExactly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(context.Background(), Options{URL: ts.url, ReconnectWait: 10 * time.Millisecond}, "cut", sp, testLog())
+	p, err := New(context.Background(), transport.Options{URL: ts.url, ReconnectWait: 10 * time.Millisecond}, "cut", sp, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestSpoolDamageReportedExactly(t *testing.T) {
 	defer sp.Close()
 	kept := sp.Depth()
 	ts.restart(t)
-	p, err = New(context.Background(), Options{URL: ts.url, ReconnectWait: 10 * time.Millisecond}, "cut", sp, testLog())
+	p, err = New(context.Background(), transport.Options{URL: ts.url, ReconnectWait: 10 * time.Millisecond}, "cut", sp, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}

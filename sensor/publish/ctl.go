@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"fmt"
@@ -7,28 +7,6 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 )
-
-// The ctl protocol is defined in sensor/event; these names keep callers of
-// the transport compiling.
-type (
-	// Command is event.CtlCommand.
-	Command = event.CtlCommand
-	// Reply is event.CtlReply.
-	Reply = event.CtlReply
-)
-
-// Ctl names from sensor/event.
-const (
-	CtlSchema   = event.CtlSchema
-	CmdPing     = event.CmdPing
-	CmdSeal     = event.CmdSeal
-	CmdUnseal   = event.CmdUnseal
-	CmdCordon   = event.CmdCordon
-	CmdUncordon = event.CmdUncordon
-)
-
-// DecodeCommand is event.DecodeCtlCommand.
-func DecodeCommand(b []byte) (Command, error) { return event.DecodeCtlCommand(b) }
 
 // onCtl answers one message on the host's ctl subject.
 func (p *Publisher) onCtl(m *nats.Msg) {

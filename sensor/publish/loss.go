@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"fmt"
@@ -31,13 +31,13 @@ type lossLedger struct {
 	total            uint64         // findings lost and reported, all causes, since New
 	damage           []spool.Damage // damage not yet reported
 	backend          string         // for the reports' backend field
-	hook             func(*event.Event)
+	hook             func(*event.Event, []byte)
 }
 
-// OnLoss sets a function told each loss report once it is durable (the
-// daemon prints it with the other findings). It runs under the publisher's
+// OnLoss sets a function told each loss report, and its JSON, once it is
+// durable (the daemon prints it with the other findings). It runs under the publisher's
 // lock: it must not call the publisher.
-func (p *Publisher) OnLoss(f func(*event.Event)) {
+func (p *Publisher) OnLoss(f func(ev *event.Event, data []byte)) {
 	p.mu.Lock()
 	p.loss.hook = f
 	p.mu.Unlock()
@@ -126,7 +126,7 @@ func (p *Publisher) deliverReport(ev *event.Event) bool {
 		err := p.send(out.subj, out.id, out.seq, out.data)
 		if err == nil {
 			p.published.Add(1)
-			p.reported(ev)
+			p.reported(ev, out.data)
 			return true
 		}
 		p.pubErrors.Add(1)
@@ -136,13 +136,13 @@ func (p *Publisher) deliverReport(ev *event.Event) bool {
 	if p.toSpool(out.subj, out.id, out.seq, out.data, sent) != nil {
 		return false // counted in p.overflow: the next report covers it too
 	}
-	p.reported(ev)
+	p.reported(ev, out.data)
 	return true
 }
 
-func (p *Publisher) reported(ev *event.Event) {
+func (p *Publisher) reported(ev *event.Event, data []byte) {
 	p.loss.total += ev.Health.LostRecords
 	if p.loss.hook != nil {
-		p.loss.hook(ev)
+		p.loss.hook(ev, data)
 	}
 }

@@ -1,9 +1,10 @@
-package transport
+package publish
 
 import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 	"os"
 	"os/exec"
 	"strconv"
@@ -41,7 +42,7 @@ func helperPublisher() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	p, err := New(context.Background(), Options{URL: os.Getenv(helperURLEnv), AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond},
+	p, err := New(context.Background(), transport.Options{URL: os.Getenv(helperURLEnv), AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond},
 		helperHost, sp, zerolog.New(os.Stderr).Level(zerolog.WarnLevel))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -134,7 +135,7 @@ func TestSIGKILLWhileSpooling(t *testing.T) {
 		t.Fatal("the killed publisher left nothing in the spool; the test did not kill it while spooling")
 	}
 	t.Logf("spool holds %d findings after the kill", sp.Depth())
-	p, err := New(context.Background(), Options{URL: ts.url, ReconnectWait: 20 * time.Millisecond}, helperHost, sp, testLog())
+	p, err := New(context.Background(), transport.Options{URL: ts.url, ReconnectWait: 20 * time.Millisecond}, helperHost, sp, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
-// Package transport carries findings, heartbeats, host state and commands
-// over NATS. Findings are durable once Publish returns: acknowledged by the
+// Package publish is a host's side of NATS: it numbers, encodes and
+// publishes the host's findings and heartbeats, follows the host's state in
+// the control plane and answers ctl commands. Findings are durable once Publish returns: acknowledged by the
 // JetStream stream (or flushed to a server without JetStream), or written to
 // the on-disk spool, from which they go out in order when the server is back.
-package transport
+package publish
 
 import (
 	"context"
@@ -21,20 +22,11 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // ErrClosed is returned by a Publisher after Close.
 var ErrClosed = errors.New("transport: publisher closed")
-
-// Transport modes, as heartbeats report them.
-const (
-	TransportJetStream = "jetstream" // findings kept in the stream, acknowledged
-	TransportCore      = "core"      // the server has no JetStream: flushed, not kept
-	TransportOffline   = "offline"   // not connected (or not yet probed): findings spool
-	// TransportUnauthorized: the server refused the credentials, or the
-	// JetStream calls they need; findings spool and the login is retried.
-	TransportUnauthorized = "unauthorized"
-)
 
 type mode int32
 
@@ -64,23 +56,22 @@ type Counters struct {
 	Rejected      uint64 // ctl messages and state values rejected
 	SpoolDepth    uint64 // findings waiting in the spool now
 	Seq           uint64 // last sequence number assigned
-	Transport     string // TransportJetStream, TransportCore or TransportOffline
+	Transport     string // event.TransportJetStream, event.TransportCore or event.TransportOffline
 }
 
 // Publisher sends one host's findings. It is safe for concurrent use; Publish
 // calls are numbered and sent in the order they take the publisher's lock.
 type Publisher struct {
 	host  string
-	opts  Options
+	opts  transport.Options
 	log   zerolog.Logger
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	spool *spool.Spool
-	seq   *seqFile
+	num   *Numberer // guarded by mu
 	start time.Time
 
 	mu       sync.Mutex // orders numbering, sending and spooling
-	ids      *nuid.NUID
 	closed   bool
 	spooling bool // logged "spooling" and not yet "drained"
 
@@ -106,15 +97,11 @@ type Publisher struct {
 	stateRev                                          atomic.Uint64 // KV revision of the state last watched
 }
 
-// InboxPrefix is where a host's publisher receives replies (acks, API
-// answers, its state watch); per-host credentials grant it only these.
-func InboxPrefix(host string) string { return "_INBOX_" + host }
-
 // New connects to the server named by opts.URL and returns a Publisher for
 // host that spools to sp when the server is unreachable. It does not fail when
 // the server is down: findings spool until it comes up. ctx bounds the setup;
 // Close stops the publisher (sp stays open: it belongs to the caller).
-func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log zerolog.Logger) (*Publisher, error) {
+func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spool, log zerolog.Logger) (*Publisher, error) {
 	if err := event.ValidHost(host); err != nil {
 		return nil, err
 	}
@@ -124,12 +111,12 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	if opts.URL == "" {
 		return nil, errors.New("transport: no NATS URL (start a server with StartEmbedded, or pass --nats)")
 	}
-	opts.defaults()
+	opts.SetDefaults()
 	if opts.Name == "" {
 		opts.Name = "driftsensor/" + host
 	}
 	if opts.InboxPrefix == "" {
-		opts.InboxPrefix = InboxPrefix(host)
+		opts.InboxPrefix = transport.InboxPrefix(host)
 	}
 	seq, err := openSeqFile(sp.Dir())
 	if err != nil {
@@ -137,14 +124,14 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	}
 	p := &Publisher{
 		host: host, opts: opts, log: log.With().Str("component", "transport").Logger(),
-		spool: sp, seq: seq, start: time.Now(), ids: nuid.New(),
+		spool: sp, num: &Numberer{host: host, ids: nuid.New(), seq: seq}, start: time.Now(),
 		kick: make(chan struct{}, 1), done: make(chan struct{}), reconn: make(chan struct{}, 1),
 	}
 	if err := p.stream.open(sp.Dir()); err != nil {
 		seq.close()
 		return nil, err
 	}
-	nopts, err := opts.natsOptions()
+	nopts, err := opts.NATSOptions()
 	if err != nil {
 		seq.close()
 		return nil, err
@@ -180,12 +167,12 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 			p.connected()
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			if IsAuthError(err) {
+			if transport.IsAuthError(err) {
 				p.refused(err)
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if IsAuthError(err) || errors.Is(err, nats.ErrPermissionViolation) {
+			if transport.IsAuthError(err) || errors.Is(err, nats.ErrPermissionViolation) {
 				p.refused(err)
 				return
 			}
@@ -200,13 +187,13 @@ func New(ctx context.Context, opts Options, host string, sp *spool.Spool, log ze
 	// refusal stops the start (exit status 2). An unreachable server is an
 	// outage like any other: the connection keeps trying and findings spool.
 	nc, err := nats.Connect(opts.URL, append(nopts, nats.RetryOnFailedConnect(false))...)
-	if err != nil && !IsAuthError(err) {
-		p.log.Warn().Err(err).Str("url", redactURLs(opts.URL)).Msg("NATS server unreachable at start; findings spool until it is up")
+	if err != nil && !transport.IsAuthError(err) {
+		p.log.Warn().Err(err).Str("url", transport.RedactURLs(opts.URL)).Msg("NATS server unreachable at start; findings spool until it is up")
 		nc, err = nats.Connect(opts.URL, append(nopts, nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
 		seq.close()
-		return nil, opts.connectError(err)
+		return nil, opts.ConnectError(err)
 	}
 	p.nc = nc
 	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(opts.AckTimeout), jetstream.WithPublishAsyncMaxPending(2*maxBatch)); err != nil {
@@ -253,20 +240,20 @@ func (p *Publisher) Conn() *nats.Conn { return p.nc }
 // Host is the host name the publisher publishes as.
 func (p *Publisher) Host() string { return p.host }
 
-// Transport says how findings leave now: TransportJetStream, TransportCore,
-// TransportOffline or TransportUnauthorized.
+// Transport says how findings leave now: event.TransportJetStream, event.TransportCore,
+// event.TransportOffline or event.TransportUnauthorized.
 func (p *Publisher) Transport() string {
 	m := mode(p.mode.Load())
 	if p.nc.IsConnected() && m == modeJetStream {
-		return TransportJetStream
+		return event.TransportJetStream
 	}
 	if p.nc.IsConnected() && m == modeCore {
-		return TransportCore
+		return event.TransportCore
 	}
 	if p.authErr.Load() != nil {
-		return TransportUnauthorized
+		return event.TransportUnauthorized
 	}
-	return TransportOffline
+	return event.TransportOffline
 }
 
 // mayCreate says whether this sensor may set the control plane up itself:
@@ -296,7 +283,7 @@ func (p *Publisher) refused(err error) {
 	if prev != nil && (*prev).Error() == err.Error() {
 		return
 	}
-	p.log.Error().Err(err).Str("credential", p.opts.credential()).Str("url", redactURLs(p.opts.URL)).
+	p.log.Error().Err(err).Str("credential", p.opts.Credential()).Str("url", transport.RedactURLs(p.opts.URL)).
 		Msg("the NATS server refused this sensor's credentials or their permissions: findings spool and heartbeats say transport=unauthorized until the server's configuration lets it in (driftctl creds)")
 }
 
@@ -323,7 +310,7 @@ func (p *Publisher) probe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("JetStream account info: %w", err)
 	}
-	info, err := ensureStream(ctx, p.js, p.log, p.mayCreate())
+	info, err := transport.EnsureStream(ctx, p.js, p.log, p.mayCreate())
 	if err != nil {
 		return err
 	}
@@ -413,19 +400,22 @@ const maxBatch = 1024
 // round trip per finding. It is for a reader that drains a burst from the ring
 // buffer. If a send fails, that finding and all after it go to the spool, in
 // order; a later one the server did take is sent again and dropped by the
-// stream as a duplicate. The error joins the findings lost.
-func (p *Publisher) PublishBatch(evs []*event.Event) error {
+// stream as a duplicate. The error joins the findings lost. It returns each
+// finding's JSON, its one encoding (nil for one that could not be encoded),
+// for the daemon to print.
+func (p *Publisher) PublishBatch(evs []*event.Event) ([][]byte, error) {
 	kis := make([]int, len(evs))
 	for i, ev := range evs {
 		if kis[i] = kindIndex(ev.Kind); kis[i] < 0 {
-			return fmt.Errorf("transport: finding %d: kind %q (want file, exec, net or sensor)", i, ev.Kind)
+			return nil, fmt.Errorf("publish: finding %d: kind %q (want file, exec, net or sensor)", i, ev.Kind)
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
+	lines := make([][]byte, 0, len(evs))
 	var errs []error
 	for len(evs) > 0 {
 		if p.lossPending() {
@@ -435,6 +425,7 @@ func (p *Publisher) PublishBatch(evs []*event.Event) error {
 		out := make([]outgoing, 0, n)
 		for i, ev := range evs[:n] {
 			o, err := p.number(ev, kis[i])
+			lines = append(lines, o.data)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -466,7 +457,7 @@ func (p *Publisher) PublishBatch(evs []*event.Event) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return lines, errors.Join(errs...)
 }
 
 // outgoing is a numbered, encoded finding.
@@ -478,17 +469,10 @@ type outgoing struct {
 
 // number assigns the finding its identity and encodes it. Callers hold p.mu.
 func (p *Publisher) number(ev *event.Event, ki int) (outgoing, error) {
-	ev.Schema = event.Schema
-	ev.Host = p.host
-	ev.ID = p.ids.Next()
-	ev.Seq = p.seq.next()
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
-	data, err := json.Marshal(ev)
+	data, err := p.num.Number(ev)
 	if err != nil {
 		p.overflow.Add(1)
-		return outgoing{}, fmt.Errorf("transport: finding seq %d lost: encode: %w", ev.Seq, err)
+		return outgoing{}, fmt.Errorf("publish: %w: lost", err)
 	}
 	p.findings[ki].Add(1)
 	return outgoing{subj: event.Subject(p.host, ev.Kind), id: ev.ID, seq: ev.Seq, data: data}, nil
@@ -638,7 +622,7 @@ func (p *Publisher) loop() {
 		if !p.nc.IsConnected() {
 			// Until a first connection, nats.go reports a refused login only
 			// as the connection's last error.
-			if err := p.nc.LastError(); IsAuthError(err) {
+			if err := p.nc.LastError(); transport.IsAuthError(err) {
 				p.refused(err)
 			}
 			continue
@@ -683,7 +667,7 @@ func (p *Publisher) drainBatch() bool {
 	if errors.Is(err, spool.ErrEmpty) {
 		if p.spooling {
 			p.spooling = false
-			p.log.Info().Uint64("seq", p.seq.last()).Msg("spool drained; publishing directly again")
+			p.log.Info().Uint64("seq", p.num.Last()).Msg("spool drained; publishing directly again")
 		}
 		return false
 	}
@@ -781,7 +765,7 @@ func (p *Publisher) Counters() Counters {
 		PublishErrors: p.pubErrors.Load(),
 		Rejected:      p.rejected.Load(),
 		SpoolDepth:    uint64(p.spool.Depth()),
-		Seq:           p.seq.last(),
+		Seq:           p.num.Last(),
 		Transport:     p.Transport(),
 	}
 }
@@ -821,7 +805,7 @@ func (p *Publisher) Close() error {
 			_ = p.nc.FlushTimeout(p.opts.AckTimeout)
 		}
 		p.nc.Close()
-		err = p.seq.close()
+		err = p.num.seq.close()
 	})
 	return err
 }

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -12,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // clusterNode is one server of a three-node cluster on loopback.
@@ -133,15 +135,15 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	ctl, err := NewControl(admin, 5*time.Second)
+	ctl, err := control.New(admin, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "driftctl init at three replicas", func() bool {
-		_, err := ctl.Init(context.Background(), Settings{Replicas: 3})
+		_, err := ctl.Init(context.Background(), transport.Settings{Replicas: 3})
 		return err == nil
 	})
-	js := ctl.js
+	js, _ := jetstream.New(admin)
 	for _, name := range []string{event.StreamName, event.AuditStream, "KV_" + event.StateBucket} {
 		s, err := js.Stream(context.Background(), name)
 		if err != nil || s.CachedInfo().Config.Replicas != 3 {
@@ -150,7 +152,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	}
 	eventually(t, "a stream leader with every replica current", func() bool { _, ok := streamLeader(context.Background(), js); return ok })
 
-	p := newPublisher(t, urls, "cl1", t.TempDir(), Options{AckTimeout: 2 * time.Second})
+	p := newPublisher(t, urls, "cl1", t.TempDir(), transport.Options{AckTimeout: 2 * time.Second})
 	var states applied
 	p.WatchState(context.Background(), states.fn)
 	var mu sync.Mutex
@@ -173,7 +175,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 				err = p.Publish(evs[0])
 			} else {
 				evs = append(evs, finding(i), finding(i))
-				err = p.PublishBatch(evs)
+				_, err = p.PublishBatch(evs)
 			}
 			if err != nil {
 				done <- fmt.Errorf("finding lost (not even spooled): %w", err)
@@ -201,7 +203,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	t.Logf("killing the stream leader %s (the sensor is on %s)", leader, p.Conn().ConnectedServerName())
 	ln.kill()
 	progress("after the leader was killed", 300)
-	eventually(t, "published directly again after the leader's death", func() bool { return p.Transport() == TransportJetStream && p.Counters().SpoolDepth == 0 })
+	eventually(t, "published directly again after the leader's death", func() bool { return p.Transport() == event.TransportJetStream && p.Counters().SpoolDepth == 0 })
 	ln.start(t)
 	eventually(t, "the restarted node current again", func() bool { _, ok := streamLeader(context.Background(), js); return ok })
 	progress("after the leader came back", 300)
@@ -217,7 +219,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the spool drained", func() bool { return p.Counters().SpoolDepth == 0 && p.Transport() == TransportJetStream })
+	eventually(t, "the spool drained", func() bool { return p.Counters().SpoolDepth == 0 && p.Transport() == event.TransportJetStream })
 
 	mu.Lock()
 	ids := append([]string(nil), accepted...)

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // BenchmarkPublish measures Publish on loopback against an embedded server:
@@ -29,7 +30,7 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer sp.Close()
-			p, err := New(context.Background(), Options{URL: ts.url}, "bench", sp, testLog())
+			p, err := New(context.Background(), transport.Options{URL: ts.url}, "bench", sp, testLog())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -58,7 +59,7 @@ func BenchmarkPublish(b *testing.B) {
 					for _, e := range evs[:n] {
 						e.Time = time.Time{}
 					}
-					if err := p.PublishBatch(evs[:n]); err != nil {
+					if _, err := p.PublishBatch(evs[:n]); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -1,4 +1,4 @@
-package transport
+package publish
 
 import (
 	"encoding/binary"
@@ -72,6 +72,9 @@ func (s *seqFile) next() uint64 { return s.v.Add(1) }
 func (s *seqFile) last() uint64 { return s.v.Load() }
 
 func (s *seqFile) close() error {
+	if s.f == nil { // in memory (NewNumberer)
+		return nil
+	}
 	err := s.f.Sync() // writes back the mapped page too
 	if uerr := syscall.Munmap(s.mem); err == nil {
 		err = uerr
