@@ -553,6 +553,9 @@ func (s *Spool) rotate() error {
 			return err
 		}
 	}
+	if len(s.segs) > 1 && s.segs[0].recs == 0 {
+		return s.dropHead() // consumed while it was still written to
+	}
 	return nil
 }
 
@@ -662,7 +665,10 @@ func (s *Spool) head(n int) ([]Record, []int, error) {
 	if n <= 1 || seg.recs <= 1 {
 		return recs, sizes, nil
 	}
-	chunk := min(seg.bytes, maxChunk)
+	// Read about what n records of the segment's average size take (twice
+	// that, for records larger than average): acking a few records must
+	// not read the whole segment. Fewer decoded is fine: callers loop.
+	chunk := min(seg.bytes, maxChunk, 2*int64(n)*(seg.bytes/int64(seg.recs)+1))
 	if int64(size) >= chunk {
 		return recs, sizes, nil
 	}
@@ -729,7 +735,10 @@ func (s *Spool) AckN(n int) error {
 		s.bytes -= total
 		s.roff += total
 		n -= len(recs)
-		if seg.recs == 0 {
+		// A consumed segment that is also the one written to stays, to be
+		// written on: a new file (and a directory fsync) per emptied spool
+		// would cost more than the finding. rotate drops it later.
+		if seg.recs == 0 && len(s.segs) > 1 {
 			if err := s.dropHead(); err != nil {
 				return err
 			}

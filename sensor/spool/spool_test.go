@@ -98,12 +98,26 @@ func TestOrderAcrossSegments(t *testing.T) {
 	if s.Depth() != 0 || s.Bytes() != 0 {
 		t.Fatalf("after drain: Depth %d, Bytes %d; want 0, 0", s.Depth(), s.Bytes())
 	}
-	if f := segFiles(t, dir); len(f) != 0 {
-		t.Fatalf("consumed segments left on disk: %v", f)
+	// The segment being written stays, consumed, to be written on; every
+	// other consumed one is gone.
+	if f := segFiles(t, dir); len(f) != 1 {
+		t.Fatalf("segments on disk after a full drain: %v, want only the one written to", f)
 	}
-	// Appending after a full drain starts again and keeps going.
+	// Appending after a full drain keeps going, and the next segment
+	// replaces the consumed one.
 	appendN(t, s, 100, 103)
 	wantRecords(t, drain(t, s), 100, 101, 102)
+	appendN(t, s, 103, 110)
+	wantRecords(t, drain(t, s), seq(103, 110)...)
+	if f := segFiles(t, dir); len(f) != 1 {
+		t.Fatalf("segments on disk: %v, want only the one written to", f)
+	}
+	s.Close()
+	s, _ = mustOpen(t, dir, Options{SegmentBytes: 256})
+	defer s.Close()
+	if s.Depth() != 0 || len(segFiles(t, dir)) != 0 {
+		t.Fatalf("reopened a drained spool: depth %d, segments %v; want 0 and none", s.Depth(), segFiles(t, dir))
+	}
 }
 
 func TestReopenKeepsUnackedOnly(t *testing.T) {
