@@ -19,7 +19,7 @@ SENSOR_ARCHES := amd64
 FLEET_ARCHES := amd64 arm64
 IMAGE ?= driftsensor-fleet:$(VERSION)
 
-.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench demo clean dist dist-bin packages image pkgtest promcheck
+.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench bench-peers demo clean dist dist-bin packages image pkgtest promcheck
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ stress: ## the privileged packages 5 times under CPU load; lists every test that
 
 bench: build ## run the benchmarks and print the tables for BENCHMARKS.md
 	scripts/bench.sh
+
+bench-peers: build ## driftsensor (both modes) next to auditd and inotifywait on the same workloads; tables and docs/bench-peers.svg for BENCHMARKS.md (root; PEERS_FAST=1: quick)
+	scripts/bench-peers.sh
 
 demo: build ## two test hosts on a bridge of their own: drift in one is detected, published over NATS and cordoned by the responder
 	tests/demo/run.sh

@@ -33,6 +33,28 @@ if [ ${#promtool_pkg[@]} -gt 0 ]; then
 	echo "setup: installing ${promtool_pkg[*]} (for promtool)"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${promtool_pkg[@]}"
 fi
+# make bench-peers compares with auditd and inotifywait. auditd is installed but neither started nor
+# enabled: once auditing is on, every new process carries an audit context and is slower. The
+# benchmark starts its own auditd and stops it. A policy-rc.d that refuses keeps the package's
+# scripts from starting it (an existing one is left in place).
+if ! command -v inotifywait >/dev/null; then
+	echo "setup: installing inotify-tools (for make bench-peers)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends inotify-tools
+fi
+if ! command -v auditd >/dev/null; then
+	echo "setup: installing auditd, not started (for make bench-peers)"
+	own_policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		own_policy=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends auditd
+	[ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+	if command -v systemctl >/dev/null; then
+		systemctl disable --quiet auditd.service 2>/dev/null || true
+	fi
+fi
 
 # Go: keep a new enough one; otherwise fetch the toolchain from the module proxy.
 have=$( { command -v go >/dev/null && go env GOVERSION; } || { [ -x /usr/local/go/bin/go ] && /usr/local/go/bin/go env GOVERSION; } || echo none)
