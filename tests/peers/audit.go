@@ -154,6 +154,8 @@ func (a *Auditd) Start(col *Collector) error {
 		return fmt.Errorf("auditctl -e 1: %v: %s", err, out)
 	}
 	a.done = make(chan struct{})
+	a.stopped.Store(false) // the monitor runs again each round
+	a.readErr = nil
 	go a.tail(col)
 	return nil
 }
@@ -244,4 +246,20 @@ func findKernelThread(comm string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no kernel thread %s: is audit built into this kernel (CONFIG_AUDIT)?", comm)
+}
+
+// Diagnose says what auditd's log and the kernel hold when a report of path
+// did not arrive.
+func (a *Auditd) Diagnose(path string) string {
+	log, _ := os.ReadFile(a.log)
+	rules, _ := exec.Command("auditctl", "-l").CombinedOutput()
+	status, _ := exec.Command("auditctl", "-s").CombinedOutput()
+	var naming []string
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, path) {
+			naming = append(naming, l)
+		}
+	}
+	return fmt.Sprintf("%s has %d bytes, %d lines naming %s: %s; auditctl -l: %s; auditctl -s: %s",
+		a.log, len(log), len(naming), path, strings.Join(naming, "\n"), rules, status)
 }

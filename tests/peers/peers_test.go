@@ -174,7 +174,11 @@ func (x *bench) barrier(m Monitor, col *Collector) {
 	deadline := time.Now().Add(bound)
 	for !col.Seen(x.marker) {
 		if time.Now().After(deadline) {
-			x.b.Fatalf("%s: no report of the marker chmod of %s within %v", m.Name(), x.marker, bound)
+			why := ""
+			if d, ok := m.(interface{ Diagnose(string) string }); ok {
+				why = ": " + d.Diagnose(x.marker)
+			}
+			x.b.Fatalf("%s: no report of the marker chmod of %s within %v%s", m.Name(), x.marker, bound, why)
 		}
 		time.Sleep(time.Millisecond)
 	}
