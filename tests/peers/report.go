@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
@@ -324,66 +325,83 @@ func (r *Results) targets() string {
 	return b.String()
 }
 
-// Plot writes an SVG: the overhead of each monitor on each workload, and the
-// latency percentiles.
+// Plot writes an SVG (a PNG when path ends in .png): the overhead of each monitor on the benign workloads,
+// the storm writer's slowdown, and the latency percentiles.
 func (r *Results) Plot(path string) error {
 	palette := []color.Color{
 		color.RGBA{0x4c, 0x72, 0xb0, 0xff}, color.RGBA{0x55, 0xa8, 0x68, 0xff}, color.RGBA{0xc4, 0x4e, 0x52, 0xff},
 		color.RGBA{0x81, 0x72, 0xb2, 0xff}, color.RGBA{0xcc, 0xb9, 0x74, 0xff}, color.RGBA{0x64, 0xb5, 0xcd, 0xff},
 	}
-	bars := func(p *plot.Plot, groups []string, series []string, value func(series, group string) float64) error {
-		w := vg.Points(72 / float64(len(series)+1))
+	colour := map[string]color.Color{}
+	for i, m := range r.Monitors[1:] {
+		colour[m] = palette[i%len(palette)]
+	}
+	// bars draws one bar per series in each group; the legend sits above
+	// the tallest bar.
+	bars := func(title, unit string, groups, series []string, value func(series, group string) float64) (*plot.Plot, error) {
+		p := plot.New()
+		p.Title.Text, p.Y.Label.Text = title, unit
+		w := vg.Points(90 / float64(len(series)+1))
+		top := 0.0
 		for i, s := range series {
 			var v plotter.Values
 			for _, g := range groups {
 				v = append(v, value(s, g))
+				top = max(top, v[len(v)-1])
 			}
 			bc, err := plotter.NewBarChart(v, w)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			bc.LineStyle.Width = 0
-			bc.Color = palette[i%len(palette)]
+			bc.Color = colour[s]
 			bc.Offset = w * vg.Length(float64(i)-float64(len(series)-1)/2)
 			p.Add(bc)
 			p.Legend.Add(s, bc)
 		}
 		p.NominalX(groups...)
-		p.Legend.Top = true
+		p.Legend.Top, p.Legend.Left = true, true
+		p.Y.Max = max(p.Y.Max, top*(1+0.12*float64(len(series))))
 		p.Add(plotter.NewGrid())
-		return nil
+		return p, nil
 	}
-	over := plot.New()
-	over.Title.Text = "Workload time over no monitor (median of rounds)"
-	over.Y.Label.Text = "%"
-	series := r.Monitors[1:]
-	if err := bars(over, []string{WSyscalls, WChurn, WTar, WStorm}, series, func(m, wl string) float64 {
-		v, _ := r.Overhead(m, wl)
+	over, err := bars("Benign work: time over no monitor", "%", []string{WSyscalls, WChurn, WTar}, r.Monitors[1:],
+		func(m, wl string) float64 { v, _ := r.Overhead(m, wl); return v })
+	if err != nil {
+		return err
+	}
+	storm, err := bars(fmt.Sprintf("Drift storm: writer's time (none = 1)"), "×", []string{WStorm}, r.watching(), func(m, wl string) float64 {
+		v, _ := r.perRound(m, wl, func(s, b Sample) float64 { return float64(s.Time) / float64(b.Time) })
 		return v
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	lat := plot.New()
-	lat.Title.Text = "Mutation to the monitor's report, one every 5 ms"
-	lat.Y.Label.Text = "µs"
-	if err := bars(lat, []string{"p50", "p90", "p99"}, r.watching(), func(m, p string) float64 {
+	lat, err := bars("Mutation to report, one every 5 ms", "µs", []string{"p50", "p90", "p99"}, r.watching(), func(m, p string) float64 {
 		all, _, _ := r.latencies(m)
-		q := map[string]float64{"p50": 0.5, "p90": 0.9, "p99": 0.99}[p]
-		return float64(percentile(all, q)) / 1e3
-	}); err != nil {
+		return float64(percentile(all, map[string]float64{"p50": 0.5, "p90": 0.9, "p99": 0.99}[p])) / 1e3
+	})
+	if err != nil {
 		return err
 	}
-	const wd, ht = 10 * vg.Inch, 4.5 * vg.Inch
-	c := vgsvg.New(wd, ht)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 4}
+	const wd, ht = 14 * vg.Inch, 4.5 * vg.Inch
+	var c interface {
+		vg.CanvasWriterTo
+	}
+	if strings.HasSuffix(path, ".png") {
+		c = vgimg.PngCanvas{Canvas: vgimg.New(wd, ht)}
+	} else {
+		c = vgsvg.New(wd, ht)
+	}
+	tiles := draw.Tiles{Rows: 1, Cols: 3, PadX: vg.Millimeter * 6, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2, PadTop: vg.Millimeter * 2}
 	dc := draw.New(c)
-	for i, p := range []*plot.Plot{over, lat} {
+	for i, p := range []*plot.Plot{over, storm, lat} {
 		p.Draw(tiles.At(dc, i, 0))
 	}
 	return writeFile(path, c)
 }
 
-func writeFile(path string, c *vgsvg.Canvas) error {
+func writeFile(path string, c vg.CanvasWriterTo) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
