@@ -57,6 +57,13 @@ func (c *Collector) Seen(path string) bool {
 	return false
 }
 
+// Len is how many observations were gathered since the last Take.
+func (c *Collector) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.obs)
+}
+
 // Take returns what was gathered since the last Take and starts afresh.
 func (c *Collector) Take() Batch {
 	c.mu.Lock()
@@ -69,9 +76,9 @@ func (c *Collector) Take() Batch {
 // Batch is what a monitor reported during one workload.
 type Batch []Obs
 
-// Under counts the distinct paths reported under dir (a storm's files are
-// each created and chmodded: two observations, one path) and the
-// observations, and returns the time of the last one.
+// Under counts the observations of paths under dir (a storm's file is
+// created, then chmodded: two observations) and returns the time of the
+// last one.
 func (b Batch) Under(dir string) (obs int, last int64) {
 	for _, o := range b {
 		if strings.HasPrefix(o.Path, dir+"/") {

@@ -225,13 +225,8 @@ func (x *bench) runWorkload(round int, m Monitor, col *Collector, wl string) {
 	if _, sensor := m.(*Sensor); sensor && wl == WStorm {
 		// A sensor reports what it lost in a finding of its own, which may
 		// follow the marker: give it a heartbeat or two.
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			col.mu.Lock()
-			n := len(col.obs)
-			col.mu.Unlock()
-			if n >= x.n.storm {
-				break
-			}
+		for deadline := time.Now().Add(3 * time.Second); col.Len() < x.n.storm && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	batch := col.Take()
