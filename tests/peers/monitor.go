@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,15 +89,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// freePort returns a loopback TCP port nothing listens on now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 func startChild(name string, args ...string) (*child, io.ReadCloser, error) {
 	c := &child{cmd: exec.Command(name, args...), exited: make(chan struct{})}
@@ -152,6 +142,7 @@ type Sensor struct {
 	Bin    string // the driftsensor binary
 	Cgroup string // the scope, a path inside the cgroup hierarchy
 	NATS   bool
+	Port   int // the embedded server's loopback port, in NATS mode
 	state  string
 	c      *child
 	nc     *nats.Conn
@@ -184,12 +175,8 @@ func (s *Sensor) Start(col *Collector) error {
 	ready := filepath.Join(s.state, "ready")
 	args := []string{"--scope-cgroup", s.Cgroup, "--seal", "--host", "peers", "--state-dir", s.state,
 		"--ready-file", ready, "--log-level", "warn"}
-	port := 0
 	if s.NATS {
-		if port, err = freePort(); err != nil {
-			return err
-		}
-		args = append(args, "--stdout=false", "--embedded-port", strconv.Itoa(port))
+		args = append(args, "--stdout=false", "--embedded-port", strconv.Itoa(s.Port))
 	} else {
 		args = append(args, "--nats", "off")
 	}
@@ -227,7 +214,7 @@ func (s *Sensor) Start(col *Collector) error {
 	if err != nil {
 		return err
 	}
-	if s.nc, err = nats.Connect("nats://127.0.0.1:"+strconv.Itoa(port), nk); err != nil {
+	if s.nc, err = nats.Connect("nats://127.0.0.1:"+strconv.Itoa(s.Port), nk); err != nil {
 		return fmt.Errorf("connect to the sensor's embedded server: %v", err)
 	}
 	for _, kind := range []string{"file", "exec", "net", "sensor"} {

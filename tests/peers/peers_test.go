@@ -260,8 +260,7 @@ func (x *bench) runWorkload(round int, m Monitor, col *Collector, wl string) {
 
 // coverage runs the attacker's actions under m and records which it reported.
 func (x *bench) coverage(m Monitor, col *Collector) {
-	port, err := freePort()
-	x.fatal(err)
+	port := testenv.FreePort(x.b)
 	actor := []string{hooktest.ActorEnv + "=1"}
 	col.Take()
 	type done struct {
@@ -316,7 +315,7 @@ func BenchmarkPeers(b *testing.B) {
 	}
 	// The order of the plot and the tables; the floor runs the syscall loop
 	// and the churn only (it reports nothing).
-	monitors := []Monitor{None{}, &Floor{}, &Sensor{Bin: bin, Cgroup: x.cg.Rel}, &Sensor{Bin: bin, Cgroup: x.cg.Rel, NATS: true},
+	monitors := []Monitor{None{}, &Floor{}, &Sensor{Bin: bin, Cgroup: x.cg.Rel}, &Sensor{Bin: bin, Cgroup: x.cg.Rel, NATS: true, Port: testenv.FreePort(b)},
 		&Auditd{}, &Inotify{Dirs: []string{x.prot, "/etc"}}}
 	if only := os.Getenv("PEERS_MONITORS"); only != "" { // development: a subset, none always kept
 		var keep []Monitor
