@@ -6,6 +6,7 @@
 package peers
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -57,11 +58,11 @@ func (c *Collector) Seen(path string) bool {
 	return false
 }
 
-// Len is how many observations were gathered since the last Take.
-func (c *Collector) Len() int {
+// Peek returns a copy of what was gathered since the last Take.
+func (c *Collector) Peek() Batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.obs)
+	return slices.Clone(Batch(c.obs))
 }
 
 // Take returns what was gathered since the last Take and starts afresh.
