@@ -132,13 +132,11 @@ func (a *Auditd) Start(col *Collector) error {
 	if err := os.WriteFile(rules, []byte(AuditRules()), 0o600); err != nil {
 		return err
 	}
-	c, stdout, err := startChild("auditd", "-n", "-c", a.dir)
+	c, err := startChild(func(out io.Reader) { io.Copy(io.Discard, out) }, "auditd", "-n", "-c", a.dir)
 	if err != nil {
 		return err
 	}
-	go io.Copy(io.Discard, stdout)
 	a.c = c
-	go func() { c.cmd.Wait(); close(c.exited) }()
 	pidLine := regexp.MustCompile(`(?m)^pid ` + strconv.Itoa(c.cmd.Process.Pid) + `$`)
 	if err := c.waitReady("auditctl -s naming its pid", func() bool {
 		out, _ := exec.Command("auditctl", "-s").Output()

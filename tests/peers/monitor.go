@@ -89,18 +89,25 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-
-func startChild(name string, args ...string) (*child, io.ReadCloser, error) {
+// startChild starts a monitor process whose stdout read reads to its end;
+// exited is closed once it has, and the process is reaped (not before: Wait
+// closes the pipe).
+func startChild(read func(io.Reader), name string, args ...string) (*child, error) {
 	c := &child{cmd: exec.Command(name, args...), exited: make(chan struct{})}
 	c.cmd.Stderr = &c.stderr
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := c.cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %v", name, err)
 	}
-	return c, out, nil
+	go func() {
+		read(out)
+		c.cmd.Wait()
+		close(c.exited)
+	}()
+	return c, nil
 }
 
 // waitReady polls ready until it holds, failing when the child exits or the bound passes.
@@ -146,7 +153,6 @@ type Sensor struct {
 	state  string
 	c      *child
 	nc     *nats.Conn
-	done   chan struct{}
 }
 
 // Name says which mode.
@@ -180,30 +186,27 @@ func (s *Sensor) Start(col *Collector) error {
 	} else {
 		args = append(args, "--nats", "off")
 	}
-	c, out, err := startChild(s.Bin, args...)
+	read := func(out io.Reader) { io.Copy(io.Discard, out) } // NATS mode: findings come by NATS
+	if !s.NATS {
+		read = func(out io.Reader) {
+			sc := bufio.NewScanner(out)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				at := Now()
+				o, err := ParseFinding(sc.Bytes())
+				if err != nil {
+					continue // counted as missing, like a NATS message the benchmark cannot read
+				}
+				o.At = at
+				col.Add(o)
+			}
+		}
+	}
+	c, err := startChild(read, s.Bin, args...)
 	if err != nil {
 		return err
 	}
-	s.c, s.done = c, make(chan struct{})
-	go func() {
-		defer close(s.done)
-		if s.NATS {
-			io.Copy(io.Discard, out)
-			return
-		}
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			at := Now()
-			o, err := ParseFinding(sc.Bytes())
-			if err != nil {
-				continue // counted as missing, like a NATS message the benchmark cannot read
-			}
-			o.At = at
-			col.Add(o)
-		}
-	}()
-	go func() { c.cmd.Wait(); close(c.exited) }()
+	s.c = c
 	if err := c.waitReady("the ready file "+ready, func() bool { _, err := os.Stat(ready); return err == nil }); err != nil {
 		return err
 	}
@@ -245,9 +248,6 @@ func (s *Sensor) Stop() error {
 		s.nc = nil
 	}
 	err := s.c.stop()
-	if s.done != nil {
-		<-s.done
-	}
 	os.RemoveAll(s.state)
 	return err
 }
@@ -256,7 +256,6 @@ func (s *Sensor) Stop() error {
 type Inotify struct {
 	Dirs []string
 	c    *child
-	done chan struct{}
 }
 
 // Name is the tool's.
@@ -274,13 +273,7 @@ func (m *Inotify) CPU() (time.Duration, error) { return procCPU(m.c.cmd.Process.
 // Start starts inotifywait and waits for its watches.
 func (m *Inotify) Start(col *Collector) error {
 	args := append([]string{"-m", "-r", "-e", "modify,attrib,create,delete,move", "--format", "%e %w%f"}, m.Dirs...)
-	c, out, err := startChild("inotifywait", args...)
-	if err != nil {
-		return err
-	}
-	m.c, m.done = c, make(chan struct{})
-	go func() {
-		defer close(m.done)
+	c, err := startChild(func(out io.Reader) {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			at := Now()
@@ -289,18 +282,17 @@ func (m *Inotify) Start(col *Collector) error {
 				col.Add(o)
 			}
 		}
-	}()
-	go func() { c.cmd.Wait(); close(c.exited) }()
+	}, "inotifywait", args...)
+	if err != nil {
+		return err
+	}
+	m.c = c
 	return c.waitReady("Watches established", func() bool { return strings.Contains(c.stderr.String(), "Watches established") })
 }
 
 // Stop stops inotifywait.
 func (m *Inotify) Stop() error {
-	err := m.c.stop()
-	if m.done != nil {
-		<-m.done
-	}
-	return err
+	return m.c.stop()
 }
 
 // Floor is the cost no syscall monitor on a tracepoint can avoid: an empty
