@@ -2,11 +2,15 @@ package peers
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // Lines as Debian's auditd 3.0.9 writes them (ENRICHED: translated fields after a GS byte).
@@ -94,5 +98,30 @@ func TestTargetsFromSamples(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// inotifywait as the benchmark runs it, on a directory of the test's own: a
+// created file is reported with its path, and stopping reaps it.
+func TestInotifyMonitorReports(t *testing.T) {
+	if _, err := exec.LookPath("inotifywait"); err != nil {
+		t.Fatal("inotifywait is not installed: run scripts/setup.sh")
+	}
+	dir := t.TempDir()
+	m := &Inotify{Dirs: []string{dir}}
+	col := &Collector{}
+	if err := m.Start(col); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "new")
+	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "inotifywait's report of "+f, func() bool { return col.Seen(f) })
+	if err := m.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := col.Take(); !got.HasPath(f) || got.Lost() != 0 {
+		t.Fatalf("reports %+v, want %s and no loss", got, f)
 	}
 }
