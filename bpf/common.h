@@ -40,6 +40,8 @@ enum rec_op {
 	DOP_SETFLAGS, /* ioctl FS_IOC_SETFLAGS / FS_IOC_FSSETXATTR (chattr) */
 	DOP_WRITE,    /* first write through a descriptor opened for writing */
 	DOP_URING,    /* a file operation submitted through io_uring */
+	DOP_KSETTING, /* a kernel setting opened for writing: /proc/sys, a /sys attribute (bpf/seal.h) */
+	DOP_RAWDEV,   /* a raw device opened for writing: a block device under a protected file system, /dev/mem... */
 
 	DOP_EXEC = 32,
 	DOP_MODULE,
@@ -51,6 +53,9 @@ enum rec_op {
 	DOP_SELF_BPF,  /* a bpf() command by another process on the sensor's own map, program or link;
 			* arg = cmd << 32 | object id (the command says what kind of object) */
 	DOP_SELF_OPEN, /* another process opened one of the sensor's own files; arg = open flags */
+	DOP_LEAVE_SCOPE, /* a process in the sealed scope moves itself or another out of it: a write to a
+			  * cgroup.procs/cgroup.threads file outside, or clone3 into such a cgroup; arg =
+			  * the destination cgroup id (bpf/seal.h) */
 
 	DOP_BIND = 64,
 	DOP_LISTEN,
@@ -142,6 +147,7 @@ struct rule_val {
 #define CLASS_EXEMPT 2
 #define CLASS_MASK 0xffff
 #define CLASS_TAINT (1 << 16) /* flag: an exempt prefix inside the image paths; files written there are tainted */
+#define CLASS_KALLOW (1 << 17) /* flag: a kernel setting the policy allows writing (kernel.allow_settings) */
 
 /* Live configuration, written by user space. */
 struct config {

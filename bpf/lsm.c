@@ -23,6 +23,7 @@
 #pragma clang diagnostic ignored "-Wunused-function"
 #include "path.h"
 #include "maps.h"
+#include "seal.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -73,6 +74,27 @@ struct {
 	__type(value, __u8);
 } seen SEC(".maps");
 
+/* The cordon gate's flag (responder/gate), as in the tracepoint backend: the
+ * loader replaces this map with the gate's pinned one when the policy asks for
+ * the cordon reflex, so the hook that finds drift cuts the network before user
+ * space runs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gate_cordon SEC(".maps");
+
+/* cordon sets the gate's flag when the policy asks for the cordon reflex. */
+static __always_inline void cordon(struct config *cfg, struct rec_hdr *h)
+{
+	if (!(cfg->reflex & REFLEX_CORDON))
+		return;
+	__u32 zero = 0, one = 1;
+	if (!bpf_map_update_elem(&gate_cordon, &zero, &one, BPF_ANY))
+		h->flags |= RF_CORDONED;
+}
+
 /* Kernels before 6.8 chain a superblock's mounts on a list. */
 struct super_block___old {
 	struct list_head s_mounts;
@@ -117,6 +139,7 @@ static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
 /* verdict applies the mode to a finding: the hook's return value. */
 static __always_inline int verdict(struct config *cfg, struct rec_hdr *h)
 {
+	cordon(cfg, h);
 	if (cfg->reflex & REFLEX_KILL) {
 		if (!bpf_send_signal(SIGKILL_))
 			h->flags |= RF_KILLED;
@@ -485,6 +508,60 @@ static __noinline int judge_guarded(struct file *file)
 	return send_self(cfg, r);
 }
 
+/* leave_rec fills a leave-scope record's identity and path from the
+ * destination's file (a cgroup.procs file, a cgroup directory). */
+static __always_inline void leave_rec(struct work *w, struct exec_rec *r, struct file *f, int use_dpath)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
+	__u32 l = bound(file_path(w, f, r->data, use_dpath), 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+}
+
+/* judge_seal judges an open for writing of a file the seal covers beyond the
+ * policy's paths (bpf/seal.h). Returns 1 when f is no such file; otherwise
+ * the hook's verdict (an allowed kernel setting: 0). */
+static __always_inline int judge_seal(struct config *cfg, struct file *f)
+{
+	__u64 arg = 0;
+	__u16 op = seal_kind(cfg, f, &arg);
+	if (!op)
+		return 1;
+	struct work *w = get_work();
+	if (!w)
+		return 0;
+	w->trunc = 0;
+	if (op == DOP_LEAVE_SCOPE) {
+		struct exec_rec *x = xrec_init(op, arg);
+		if (!x)
+			return 0;
+		leave_rec(w, x, f, 1);
+		return send_exec(cfg, x, w->trunc);
+	}
+	struct file_rec *r = get_frec();
+	if (!r)
+		return 0;
+	__u32 l = file_path(w, f, r->data, 1);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	if (op == DOP_KSETTING && rv && (rv->class & CLASS_KALLOW))
+		return 0;
+	frec_init(r, op, BPF_CORE_READ(f, f_flags), 0, op == DOP_KSETTING ? RULE_KERNEL_SETTING : RULE_RAW_DEVICE);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
+	l = bound(l, 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	r->data[bound(l + 2, 4095)] = 0;
+	return send_file(cfg, r, w->trunc);
+}
+
 /* ---- file mutations ---- */
 
 SEC("lsm/file_open")
@@ -501,6 +578,11 @@ int BPF_PROG(drift_file_open, struct file *file)
 	struct config *cfg = active();
 	if (!cfg)
 		return 0;
+	if (fmode & FMODE_WRITE_) {
+		int v = judge_seal(cfg, file);
+		if (v != 1)
+			return v;
+	}
 	/* f_flags lost O_CREAT by now: FMODE_CREATED says this open made the file */
 	__u32 flags = BPF_CORE_READ(file, f_flags);
 	__u32 mode = 0;
@@ -998,6 +1080,38 @@ int BPF_PROG(drift_bpf, int cmd, union bpf_attr *attr, unsigned int size)
 	return send_exec(cfg, r, 0);
 }
 
+/* ---- leaving the sealed scope ---- */
+
+/* clone3 with CLONE_INTO_CGROUP into a cgroup outside the scope: judged in
+ * the parent, before the child exists. The cgroup descriptor is read from the
+ * syscall's arguments (the kernel has copied them already; a second thread
+ * rewriting them can make the report name another cgroup). */
+SEC("lsm/task_alloc")
+int BPF_PROG(drift_task_alloc, struct task_struct *task, unsigned long clone_flags)
+{
+	if (!(clone_flags & CLONE_INTO_CGROUP_))
+		return 0;
+	struct config *cfg = active();
+	if (!cfg)
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (BPF_CORE_READ(regs, orig_ax) != NR_CLONE3_)
+		return 0;
+	struct file *f = file_of(clone3_cgroup_fd((const void *)BPF_CORE_READ(regs, di)));
+	if (!f)
+		return 0;
+	__u64 id = 0;
+	if (!cgroup_outside(cfg, BPF_CORE_READ(f, f_path.dentry), &id))
+		return 0;
+	struct work *w = get_work();
+	struct exec_rec *r = xrec_init(DOP_LEAVE_SCOPE, id);
+	if (!r || !w)
+		return 0;
+	w->trunc = 0;
+	leave_rec(w, r, f, 0);
+	return send_exec(cfg, r, w->trunc);
+}
+
 /* ---- self-protection ---- */
 
 SEC("lsm/task_kill")
@@ -1039,6 +1153,7 @@ int BPF_PROG(drift_ptrace, struct task_struct *child, unsigned int mode)
 /* report_exec sends a finding that is never denied (the reflex still runs). */
 static __always_inline void report_exec(struct config *cfg, struct exec_rec *r)
 {
+	cordon(cfg, &r->h);
 	if ((cfg->reflex & REFLEX_KILL) && !bpf_send_signal(SIGKILL_))
 		r->h.flags |= RF_KILLED;
 	r->h.size = offsetof(struct exec_rec, data) + 2;

@@ -11,6 +11,7 @@
 #include "common.h"
 #include "path.h"
 #include "maps.h"
+#include "seal.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -163,6 +164,7 @@ enum shape {
 	SH_PRIV,     /* module, kexec, bpf, ptrace, io_uring_setup: drift when attempted */
 	SH_BPF,      /* any other bpf(2) command: tampering when it touches the sensor's objects */
 	SH_OPEN_READ, /* an open without write intent: judged only for the sensor's own files */
+	SH_CLONE,     /* clone3: drift when it puts the child in a cgroup outside the sealed scope */
 };
 
 static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, int user)
@@ -249,6 +251,63 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 	return 0;
 }
 
+static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret);
+
+/* judge_seal judges an open for writing, or a first write, of a file the seal
+ * covers beyond the policy's paths (bpf/seal.h). Returns 1 when f is such a
+ * file, reported or allowed: the path rules do not judge it again. */
+static __noinline int judge_seal(struct config *cfg, struct dreq *q, struct file *f, int fd, long ret)
+{
+	__u64 arg = 0;
+	__u16 op = seal_kind(cfg, f, &arg);
+	if (!op)
+		return 0;
+	if (op == DOP_LEAVE_SCOPE) {
+		q->op = op, q->arg = arg, q->fd = fd;
+		judge_priv(cfg, q, ret);
+		return 1;
+	}
+	__u32 zero = 0;
+	struct file_rec *r = bpf_map_lookup_elem(&frec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 1;
+	__u32 l = resolve_file(w, f, r->data);
+	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
+	if (op == DOP_KSETTING && rv && (rv->class & CLASS_KALLOW))
+		return 1;
+	fill_hdr(&r->h, REC_FILE, op);
+	fill_task(&r->h);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->ret = ret;
+	r->flags = q->flags;
+	r->mode = q->mode;
+	r->path2_len = r->target_len = 0;
+	r->rule = op == DOP_KSETTING ? RULE_KERNEL_SETTING : RULE_RAW_DEVICE;
+	r->path_len = l;
+	send_file(cfg, r, w);
+	return 1;
+}
+
+/* judge_clone: a clone3 into a cgroup outside the sealed scope (the parent,
+ * still in scope, at its exit; ret is the child). */
+static __noinline int judge_clone(struct config *cfg, struct dreq *q, long ret)
+{
+	int fd = clone3_cgroup_fd(q->name);
+	struct file *f = file_of(fd);
+	if (!f)
+		return 0;
+	__u64 id = 0;
+	if (!cgroup_outside(cfg, BPF_CORE_READ(f, f_path.dentry), &id))
+		return 0;
+	q->op = DOP_LEAVE_SCOPE, q->arg = id, q->fd = fd;
+	return judge_priv(cfg, q, ret);
+}
+
 /* judge_file judges an open file: after open (the new fd), an fd argument, or a
  * write through an fd. Cheap rejections come first; the record header is
  * filled only for a finding. */
@@ -275,6 +334,8 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 			return 0;
 	}
 	mark_seen(cfg, f, tgid);
+	if ((q->shape == SH_OPEN || q->shape == SH_WRITE) && judge_seal(cfg, q, f, fd, ret))
+		return 0;
 
 	__u32 l = resolve_file(w, f, r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
@@ -631,6 +692,9 @@ static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 	case 311: /* process_vm_writev(pid, ...) */
 		q->op = DOP_PTRACE, q->shape = SH_PRIV, q->arg = (__u64)id << 32 | (__u32)a0;
 		return 1;
+	case NR_CLONE3_: /* clone3(args, size) */
+		q->shape = SH_CLONE, q->name = (const char *)a0;
+		return 1;
 	case 425: /* io_uring_setup */
 		q->op = DOP_URING_SETUP, q->shape = SH_PRIV, q->arg = a1;
 		return 1;
@@ -682,6 +746,8 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 		return judge_file(cfg, &q, q.fd, ret);
 	case SH_PRIV:
 		return judge_priv(cfg, &q, ret);
+	case SH_CLONE:
+		return ret > 0 ? judge_clone(cfg, &q, ret) : 0;
 	default:
 		return judge_name(cfg, &q, ret, 1);
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/kstate"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/proc"
 	"github.com/driftsensor/driftsensor/sensor/record"
@@ -63,8 +64,11 @@ func New(cfg Config) *Sensor {
 		cfg.StatsEvery = 250 * time.Millisecond
 	}
 	s := &Sensor{cfg: cfg, rules: map[uint32]string{}, boot: bootTime()}
-	for _, r := range append(cfg.Policy.Rules(), cfg.Policy.ImageRules()...) {
+	for _, r := range append(append(cfg.Policy.Rules(), cfg.Policy.ImageRules()...), cfg.Policy.KernelRules()...) {
 		s.rules[r.ID] = r.Name
+	}
+	for id, name := range SealRules {
+		s.rules[id] = name
 	}
 	return s
 }
@@ -82,15 +86,34 @@ func RulesFor(p *policy.Policy) backend.Rules {
 	roots := append([]string{"/"}, p.Protect...)
 	roots = append(roots, p.ExecImagePaths...)
 	images := conv(p.ImageRules())
+	paths := taintFlags(conv(p.Rules()), images)
+	for _, r := range p.KernelRules() {
+		// the kernel sees a /sys attribute by its canonical path
+		if real, err := filepath.EvalSymlinks(r.Prefix); err == nil && len(real) <= 255 {
+			r.Prefix = real
+		}
+		paths = append(paths, backend.Rule{Prefix: r.Prefix, Class: uint32(r.Class) | backend.ClassKernelAllow, ID: r.ID})
+	}
 	return backend.Rules{
-		Paths:        taintFlags(conv(p.Rules()), images),
+		Paths:        paths,
 		Images:       images,
 		DirLinks:     DirLinks(roots),
 		PortAllowed:  p.PortAllowed,
 		DenyBinds:    p.DenyBinds,
 		ReflexKill:   p.ReflexKill,
 		ReflexCordon: p.ReflexCordon,
+		RawDevices: func() ([]uint64, error) {
+			return kstate.RawDevices("/proc/self/mountinfo", p.CoversMount, p.AllowDevices)
+		},
 	}
+}
+
+// SealRules name the seal's own classes, which findings carry as their rule
+// (bpf/seal.h RULE_*): kernel settings and raw devices are drift whatever
+// the path rules say.
+var SealRules = map[uint32]string{
+	0xfffffff0: "seal.kernel_settings",
+	0xfffffff1: "seal.raw_devices",
 }
 
 // taintFlags marks the exceptions that lie inside an exec image path
@@ -255,12 +278,14 @@ var fileActions = map[uint16]string{
 	record.OpMkdir: "mkdir", record.OpMknod: "mknod", record.OpChmod: "chmod", record.OpChown: "chown",
 	record.OpSetxattr: "setxattr", record.OpRemovexattr: "removexattr", record.OpUtimes: "utimes",
 	record.OpMount: "mount", record.OpSetflags: "setflags", record.OpWrite: "write", record.OpUring: "io_uring",
+	record.OpKSetting: "kernel_setting", record.OpRawDev: "raw_device",
 }
 
 var execActions = map[uint16]string{
 	record.OpExec: "exec", record.OpModule: "module_load", record.OpKexec: "kexec_load",
 	record.OpBPF: "bpf_prog_load", record.OpPtrace: "ptrace_attach", record.OpUringSetup: "io_uring_setup",
 	record.OpSignal: "signal_sensor", record.OpSelfBPF: ActionTamper, record.OpSelfOpen: ActionTamper,
+	record.OpLeaveScope: "leave_scope",
 }
 
 // ActionTamper is the action of every finding about an act on the sensor

@@ -21,6 +21,9 @@ const (
 	// ClassTaint flags an exempt prefix that lies inside the exec image
 	// paths: files written there are tainted (executing them is drift).
 	ClassTaint = 1 << 16
+	// ClassKernelAllow flags an exact kernel setting (under /proc/sys or
+	// /sys) the policy allows writing (bpf/common.h CLASS_KALLOW).
+	ClassKernelAllow = 1 << 17
 )
 
 // Rules is the policy in the kernel's terms.
@@ -33,6 +36,10 @@ type Rules struct {
 	ReflexKill   bool
 	ReflexCordon bool // set the cordon gate's flag at detection (needs Options.CordonFlag)
 	Enforce      bool // deny mutations instead of only reporting them (lsm only)
+	// RawDevices lists, at every seal, the raw devices opening for writing
+	// is drift, as keys of bpf/seal.h's rawdevs (S_IFBLK or S_IFCHR << 32 |
+	// the kernel's dev_t); nil: none.
+	RawDevices func() ([]uint64, error)
 }
 
 // Options says where a backend watches.

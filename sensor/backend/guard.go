@@ -79,6 +79,9 @@ type Own struct {
 	SelfIDs, Guarded, Liveness *ebpf.Map
 	// Files are the sensor's own files and directories (Options.Protect).
 	Files []string
+	// Shared are maps the programs use that others write by design, never
+	// the sensor's own: the cordon gate's flag, which the responder flips.
+	Shared []*ebpf.Map
 }
 
 // linkState is what Verify expects of a link.
@@ -121,12 +124,23 @@ func (l *Live) Guard(own Own) error {
 		o.ID = id
 		l.objects[uint64(kind)<<32|uint64(id)] = o
 	}
+	shared := map[ebpf.MapID]bool{}
+	for _, m := range own.Shared {
+		if m == nil {
+			continue
+		}
+		if info, err := m.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				shared[id] = true
+			}
+		}
+	}
 	for name, m := range own.Maps {
 		info, err := m.Info()
 		if err != nil {
 			return fmt.Errorf("map %s info: %w", name, err)
 		}
-		if id, ok := info.ID(); ok {
+		if id, ok := info.ID(); ok && !shared[id] {
 			add(CmdMapGetFDByID, uint32(id), Object{Kind: "map", Name: name})
 		}
 	}
@@ -142,7 +156,7 @@ func (l *Live) Guard(own Own) error {
 		// such as .rodata.
 		ids, _ := info.MapIDs()
 		for _, id := range ids {
-			if _, ok := l.objects[uint64(CmdMapGetFDByID)<<32|uint64(id)]; ok {
+			if _, ok := l.objects[uint64(CmdMapGetFDByID)<<32|uint64(id)]; ok || shared[id] {
 				continue
 			}
 			name := "?"

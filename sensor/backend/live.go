@@ -40,6 +40,8 @@ type Live struct {
 	rules, images       []Rule
 	portsMap            *ebpf.Map
 	ports               *PortSet
+	rawMap              *ebpf.Map
+	rawDevices          func() ([]uint64, error)
 	objects             map[uint64]Object
 	links               []linkState
 }
@@ -75,11 +77,13 @@ func (l *Live) OpenRing(events *ebpf.Map) (err error) {
 }
 
 // ApplyPolicy fills the policy maps (dirLinks may be nil: a backend with
-// exact paths needs no rewrite) and the configuration's policy bits.
-func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLinks *ebpf.Map) error {
+// exact paths needs no rewrite) and the configuration's policy bits; the raw
+// devices (rawDevs) are filled at every seal.
+func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLinks, rawDevs *ebpf.Map) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rulesMap, l.imagesMap, l.portsMap = rules, images, ports
+	l.rawMap, l.rawDevices = rawDevs, r.RawDevices
 	l.rules, l.images = append([]Rule(nil), r.Paths...), append([]Rule(nil), r.Images...)
 	if err := PutRules(rules, r.Paths); err != nil {
 		return fmt.Errorf("path rules: %w", err)
@@ -116,11 +120,53 @@ func (l *Live) SetSealed(sealed bool) error {
 	if sealed && l.cfg.Sealed == 0 {
 		l.cfg.Epoch++
 	}
+	if sealed {
+		if err := l.putRawDevices(); err != nil {
+			return err
+		}
+	}
 	l.cfg.Sealed = 0
 	if sealed {
 		l.cfg.Sealed = 1
 	}
 	return l.put()
+}
+
+// putRawDevices makes the raw device set what the mounts say now: the
+// block devices under protected file systems are found when sealing.
+func (l *Live) putRawDevices() error {
+	if l.rawMap == nil || l.rawDevices == nil {
+		return nil
+	}
+	devs, err := l.rawDevices()
+	if err != nil {
+		return fmt.Errorf("raw devices under protected file systems: %w", err)
+	}
+	want := map[uint64]bool{}
+	for _, d := range devs {
+		if err := l.rawMap.Put(d, uint8(1)); err != nil {
+			return fmt.Errorf("raw device %d:%d: %w", uint32(d)>>20, uint32(d)&(1<<20-1), err)
+		}
+		want[d] = true
+	}
+	var k uint64
+	var v uint8
+	var stale []uint64
+	it := l.rawMap.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := l.rawMap.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l *Live) put() error {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -272,6 +273,33 @@ func act(op string, a []string) error {
 			return err
 		}
 		return unix.Listen(s, 1)
+	case "cgroup-move-self": // write our pid into arg0/cgroup.procs
+		fd, err := unix.Open(arg(0)+"/cgroup.procs", unix.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		_, err = unix.Write(fd, []byte(strconv.Itoa(os.Getpid())))
+		return err
+	case "clone-into": // clone3(CLONE_INTO_CGROUP) of a child that runs "true" in cgroup arg0
+		dir, err := os.Open(arg(0))
+		if err != nil {
+			return fmt.Errorf("open cgroup: %v", err) // not the syscall under test
+		}
+		defer dir.Close()
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("own executable: %v", err)
+		}
+		cmd := exec.Command(self, "true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+		if err := cmd.Start(); err != nil {
+			return err // the clone3 refused: its errno
+		}
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("child: %v", err)
+		}
+		return nil
 	case "true":
 		return nil
 	}

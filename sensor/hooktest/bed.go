@@ -67,6 +67,8 @@ exec:
 net:
   allowed_ports: [%[3]d]
   deny_binds: %[4]v
+kernel:
+  allow_settings: [` + AllowedSetting + `]
 `
 
 // NewBed loads the backend on a new scope, not sealed, in detect mode with
@@ -161,6 +163,8 @@ func (b *Bed) Env(t testing.TB, tag string) Env {
 		Bin:  filepath.Join(b.root, "bin", tag),
 		Opt:  filepath.Join(b.root, "opt", tag),
 		Tag:  tag,
+
+		Scope: b.cg.Path,
 
 		SensorPID:    os.Getpid(),
 		SensorProgID: b.progID,

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // Backend names, as the backends' Name constants spell them (this package
@@ -58,6 +59,55 @@ func mountAt(t testing.TB, dir string) {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+}
+
+// outsideCgroup makes a cgroup outside the scope, $out, removed at the end.
+func outsideCgroup(t testing.TB, e *Env) { e.Vars["out"] = testenv.NewCgroup(t).Path }
+
+// insideCgroup makes a cgroup below the scope, $in, removed at the end.
+func insideCgroup(t testing.TB, e *Env) {
+	in := filepath.Join(e.Scope, "in-"+e.Tag)
+	mkdir(t, in)
+	t.Cleanup(func() { os.Remove(in) })
+	e.Vars["in"] = in
+}
+
+// charDevice makes a character device node major:minor at p.
+func charDevice(t testing.TB, p string, major, minor uint32) {
+	t.Helper()
+	if err := unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(major, minor))); err != nil {
+		t.Fatalf("mknod %s: %v", p, err)
+	}
+}
+
+// loopMount mounts an ext2 file system on a loop device at $etc/mnt (under
+// the protected image root) and names the device $loop; both go at the end.
+func loopMount(t testing.TB, e *Env) {
+	t.Helper()
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no loop device support in this kernel (/dev/loop-control is missing): no block device to mount")
+	}
+	img := filepath.Join(e.Var, "fs.img")
+	run := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("mke2fs", "-q", "-F", img)
+	dev := run("losetup", "-f", "--show", img)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	mnt := e.Etc + "/mnt"
+	mkdir(t, mnt)
+	if err := unix.Mount(dev, mnt, "ext2", 0, ""); err != nil {
+		t.Fatalf("mount %s on %s: %v", dev, mnt, err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	e.Vars["loop"] = dev
 }
 
 func u64(v uint64) *uint64 { return &v }
@@ -350,6 +400,39 @@ func Cases() []Case {
 			Want:    []Want{uringSetup},
 			Differs: []Differ{uringSetupNotDenied}},
 
+		// ---- leaving the sealed scope: reported before it leaves ----
+		{Group: "leave", Name: "moving itself into a cgroup outside the scope",
+			Setup: outsideCgroup,
+			Act:   []string{"cgroup-move-self", "$out"},
+			Want:  []Want{{Kind: xec, Action: ActLeaveScope, Path: "$out/cgroup.procs"}}},
+		{Group: "leave", Name: "clone3 into a cgroup outside the scope",
+			Setup: outsideCgroup,
+			Act:   []string{"clone-into", "$out"},
+			Want:  []Want{{Kind: xec, Action: ActLeaveScope, Path: "$out"}}},
+
+		// ---- kernel settings and raw devices are part of the seal ----
+		{Group: "kernel", Name: "a /proc/sys setting opened for writing",
+			Act:  []string{"open-w", "/proc/sys/kernel/hostname"},
+			Want: []Want{{Kind: file, Action: ActKSetting, Path: "/proc/sys/kernel/hostname"}}},
+		{Group: "kernel", Name: "a /sys attribute opened for writing, by its canonical path",
+			Act:  []string{"open-w", "/sys/class/net/lo/mtu"},
+			Want: []Want{{Kind: file, Action: ActKSetting, Path: "/sys/devices/virtual/net/lo/mtu"}}},
+		{Group: "kernel", Name: "memory device opened for writing",
+			Setup: func(t testing.TB, e *Env) {
+				charDevice(t, e.Var+"/mem", 1, 1)
+				if fd, err := unix.Open(e.Var+"/mem", unix.O_RDONLY, 0); err == unix.ENXIO {
+					t.Skip("this kernel has no /dev/mem driver (CONFIG_DEVMEM off): the open fails before any hook can judge it on the tracepoint backend")
+				} else if err == nil {
+					unix.Close(fd)
+				}
+			},
+			Act:   []string{"open-w", "$var/mem"},
+			Want:  []Want{{Kind: file, Action: ActRawDevice, Path: "$var/mem"}}},
+		{Group: "kernel", Name: "block device under a protected file system opened for writing",
+			Setup: loopMount,
+			Act:   []string{"open-w", "$loop"},
+			Want:  []Want{{Kind: file, Action: ActRawDevice, Path: "$loop"}}},
+
 		// ---- self-protection ----
 		{Group: "self", Name: "ptrace of the sensor",
 			Act:  []string{"ptrace", "$sensor"},
@@ -411,6 +494,19 @@ func Cases() []Case {
 		{Group: "benign", Name: "executable mapping of an untouched file",
 			Setup: func(t testing.TB, e *Env) { writeELF(t, e.App+"/lib.so") },
 			Act:   []string{"mmap-x", "$app/lib.so"}},
+		{Group: "benign", Name: "moving into a cgroup inside the scope",
+			Setup: insideCgroup,
+			Act:   []string{"cgroup-move-self", "$in"}},
+		{Group: "benign", Name: "clone3 into a cgroup inside the scope",
+			Setup: insideCgroup,
+			Act:   []string{"clone-into", "$in"}},
+		{Group: "benign", Name: "reading a kernel setting",
+			Act: []string{"read", "/proc/sys/kernel/hostname"}},
+		{Group: "benign", Name: "a kernel setting the policy allows",
+			Act: []string{"open-w", AllowedSetting}},
+		{Group: "benign", Name: "a character device that is no raw memory",
+			Setup: func(t testing.TB, e *Env) { charDevice(t, e.Var+"/null", 1, 3) },
+			Act:   []string{"open-w", "$var/null"}},
 		{Group: "benign", Name: "bind on an allowed port",
 			Act: []string{"bind", strconv.Itoa(AllowedPort)}},
 	}

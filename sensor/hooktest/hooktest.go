@@ -44,6 +44,9 @@ type Config struct {
 	DenyBinds bool // net.deny_binds
 }
 
+// AllowedSetting is the one kernel setting the test policy allows writing.
+const AllowedSetting = "/proc/sys/kernel/domainname"
+
 // AllowedPort is the one port the test policy allows binding and listening on.
 const AllowedPort = 47001
 
@@ -62,12 +65,14 @@ type Env struct {
 
 	Tag string // the case's directory name in each of those
 
+	Scope string // the scope's cgroup directory
+
 	SensorPID    int    // the sensor's process (the test process)
 	SensorProgID uint32 // an id of one of the backend's own programs, 0 if it has no self-protection
 	Vars         map[string]string
 }
 
-// Expand replaces $root, $etc, $var, $app, $usr, $bin, $opt, $tag, $sensor
+// Expand replaces $root, $etc, $var, $app, $usr, $bin, $opt, $tag, $scope, $sensor
 // (the sensor's pid), $progid and the names in Vars in s.
 func (e Env) Expand(s string) string {
 	return os.Expand(s, func(k string) string {
@@ -88,6 +93,8 @@ func (e Env) Expand(s string) string {
 			return e.Opt
 		case "tag":
 			return e.Tag
+		case "scope":
+			return e.Scope
 		case "sensor":
 			return fmt.Sprint(e.SensorPID)
 		case "progid":
@@ -269,6 +276,9 @@ const (
 	ActUringSetup  = "io_uring_setup"
 	ActSignal      = "signal_sensor"
 	ActTamper      = "tamper"
+	ActLeaveScope  = "leave_scope"
+	ActKSetting    = "kernel_setting"
+	ActRawDevice   = "raw_device"
 	ActBind        = "bind"
 	ActListen      = "listen"
 )

@@ -39,6 +39,7 @@ type Backend struct {
 	// loaded), e.g. file_truncate before 6.2, where path_truncate covers it,
 	// or uring_allowed before 6.16, where the io_uring_create tracepoint does.
 	Missing []string
+	hasGate bool // the cordon gate's flag map replaced gate_cordon
 }
 
 // Available reports whether BPF-LSM can be used here, and if not, why: the
@@ -110,7 +111,12 @@ func Load(opts backend.Options) (*Backend, error) {
 		return nil, err
 	}
 
-	b.coll, err = ebpf.NewCollection(spec)
+	b.hasGate = opts.CordonFlag != nil
+	var co ebpf.CollectionOptions
+	if opts.CordonFlag != nil {
+		co.MapReplacements = map[string]*ebpf.Map{"gate_cordon": opts.CordonFlag}
+	}
+	b.coll, err = ebpf.NewCollectionWithOptions(spec, co)
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -149,7 +155,7 @@ func Load(opts backend.Options) (*Backend, error) {
 	if err := b.Guard(backend.Own{
 		Programs: b.coll.Programs, Maps: b.coll.Maps, Links: b.links,
 		SelfIDs: b.maps.SelfIds, Guarded: b.maps.Guarded, Liveness: b.maps.Liveness,
-		Files: opts.Protect,
+		Files: opts.Protect, Shared: []*ebpf.Map{opts.CordonFlag},
 	}); err != nil {
 		return nil, err
 	}
@@ -217,14 +223,17 @@ func attach(p *ebpf.Program) (link.Link, error) {
 // go, so the kernel never sees an empty policy. DirLinks are not needed: the
 // hooks see paths the kernel has already resolved.
 func (b *Backend) Apply(r backend.Rules) error {
-	if r.ReflexCordon {
-		return errors.New("reflex.cordon: the lsm backend does not flip the cordon gate in the kernel yet; in enforce mode the mutation is denied instead (or use --backend tracepoint)")
-	}
 	var reflex uint32
+	if r.ReflexCordon {
+		if !b.hasGate {
+			return errors.New("reflex.cordon: no cordon gate is attached to flip (attach one: driftsensor --gate)")
+		}
+		reflex |= backend.ReflexCordon
+	}
 	if r.Enforce {
 		reflex |= backend.ReflexDeny
 	}
-	return b.ApplyPolicy(r, reflex, b.maps.Rules, b.maps.Images, b.maps.Ports, nil)
+	return b.ApplyPolicy(r, reflex, b.maps.Rules, b.maps.Images, b.maps.Ports, nil, b.maps.Rawdevs)
 }
 
 // Name says which backend this is.

@@ -169,11 +169,13 @@ const (
 	lsmMapDirlinks              = "dirlinks"
 	lsmMapEvents                = "events"
 	lsmMapFrecMap               = "frec_map"
+	lsmMapGateCordon            = "gate_cordon"
 	lsmMapGuarded               = "guarded"
 	lsmMapImages                = "images"
 	lsmMapLiveness              = "liveness"
 	lsmMapPathgen               = "pathgen"
 	lsmMapPorts                 = "ports"
+	lsmMapRawdevs               = "rawdevs"
 	lsmMapRules                 = "rules"
 	lsmMapScopeCache            = "scope_cache"
 	lsmMapScopeMap              = "scope_map"
@@ -213,6 +215,7 @@ const (
 	lsmProgDriftSetxattr        = "drift_setxattr"
 	lsmProgDriftSocketBind      = "drift_socket_bind"
 	lsmProgDriftSocketListen    = "drift_socket_listen"
+	lsmProgDriftTaskAlloc       = "drift_task_alloc"
 	lsmProgDriftTaskKill        = "drift_task_kill"
 	lsmProgDriftUringAllowed    = "drift_uring_allowed"
 	lsmProgDriftUringCreate     = "drift_uring_create"
@@ -298,6 +301,7 @@ type lsmProgramSpecs struct {
 	DriftSetxattr        *ebpf.ProgramSpec `ebpf:"drift_setxattr"`
 	DriftSocketBind      *ebpf.ProgramSpec `ebpf:"drift_socket_bind"`
 	DriftSocketListen    *ebpf.ProgramSpec `ebpf:"drift_socket_listen"`
+	DriftTaskAlloc       *ebpf.ProgramSpec `ebpf:"drift_task_alloc"`
 	DriftTaskKill        *ebpf.ProgramSpec `ebpf:"drift_task_kill"`
 	DriftUringAllowed    *ebpf.ProgramSpec `ebpf:"drift_uring_allowed"`
 	DriftUringCreate     *ebpf.ProgramSpec `ebpf:"drift_uring_create"`
@@ -312,11 +316,13 @@ type lsmMapSpecs struct {
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
+	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
 	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
 	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	Rawdevs    *ebpf.MapSpec `ebpf:"rawdevs"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
 	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
@@ -367,11 +373,13 @@ type lsmMaps struct {
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
+	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
 	Guarded    *ebpf.Map `ebpf:"guarded"`
 	Images     *ebpf.Map `ebpf:"images"`
 	Liveness   *ebpf.Map `ebpf:"liveness"`
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
+	Rawdevs    *ebpf.Map `ebpf:"rawdevs"`
 	Rules      *ebpf.Map `ebpf:"rules"`
 	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
@@ -390,11 +398,13 @@ func (m *lsmMaps) Close() error {
 		m.Dirlinks,
 		m.Events,
 		m.FrecMap,
+		m.GateCordon,
 		m.Guarded,
 		m.Images,
 		m.Liveness,
 		m.Pathgen,
 		m.Ports,
+		m.Rawdevs,
 		m.Rules,
 		m.ScopeCache,
 		m.ScopeMap,
@@ -455,6 +465,7 @@ type lsmPrograms struct {
 	DriftSetxattr        *ebpf.Program `ebpf:"drift_setxattr"`
 	DriftSocketBind      *ebpf.Program `ebpf:"drift_socket_bind"`
 	DriftSocketListen    *ebpf.Program `ebpf:"drift_socket_listen"`
+	DriftTaskAlloc       *ebpf.Program `ebpf:"drift_task_alloc"`
 	DriftTaskKill        *ebpf.Program `ebpf:"drift_task_kill"`
 	DriftUringAllowed    *ebpf.Program `ebpf:"drift_uring_allowed"`
 	DriftUringCreate     *ebpf.Program `ebpf:"drift_uring_create"`
@@ -492,6 +503,7 @@ func (p *lsmPrograms) Close() error {
 		p.DriftSetxattr,
 		p.DriftSocketBind,
 		p.DriftSocketListen,
+		p.DriftTaskAlloc,
 		p.DriftTaskKill,
 		p.DriftUringAllowed,
 		p.DriftUringCreate,

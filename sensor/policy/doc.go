@@ -27,6 +27,12 @@
 //	reflex:
 //	  kill: false         # SIGKILL the actor in the kernel at detection
 //	  cordon: false       # set the host's cordon flag in the kernel at detection
+//	kernel:               # kernel settings and raw devices are part of the seal: opening for writing a file
+//	                      # under /proc/sys, a /sys attribute, a block device under a protected file system,
+//	                      # /dev/mem, /dev/kmem or /dev/port is drift, wherever the path rules put them
+//	  allow_settings: []  # files under /proc/sys or /sys that may be written, e.g. /proc/sys/vm/drop_caches
+//	                      # (a /sys path through symlinks is resolved when the policy is applied)
+//	  allow_devices: []   # device files under /dev that may be opened for writing, e.g. /dev/sdb
 //
 // Values must have the YAML type shown: lists are lists (a single string is not a list of one), booleans
 // are true or false (not yes/no), ports are decimal integers or "lo-hi" strings in 1-65535 with lo <= hi.

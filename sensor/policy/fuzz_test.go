@@ -141,6 +141,10 @@ func marshal(t *testing.T, p *Policy) []byte {
 		Kill   bool `yaml:"kill"`
 		Cordon bool `yaml:"cordon"`
 	}
+	type kernel struct {
+		AllowSettings []string `yaml:"allow_settings"`
+		AllowDevices  []string `yaml:"allow_devices"`
+	}
 	doc := struct {
 		Version     int      `yaml:"version"`
 		SealOnStart bool     `yaml:"seal_on_start"`
@@ -150,10 +154,11 @@ func marshal(t *testing.T, p *Policy) []byte {
 		Exec        exec     `yaml:"exec"`
 		Net         net      `yaml:"net"`
 		Reflex      reflex   `yaml:"reflex"`
+		Kernel      kernel   `yaml:"kernel"`
 	}{
 		p.Version, p.SealOnStart, scope{p.ScopeCgroups}, p.Protect, p.Exceptions,
 		exec{p.ExecImagePaths, p.ExecImageFiles}, net{ports, p.DenyBinds},
-		reflex{p.ReflexKill, p.ReflexCordon},
+		reflex{p.ReflexKill, p.ReflexCordon}, kernel{p.AllowSettings, p.AllowDevices},
 	}
 	out, err := yaml.Marshal(&doc)
 	if err != nil {

@@ -38,6 +38,8 @@ type Policy struct {
 	DenyBinds      bool        // net.deny_binds: refuse disallowed binds in the kernel
 	ReflexKill     bool        // reflex.kill: SIGKILL the actor in the kernel at detection
 	ReflexCordon   bool        // reflex.cordon: set the cordon flag in the kernel at detection
+	AllowSettings  []string    // kernel.allow_settings: files under /proc/sys or /sys that may be written
+	AllowDevices   []string    // kernel.allow_devices: raw devices under /dev that may be opened for writing
 	Hash           string      // "sha256:" + hex of the raw file bytes
 	Source         string      // the file name it was parsed from, "(default)" for Default()
 }
@@ -96,11 +98,12 @@ var defaultExceptions = []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/var/
 
 // Valid keys at each level, in the order the error messages list them.
 var (
-	topKeys    = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "reflex"}
+	topKeys    = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "reflex", "kernel"}
 	scopeKeys  = []string{"cgroups"}
 	execKeys   = []string{"image_paths", "image_files"}
 	netKeys    = []string{"allowed_ports", "deny_binds"}
 	reflexKeys = []string{"kill", "cordon"}
+	kernelKeys = []string{"allow_settings", "allow_devices"}
 )
 
 // Default returns the default policy: protect the whole root file system but the usual writable
@@ -270,6 +273,8 @@ func (ps *parser) parse(data []byte) *Policy {
 		ExecImageFiles: []string{},
 		AllowedPorts:   []PortRange{},
 		DenyBinds:      true,
+		AllowSettings:  []string{},
+		AllowDevices:   []string{},
 	}
 	top := ps.fields(root, "", "key", topKeys)
 
@@ -336,7 +341,67 @@ func (ps *parser) parse(data []byte) *Policy {
 			ps.boolean(c, "reflex.cordon", &p.ReflexCordon)
 		}
 	}
+	if n := top["kernel"]; n != nil && ps.isMap(n, "kernel", "a mapping with the keys allow_settings, allow_devices") {
+		kernel := ps.fields(n, "kernel", "key", kernelKeys)
+		if c := kernel["allow_settings"]; c != nil {
+			p.AllowSettings = ps.under(ps.paths(c, "kernel.allow_settings", filePath), "kernel.allow_settings",
+				"a kernel setting: a file under /proc/sys or /sys", "/proc/sys/", "/sys/")
+		}
+		if c := kernel["allow_devices"]; c != nil {
+			p.AllowDevices = ps.under(ps.paths(c, "kernel.allow_devices", filePath), "kernel.allow_devices",
+				"a device file under /dev", "/dev/")
+		}
+	}
 	return p
+}
+
+// under keeps the entries that lie under one of prefixes and reports the others.
+func (ps *parser) under(es []entry, field, want string, prefixes ...string) []string {
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		ok := false
+		for _, pre := range prefixes {
+			ok = ok || (strings.HasPrefix(e.path, pre) && len(e.path) > len(pre))
+		}
+		if !ok {
+			ps.errorf(e.node, "path %s in %s is not %s (want a path such as %s...; other paths are covered by protect and exceptions)", quoteCut(e.path), field, want, prefixes[0])
+			continue
+		}
+		out = append(out, e.path)
+	}
+	return out
+}
+
+// CoversMount says whether a file system mounted at dir holds protected files: dir's longest-prefix
+// rule protects it, or a protect entry lies below it.
+func (p *Policy) CoversMount(dir string) bool {
+	best, class := -1, Class(0)
+	for _, r := range p.Rules() {
+		if (r.Prefix == "/" || strings.HasPrefix(dirPrefix(dir), r.Prefix)) && len(r.Prefix) > best {
+			best, class = len(r.Prefix), r.Class
+		}
+	}
+	if class == ClassProtect {
+		return true
+	}
+	for _, pr := range p.Protect {
+		if strings.HasPrefix(dirPrefix(pr), dirPrefix(dir)) {
+			return true
+		}
+	}
+	return false
+}
+
+// KernelRules returns the kernel settings the policy allows writing, as exact files with IDs
+// continuing after ImageRules(). The kernel matches them in the path trie, flagged (backend.ClassKernelAllow).
+func (p *Policy) KernelRules() []Rule {
+	id := uint32(len(p.Protect) + len(p.Exceptions) + len(p.ExecImagePaths) + len(p.ExecImageFiles))
+	rules := make([]Rule, 0, len(p.AllowSettings))
+	for i, s := range p.AllowSettings {
+		id++
+		rules = append(rules, Rule{Prefix: s, Class: ClassExempt, ID: id, Name: "kernel.allow_settings[" + strconv.Itoa(i) + "]=" + s})
+	}
+	return rules
 }
 
 // plainText refuses bytes YAML does not allow, with their position; yaml.v3 names neither.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,8 @@ func TestParseFull(t *testing.T) {
 		DenyBinds:      false,
 		ReflexKill:     true,
 		ReflexCordon:   true,
+		AllowSettings:  []string{},
+		AllowDevices:   []string{},
 		Hash:           sha(fullYAML),
 		Source:         "full.yaml",
 	}
@@ -72,6 +75,8 @@ func TestDefaults(t *testing.T) {
 		ExecImageFiles: []string{},
 		AllowedPorts:   []PortRange{},
 		DenyBinds:      true,
+		AllowSettings:  []string{},
+		AllowDevices:   []string{},
 		Hash:           sha(defaultYAML),
 		Source:         "(default)",
 	}
@@ -161,14 +166,14 @@ var errorCases = []struct {
 	{"scalar document", "1\n", `p.yaml:1:1: wrong type for the policy: got the integer 1 (want a mapping of keys, starting with version: 1)`},
 
 	// Keys.
-	{"unknown top key", "version: 1\nprotcet: [/]\n", `p.yaml:2:1: unknown key "protcet" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex)`},
+	{"unknown top key", "version: 1\nprotcet: [/]\n", `p.yaml:2:1: unknown key "protcet" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex, kernel)`},
 	{"unknown exec key", "version: 1\nexec:\n  image_path: [/usr]\n", `p.yaml:3:3: unknown key "image_path" in exec (want image_paths, image_files)`},
 	{"unknown scope key", "version: 1\nscope:\n  cgroup: [/a]\n", `p.yaml:3:3: unknown key "cgroup" in scope (want cgroups)`},
 	{"unknown net key", "version: 1\nnet:\n  ports: [22]\n", `p.yaml:3:3: unknown key "ports" in net (want allowed_ports, deny_binds)`},
 	{"unknown reflex key", "version: 1\nreflex:\n  cordn: true\n", `p.yaml:3:3: unknown key "cordn" in reflex (want kill, cordon)`},
 	{"duplicate key", "version: 1\nversion: 1\n", `p.yaml:2:1: duplicate key "version" (already set at 1:1; keep one)`},
-	{"non-scalar key", "version: 1\n? [a]\n: 1\n", `p.yaml:2:3: wrong type for a key: got a list (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex)`},
-	{"merge key", "version: 1\n<<: {}\n", `p.yaml:2:1: unknown key "<<" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex)`},
+	{"non-scalar key", "version: 1\n? [a]\n: 1\n", `p.yaml:2:3: wrong type for a key: got a list (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex, kernel)`},
+	{"merge key", "version: 1\n<<: {}\n", `p.yaml:2:1: unknown key "<<" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex, kernel)`},
 	{"anchor", "version: &v 1\n", `p.yaml:1:10: anchor &v is not supported (write the value out where it is used)`},
 	{"alias", "version: 1\nprotect: &p [/]\nexec:\n  image_paths: *p\n",
 		"p.yaml:2:10: anchor &p is not supported (write the value out where it is used)\n" +
@@ -449,5 +454,33 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
 		t.Errorf("Load(big) = %v, want a size error", err)
+	}
+}
+
+// TestKernelAllowLists: kernel.allow_settings takes files under /proc/sys or
+// /sys, kernel.allow_devices files under /dev; anything else is refused with
+// the key, the place and the fix.
+func TestKernelAllowLists(t *testing.T) {
+	p, err := Parse("p.yaml", []byte("version: 1\nkernel:\n  allow_settings: [/proc/sys/vm/drop_caches, /sys/kernel/mm/ksm/run]\n  allow_devices: [/dev/sdb]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.AllowSettings, []string{"/proc/sys/vm/drop_caches", "/sys/kernel/mm/ksm/run"}) || !slices.Equal(p.AllowDevices, []string{"/dev/sdb"}) {
+		t.Fatalf("allow lists: %q, %q", p.AllowSettings, p.AllowDevices)
+	}
+	rules := p.KernelRules()
+	if len(rules) != 2 || rules[0].Prefix != "/proc/sys/vm/drop_caches" || rules[0].ID != uint32(len(p.Rules())+len(p.ImageRules())+1) {
+		t.Fatalf("kernel rules: %+v", rules)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"kernel:\n  allow_settings: [/etc/sysctl.conf]\n", `p.yaml:3:20: path "/etc/sysctl.conf" in kernel.allow_settings is not a kernel setting: a file under /proc/sys or /sys (want a path such as /proc/sys/...; other paths are covered by protect and exceptions)`},
+		{"kernel:\n  allow_devices: [/proc/sys]\n", `p.yaml:3:19: path "/proc/sys" in kernel.allow_devices is not a device file under /dev (want a path such as /dev/...; other paths are covered by protect and exceptions)`},
+		{"kernel:\n  allow_tunables: []\n", `p.yaml:3:3: unknown key "allow_tunables" in kernel (want allow_settings, allow_devices)`},
+		{"kernel: [/proc/sys]\n", `p.yaml:2:9: wrong type for kernel: got a list (want a mapping with the keys allow_settings, allow_devices)`},
+	} {
+		_, err := Parse("p.yaml", []byte("version: 1\n"+c.yaml))
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%q: got %v, want %s", c.yaml, err, c.want)
+		}
 	}
 }

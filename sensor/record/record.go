@@ -37,6 +37,8 @@ const (
 	OpSetflags
 	OpWrite
 	OpUring
+	OpKSetting // a kernel setting opened for writing (/proc/sys, a /sys attribute)
+	OpRawDev   // a raw device opened for writing (a block device under a protected file system, /dev/mem...)
 )
 
 // Exec-family and net ops.
@@ -47,9 +49,10 @@ const (
 	OpBPF
 	OpPtrace
 	OpUringSetup
-	OpSignal   // a signal aimed at the sensor (lsm enforce mode)
-	OpSelfBPF  // a bpf() command by another process on the sensor's own object; Arg = cmd << 32 | id
-	OpSelfOpen // another process opened one of the sensor's own files; Arg = open flags
+	OpSignal     // a signal aimed at the sensor (lsm enforce mode)
+	OpSelfBPF    // a bpf() command by another process on the sensor's own object; Arg = cmd << 32 | id
+	OpSelfOpen   // another process opened one of the sensor's own files; Arg = open flags
+	OpLeaveScope // a process in the sealed scope moves itself or another out of it; Arg = destination cgroup id
 )
 
 // Net ops.

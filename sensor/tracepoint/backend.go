@@ -110,7 +110,7 @@ func Load(opts backend.Options) (*Backend, error) {
 		},
 		Links:   b.links,
 		SelfIDs: b.objs.SelfIds, Guarded: b.objs.Guarded, Liveness: b.objs.Liveness,
-		Files: opts.Protect,
+		Files: opts.Protect, Shared: []*ebpf.Map{opts.CordonFlag},
 	}); err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ func (b *Backend) Apply(r backend.Rules) error {
 		}
 		reflex |= backend.ReflexCordon
 	}
-	return b.ApplyPolicy(r, reflex, b.objs.Rules, b.objs.Images, b.objs.Ports, b.objs.Dirlinks)
+	return b.ApplyPolicy(r, reflex, b.objs.Rules, b.objs.Images, b.objs.Ports, b.objs.Dirlinks, b.objs.Rawdevs)
 }
 
 // Name says which backend this is.

@@ -191,6 +191,7 @@ const (
 	tpMapLiveness      = "liveness"
 	tpMapPathgen       = "pathgen"
 	tpMapPorts         = "ports"
+	tpMapRawdevs       = "rawdevs"
 	tpMapRules         = "rules"
 	tpMapScopeCache    = "scope_cache"
 	tpMapScopeMap      = "scope_map"
@@ -285,6 +286,7 @@ type tpMapSpecs struct {
 	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	Rawdevs    *ebpf.MapSpec `ebpf:"rawdevs"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
 	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
@@ -343,6 +345,7 @@ type tpMaps struct {
 	Liveness   *ebpf.Map `ebpf:"liveness"`
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
+	Rawdevs    *ebpf.Map `ebpf:"rawdevs"`
 	Rules      *ebpf.Map `ebpf:"rules"`
 	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
@@ -370,6 +373,7 @@ func (m *tpMaps) Close() error {
 		m.Liveness,
 		m.Pathgen,
 		m.Ports,
+		m.Rawdevs,
 		m.Rules,
 		m.ScopeCache,
 		m.ScopeMap,

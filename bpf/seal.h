@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What the seal covers beyond the policy's paths, judged alike by both
+ * backends: leaving the sealed scope (a write to a cgroup.procs or
+ * cgroup.threads file of a cgroup outside it, a clone3 into such a cgroup),
+ * kernel settings (/proc/sys and /sys attributes) and raw devices (a block
+ * device under a protected file system, /dev/mem, /dev/kmem, /dev/port).
+ * The backends build and send the records; this file only says what a file
+ * is. */
+#ifndef DRIFT_SEAL_H
+#define DRIFT_SEAL_H
+
+#include "maps.h"
+
+#define CGROUP2_SUPER_MAGIC_ 0x63677270
+#define SYSFS_MAGIC_ 0x62656572
+#define PROC_SUPER_MAGIC_ 0x9fa0
+#define SEAL_S_IFMT 00170000
+#define SEAL_S_IFREG 0100000
+#define SEAL_S_IFBLK 0060000
+#define SEAL_S_IFCHR 0020000
+#define CLONE_INTO_CGROUP_ 0x200000000ULL
+#define NR_CLONE3_ 435
+#define CLONE_ARGS_CGROUP_OFF 80 /* struct clone_args.cgroup */
+
+/* Rule ids of the seal's own classes: findings name them like policy rules
+ * (sensor.SealRules). */
+#define RULE_KERNEL_SETTING 0xfffffff0u
+#define RULE_RAW_DEVICE 0xfffffff1u
+
+/* Raw devices whose opening for writing is drift: (S_IFBLK or S_IFCHR) << 32
+ * | the kernel's dev_t. Filled by user space at seal: the block devices under
+ * the protected file systems mounted then, /dev/mem, /dev/kmem, /dev/port,
+ * less the devices the policy allows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8);
+} rawdevs SEC(".maps");
+
+/* cgroup_of_dentry: the cgroup a cgroup2 directory dentry stands for (its
+ * kernfs node's private data), or NULL. */
+static __always_inline struct cgroup *cgroup_of_dentry(struct dentry *d)
+{
+	struct kernfs_node *kn = BPF_CORE_READ(d, d_inode, i_private);
+	if (!kn)
+		return NULL;
+	return BPF_CORE_READ(kn, priv);
+}
+
+/* cgroup_in_scope: the cgroup or an ancestor (16 levels, as in_scope) is a
+ * scope cgroup. */
+static __always_inline int cgroup_in_scope(struct cgroup *cg)
+{
+	int level = BPF_CORE_READ(cg, level);
+	for (int i = 0; i < 16; i++) {
+		if (i > level)
+			break;
+		struct cgroup *a = NULL;
+		bpf_probe_read_kernel(&a, sizeof(a), &cg->ancestors[i]);
+		__u64 id = BPF_CORE_READ(a, kn, id);
+		if (bpf_map_lookup_elem(&scope_map, &id))
+			return 1;
+	}
+	return 0;
+}
+
+/* in_proc_sys: the dentry lies under "sys" directly below the root of its
+ * proc mount, wherever proc is mounted. */
+static __always_inline int in_proc_sys(struct dentry *d)
+{
+	struct dentry *root = BPF_CORE_READ(d, d_sb, s_root);
+	for (int i = 0; i < 16; i++) {
+		struct dentry *p = BPF_CORE_READ(d, d_parent);
+		if (p == d)
+			return 0;
+		if (p == root) {
+			char n[4] = {};
+			bpf_probe_read_kernel(n, sizeof(n), BPF_CORE_READ(d, d_name.name));
+			return n[0] == 's' && n[1] == 'y' && n[2] == 's' && n[3] == 0;
+		}
+		d = p;
+	}
+	return 0;
+}
+
+/* is_procs_file: the name is cgroup.procs or cgroup.threads. */
+static __always_inline int is_procs_file(struct dentry *d)
+{
+	char n[16] = {};
+	bpf_probe_read_kernel(n, sizeof(n), BPF_CORE_READ(d, d_name.name));
+	if (n[0] != 'c' || n[1] != 'g' || n[2] != 'r' || n[3] != 'o' || n[4] != 'u' || n[5] != 'p' || n[6] != '.')
+		return 0;
+	if (n[7] == 'p' && n[8] == 'r' && n[9] == 'o' && n[10] == 'c' && n[11] == 's' && n[12] == 0)
+		return 1;
+	return n[7] == 't' && n[8] == 'h' && n[9] == 'r' && n[10] == 'e' && n[11] == 'a' && n[12] == 'd' &&
+	       n[13] == 's' && n[14] == 0;
+}
+
+/* cgroup_outside: the cgroup2 directory dentry d is a cgroup outside the
+ * sealed scope (never, when the scope is the whole host); *id gets its id. */
+static __always_inline int cgroup_outside(struct config *cfg, struct dentry *d, __u64 *id)
+{
+	if (!cfg->scope_cgroups)
+		return 0;
+	struct cgroup *cg = cgroup_of_dentry(d);
+	if (!cg)
+		return 0;
+	*id = BPF_CORE_READ(cg, kn, id);
+	return !cgroup_in_scope(cg);
+}
+
+/* seal_kind says what opening f for writing touches beyond the policy's
+ * paths: DOP_LEAVE_SCOPE (arg: the destination cgroup id), DOP_KSETTING,
+ * DOP_RAWDEV (arg: the device number), or 0. Two loads for most files. */
+static __always_inline __u16 seal_kind(struct config *cfg, struct file *f, __u64 *arg)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	__u32 fmt = BPF_CORE_READ(ino, i_mode) & SEAL_S_IFMT;
+	if (fmt == SEAL_S_IFBLK || fmt == SEAL_S_IFCHR) {
+		__u32 rdev = BPF_CORE_READ(ino, i_rdev);
+		__u64 key = (__u64)fmt << 32 | rdev;
+		if (!bpf_map_lookup_elem(&rawdevs, &key))
+			return 0;
+		*arg = rdev;
+		return DOP_RAWDEV;
+	}
+	if (fmt != SEAL_S_IFREG)
+		return 0;
+	unsigned long magic = BPF_CORE_READ(ino, i_sb, s_magic);
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	if (magic == SYSFS_MAGIC_)
+		return DOP_KSETTING;
+	if (magic == PROC_SUPER_MAGIC_)
+		return in_proc_sys(d) ? DOP_KSETTING : 0;
+	if (magic == CGROUP2_SUPER_MAGIC_ && is_procs_file(d) && cgroup_outside(cfg, BPF_CORE_READ(d, d_parent), arg))
+		return DOP_LEAVE_SCOPE;
+	return 0;
+}
+
+/* clone3_cgroup_fd: the cgroup descriptor of a clone3 with CLONE_INTO_CGROUP
+ * whose arguments are at uargs (user memory), or -1. */
+static __always_inline int clone3_cgroup_fd(const void *uargs)
+{
+	__u64 flags = 0, fd = 0;
+	if (bpf_probe_read_user(&flags, sizeof(flags), uargs) || !(flags & CLONE_INTO_CGROUP_))
+		return -1;
+	if (bpf_probe_read_user(&fd, sizeof(fd), uargs + CLONE_ARGS_CGROUP_OFF))
+		return -1;
+	return (int)fd;
+}
+
+#endif
