@@ -30,8 +30,9 @@ const (
 	opUnlink = 4
 	opExec   = 32
 
-	flagDenied  = 1 << 0
-	flagAttempt = 1 << 3
+	flagDenied   = 1 << 0
+	flagAttempt  = 1 << 3
+	flagCordoned = 1 << 5
 
 	exOutsideImage = 1 << 1
 )
@@ -121,11 +122,15 @@ type fixture struct {
 	rules backend.Rules
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, backend.Options{}) }
+
+// newFixtureWith is newFixture with more load options (the scope is its own).
+func newFixtureWith(t testing.TB, opts backend.Options) *fixture {
 	t.Helper()
 	cg := testenv.NewCgroup(t)
 	root, _ := sysfs.CgroupRoot()
-	b, err := Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root})
+	opts.Scope, opts.CgroupRoot = []string{cg.Path}, root
+	b, err := Load(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
