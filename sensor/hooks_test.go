@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/sensor"
@@ -164,5 +166,101 @@ func TestLostRecordsAreFindings(t *testing.T) {
 	}
 	if len(wrong) > 0 {
 		t.Fatalf("unexpected findings: %v", wrong)
+	}
+}
+
+// TestKernelStateChanges: after the seal, the periodic comparison reports
+// each change of the kernel state once, exactly: here BPF programs loaded
+// and unloaded by the test, named by id. Reading the state takes no
+// descriptor of any BPF object, so it raises no tamper finding.
+func TestKernelStateChanges(t *testing.T) {
+	testenv.RequireBPF(t)
+	root, err := sysfs.CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := testenv.NewCgroup(t)
+	pol := policy.Default()
+	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []*event.Event
+	s := sensor.New(sensor.Config{Host: "t", Policy: pol, Backend: be, Log: zerolog.Nop(), KernelEvery: 20 * time.Millisecond,
+		Emit: func(ev *event.Event) { mu.Lock(); got = append(got, ev); mu.Unlock() }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	if err := be.SetSealed(true); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(detail string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range got {
+			if ev.Kind == event.KindSensor && ev.Action == sensor.ActionKernelState && ev.Health.Detail == detail {
+				return true
+			}
+		}
+		return false
+	}
+	progID := func(p *ebpf.Program) uint32 {
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		return uint32(id)
+	}
+	var progs []*ebpf.Program
+	defer func() {
+		for _, p := range progs {
+			p.Close()
+		}
+	}()
+	// The baseline is read at the first check after the seal: load programs
+	// until one is reported, which proves the baseline came before it.
+	testenv.Eventually(t, "a BPF program loaded after the seal reported", func() bool {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		progs = append(progs, p)
+		for _, p := range progs {
+			if seen(fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", progID(p))) {
+				return true
+			}
+		}
+		return false
+	})
+	last := progs[len(progs)-1]
+	id := progID(last)
+	testenv.Eventually(t, "the last program's load reported", func() bool {
+		return seen(fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id))
+	})
+	last.Close()
+	progs = progs[:len(progs)-1]
+	testenv.Eventually(t, "its unload reported", func() bool {
+		return seen(fmt.Sprintf("kernel state changed since the seal: BPF program unloaded: id %d", id))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, ev := range got {
+		if ev.Action == sensor.ActionTamper {
+			t.Errorf("reading the kernel state raised %s", hooktest.Describe(ev))
+		}
+		if ev.Health != nil && ev.Health.Detail == fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the load of program %d reported %d times, want once", id, n)
 	}
 }

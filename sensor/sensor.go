@@ -42,6 +42,9 @@ type Config struct {
 	OnRecord func(ktime uint64)
 	// StatsEvery is how often the kernel counters are read (default 250ms).
 	StatsEvery time.Duration
+	// KernelEvery is how often the security-relevant kernel state
+	// (sensor/kstate) is compared with what it was at the seal; 0: never.
+	KernelEvery time.Duration
 }
 
 // Sensor reads one backend.
@@ -174,6 +177,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 		rd.Close()
 	}()
 	go s.watchStats(ctx)
+	go s.watchKernel(ctx)
 
 	var raw ringbuf.Record
 	var rec record.Record
@@ -222,6 +226,52 @@ func (s *Sensor) watchStats(ctx context.Context) {
 			s.emit(s.health("taint_full", d, fmt.Sprintf("%d written files could not be tainted (taint set full): executing them would not be flagged", d)))
 		}
 		last = st
+	}
+}
+
+// ActionKernelState is the action of a finding about a change of the
+// security-relevant kernel state since the seal (sensor/kstate): the LSM
+// list, lockdown, module, kexec, io_uring and BPF restrictions, loaded
+// modules, BPF programs and links. Kind sensor: the change is seen by
+// comparison, with no process to name.
+const ActionKernelState = "kernel_state"
+
+// watchKernel compares the kernel state with the one read at the seal (at
+// the first check after it, within KernelEvery) and reports each change
+// once. Changes the hooks see (module loads, BPF program loads, kernel
+// settings) are findings of their own too; this catches the rest.
+func (s *Sensor) watchKernel(ctx context.Context) {
+	sealer, ok := s.cfg.Backend.(interface{ SealEpoch() uint32 })
+	if !ok || s.cfg.KernelEvery <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.KernelEvery)
+	defer t.Stop()
+	var base *kstate.State
+	var epoch uint32
+	for {
+		e := sealer.SealEpoch()
+		switch {
+		case e == 0:
+			base = nil
+		default:
+			st, err := kstate.Read()
+			if err != nil {
+				s.cfg.Log.Error().Err(err).Msg("read the kernel state")
+				break
+			}
+			if base != nil && e == epoch {
+				for _, d := range kstate.Diff(*base, st) {
+					s.emit(s.health(ActionKernelState, 0, "kernel state changed since the seal: "+d))
+				}
+			}
+			base, epoch = &st, e
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
