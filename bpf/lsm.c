@@ -59,6 +59,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define SEEN_WRITE 0  /* judged for writes through a descriptor */
 #define SEEN_EXEC 1   /* reported as exec drift: the loader's mmap is the same finding */
 #define SEEN_OTRUNC 2 /* reported as open(O_TRUNC): the truncate that follows is the same finding */
+#define SEEN_MAPPED 3 /* mapped executable and judged benign */
 
 struct seen_key {
 	__u64 dev;
@@ -976,10 +977,12 @@ int BPF_PROG(drift_bprm_check, struct linux_binprm *bprm)
 	return v;
 }
 
-/* Executable mappings of tainted files: a library written after sealing, or a
- * binary run through the dynamic loader. arg = prot. */
-SEC("lsm/mmap_file")
-int BPF_PROG(drift_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags)
+/* judge_mapping: an executable mapping of a file is code run without an exec
+ * of its own: the dynamic loader running a binary, dlopen of a library. Drift
+ * when the file is tainted or outside the image paths, once per process and
+ * file in a seal; a file already reported as exec drift (the kernel maps the
+ * binary it executes) is not reported again. arg = prot. */
+static __always_inline int judge_mapping(struct file *file, unsigned long prot, int use_dpath)
 {
 	if (!file || !(prot & PROT_EXEC_))
 		return 0;
@@ -988,20 +991,47 @@ int BPF_PROG(drift_mmap_file, struct file *file, unsigned long reqprot, unsigned
 		return 0;
 	struct inode *ino = BPF_CORE_READ(file, f_inode);
 	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
-	if (!bpf_map_lookup_elem(&taint, &id))
-		return 0;
-	if (seen_get(id.dev, id.ino, SEEN_EXEC))
+	if (seen_get(id.dev, id.ino, SEEN_EXEC) || seen_get(id.dev, id.ino, SEEN_MAPPED))
 		return 0;
 	struct work *w = get_work();
 	struct exec_rec *r = xrec_init(DOP_EXEC, prot);
 	if (!r || !w)
 		return 0;
-	exec_file(w, r, file);
-	r->reasons = EX_TAINTED;
+	__u32 reasons = bpf_map_lookup_elem(&taint, &id) ? EX_TAINTED : 0;
+	r->dev = id.dev;
+	r->ino = id.ino;
+	r->mnt_id = mnt_id_of(BPF_CORE_READ(file, f_path.mnt));
+	w->trunc = 0;
+	__u32 l = bound(file_path(w, file, r->data, use_dpath), 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	if (!classify(&images, &r->lpm_bits, l))
+		reasons |= EX_OUTSIDE_IMAGE;
+	if (!reasons) {
+		seen_set(id.dev, id.ino, SEEN_MAPPED);
+		return 0;
+	}
+	r->reasons = reasons;
 	int v = send_exec(cfg, r, w->trunc);
 	if (!v)
 		seen_set(id.dev, id.ino, SEEN_EXEC);
 	return v;
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(drift_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags)
+{
+	return judge_mapping(file, prot, 1);
+}
+
+/* mprotect making a file's mapping executable. */
+SEC("lsm/file_mprotect")
+int BPF_PROG(drift_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot)
+{
+	if (!(prot & PROT_EXEC_))
+		return 0;
+	return judge_mapping(BPF_CORE_READ(vma, vm_file), prot, 0);
 }
 
 /* ---- privileged kernel operations: drift when attempted ---- */

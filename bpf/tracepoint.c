@@ -33,6 +33,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define FS_IOC32_SETFLAGS_ 0x40046602
 #define FS_IOC_FSSETXATTR_ 0x401c5820
 #define SIGKILL_ 9
+#define PROT_EXEC_ 0x4
+#define MAP_ANONYMOUS_ 0x20
 
 struct seen_key {
 	__u64 file; /* struct file *: the open file description */
@@ -165,6 +167,7 @@ enum shape {
 	SH_BPF,      /* any other bpf(2) command: tampering when it touches the sensor's objects */
 	SH_OPEN_READ, /* an open without write intent: judged only for the sensor's own files */
 	SH_CLONE,     /* clone3: drift when it puts the child in a cgroup outside the sealed scope */
+	SH_MMAP,      /* an executable mapping of a file (mmap: fd; mprotect: the address in name) */
 };
 
 static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, int user)
@@ -253,19 +256,25 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 
 static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret);
 
+/* judge_file's and judge_seal's answer when the open leaves the scope:
+ * judge_priv reports it, with q filled. */
+#define JUDGE_LEAVE 2
+
 /* judge_seal judges an open for writing, or a first write, of a file the seal
  * covers beyond the policy's paths (bpf/seal.h). Returns 1 when f is such a
- * file, reported or allowed: the path rules do not judge it again. */
-static __noinline int judge_seal(struct config *cfg, struct dreq *q, struct file *f, int fd, long ret)
+ * file, reported or allowed: the path rules do not judge it again;
+ * JUDGE_LEAVE when it leaves the scope. */
+static __always_inline int judge_seal(struct config *cfg, struct dreq *q, struct file *f, int fd, long ret)
 {
 	__u64 arg = 0;
 	__u16 op = seal_kind(cfg, f, &arg);
 	if (!op)
 		return 0;
 	if (op == DOP_LEAVE_SCOPE) {
+		/* reported by the caller's caller: a call deeper would overflow
+		 * the 512 bytes of stack older verifiers (6.1) count */
 		q->op = op, q->arg = arg, q->fd = fd;
-		judge_priv(cfg, q, ret);
-		return 1;
+		return JUDGE_LEAVE;
 	}
 	__u32 zero = 0;
 	struct file_rec *r = bpf_map_lookup_elem(&frec_map, &zero);
@@ -308,6 +317,69 @@ static __noinline int judge_clone(struct config *cfg, struct dreq *q, long ret)
 	return judge_priv(cfg, q, ret);
 }
 
+static long vma_file(struct task_struct *task, struct vm_area_struct *vma, struct file **f)
+{
+	*f = vma->vm_file;
+	return 0;
+}
+
+/* judge_mmap: an executable mapping of a file is code run without an exec of
+ * its own (the dynamic loader running a binary, dlopen of a library): drift
+ * when the file is tainted or outside the image paths, as an exec would be.
+ * Judged once per process and open file in a seal. arg = prot. */
+static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
+{
+	struct file *f = NULL;
+	if (q->name)
+		bpf_find_vma(bpf_get_current_task_btf(), (__u64)q->name, vma_file, &f, 0);
+	else
+		f = file_of(q->fd);
+	if (!f)
+		return 0;
+	/* the epoch's top bit keeps these apart from writes through f */
+	struct seen_key k = {.file = (__u64)f, .tgid = bpf_get_current_pid_tgid() >> 32, .epoch = cfg->epoch | 1u << 31};
+	if (bpf_map_lookup_elem(&seen, &k))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
+	__u32 zero = 0;
+	struct exec_rec *r = bpf_map_lookup_elem(&xrec_map, &zero);
+	struct work *w = get_work();
+	if (!r || !w)
+		return 0;
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
+	__u32 reasons = bpf_map_lookup_elem(&taint, &id) ? EX_TAINTED : 0;
+	__u32 l = resolve_file(w, f, r->data);
+	if (!classify(&images, &r->lpm_bits, l))
+		reasons |= EX_OUTSIDE_IMAGE;
+	if (!reasons)
+		return 0;
+	fill_hdr(&r->h, REC_EXEC, DOP_EXEC);
+	fill_task(&r->h);
+	r->h.flags = w->trunc ? RF_TRUNC : 0;
+	r->ret = 0;
+	r->dev = id.dev;
+	r->ino = id.ino;
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->reasons = reasons;
+	r->arg = q->arg;
+	r->rule = 0;
+	r->args_len = 0;
+	l = bound(l, 4095);
+	r->path_len = l;
+	r->data[l] = 0;
+	r->data[bound(l + 1, 4095)] = 0;
+	reflex(cfg, &r->h);
+	__u64 size = offsetof(struct exec_rec, data) + l + 2;
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	r->h.size = size;
+	emit(r, size);
+	return 0;
+}
+
 /* judge_file judges an open file: after open (the new fd), an fd argument, or a
  * write through an fd. Cheap rejections come first; the record header is
  * filled only for a finding. */
@@ -334,8 +406,11 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 			return 0;
 	}
 	mark_seen(cfg, f, tgid);
-	if ((q->shape == SH_OPEN || q->shape == SH_WRITE) && judge_seal(cfg, q, f, fd, ret))
-		return 0;
+	if (q->shape == SH_OPEN || q->shape == SH_WRITE) {
+		int sealed = judge_seal(cfg, q, f, fd, ret);
+		if (sealed)
+			return sealed == JUDGE_LEAVE ? JUDGE_LEAVE : 0;
+	}
 
 	__u32 l = resolve_file(w, f, r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
@@ -692,6 +767,16 @@ static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 	case 311: /* process_vm_writev(pid, ...) */
 		q->op = DOP_PTRACE, q->shape = SH_PRIV, q->arg = (__u64)id << 32 | (__u32)a0;
 		return 1;
+	case 9: /* mmap(addr, len, prot, flags, fd, off): executable mappings of files only */
+		if (!(a2 & PROT_EXEC_) || (a3 & MAP_ANONYMOUS_))
+			return 0;
+		q->op = DOP_EXEC, q->shape = SH_MMAP, q->fd = a4, q->arg = a2;
+		return 1;
+	case 10: /* mprotect(addr, len, prot) */
+		if (!(a2 & PROT_EXEC_))
+			return 0;
+		q->op = DOP_EXEC, q->shape = SH_MMAP, q->name = (const char *)a0, q->arg = a2;
+		return 1;
 	case NR_CLONE3_: /* clone3(args, size) */
 		q->shape = SH_CLONE, q->name = (const char *)a0;
 		return 1;
@@ -740,14 +825,20 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	switch (q.shape) {
 	case SH_OPEN:
-		return judge_file(cfg, &q, ret, ret);
+		if (judge_file(cfg, &q, ret, ret) == JUDGE_LEAVE)
+			return judge_priv(cfg, &q, ret);
+		return 0;
 	case SH_FD:
 	case SH_WRITE:
-		return judge_file(cfg, &q, q.fd, ret);
+		if (judge_file(cfg, &q, q.fd, ret) == JUDGE_LEAVE)
+			return judge_priv(cfg, &q, ret);
+		return 0;
 	case SH_PRIV:
 		return judge_priv(cfg, &q, ret);
 	case SH_CLONE:
 		return ret > 0 ? judge_clone(cfg, &q, ret) : 0;
+	case SH_MMAP:
+		return judge_mmap(cfg, &q);
 	default:
 		return judge_name(cfg, &q, ret, 1);
 	}

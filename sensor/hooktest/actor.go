@@ -198,6 +198,23 @@ func act(op string, a []string) error {
 			}
 			return err
 		})
+	case "mmap-r":
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error {
+			b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ, unix.MAP_PRIVATE)
+			if err == nil {
+				unix.Munmap(b)
+			}
+			return err
+		})
+	case "mprotect-x": // map for reading, then make the mapping executable
+		return withFd(arg(0), unix.O_RDONLY, func(fd int) error {
+			b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ, unix.MAP_PRIVATE)
+			if err != nil {
+				return fmt.Errorf("mmap: %v", err) // not the syscall under test
+			}
+			defer unix.Munmap(b)
+			return unix.Mprotect(b, unix.PROT_READ|unix.PROT_EXEC)
+		})
 	case "init-module":
 		// longer than an ELF header, or the kernel refuses it before any hook
 		return unix.InitModule(bytes.Repeat([]byte("not a module "), 16), "")

@@ -188,6 +188,7 @@ const (
 	lsmProgDriftBpf             = "drift_bpf"
 	lsmProgDriftBprmCheck       = "drift_bprm_check"
 	lsmProgDriftFileIoctl       = "drift_file_ioctl"
+	lsmProgDriftFileMprotect    = "drift_file_mprotect"
 	lsmProgDriftFileOpen        = "drift_file_open"
 	lsmProgDriftFilePerm        = "drift_file_perm"
 	lsmProgDriftFileTruncate    = "drift_file_truncate"
@@ -274,6 +275,7 @@ type lsmProgramSpecs struct {
 	DriftBpf             *ebpf.ProgramSpec `ebpf:"drift_bpf"`
 	DriftBprmCheck       *ebpf.ProgramSpec `ebpf:"drift_bprm_check"`
 	DriftFileIoctl       *ebpf.ProgramSpec `ebpf:"drift_file_ioctl"`
+	DriftFileMprotect    *ebpf.ProgramSpec `ebpf:"drift_file_mprotect"`
 	DriftFileOpen        *ebpf.ProgramSpec `ebpf:"drift_file_open"`
 	DriftFilePerm        *ebpf.ProgramSpec `ebpf:"drift_file_perm"`
 	DriftFileTruncate    *ebpf.ProgramSpec `ebpf:"drift_file_truncate"`
@@ -438,6 +440,7 @@ type lsmPrograms struct {
 	DriftBpf             *ebpf.Program `ebpf:"drift_bpf"`
 	DriftBprmCheck       *ebpf.Program `ebpf:"drift_bprm_check"`
 	DriftFileIoctl       *ebpf.Program `ebpf:"drift_file_ioctl"`
+	DriftFileMprotect    *ebpf.Program `ebpf:"drift_file_mprotect"`
 	DriftFileOpen        *ebpf.Program `ebpf:"drift_file_open"`
 	DriftFilePerm        *ebpf.Program `ebpf:"drift_file_perm"`
 	DriftFileTruncate    *ebpf.Program `ebpf:"drift_file_truncate"`
@@ -476,6 +479,7 @@ func (p *lsmPrograms) Close() error {
 		p.DriftBpf,
 		p.DriftBprmCheck,
 		p.DriftFileIoctl,
+		p.DriftFileMprotect,
 		p.DriftFileOpen,
 		p.DriftFilePerm,
 		p.DriftFileTruncate,
