@@ -565,6 +565,8 @@ static __always_inline int judge_seal(struct config *cfg, struct file *f)
 
 /* ---- file mutations ---- */
 
+static __always_inline int judge_code(struct file *file, unsigned long prot, int use_dpath);
+
 SEC("lsm/file_open")
 int BPF_PROG(drift_file_open, struct file *file)
 {
@@ -575,7 +577,7 @@ int BPF_PROG(drift_file_open, struct file *file)
 			return v;
 	}
 	if (!(fmode & (FMODE_WRITE_ | FMODE_CREATED_)))
-		return 0;
+		return script_opened(file) ? judge_code(file, 0, 1) : 0;
 	struct config *cfg = active();
 	if (!cfg)
 		return 0;
@@ -977,15 +979,14 @@ int BPF_PROG(drift_bprm_check, struct linux_binprm *bprm)
 	return v;
 }
 
-/* judge_mapping: an executable mapping of a file is code run without an exec
- * of its own: the dynamic loader running a binary, dlopen of a library. Drift
+/* judge_code: an executable mapping of a file is code run without an exec
+ * of its own (the dynamic loader running a binary, dlopen of a library), and
+ * so is a script its interpreter opens (file_open, bpf/seal.h). Drift
  * when the file is tainted or outside the image paths, once per process and
  * file in a seal; a file already reported as exec drift (the kernel maps the
  * binary it executes) is not reported again. arg = prot. */
-static __always_inline int judge_mapping(struct file *file, unsigned long prot, int use_dpath)
+static __always_inline int judge_code(struct file *file, unsigned long prot, int use_dpath)
 {
-	if (!file || !(prot & PROT_EXEC_))
-		return 0;
 	struct config *cfg = active();
 	if (!cfg)
 		return 0;
@@ -1022,16 +1023,30 @@ static __always_inline int judge_mapping(struct file *file, unsigned long prot, 
 SEC("lsm/mmap_file")
 int BPF_PROG(drift_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags)
 {
-	return judge_mapping(file, prot, 1);
+	if (!file || !(prot & PROT_EXEC_))
+		return 0;
+	return judge_code(file, prot, 1);
 }
 
 /* mprotect making a file's mapping executable. */
 SEC("lsm/file_mprotect")
 int BPF_PROG(drift_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot)
 {
-	if (!(prot & PROT_EXEC_))
+	struct file *file = BPF_CORE_READ(vma, vm_file);
+	if (!file || !(prot & PROT_EXEC_))
 		return 0;
-	return judge_mapping(BPF_CORE_READ(vma, vm_file), prot, 0);
+	return judge_code(file, prot, 0);
+}
+
+/* An interpreter the kernel starts: remember its script argument, judged
+ * when the interpreter opens it (file_open). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(drift_script_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (!active())
+		return 0;
+	script_exec(BPF_CORE_READ(bprm, file));
+	return 0;
 }
 
 /* ---- privileged kernel operations: drift when attempted ---- */

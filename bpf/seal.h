@@ -150,4 +150,155 @@ static __always_inline int clone3_cgroup_fd(const void *uargs)
 	return (int)fd;
 }
 
+/* ---- scripts handed to an interpreter ---- */
+
+/* An interpreter by the name of its binary, trailing digits and dots cut
+ * (python3.11 is python): written by user space from exec.interpreters. */
+struct interp_key {
+	char name[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct interp_key);
+	__type(value, __u8);
+} interps SEC(".maps");
+
+/* The script an interpreter the kernel just started was given, by the name
+ * of its last component, per process: the first file the interpreter opens
+ * for reading by that name is its program, judged like an exec. */
+struct script_name {
+	__u32 len;
+	char name[64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct script_name);
+} scripts SEC(".maps");
+
+struct script_scan {
+	__u32 n;     /* bytes of argv in w->in */
+	__u32 start; /* start of the current argument */
+	__u32 base;  /* start of its last component */
+	__u32 idx;   /* its index */
+	__u32 found; /* 1: [base, end) names the script */
+	__u32 end;
+	struct interp_key key; /* the program's name, trailing digits and dots cut */
+};
+
+/* The scan's state: in a map, not on the stack, so the verifier treats it
+ * as opaque and the bpf_loop callback converges (as path.h's walk state). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct script_scan);
+} scan_map SEC(".maps");
+
+/* scan_arg walks argv (NUL-separated in w->in) to the script argument: the
+ * first one after argv[0] that is no option. An inline-code option (-c, -e,
+ * -E, -m, -p, -r) before it means there is no script file. */
+static long scan_arg(__u32 i, void *unused)
+{
+	__u32 zero = 0;
+	struct work *w = get_work();
+	struct script_scan *c = bpf_map_lookup_elem(&scan_map, &zero);
+	if (!w || !c || i >= c->n || i >= 1024)
+		return 1;
+	char ch = w->in[bound(i, 1023)];
+	if (ch == '/') {
+		c->base = i + 1;
+		return 0;
+	}
+	if (ch != 0)
+		return 0;
+	__u32 s = c->start, b = c->base;
+	c->start = c->base = i + 1;
+	if (c->idx++ == 0 || i == s)
+		return 0;
+	if (w->in[bound(s, 1023)] == '-') {
+		char o = w->in[bound(s + 1, 1023)];
+		if (i - s == 2 && (o == 'c' || o == 'e' || o == 'E' || o == 'm' || o == 'p' || o == 'r'))
+			return 1;
+		return 0;
+	}
+	c->found = 1, c->base = b, c->end = i;
+	return 1;
+}
+
+/* script_exec runs at every exec in a sealed scope: when the new program is
+ * an interpreter, it remembers the name of its script argument. */
+static __noinline int script_exec(struct file *f)
+{
+	struct work *w = get_work();
+	if (!w)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+	struct script_scan *c = bpf_map_lookup_elem(&scan_map, &zero);
+	if (!c)
+		return 0;
+	/* in the map value, the bytes cut are opaque to the verifier: on the
+	 * stack each combination would be a state of its own */
+	__builtin_memset(&c->key, 0, sizeof(c->key));
+	bpf_probe_read_kernel_str(c->key.name, sizeof(c->key.name), BPF_CORE_READ(f, f_path.dentry, d_name.name));
+	for (int i = 15; i > 0; i--) {
+		char ch = c->key.name[i];
+		if (ch == 0)
+			continue;
+		if ((ch >= '0' && ch <= '9') || ch == '.')
+			c->key.name[i] = 0;
+		else
+			break;
+	}
+	if (!bpf_map_lookup_elem(&interps, &c->key)) {
+		bpf_map_delete_elem(&scripts, &tgid);
+		return 0;
+	}
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 as = BPF_CORE_READ(t, mm, arg_start), ae = BPF_CORE_READ(t, mm, arg_end);
+	__u32 n = ae > as ? ae - as : 0;
+	if (n > 1023)
+		n = 1023;
+	if (bpf_probe_read_user(w->in, bound(n, 1023), (void *)as))
+		return 0;
+	w->in[bound(n, 1023)] = 0;
+	c->n = n + 1, c->start = c->base = c->idx = c->found = c->end = 0;
+	bpf_loop(1024, scan_arg, NULL, 0);
+	if (!c->found || c->end <= c->base)
+		return 0;
+	struct script_name sn = {};
+	__u32 len = c->end - c->base;
+	sn.len = len;
+	bpf_probe_read_kernel(sn.name, bound(len < 63 ? len : 63, 63), w->in + bound(c->base, 1023));
+	bpf_map_update_elem(&scripts, &tgid, &sn, BPF_ANY);
+	return 0;
+}
+
+/* script_opened says whether f, opened for reading, is the script the
+ * current process's interpreter was started with (and forgets it then). */
+static __always_inline int script_opened(struct file *f)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct script_name *sn = bpf_map_lookup_elem(&scripts, &tgid);
+	if (!sn)
+		return 0;
+	struct qstr q = BPF_CORE_READ(f, f_path.dentry, d_name);
+	if (q.len != sn->len)
+		return 0;
+	char n[64] = {};
+	bpf_probe_read_kernel_str(n, sizeof(n), q.name);
+	for (int i = 0; i < 63; i++) {
+		if (n[i] != sn->name[i])
+			return 0;
+		if (n[i] == 0)
+			break;
+	}
+	bpf_map_delete_elem(&scripts, &tgid);
+	return 1;
+}
+
 #endif

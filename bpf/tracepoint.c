@@ -324,9 +324,10 @@ static long vma_file(struct task_struct *task, struct vm_area_struct *vma, struc
 }
 
 /* judge_mmap: an executable mapping of a file is code run without an exec of
- * its own (the dynamic loader running a binary, dlopen of a library): drift
- * when the file is tainted or outside the image paths, as an exec would be.
- * Judged once per process and open file in a seal. arg = prot. */
+ * its own (the dynamic loader running a binary, dlopen of a library), and so
+ * is a script its interpreter opens (judge_script): drift when the file is
+ * tainted or outside the image paths, as an exec would be. Judged once per
+ * process and open file in a seal. arg = prot (0 for a script). */
 static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 {
 	struct file *f = NULL;
@@ -378,6 +379,24 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 	r->h.size = size;
 	emit(r, size);
 	return 0;
+}
+
+/* judge_script: an interpreter the kernel started with a script argument
+ * opening that script for reading runs it: judged like an exec (by place
+ * and taint). One map lookup for every other open for reading. */
+static __always_inline int judge_script(struct dreq *q, long fd)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&scripts, &tgid))
+		return 0;
+	struct file *f = file_of(fd);
+	if (!f || !script_opened(f))
+		return 0;
+	struct config *cfg = get_config();
+	if (!cfg || !cfg->sealed || !in_scope(cfg))
+		return 0;
+	q->fd = fd, q->name = NULL, q->arg = 0;
+	return judge_mmap(cfg, q);
 }
 
 /* judge_file judges an open file: after open (the new fd), an fd argument, or a
@@ -587,11 +606,8 @@ static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 		goto open;
 	open:
 		q->op = DOP_OPEN, q->shape = SH_OPEN;
-		if (!(q->flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_))) {
-			if (!guard_files)
-				return 0;
-			q->shape = SH_OPEN_READ;
-		}
+		if (!(q->flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
+			q->shape = SH_OPEN_READ; /* the sensor's own files; an interpreter's script */
 		return 1;
 
 	/* writes through a descriptor: first per process and file */
@@ -812,8 +828,13 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 	/* Acts on the sensor itself: whatever the seal and the scope. */
 	if (q.shape == SH_BPF)
 		return judge_bpf(&q, ret);
-	if (q.shape == SH_OPEN_READ)
-		return ret >= 0 ? judge_read(&q, ret) : 0;
+	if (q.shape == SH_OPEN_READ) {
+		if (ret < 0)
+			return 0;
+		if (guard_files)
+			judge_read(&q, ret);
+		return judge_script(&q, ret);
+	}
 	if (q.shape == SH_OPEN && ret >= 0 && guard_files)
 		judge_read(&q, ret);
 	struct config *cfg = get_config();
@@ -867,6 +888,7 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 		return 0;
 
 	struct file *f = BPF_CORE_READ(bprm, file);
+	script_exec(f);
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
 	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
 	__u32 reasons = 0;

@@ -105,6 +105,7 @@ func RulesFor(p *policy.Policy) backend.Rules {
 		DenyBinds:    p.DenyBinds,
 		ReflexKill:   p.ReflexKill,
 		ReflexCordon: p.ReflexCordon,
+		Interpreters: p.Interpreters,
 		RawDevices: func() ([]uint64, error) {
 			return kstate.RawDevices("/proc/self/mountinfo", p.CoversMount, p.AllowDevices)
 		},

@@ -40,6 +40,9 @@ type Rules struct {
 	// is drift, as keys of bpf/seal.h's rawdevs (S_IFBLK or S_IFCHR << 32 |
 	// the kernel's dev_t); nil: none.
 	RawDevices func() ([]uint64, error)
+	// Interpreters are program names (exec.interpreters) whose script
+	// argument is judged like an exec when the program opens it.
+	Interpreters []string
 }
 
 // Options says where a backend watches.

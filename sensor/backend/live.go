@@ -79,7 +79,7 @@ func (l *Live) OpenRing(events *ebpf.Map) (err error) {
 // ApplyPolicy fills the policy maps (dirLinks may be nil: a backend with
 // exact paths needs no rewrite) and the configuration's policy bits; the raw
 // devices (rawDevs) are filled at every seal.
-func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLinks, rawDevs *ebpf.Map) error {
+func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLinks, rawDevs, interps *ebpf.Map) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rulesMap, l.imagesMap, l.portsMap = rules, images, ports
@@ -95,6 +95,9 @@ func (l *Live) ApplyPolicy(r Rules, reflex uint32, rules, images, ports, dirLink
 		if err := PutDirLinks(dirLinks, r.DirLinks); err != nil {
 			return err
 		}
+	}
+	if err := putInterpreters(interps, r.Interpreters); err != nil {
+		return err
 	}
 	var err error
 	if l.ports, err = PutPorts(ports, r.PortAllowed); err != nil {
@@ -130,6 +133,40 @@ func (l *Live) SetSealed(sealed bool) error {
 		l.cfg.Sealed = 1
 	}
 	return l.put()
+}
+
+// putInterpreters makes bpf/seal.h's interps hold exactly names.
+func putInterpreters(m *ebpf.Map, names []string) error {
+	want := map[[16]byte]bool{}
+	for _, n := range names {
+		var k [16]byte
+		if len(n) == 0 || len(n) > 15 {
+			return fmt.Errorf("interpreter %q: want a name of 1 to 15 bytes", n)
+		}
+		copy(k[:], n)
+		if err := m.Put(k, uint8(1)); err != nil {
+			return fmt.Errorf("interpreter %s: %w", n, err)
+		}
+		want[k] = true
+	}
+	var k [16]byte
+	var v uint8
+	var stale [][16]byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // putRawDevices makes the raw device set what the mounts say now: the

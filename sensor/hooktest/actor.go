@@ -21,6 +21,10 @@ import (
 // ActorEnv, set in a test binary's environment, makes it the actor.
 const ActorEnv = "DRIFT_HOOKTEST_ACTOR"
 
+// interpEnv, set by the interp action, makes the actor behave as an
+// interpreter: it reads the file its last argument names, as a script.
+const interpEnv = "DRIFT_HOOKTEST_INTERP"
+
 // ActorComm is how the kernel names the actor process (comm): the test
 // binary's name, cut to 15 bytes.
 func ActorComm() string {
@@ -46,6 +50,9 @@ func ActorMain() int {
 		return 2
 	}
 	fmt.Printf("tid=%d\n", unix.Gettid())
+	if os.Getenv(interpEnv) != "" { // started as an interpreter: read the file named last
+		args = []string{"read", args[len(args)-1]}
+	}
 	err := act(args[0], args[1:])
 	var en syscall.Errno
 	if err != nil && !errors.As(err, &en) {
@@ -290,6 +297,12 @@ func act(op string, a []string) error {
 			return err
 		}
 		return unix.Listen(s, 1)
+	case "interp": // exec ourselves as an interpreter with argv [self, args...]
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("own executable: %v", err)
+		}
+		return unix.Exec(self, append([]string{self}, a...), append(os.Environ(), interpEnv+"=1"))
 	case "cgroup-move-self": // write our pid into arg0/cgroup.procs
 		fd, err := unix.Open(arg(0)+"/cgroup.procs", unix.O_WRONLY, 0)
 		if err != nil {

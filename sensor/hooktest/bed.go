@@ -64,6 +64,7 @@ exceptions: [%[1]s/var, %[1]s/usr/app]
 exec:
   image_paths: [/usr, /bin, /sbin, /lib, /lib64, %[1]s/usr]
   image_files: [%[2]s]
+  interpreters: [sh, bash, dash, python, perl, ruby, node, php, %[5]s]
 net:
   allowed_ports: [%[3]d]
   deny_binds: %[4]v
@@ -130,7 +131,7 @@ func (b *Bed) Root() string { return b.root }
 
 func (b *Bed) configure(t testing.TB, c Config) *policy.Policy {
 	t.Helper()
-	pol, err := policy.Parse("hooktest.yaml", []byte(fmt.Sprintf(bedPolicy, b.root, b.exe, AllowedPort, c.DenyBinds)))
+	pol, err := policy.Parse("hooktest.yaml", []byte(fmt.Sprintf(bedPolicy, b.root, b.exe, AllowedPort, c.DenyBinds, filepath.Base(b.exe))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -233,7 +233,7 @@ func (b *Backend) Apply(r backend.Rules) error {
 	if r.Enforce {
 		reflex |= backend.ReflexDeny
 	}
-	return b.ApplyPolicy(r, reflex, b.maps.Rules, b.maps.Images, b.maps.Ports, nil, b.maps.Rawdevs)
+	return b.ApplyPolicy(r, reflex, b.maps.Rules, b.maps.Images, b.maps.Ports, nil, b.maps.Rawdevs, b.maps.Interps)
 }
 
 // Name says which backend this is.

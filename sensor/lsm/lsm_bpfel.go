@@ -87,6 +87,11 @@ type lsmFileRec struct {
 	_         [4]byte
 }
 
+type lsmInterpKey struct {
+	_    structs.HostLayout
+	Name [16]int8
+}
+
 type lsmLpmKey struct {
 	_    structs.HostLayout
 	Bits uint32
@@ -131,6 +136,23 @@ type lsmRuleVal struct {
 	Id    uint32
 }
 
+type lsmScriptName struct {
+	_    structs.HostLayout
+	Len  uint32
+	Name [64]int8
+}
+
+type lsmScriptScan struct {
+	_     structs.HostLayout
+	N     uint32
+	Start uint32
+	Base  uint32
+	Idx   uint32
+	Found uint32
+	End   uint32
+	Key   lsmInterpKey
+}
+
 type lsmSeenKey struct {
 	_    structs.HostLayout
 	Dev  uint64
@@ -172,13 +194,16 @@ const (
 	lsmMapGateCordon            = "gate_cordon"
 	lsmMapGuarded               = "guarded"
 	lsmMapImages                = "images"
+	lsmMapInterps               = "interps"
 	lsmMapLiveness              = "liveness"
 	lsmMapPathgen               = "pathgen"
 	lsmMapPorts                 = "ports"
 	lsmMapRawdevs               = "rawdevs"
 	lsmMapRules                 = "rules"
+	lsmMapScanMap               = "scan_map"
 	lsmMapScopeCache            = "scope_cache"
 	lsmMapScopeMap              = "scope_map"
+	lsmMapScripts               = "scripts"
 	lsmMapSeen                  = "seen"
 	lsmMapSelfIds               = "self_ids"
 	lsmMapStats                 = "stats"
@@ -213,6 +238,7 @@ const (
 	lsmProgDriftSbMount         = "drift_sb_mount"
 	lsmProgDriftSbPivotroot     = "drift_sb_pivotroot"
 	lsmProgDriftSbUmount        = "drift_sb_umount"
+	lsmProgDriftScriptExec      = "drift_script_exec"
 	lsmProgDriftSetxattr        = "drift_setxattr"
 	lsmProgDriftSocketBind      = "drift_socket_bind"
 	lsmProgDriftSocketListen    = "drift_socket_listen"
@@ -300,6 +326,7 @@ type lsmProgramSpecs struct {
 	DriftSbMount         *ebpf.ProgramSpec `ebpf:"drift_sb_mount"`
 	DriftSbPivotroot     *ebpf.ProgramSpec `ebpf:"drift_sb_pivotroot"`
 	DriftSbUmount        *ebpf.ProgramSpec `ebpf:"drift_sb_umount"`
+	DriftScriptExec      *ebpf.ProgramSpec `ebpf:"drift_script_exec"`
 	DriftSetxattr        *ebpf.ProgramSpec `ebpf:"drift_setxattr"`
 	DriftSocketBind      *ebpf.ProgramSpec `ebpf:"drift_socket_bind"`
 	DriftSocketListen    *ebpf.ProgramSpec `ebpf:"drift_socket_listen"`
@@ -321,13 +348,16 @@ type lsmMapSpecs struct {
 	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
 	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
+	Interps    *ebpf.MapSpec `ebpf:"interps"`
 	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rawdevs    *ebpf.MapSpec `ebpf:"rawdevs"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
+	ScanMap    *ebpf.MapSpec `ebpf:"scan_map"`
 	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
+	Scripts    *ebpf.MapSpec `ebpf:"scripts"`
 	Seen       *ebpf.MapSpec `ebpf:"seen"`
 	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
@@ -378,13 +408,16 @@ type lsmMaps struct {
 	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
 	Guarded    *ebpf.Map `ebpf:"guarded"`
 	Images     *ebpf.Map `ebpf:"images"`
+	Interps    *ebpf.Map `ebpf:"interps"`
 	Liveness   *ebpf.Map `ebpf:"liveness"`
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rawdevs    *ebpf.Map `ebpf:"rawdevs"`
 	Rules      *ebpf.Map `ebpf:"rules"`
+	ScanMap    *ebpf.Map `ebpf:"scan_map"`
 	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
+	Scripts    *ebpf.Map `ebpf:"scripts"`
 	Seen       *ebpf.Map `ebpf:"seen"`
 	SelfIds    *ebpf.Map `ebpf:"self_ids"`
 	Stats      *ebpf.Map `ebpf:"stats"`
@@ -403,13 +436,16 @@ func (m *lsmMaps) Close() error {
 		m.GateCordon,
 		m.Guarded,
 		m.Images,
+		m.Interps,
 		m.Liveness,
 		m.Pathgen,
 		m.Ports,
 		m.Rawdevs,
 		m.Rules,
+		m.ScanMap,
 		m.ScopeCache,
 		m.ScopeMap,
+		m.Scripts,
 		m.Seen,
 		m.SelfIds,
 		m.Stats,
@@ -465,6 +501,7 @@ type lsmPrograms struct {
 	DriftSbMount         *ebpf.Program `ebpf:"drift_sb_mount"`
 	DriftSbPivotroot     *ebpf.Program `ebpf:"drift_sb_pivotroot"`
 	DriftSbUmount        *ebpf.Program `ebpf:"drift_sb_umount"`
+	DriftScriptExec      *ebpf.Program `ebpf:"drift_script_exec"`
 	DriftSetxattr        *ebpf.Program `ebpf:"drift_setxattr"`
 	DriftSocketBind      *ebpf.Program `ebpf:"drift_socket_bind"`
 	DriftSocketListen    *ebpf.Program `ebpf:"drift_socket_listen"`
@@ -504,6 +541,7 @@ func (p *lsmPrograms) Close() error {
 		p.DriftSbMount,
 		p.DriftSbPivotroot,
 		p.DriftSbUmount,
+		p.DriftScriptExec,
 		p.DriftSetxattr,
 		p.DriftSocketBind,
 		p.DriftSocketListen,

@@ -21,6 +21,9 @@
 //	  image_paths:        # directories exec is allowed from (when the file is not tainted)
 //	    [/usr, /bin, /sbin, /lib, /lib64, /opt]
 //	  image_files: []     # single files exec is allowed from
+//	  interpreters:       # programs whose script argument (python3 /tmp/x.py) is judged like an exec, by
+//	                      # place and taint, when the program opens it: names without a path or version
+//	    [sh, bash, dash, python, perl, ruby, node, php]   # (python3.11 matches python)
 //	net:
 //	  allowed_ports: []   # ports that may be bound or listened on: 22 or "8000-8080"
 //	  deny_binds: true    # refuse any other bind in the kernel

@@ -130,8 +130,9 @@ func marshal(t *testing.T, p *Policy) []byte {
 		Cgroups []string `yaml:"cgroups"`
 	}
 	type exec struct {
-		ImagePaths []string `yaml:"image_paths"`
-		ImageFiles []string `yaml:"image_files"`
+		ImagePaths   []string `yaml:"image_paths"`
+		ImageFiles   []string `yaml:"image_files"`
+		Interpreters []string `yaml:"interpreters"`
 	}
 	type net struct {
 		AllowedPorts []string `yaml:"allowed_ports"`
@@ -157,7 +158,7 @@ func marshal(t *testing.T, p *Policy) []byte {
 		Kernel      kernel   `yaml:"kernel"`
 	}{
 		p.Version, p.SealOnStart, scope{p.ScopeCgroups}, p.Protect, p.Exceptions,
-		exec{p.ExecImagePaths, p.ExecImageFiles}, net{ports, p.DenyBinds},
+		exec{p.ExecImagePaths, p.ExecImageFiles, p.Interpreters}, net{ports, p.DenyBinds},
 		reflex{p.ReflexKill, p.ReflexCordon}, kernel{p.AllowSettings, p.AllowDevices},
 	}
 	out, err := yaml.Marshal(&doc)

@@ -34,6 +34,7 @@ type Policy struct {
 	Exceptions     []string    // exceptions: writable directory prefixes under protected ones
 	ExecImagePaths []string    // exec.image_paths: directories exec is allowed from
 	ExecImageFiles []string    // exec.image_files: single files exec is allowed from
+	Interpreters   []string    // exec.interpreters: program names whose script argument is judged like an exec
 	AllowedPorts   []PortRange // net.allowed_ports, in file order, disjoint
 	DenyBinds      bool        // net.deny_binds: refuse disallowed binds in the kernel
 	ReflexKill     bool        // reflex.kill: SIGKILL the actor in the kernel at detection
@@ -100,7 +101,7 @@ var defaultExceptions = []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/var/
 var (
 	topKeys    = []string{"version", "seal_on_start", "scope", "protect", "exceptions", "exec", "net", "reflex", "kernel"}
 	scopeKeys  = []string{"cgroups"}
-	execKeys   = []string{"image_paths", "image_files"}
+	execKeys   = []string{"image_paths", "image_files", "interpreters"}
 	netKeys    = []string{"allowed_ports", "deny_binds"}
 	reflexKeys = []string{"kill", "cordon"}
 	kernelKeys = []string{"allow_settings", "allow_devices"}
@@ -271,6 +272,7 @@ func (ps *parser) parse(data []byte) *Policy {
 		Protect:        []string{"/"},
 		ExecImagePaths: []string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/opt"},
 		ExecImageFiles: []string{},
+		Interpreters:   append([]string(nil), DefaultInterpreters...),
 		AllowedPorts:   []PortRange{},
 		DenyBinds:      true,
 		AllowSettings:  []string{},
@@ -314,13 +316,16 @@ func (ps *parser) parse(data []byte) *Policy {
 	} else {
 		p.Exceptions = defaultsUnder(p.Protect)
 	}
-	if n := top["exec"]; n != nil && ps.isMap(n, "exec", "a mapping with the keys image_paths, image_files") {
+	if n := top["exec"]; n != nil && ps.isMap(n, "exec", "a mapping with the keys image_paths, image_files, interpreters") {
 		exec := ps.fields(n, "exec", "key", execKeys)
 		if c := exec["image_paths"]; c != nil {
 			p.ExecImagePaths = entryPaths(ps.paths(c, "exec.image_paths", dirPath))
 		}
 		if c := exec["image_files"]; c != nil {
 			p.ExecImageFiles = entryPaths(ps.paths(c, "exec.image_files", filePath))
+		}
+		if c := exec["interpreters"]; c != nil {
+			p.Interpreters = ps.interpreters(c)
 		}
 	}
 	if n := top["net"]; n != nil && ps.isMap(n, "net", "a mapping with the keys allowed_ports, deny_binds") {
@@ -353,6 +358,46 @@ func (ps *parser) parse(data []byte) *Policy {
 		}
 	}
 	return p
+}
+
+// DefaultInterpreters are the programs whose script argument is judged like an exec by default.
+var DefaultInterpreters = []string{"sh", "bash", "dash", "python", "perl", "ruby", "node", "php"}
+
+// interpreterName is what the kernel compares with an executed binary's name, trailing digits and
+// dots cut.
+var interpreterName = regexp.MustCompile(`^[A-Za-z0-9_+-][A-Za-z0-9._+-]*[A-Za-z_+-]$|^[A-Za-z_+-]$`)
+
+// interpreters parses exec.interpreters: program names, no duplicates.
+func (ps *parser) interpreters(n *yaml.Node) []string {
+	if n.Kind != yaml.SequenceNode {
+		ps.wrongType(n, "exec.interpreters", "a list of program names such as python")
+		return []string{}
+	}
+	out := []string{}
+	seen := map[string]*yaml.Node{}
+	for i, item := range n.Content {
+		field := "exec.interpreters[" + strconv.Itoa(i) + "]"
+		if scalarTag(item) != "!!str" {
+			ps.wrongType(item, field, "a program name such as python")
+			continue
+		}
+		v := item.Value
+		switch {
+		case len(v) > 15:
+			ps.errorf(item, "%s %s is %d bytes long (want at most 15: the kernel compares the binary's name)", field, quoteCut(v), len(v))
+			continue
+		case !interpreterName.MatchString(v):
+			ps.errorf(item, "%s %s is not a program name (want a name such as python, without a path or a version: python3.11 matches python)", field, quoteCut(v))
+			continue
+		}
+		if prev := seen[v]; prev != nil {
+			ps.errorf(item, "duplicate interpreter %q in exec.interpreters (already listed at %d:%d; keep one)", v, prev.Line, prev.Column)
+			continue
+		}
+		seen[v] = item
+		out = append(out, v)
+	}
+	return out
 }
 
 // under keeps the entries that lie under one of prefixes and reports the others.

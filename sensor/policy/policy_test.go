@@ -50,6 +50,7 @@ func TestParseFull(t *testing.T) {
 		Exceptions:     []string{"/var", "/tmp"},
 		ExecImagePaths: []string{"/usr", "/opt/app"},
 		ExecImageFiles: []string{"/usr/local/libexec/check"},
+		Interpreters:   DefaultInterpreters,
 		AllowedPorts:   []PortRange{{22, 22}, {8000, 8080}, {9100, 9100}},
 		DenyBinds:      false,
 		ReflexKill:     true,
@@ -73,6 +74,7 @@ func TestDefaults(t *testing.T) {
 		Exceptions:     []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/var/tmp", "/var/log"},
 		ExecImagePaths: []string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/opt"},
 		ExecImageFiles: []string{},
+		Interpreters:   DefaultInterpreters,
 		AllowedPorts:   []PortRange{},
 		DenyBinds:      true,
 		AllowSettings:  []string{},
@@ -167,7 +169,7 @@ var errorCases = []struct {
 
 	// Keys.
 	{"unknown top key", "version: 1\nprotcet: [/]\n", `p.yaml:2:1: unknown key "protcet" (want version, seal_on_start, scope, protect, exceptions, exec, net, reflex, kernel)`},
-	{"unknown exec key", "version: 1\nexec:\n  image_path: [/usr]\n", `p.yaml:3:3: unknown key "image_path" in exec (want image_paths, image_files)`},
+	{"unknown exec key", "version: 1\nexec:\n  image_path: [/usr]\n", `p.yaml:3:3: unknown key "image_path" in exec (want image_paths, image_files, interpreters)`},
 	{"unknown scope key", "version: 1\nscope:\n  cgroup: [/a]\n", `p.yaml:3:3: unknown key "cgroup" in scope (want cgroups)`},
 	{"unknown net key", "version: 1\nnet:\n  ports: [22]\n", `p.yaml:3:3: unknown key "ports" in net (want allowed_ports, deny_binds)`},
 	{"unknown reflex key", "version: 1\nreflex:\n  cordn: true\n", `p.yaml:3:3: unknown key "cordn" in reflex (want kill, cordon)`},
@@ -193,7 +195,7 @@ var errorCases = []struct {
 	{"list in path list", "version: 1\nprotect: [[/]]\n", `p.yaml:2:11: wrong type for protect[0]: got a list (want an absolute path)`},
 	{"custom tag", "version: 1\nprotect: [!p /]\n", `p.yaml:2:11: wrong type for protect[0]: got a value tagged "!p" (want an absolute path)`},
 	{"string for section", "version: 1\nscope: /x\n", `p.yaml:2:8: wrong type for scope: got the string "/x" (want a mapping with the key cgroups)`},
-	{"list for exec", "version: 1\nexec: [/usr]\n", `p.yaml:2:7: wrong type for exec: got a list (want a mapping with the keys image_paths, image_files)`},
+	{"list for exec", "version: 1\nexec: [/usr]\n", `p.yaml:2:7: wrong type for exec: got a list (want a mapping with the keys image_paths, image_files, interpreters)`},
 	{"string for net", "version: 1\nnet: 22\n", `p.yaml:2:6: wrong type for net: got the integer 22 (want a mapping with the keys allowed_ports, deny_binds)`},
 	{"string for reflex", "version: 1\nreflex: kill\n", `p.yaml:2:9: wrong type for reflex: got the string "kill" (want a mapping with the keys kill, cordon)`},
 	{"yes for bool", "version: 1\nreflex:\n  kill: yes\n", `p.yaml:3:9: wrong type for reflex.kill: got the string "yes" (want true or false)`},
@@ -481,6 +483,29 @@ func TestKernelAllowLists(t *testing.T) {
 		_, err := Parse("p.yaml", []byte("version: 1\n"+c.yaml))
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%q: got %v, want %s", c.yaml, err, c.want)
+		}
+	}
+}
+
+// TestInterpreters: exec.interpreters takes program names; a path, a
+// version or a duplicate is refused with the place and the fix.
+func TestInterpreters(t *testing.T) {
+	p, err := Parse("p.yaml", []byte("version: 1\nexec:\n  interpreters: [python, tclsh, node]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Interpreters, []string{"python", "tclsh", "node"}) {
+		t.Fatalf("interpreters %q", p.Interpreters)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"[/bin/python]", `p.yaml:3:18: exec.interpreters[0] "/bin/python" is not a program name (want a name such as python, without a path or a version: python3.11 matches python)`},
+		{"[python3]", `p.yaml:3:18: exec.interpreters[0] "python3" is not a program name (want a name such as python, without a path or a version: python3.11 matches python)`},
+		{"[sh, sh]", `p.yaml:3:22: duplicate interpreter "sh" in exec.interpreters (already listed at 3:18; keep one)`},
+		{"python", `p.yaml:3:17: wrong type for exec.interpreters: got the string "python" (want a list of program names such as python)`},
+	} {
+		_, err := Parse("p.yaml", []byte("version: 1\nexec:\n  interpreters: "+c.yaml+"\n"))
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: got %v, want %s", c.yaml, err, c.want)
 		}
 	}
 }

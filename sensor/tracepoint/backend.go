@@ -132,7 +132,7 @@ func (b *Backend) Apply(r backend.Rules) error {
 		}
 		reflex |= backend.ReflexCordon
 	}
-	return b.ApplyPolicy(r, reflex, b.objs.Rules, b.objs.Images, b.objs.Ports, b.objs.Dirlinks, b.objs.Rawdevs)
+	return b.ApplyPolicy(r, reflex, b.objs.Rules, b.objs.Images, b.objs.Ports, b.objs.Dirlinks, b.objs.Rawdevs, b.objs.Interps)
 }
 
 // Name says which backend this is.

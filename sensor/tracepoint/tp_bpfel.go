@@ -87,6 +87,11 @@ type tpFileRec struct {
 	_         [4]byte
 }
 
+type tpInterpKey struct {
+	_    structs.HostLayout
+	Name [16]int8
+}
+
 type tpLpmKey struct {
 	_    structs.HostLayout
 	Bits uint32
@@ -129,6 +134,23 @@ type tpRuleVal struct {
 	_     structs.HostLayout
 	Class uint32
 	Id    uint32
+}
+
+type tpScriptName struct {
+	_    structs.HostLayout
+	Len  uint32
+	Name [64]int8
+}
+
+type tpScriptScan struct {
+	_     structs.HostLayout
+	N     uint32
+	Start uint32
+	Base  uint32
+	Idx   uint32
+	Found uint32
+	End   uint32
+	Key   tpInterpKey
 }
 
 type tpSeenKey struct {
@@ -188,13 +210,16 @@ const (
 	tpMapGateCordon    = "gate_cordon"
 	tpMapGuarded       = "guarded"
 	tpMapImages        = "images"
+	tpMapInterps       = "interps"
 	tpMapLiveness      = "liveness"
 	tpMapPathgen       = "pathgen"
 	tpMapPorts         = "ports"
 	tpMapRawdevs       = "rawdevs"
 	tpMapRules         = "rules"
+	tpMapScanMap       = "scan_map"
 	tpMapScopeCache    = "scope_cache"
 	tpMapScopeMap      = "scope_map"
+	tpMapScripts       = "scripts"
 	tpMapSeen          = "seen"
 	tpMapSelfIds       = "self_ids"
 	tpMapStats         = "stats"
@@ -283,13 +308,16 @@ type tpMapSpecs struct {
 	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
 	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
 	Images     *ebpf.MapSpec `ebpf:"images"`
+	Interps    *ebpf.MapSpec `ebpf:"interps"`
 	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
 	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	Rawdevs    *ebpf.MapSpec `ebpf:"rawdevs"`
 	Rules      *ebpf.MapSpec `ebpf:"rules"`
+	ScanMap    *ebpf.MapSpec `ebpf:"scan_map"`
 	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
+	Scripts    *ebpf.MapSpec `ebpf:"scripts"`
 	Seen       *ebpf.MapSpec `ebpf:"seen"`
 	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
@@ -342,13 +370,16 @@ type tpMaps struct {
 	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
 	Guarded    *ebpf.Map `ebpf:"guarded"`
 	Images     *ebpf.Map `ebpf:"images"`
+	Interps    *ebpf.Map `ebpf:"interps"`
 	Liveness   *ebpf.Map `ebpf:"liveness"`
 	Pathgen    *ebpf.Map `ebpf:"pathgen"`
 	Ports      *ebpf.Map `ebpf:"ports"`
 	Rawdevs    *ebpf.Map `ebpf:"rawdevs"`
 	Rules      *ebpf.Map `ebpf:"rules"`
+	ScanMap    *ebpf.Map `ebpf:"scan_map"`
 	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
 	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
+	Scripts    *ebpf.Map `ebpf:"scripts"`
 	Seen       *ebpf.Map `ebpf:"seen"`
 	SelfIds    *ebpf.Map `ebpf:"self_ids"`
 	Stats      *ebpf.Map `ebpf:"stats"`
@@ -370,13 +401,16 @@ func (m *tpMaps) Close() error {
 		m.GateCordon,
 		m.Guarded,
 		m.Images,
+		m.Interps,
 		m.Liveness,
 		m.Pathgen,
 		m.Ports,
 		m.Rawdevs,
 		m.Rules,
+		m.ScanMap,
 		m.ScopeCache,
 		m.ScopeMap,
+		m.Scripts,
 		m.Seen,
 		m.SelfIds,
 		m.Stats,
