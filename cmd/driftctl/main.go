@@ -63,6 +63,9 @@ commands:
   status [--json]               fleet table: state, backend, last heartbeat, findings, lost records
   watch [--host H] [--kind K]   live findings, one line each
   replay --since T [--until T]  findings kept in the stream for a time range
+  export --durable NAME [--format json|ocsf] [--out FILE] [--to URL]...
+                                follow the stream through a durable consumer into a file, stdout, syslog,
+                                Splunk HEC or Elastic _bulk; resumes where it stopped, nothing lost or doubled
   incidents [--host H] [--since T] [--json]
                                 the responder's incidents from the audit stream: stages and their times,
                                 action, actuators, when the cordon was verified, errors
@@ -122,6 +125,7 @@ func init() {
 		"replay":    {(*cli).replay, "replay --since T [--until T] [--host H] [--kind K] [--json|--format text|json|ocsf]"},
 		"incidents": {(*cli).incidents, "incidents [--host H] [--since T] [--json]"},
 		"approve":   {(*cli).approve, "approve INCIDENT [--by WHO]"},
+		"export":    {(*cli).export, exportHelp},
 	}
 }
 
@@ -157,7 +161,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch, replay, incidents or approve)\n", name)
+		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch, replay, export, incidents or approve)\n", name)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -142,29 +142,35 @@ func (p *Printer) Handle(subject string, data []byte) (bool, error) {
 }
 
 func (p *Printer) print(ev *event.Event, raw []byte) error {
-	var line []byte
+	line, err := p.render(ev, raw)
+	if line == nil || err != nil {
+		return err
+	}
+	_, err = p.Out.Write(append(line, '\n'))
+	return err
+}
+
+// render is a finding's line in p's format, without the newline; nil (and
+// a warning) for a finding that has no OCSF form.
+func (p *Printer) render(ev *event.Event, raw []byte) ([]byte, error) {
 	switch p.Format {
 	case FormatJSON:
 		// As published, fields this driftctl does not know included.
 		var b bytes.Buffer
 		if err := json.Compact(&b, raw); err != nil {
-			return err
+			return nil, err
 		}
-		line = b.Bytes()
+		return b.Bytes(), nil
 	case FormatOCSF:
 		o, err := event.ToOCSF(ev)
 		if err != nil {
 			fmt.Fprintf(p.Warn, "driftctl: finding %s: %v\n", ev.ID, err)
-			return nil
+			return nil, nil
 		}
-		if line, err = json.Marshal(o); err != nil {
-			return err
-		}
+		return json.Marshal(o)
 	default:
-		line = []byte(p.text(ev))
+		return []byte(p.text(ev)), nil
 	}
-	_, err := p.Out.Write(append(line, '\n'))
-	return err
 }
 
 // ANSI colours.
