@@ -99,6 +99,8 @@ func run(ctx context.Context, args []string) error {
 	var conn transport.Options
 	conn.RegisterFlags(fs, nats.DefaultURL, "NATS server URL(s), comma-separated")
 	var extra rules
+	var alertTo destinations
+	fs.Var(&alertTo, "alert-to", "send every audit record (alerts, decisions, actions) to this output too, repeatable: syslog+udp|tcp|tls://HOST:PORT, hec+https://HOST:8088, bulk+https://HOST:9200/INDEX (README: Outputs)")
 	fs.Var(&extra, "rule", "policy rule appended after the file's, e.g. 'kind=file,path=/etc,action=cordon' (repeatable)")
 	showVersion := version.Flag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -193,6 +195,14 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.Prober = p
 	}
+	outs, err := alertOutputs(alertTo, log)
+	if err != nil {
+		return badInput{err}
+	}
+	defer closeOutputs(outs)
+	if len(outs) > 0 {
+		cfg.OnRecord = notify(outs)
+	}
 	if !cfg.CtlCordon && len(cfg.Cordoners) == 0 && !cfg.DryRun {
 		log.Warn().Msg("no cordon mechanism: -ctl-cordon=false and no -link; cordon decisions will only be audited")
 	}
@@ -229,6 +239,7 @@ func run(ctx context.Context, args []string) error {
 	defer r.Close()
 	if reg != nil {
 		reg.MustRegister(r.Collectors()...)
+		reg.MustRegister(outputCollectors(outs)...)
 	}
 	if *readyFile != "" {
 		if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {

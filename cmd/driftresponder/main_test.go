@@ -101,6 +101,7 @@ func TestBadFlags(t *testing.T) {
 		{"-policy", "/nonexistent/policy.yaml"},
 		{"-destroy-cmd", "virsh {{.Host"},
 		{"-probe", "{{.Host"},
+		{"-alert-to", "syslog+udp://127.0.0.1"},
 		{"-no-such-flag"},
 	} {
 		if err := run(context.Background(), args); err == nil || strings.Contains(err.Error(), "connect") {

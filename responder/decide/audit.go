@@ -163,6 +163,9 @@ func (r *Responder) audit(rec Record) {
 // counts it in the metrics.
 func (r *Responder) logRecord(rec Record) {
 	r.met.observe(rec)
+	if r.cfg.OnRecord != nil {
+		r.cfg.OnRecord(rec)
+	}
 	ev := r.log.Info()
 	if rec.Error != "" {
 		ev = r.log.Warn().Str("error", rec.Error)

@@ -88,6 +88,9 @@ type Config struct {
 	Window     time.Duration // of the limiter; 10m if 0
 
 	Log zerolog.Logger
+	// OnRecord, if set, is given every audit record this replica appended
+	// (once, duplicates left out), without blocking: the alert outputs.
+	OnRecord func(Record)
 }
 
 // Stats are running counts, for tests and metrics.
