@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/lsm"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -160,6 +161,40 @@ func ourPrograms() map[ebpf.ProgramID]bool {
 			ids[id] = true
 		}
 		p.Close()
+	}
+}
+
+// TestLSMUnavailable: --backend lsm on a kernel without BPF-LSM is refused
+// before anything is loaded, with exit status 2 and the fix: the kernel
+// command line that turns it on, or the other backend.
+func TestLSMUnavailable(t *testing.T) {
+	testenv.RequireBPF(t)
+	ok, why := lsm.Available()
+	if ok {
+		t.Skip("BPF-LSM works on this kernel: there is nothing to refuse (the VMs of make vmtest have it on)")
+	}
+	// Where bpf is not in the LSM list the fix is the kernel command line;
+	// where it is but the kernel refuses the programs (this development
+	// machine), the other backend.
+	if strings.HasPrefix(why, "BPF-LSM is not active") && !strings.Contains(why, ",bpf on the kernel command line") {
+		t.Errorf("reason %q does not name the kernel command line", why)
+	}
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	before := ourPrograms()
+	out, err := exec.Command(bin, "--backend", "lsm", "--scope-cgroup", cg.Rel, "--host", "t1", "--nats", "off", "--state-dir", t.TempDir()).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
+	}
+	for _, want := range []string{"--backend lsm: BPF-LSM is not usable here: " + why, "--backend tracepoint"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output %q does not say %q", out, want)
+		}
+	}
+	for id := range ourPrograms() {
+		if !before[id] {
+			t.Errorf("program %d left loaded by a refused start", id)
+		}
 	}
 }
 

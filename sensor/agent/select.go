@@ -19,7 +19,7 @@ func OpenBackend(name string, opts backend.Options) (b backend.Backend, why stri
 		return b, "forced with --backend tracepoint", err
 	case lsm.Name:
 		if ok, reason := lsm.Available(); !ok {
-			return nil, "", fmt.Errorf("--backend lsm: BPF-LSM is not usable here: %s (boot with lsm=...,bpf, or use --backend tracepoint)", reason)
+			return nil, "", fmt.Errorf("--backend lsm: BPF-LSM is not usable here: %s; or run with --backend tracepoint (or auto)", reason)
 		}
 		b, err := lsm.Load(opts)
 		return b, "forced with --backend lsm", err

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"golang.org/x/sys/unix"
 )
 
 // Name is how status and heartbeats name this backend.
@@ -70,6 +71,11 @@ func Available() (ok bool, why string) {
 		License:      "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	})
+	if errors.Is(err, unix.EPERM) && os.Geteuid() == 0 {
+		// Root was refused: not a missing privilege (cilium/ebpf's hint about
+		// MEMLOCK does not apply), the kernel forbids these programs.
+		return false, fmt.Sprintf("BPF-LSM is active (%s) but this kernel refuses LSM programs even to root (operation not permitted): BPF trampolines are not allowed here (a hypervisor or kernel restriction)", list)
+	}
 	if err != nil {
 		return false, fmt.Sprintf("BPF-LSM is active but loading an LSM program failed: %v (needs root or CAP_BPF+CAP_MAC_ADMIN, and kernel BTF)", err)
 	}
