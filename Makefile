@@ -18,6 +18,9 @@ DIST_FLAGS := -trimpath -buildvcs=false -ldflags '-s -w -buildid= -X $(VPKG).Ver
 SENSOR_ARCHES := amd64
 FLEET_ARCHES := amd64 arm64
 IMAGE ?= driftsensor-fleet:$(VERSION)
+IMAGE_TAR = driftsensor-fleet_$(VERSION)_oci.tar
+comma := ,
+space := $(empty) $(empty)
 
 .PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench bench-peers demo clean dist dist-bin packages image pkgtest promcheck
 
@@ -72,9 +75,8 @@ bench-peers: build ## driftsensor (both modes) next to auditd and inotifywait on
 demo: build ## two test hosts on a bridge of their own: drift in one is detected, published over NATS and cordoned by the responder
 	tests/demo/run.sh
 
-dist: dist-bin packages ## release: static binaries, .deb packages, SHA256SUMS in dist/, and the image when docker runs
+dist: dist-bin packages image ## release: static binaries, .deb packages, the OCI image archive, SHA256SUMS in dist/
 	@cd $(DIST) && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS
-	@if why=$$(scripts/docker-status.sh); then $(MAKE) --no-print-directory image; else echo "dist: no container image: $$why"; fi
 
 dist-bin: ## static, stripped, reproducible binaries in dist/linux_<arch>/ (sensor amd64; fleet tools amd64 and arm64)
 	@for a in $(SENSOR_ARCHES); do \
@@ -95,9 +97,9 @@ packages: dist-bin ## .deb packages in dist/ (nfpm): driftsensor (amd64), drifts
 		ARCH=$$a VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config deploy/nfpm/driftsensor-fleet.yaml --packager deb --target $(DIST)/ || exit 1; \
 	done
 
-image: dist-bin ## container image of driftresponder and driftctl (FROM scratch, non-root), with the docker here
-	@why=$$(scripts/docker-status.sh) || { echo "image: $$why" >&2; exit 1; }
-	docker build --build-arg TARGETARCH=amd64 --build-arg DIST=$(DIST) -f deploy/docker/Dockerfile -t $(IMAGE) .
+image: dist-bin ## OCI image archive of driftresponder and driftctl (deploy/docker/Dockerfile; amd64+arm64), no container engine needed, checked once written
+	$(GO) run ./deploy/image --dist $(DIST) --arch $(subst $(space),$(comma),$(FLEET_ARCHES)) --tag $(IMAGE) --out $(DIST)/$(IMAGE_TAR)
+	$(GO) run ./deploy/image --verify $(DIST)/$(IMAGE_TAR) --arch $(subst $(space),$(comma),$(FLEET_ARCHES)) --tag $(IMAGE)
 
 pkgtest: ## install the packages on this machine, run the installed sensor on a test scope, purge (root; part of make test)
 	$(GO) test -count=1 -v ./tests/pkg/
