@@ -78,7 +78,7 @@ func TestExportResumesAfterKill(t *testing.T) {
 	for _, format := range []string{"json", "ocsf"} {
 		t.Run(format, func(t *testing.T) {
 			url, nc := embedded(t)
-			control(t, nc)
+			adminControl(t, nc)
 			js, err := jetstream.New(nc)
 			if err != nil {
 				t.Fatal(err)
@@ -190,7 +190,7 @@ func TestExportUsage(t *testing.T) {
 // complete ones again, and goes on from the first finding not in the file.
 func TestExportSkipsUnacknowledgedLines(t *testing.T) {
 	url, nc := embedded(t)
-	control(t, nc)
+	adminControl(t, nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

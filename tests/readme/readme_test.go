@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
@@ -230,7 +231,7 @@ func jetstreamServer(t *testing.T) (string, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	ctl, err := transport.NewControl(nc, 5*time.Second)
+	ctl, err := control.New(nc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
