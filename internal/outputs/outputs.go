@@ -85,7 +85,9 @@ type Output struct {
 	sink Sink
 	cfg  Config
 
+	mu       sync.RWMutex // Close holds it to close q; Enqueue to send on it
 	q        chan Record
+	closed   bool
 	done     chan struct{}
 	overflow atomic.Bool // set while dropping, so the warning comes once per overflow
 	stop     context.CancelFunc
@@ -120,7 +122,11 @@ func (o *Output) send(ctx context.Context, batch []Record, attempts int) error {
 	for try := 1; ; try++ {
 		retry, refused, err := o.sink.Send(ctx, batch)
 		if err != nil && ctx.Err() == nil {
-			cause = err
+			// A dial bounded by ctx's deadline can fail a moment before ctx
+			// says it ended: that failure is ctx's, not the destination's.
+			if dl, ok := ctx.Deadline(); !ok || time.Now().Before(dl) {
+				cause = err
+			}
 		}
 		o.Stats.Sent.Add(uint64(len(batch) - len(retry) - refused))
 		if refused > 0 {
@@ -144,6 +150,9 @@ func (o *Output) send(ctx context.Context, batch []Record, attempts int) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if attempts > 0 {
+				o.Stats.Failed.Add(uint64(len(retry)))
+			}
 			return fmt.Errorf("output %s: %d records not delivered: %w (last error: %v)", o.Name, len(retry), ctx.Err(), cause)
 		case <-t.C:
 		}
@@ -193,6 +202,12 @@ func (o *Output) loop(ctx context.Context) {
 // Enqueue queues rec without waiting; a full queue drops it, counts it in
 // Stats.Dropped, and warns once per overflow.
 func (o *Output) Enqueue(rec Record) bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.closed {
+		o.Stats.Dropped.Add(1)
+		return false
+	}
 	select {
 	case o.q <- rec:
 		if o.overflow.CompareAndSwap(true, false) {
@@ -215,7 +230,10 @@ func (o *Output) Close(ctx context.Context) error {
 		if o.q == nil {
 			return
 		}
+		o.mu.Lock()
+		o.closed = true
 		close(o.q)
+		o.mu.Unlock()
 		select {
 		case <-o.done:
 		case <-ctx.Done():
