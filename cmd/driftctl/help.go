@@ -20,7 +20,9 @@ var commandDocs = map[string]struct{ desc, example string }{
 	"watch":     {"Findings live as they arrive, one line each (coloured on a terminal, JSON when piped).", "driftctl watch --host web-1 --kind exec"},
 	"replay":    {"Findings the stream kept for a time range.", "driftctl replay --since 24h --kind file --format ocsf"},
 	"incidents": {"The responder's incidents from the audit stream: stages and their times, action, actuators, verification, errors.", "driftctl incidents --host web-1 --since 24h"},
-	"approve":   {"Release an action the blast-radius limiter holds for INCIDENT. Audited.", "driftctl approve 2sYgGbzQ0JpWAa1p9fG3Xq --by alice"},
+	"evidence": {"What the responder kept of INCIDENT before destroying (or after cordoning) its host: the incident's findings\n" +
+		"with their process ancestry, each file as the host's sensor read it (SHA-256, size, first 4 KiB), the host's recent findings.", "driftctl evidence inc-2sYgGbzQ0JpWAa1p9fG3Xq --out ./inc-2sYg"},
+	"approve": {"Release an action the blast-radius limiter holds for INCIDENT. Audited.", "driftctl approve 2sYgGbzQ0JpWAa1p9fG3Xq --by alice"},
 }
 
 // usageFor makes fs's -h say what the running command does, its arguments,

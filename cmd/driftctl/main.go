@@ -70,6 +70,8 @@ commands:
                                 the responder's incidents from the audit stream: stages and their times,
                                 action, actuators, when the cordon was verified, errors
   approve INCIDENT [--by WHO]   release an action the blast-radius limiter holds, audited
+  evidence INCIDENT [--out DIR] what the responder kept of an incident before acting: its findings with
+                                their process ancestry, the files (hash, size, first 4 KiB), recent findings
 
 global flags (also accepted after the command):
 `
@@ -126,6 +128,7 @@ func init() {
 		"incidents": {(*cli).incidents, "incidents [--host H] [--since T] [--json]"},
 		"approve":   {(*cli).approve, "approve INCIDENT [--by WHO]"},
 		"export":    {(*cli).export, exportHelp},
+		"evidence":  {(*cli).evidence, "evidence INCIDENT [--out DIR]"},
 	}
 }
 
@@ -161,7 +164,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch, replay, export, incidents or approve)\n", name)
+		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch, replay, export, incidents, approve or evidence)\n", name)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string) error {
 		policyFile = fs.String("policy", "", "policy YAML file (default: alert on findings, cordon on a failing sensor)")
 		dryRun     = fs.Bool("dry-run", false, "decide and audit, never act")
 		ctlCordon  = fs.Bool("ctl-cordon", true, "cordon through the host's ctl subject (its tc gate)")
+		evidence   = fs.Bool("evidence", true, "keep each cordoned or destroyed incident's evidence (findings, ancestry, files as the sensor reads them) in the drift_evidence object store, before any destroy")
 		stateSync  = fs.Bool("state-sync", true, "write cordoned/destroyed to the host state bucket, and close a host's incident when it leaves cordoned (driftctl uncordon)")
 		linkTmpl   = fs.String("link", "", "cordon from outside too: template of the host's link name here, e.g. 'tap-{{.Host}}'")
 		linkNetns  = fs.String("link-netns", "", "network namespace path holding those links (default: this one)")
@@ -144,7 +145,7 @@ func run(ctx context.Context, args []string) error {
 		Replica: *replica, Policy: policy, DryRun: *dryRun, CtlCordon: *ctlCordon, NoStateSync: !*stateSync,
 		HeartbeatInterval: *hbEvery, MissedBeats: *missed, GapCheck: *gapCheck, GapWait: *gapWait, Consumer: *consumer,
 		SilenceWindow: *silWindow, MassHosts: *massHosts, MassPercent: *massPct,
-		MaxHosts: *maxHosts, MaxPercent: *maxPercent, Window: *window, Log: log,
+		MaxHosts: *maxHosts, MaxPercent: *maxPercent, Window: *window, Log: log, Evidence: *evidence,
 	}
 	if *linkTmpl != "" {
 		name, err := hostTemplate("-link", *linkTmpl)

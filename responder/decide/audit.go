@@ -48,6 +48,7 @@ const (
 	StageTakeover = "takeover" // a replica took over an action another replica died before finishing
 	StageInfra    = "infra"    // an infrastructure incident: many hosts silent at once, or the responder's own connection lost
 	StageRestart  = "restart"  // a sensor restarted: new instance, new boot, or uptime reset
+	StageEvidence = "evidence" // evidence kept in the evidence bucket, before any destroy (Error if not)
 )
 
 // Hosts of records that concern no one host.

@@ -349,12 +349,18 @@ func startResponderOn(t testing.TB, nc *nats.Conn, cfg Config) *Responder {
 
 // realSensor is the sensor's own publisher (transport), spool included.
 func realSensor(t testing.TB, url, host string) *publish.Publisher {
+	return realSensorWith(t, url, host, transport.Options{})
+}
+
+// realSensorWith is realSensor with its ctl handlers (o.Answer) set.
+func realSensorWith(t testing.TB, url, host string, o transport.Options) *publish.Publisher {
 	t.Helper()
 	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := publish.New(context.Background(), transport.Options{URL: url, ReconnectWait: 10 * time.Millisecond}, host, sp, zerolog.Nop())
+	o.URL, o.ReconnectWait = url, 10*time.Millisecond
+	p, err := publish.New(context.Background(), o, host, sp, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

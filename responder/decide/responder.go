@@ -87,6 +87,10 @@ type Config struct {
 	MaxPercent float64       // at most this share of the known fleet (0-100); 0: no limit
 	Window     time.Duration // of the limiter; 10m if 0
 
+	// Evidence keeps each cordoned or destroyed incident's evidence in the
+	// evidence bucket, after the cordon and before any destroy.
+	Evidence bool
+
 	Log zerolog.Logger
 	// OnRecord, if set, is given every audit record this replica appended
 	// (once, duplicates left out), without blocking: the alert outputs.
@@ -113,6 +117,8 @@ type Incident struct {
 	Held    Action // an action waiting for approval
 	Rule    string
 	Reason  string
+	// Evidence: this replica has kept (or tried to keep) its evidence.
+	Evidence bool
 }
 
 type hostState struct {
@@ -139,14 +145,15 @@ type hostState struct {
 
 // Responder is one replica.
 type Responder struct {
-	cfg    Config
-	log    zerolog.Logger
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	claims jetstream.KeyValue
-	limit  jetstream.KeyValue
-	states jetstream.KeyValue // host states; nil with NoStateSync
-	ctl    *control.Client    // writes host states
+	cfg      Config
+	log      zerolog.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	claims   jetstream.KeyValue
+	limit    jetstream.KeyValue
+	states   jetstream.KeyValue    // host states; nil with NoStateSync
+	ctl      *control.Client       // writes host states
+	evidence jetstream.ObjectStore // nil unless Config.Evidence
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -241,6 +248,11 @@ func (r *Responder) Start(ctx context.Context) error {
 		Bucket: LimitBucket, Description: "driftresponder blast-radius window", History: 1, TTL: r.cfg.Window,
 	}); err != nil {
 		return fmt.Errorf("responder: bucket %s: %w", LimitBucket, err)
+	}
+	if r.cfg.Evidence {
+		if err := r.openEvidence(ctx); err != nil {
+			return fmt.Errorf("responder: %w", err)
+		}
 	}
 	if err := r.startReplica(ctx); err != nil {
 		return fmt.Errorf("responder: %w", err)
@@ -606,6 +618,7 @@ func (r *Responder) act(hs *hostState, inc *Incident, act Action, st Stages) {
 	if rank(inc.Acted) < rank(ActCordon) {
 		r.cordon(inc, st)
 	}
+	r.keepEvidence(inc, "", st)
 	if act == ActDestroy && rank(inc.Acted) < rank(ActDestroy) {
 		r.destroy(inc, st)
 	}

@@ -32,7 +32,7 @@ type Config struct {
 	Backend    backend.Backend
 	BackendWhy string // why this backend and not the other
 	// NATS says where findings, heartbeats and the host's state go; with no
-	// URL findings go to Out only. New sets OnCommand and Backend itself.
+	// URL findings go to Out only. New sets Answer and Backend itself.
 	NATS transport.Options
 	// SpoolDir holds the spool, where findings wait while the server is
 	// unreachable, and the sequence file; required with NATS.
@@ -74,6 +74,8 @@ type Daemon struct {
 	beatErr bool           // the last liveness record failed (logged once)
 	qMu     sync.Mutex     // guards queue sends from outside the sensor against its close
 	qClosed bool
+	// reported are the paths of recent findings: evidence is read only of them.
+	reported *reportedPaths
 }
 
 // queueLen bounds findings between the ring buffer reader and the publisher:
@@ -102,7 +104,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
 	}
-	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now()}
+	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now(), reported: newReportedPaths(reportedLimit)}
 	d.live = newLiveness(d.start)
 	d.sensor = sensor.New(sensor.Config{
 		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log,
@@ -123,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.Log.Error().Str("file", dm.File).Int64("offset", dm.Offset).Int64("bytes", dm.Bytes).Int("records", dm.Records).Str("reason", dm.Reason).Msg("spool damage: records discarded")
 	}
 	conn := cfg.NATS
-	conn.OnCommand, conn.Backend = d.Command, cfg.Backend.Name()
+	conn.Answer, conn.Backend = d.Answer, cfg.Backend.Name()
 	pub, err := publish.New(ctx, conn, cfg.Host, sp, cfg.Log)
 	if err != nil {
 		sp.Close()
@@ -265,6 +267,19 @@ func (d *Daemon) Command(c event.CtlCommand) error {
 	return fmt.Errorf("unknown command %q", c.Cmd)
 }
 
+// Answer handles a ctl command whose reply carries data (transport.Options.Answer):
+// evidence of a reported file; the others go to Command.
+func (d *Daemon) Answer(c event.CtlCommand, r *event.CtlReply) error {
+	var err error
+	switch c.Cmd {
+	case event.CmdEvidence:
+		r.File, err = d.Evidence(c.Arg)
+	default:
+		err = d.Command(c)
+	}
+	return err
+}
+
 // forward moves findings to stdout and the publisher in batches: one
 // JetStream round trip per batch, not per finding.
 func (d *Daemon) forward(ctx context.Context) {
@@ -288,6 +303,9 @@ func (d *Daemon) forward(ctx context.Context) {
 }
 
 func (d *Daemon) send(batch []*event.Event) {
+	for _, ev := range batch {
+		d.reported.add(ev)
+	}
 	// The publisher (or, without NATS, the local numberer) numbers each
 	// finding and encodes it once; stdout prints that encoding.
 	var lines [][]byte

@@ -654,3 +654,34 @@ func waitState(t *testing.T, states <-chan event.State, want event.State) {
 		}
 	}
 }
+
+// The responder keeps evidence in its bucket and reads it back; a host can
+// neither write there nor read it.
+func TestResponderKeepsEvidence(t *testing.T) {
+	f := startFleet(t, "a")
+	r, _ := f.conn(t, "responder")
+	js, _ := jetstream.New(r)
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: event.EvidenceBucket})
+	if err != nil {
+		t.Fatalf("the responder cannot make the evidence bucket: %v", err)
+	}
+	if _, err := store.PutBytes(ctx, "inc-1", []byte(`{"schema":"x"}`)); err != nil {
+		t.Fatalf("the responder cannot keep evidence: %v", err)
+	}
+	if got, err := store.GetBytes(ctx, "inc-1"); err != nil || string(got) != `{"schema":"x"}` {
+		t.Fatalf("the responder reads back %q, %v", got, err)
+	}
+	a, errs := f.conn(t, "a")
+	if err := a.Publish("$O."+event.EvidenceBucket+".M.x", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectViolation(t, errs, "$O."+event.EvidenceBucket+".M.x")
+	ajs, _ := jetstream.New(a)
+	short, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	if _, err := ajs.ObjectStore(short, event.EvidenceBucket); err == nil {
+		t.Fatal("a host opened the evidence bucket")
+	}
+}

@@ -109,7 +109,8 @@ func ResponderPermissions() Permissions {
 			event.SubjectRoot + ".*." + event.CtlTok,
 			event.SubjectRoot + ".*.state",
 			auditPrefix + ".>",
-			"$KV.>", // the state bucket and the responder's claim and limit buckets
+			"$KV.>",                             // the state bucket and the responder's claim and limit buckets
+			"$O." + event.EvidenceBucket + ".>", // evidence it keeps (chunks and their meta)
 			jsAPI + ">",
 			"$JS.ACK.>",
 			"$JS.FC.>",

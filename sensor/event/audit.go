@@ -19,6 +19,7 @@ type AuditStages struct {
 	Decided  time.Time `json:"decided,omitzero"`
 	Acted    time.Time `json:"acted,omitzero"`    // the actuator returned
 	Verified time.Time `json:"verified,omitzero"` // the first probe that did not pass was sent
+	Evidence time.Time `json:"evidence,omitzero"` // evidence stored
 }
 
 // AuditRecord is one entry of the responder's audit trail (stream
@@ -39,4 +40,5 @@ type AuditRecord struct {
 	Events   []string    `json:"events,omitempty"` // ids of the triggering findings
 	Stages   AuditStages `json:"stages,omitzero"`
 	Error    string      `json:"error,omitempty"`
+	Drill    string      `json:"drill,omitempty"` // the drill marker id, for a drill's records
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"strings"
 )
 
 // CtlSchema names the version of the command format on drift.v1.<host>.ctl.
@@ -20,31 +22,49 @@ const (
 	CmdUnseal   = "unseal"
 	CmdCordon   = "cordon"
 	CmdUncordon = "uncordon"
+	// CmdEvidence asks for the evidence of a file the sensor reported
+	// (Arg: its path): size, hash and first bytes, read on the host.
+	CmdEvidence = "evidence"
 )
 
-var ctlCommands = map[string]bool{CmdPing: true, CmdSeal: true, CmdUnseal: true, CmdCordon: true, CmdUncordon: true}
+var ctlCommands = map[string]bool{CmdPing: true, CmdSeal: true, CmdUnseal: true, CmdCordon: true, CmdUncordon: true,
+	CmdEvidence: true}
+
+// argCommands take an argument; the others take none.
+var argCommands = map[string]bool{CmdEvidence: true}
 
 // MaxCtlCommand bounds a ctl message; anything longer is rejected unread.
-const MaxCtlCommand = 1024
+// It leaves room for an evidence command's path (PATH_MAX, 4096).
+const MaxCtlCommand = 5120
+
+// MaxCtlArg bounds a command's argument.
+const MaxCtlArg = 4096
 
 // CtlCommand is one request on a host's ctl subject (driftctl, the responder).
 type CtlCommand struct {
 	Schema string `json:"schema"`
 	Cmd    string `json:"cmd"`
-	ID     string `json:"id"` // chosen by the sender, echoed in the reply
+	ID     string `json:"id"`            // chosen by the sender, echoed in the reply
+	Arg    string `json:"arg,omitempty"` // evidence: an absolute path
 }
 
 // CtlReply answers a ctl request that carried a reply subject.
 type CtlReply struct {
-	Schema string `json:"schema"`
-	ID     string `json:"id,omitempty"`
-	OK     bool   `json:"ok"`
-	Error  string `json:"error,omitempty"`
+	Schema string        `json:"schema"`
+	ID     string        `json:"id,omitempty"`
+	OK     bool          `json:"ok"`
+	Error  string        `json:"error,omitempty"`
+	File   *FileEvidence `json:"file,omitempty"` // the answer to evidence
 }
 
 // NewCtlCommand builds a command and checks it as the sensor will.
 func NewCtlCommand(cmd, id string) (CtlCommand, error) {
-	c := CtlCommand{Schema: CtlSchema, Cmd: cmd, ID: id}
+	return NewCtlCommandArg(cmd, id, "")
+}
+
+// NewCtlCommandArg builds a command with an argument (evidence, drill).
+func NewCtlCommandArg(cmd, id, arg string) (CtlCommand, error) {
+	c := CtlCommand{Schema: CtlSchema, Cmd: cmd, ID: id, Arg: arg}
 	return c, c.check()
 }
 
@@ -67,7 +87,7 @@ func DecodeCtlReply(b []byte) (CtlReply, error) {
 }
 
 // DecodeCtlCommand parses a ctl message strictly: one JSON object with
-// exactly the keys schema, cmd and id, each once, each a string, matched
+// the keys schema, cmd and id (and arg, for the commands that take one), each once, each a string, matched
 // exactly (not case-folded, unlike encoding/json), and nothing after it. A
 // message two parsers could read differently is rejected rather than guessed at.
 func DecodeCtlCommand(b []byte) (CtlCommand, error) {
@@ -98,8 +118,10 @@ func DecodeCtlCommand(b []byte) (CtlCommand, error) {
 			dst = &c.Cmd
 		case "id":
 			dst = &c.ID
+		case "arg":
+			dst = &c.Arg
 		default:
-			return c, fmt.Errorf("ctl message: unknown key %q (want schema, cmd, id)", key)
+			return c, fmt.Errorf("ctl message: unknown key %q (want schema, cmd, id, arg)", key)
 		}
 		v, err := dec.Token()
 		if err != nil {
@@ -125,7 +147,17 @@ func (c CtlCommand) check() error {
 		return fmt.Errorf("ctl message: schema %q (want %q)", c.Schema, CtlSchema)
 	}
 	if !ctlCommands[c.Cmd] {
-		return fmt.Errorf("ctl message: unknown cmd %q (want ping, seal, unseal, cordon, uncordon)", c.Cmd)
+		return fmt.Errorf("ctl message: unknown cmd %q (want ping, seal, unseal, cordon, uncordon, evidence)", c.Cmd)
+	}
+	switch {
+	case !argCommands[c.Cmd] && c.Arg != "":
+		return fmt.Errorf("ctl message: %s takes no arg", c.Cmd)
+	case argCommands[c.Cmd] && c.Arg == "":
+		return fmt.Errorf("ctl message: %s needs an arg", c.Cmd)
+	case len(c.Arg) > MaxCtlArg:
+		return fmt.Errorf("ctl message: arg of %d bytes (max %d)", len(c.Arg), MaxCtlArg)
+	case c.Cmd == CmdEvidence && (!path.IsAbs(c.Arg) || path.Clean(c.Arg) != c.Arg || strings.ContainsRune(c.Arg, 0)):
+		return fmt.Errorf("ctl message: evidence path %q: want a clean absolute path, as the sensor reported it", c.Arg)
 	}
 	if c.ID == "" || len(c.ID) > 64 {
 		return fmt.Errorf("ctl message: id must be 1-64 characters, got %d", len(c.ID))

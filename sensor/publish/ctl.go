@@ -11,14 +11,18 @@ import (
 // onCtl answers one message on the host's ctl subject.
 func (p *Publisher) onCtl(m *nats.Msg) {
 	cmd, err := event.DecodeCtlCommand(m.Data)
+	r := event.CtlReply{Schema: event.CtlSchema, ID: cmd.ID}
 	if err == nil && cmd.Cmd != event.CmdPing {
-		if h := p.opts.OnCommand; h == nil {
+		switch {
+		case p.opts.Answer != nil:
+			err = p.opts.Answer(cmd, &r)
+		case p.opts.OnCommand != nil:
+			err = p.opts.OnCommand(cmd)
+		default:
 			err = fmt.Errorf("ctl %s: this sensor takes no commands but ping", cmd.Cmd)
-		} else {
-			err = h(cmd)
 		}
 	}
-	r := event.CtlReply{Schema: event.CtlSchema, ID: cmd.ID, OK: err == nil}
+	r.OK = err == nil
 	if err != nil {
 		p.rejected.Add(1)
 		r.Error = err.Error()

@@ -37,6 +37,9 @@ type Options struct {
 	// OnCommand handles a decoded ctl command other than ping. A non-nil error
 	// rejects the command: it is logged, counted and sent back to the caller.
 	OnCommand func(event.CtlCommand) error
+	// Answer, when set, handles every command but ping instead of
+	// OnCommand, and may fill the reply (evidence, drill).
+	Answer func(event.CtlCommand, *event.CtlReply) error
 }
 
 // RegisterFlags registers the connection flags every driftsensor command
