@@ -22,6 +22,11 @@ var commandDocs = map[string]struct{ desc, example string }{
 	"incidents": {"The responder's incidents from the audit stream: stages and their times, action, actuators, verification, errors.", "driftctl incidents --host web-1 --since 24h"},
 	"evidence": {"What the responder kept of INCIDENT before destroying (or after cordoning) its host: the incident's findings\n" +
 		"with their process ancestry, each file as the host's sensor read it (SHA-256, size, first 4 KiB), the host's recent findings.", "driftctl evidence inc-2sYgGbzQ0JpWAa1p9fG3Xq --out ./inc-2sYg"},
+	"drill": {"Drill a live host: sign a short-lived drill marker with the operator's nkey (--nats-nkey or --sign-nkey),\n" +
+		"have the responder confirm it trusts it (driftresponder --drill-key), ask the host's sensor to perform harmless\n" +
+		"techniques in its --drill-dir, and report every stage the responder went through, timed. record: decide and\n" +
+		"record only; cordon: cordon for real, keep evidence, release. A marker signed by another key, unsigned or\n" +
+		"expired makes the findings real incidents.", "driftctl --nats-nkey admin.nk drill --host web-1 --mode cordon"},
 	"approve": {"Release an action the blast-radius limiter holds for INCIDENT. Audited.", "driftctl approve 2sYgGbzQ0JpWAa1p9fG3Xq --by alice"},
 }
 

@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"maps"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -70,6 +72,8 @@ commands:
                                 the responder's incidents from the audit stream: stages and their times,
                                 action, actuators, when the cordon was verified, errors
   approve INCIDENT [--by WHO]   release an action the blast-radius limiter holds, audited
+  drill --host H [--mode record|cordon] [--techniques file,exec]
+                                drill a live host behind a marker signed with your nkey; times every stage
   evidence INCIDENT [--out DIR] what the responder kept of an incident before acting: its findings with
                                 their process ancestry, the files (hash, size, first 4 KiB), recent findings
 
@@ -129,6 +133,7 @@ func init() {
 		"approve":   {(*cli).approve, "approve INCIDENT [--by WHO]"},
 		"export":    {(*cli).export, exportHelp},
 		"evidence":  {(*cli).evidence, "evidence INCIDENT [--out DIR]"},
+		"drill":     {(*cli).drillLive, "drill --host H [--mode record|cordon] [--techniques file,exec] [--ttl 2m] [--wait 30s] [--sign-nkey SEED] [--json]"},
 	}
 }
 
@@ -164,7 +169,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "driftctl: unknown command %q (want creds, init, seal, unseal, cordon, uncordon, status, watch, replay, export, incidents, approve or evidence)\n", name)
+		fmt.Fprintf(stderr, "driftctl: unknown command %q (want one of: %s)\n", name, strings.Join(slices.Sorted(maps.Keys(commands)), ", "))
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/driftsensor/driftsensor/cmd/internal/flagcheck"
 	"github.com/driftsensor/driftsensor/sensor/event"
@@ -15,6 +19,7 @@ type responderFlags struct {
 	maxHosts   int
 	maxPercent float64
 	window     time.Duration
+	drillKeys  string
 }
 
 // Bounds of the responder's numeric flags.
@@ -34,5 +39,27 @@ func checkFlags(f responderFlags) error {
 		flagcheck.Int("max-hosts", f.maxHosts, 0, maxHostsLimit),
 		flagcheck.Float("max-percent", f.maxPercent, 0, 100),
 		flagcheck.Duration("window", f.window, minWindow, maxWindow, false),
+		checkDrillKeys(f.drillKeys),
 	)
+}
+
+// drillKeys splits --drill-key: operator public nkeys, comma-separated.
+func drillKeys(v string) []string {
+	var out []string
+	for _, k := range strings.Split(v, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func checkDrillKeys(v string) error {
+	for _, k := range drillKeys(v) {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return &flagcheck.Error{Flag: "drill-key", Value: strconv.Quote(k),
+				Want: "want an operator's public user nkey (U..., 56 characters; driftctl creds prints the admin's), not a seed"}
+		}
+	}
+	return nil
 }

@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string) error {
 		dryRun     = fs.Bool("dry-run", false, "decide and audit, never act")
 		ctlCordon  = fs.Bool("ctl-cordon", true, "cordon through the host's ctl subject (its tc gate)")
 		evidence   = fs.Bool("evidence", true, "keep each cordoned or destroyed incident's evidence (findings, ancestry, files as the sensor reads them) in the drift_evidence object store, before any destroy")
+		drillKey   = fs.String("drill-key", "", "operator public nkeys (U..., comma-separated) trusted to sign live drill markers (driftctl drill --host); none: every drill's findings are real incidents")
 		stateSync  = fs.Bool("state-sync", true, "write cordoned/destroyed to the host state bucket, and close a host's incident when it leaves cordoned (driftctl uncordon)")
 		linkTmpl   = fs.String("link", "", "cordon from outside too: template of the host's link name here, e.g. 'tap-{{.Host}}'")
 		linkNetns  = fs.String("link-netns", "", "network namespace path holding those links (default: this one)")
@@ -111,7 +112,7 @@ func run(ctx context.Context, args []string) error {
 		return badInput{err}
 	}
 	if err := checkFlags(responderFlags{url: conn.URL, hbEvery: *hbEvery, missed: *missed, maxHosts: *maxHosts,
-		maxPercent: *maxPercent, window: *window}); err != nil {
+		maxPercent: *maxPercent, window: *window, drillKeys: *drillKey}); err != nil {
 		return badInput{err}
 	}
 	if *showVersion {
@@ -146,6 +147,7 @@ func run(ctx context.Context, args []string) error {
 		HeartbeatInterval: *hbEvery, MissedBeats: *missed, GapCheck: *gapCheck, GapWait: *gapWait, Consumer: *consumer,
 		SilenceWindow: *silWindow, MassHosts: *massHosts, MassPercent: *massPct,
 		MaxHosts: *maxHosts, MaxPercent: *maxPercent, Window: *window, Log: log, Evidence: *evidence,
+		DrillKeys: drillKeys(*drillKey),
 	}
 	if *linkTmpl != "" {
 		name, err := hostTemplate("-link", *linkTmpl)

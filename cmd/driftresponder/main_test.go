@@ -131,6 +131,7 @@ func TestFlagRanges(t *testing.T) {
 		{[]string{"-max-percent", "NaN"}, "--max-percent NaN: want from 0 to 100"},
 		{[]string{"-max-percent", "-5"}, "--max-percent -5: want from 0 to 100"},
 		{[]string{"-window", "0s"}, "--window 0s: want from 1s to 168h0m0s"},
+		{[]string{"-drill-key", "SUAM7GZ5UHE5JAMG4HS2UJ4ZSYXB3D6WRO3UJZ2R5GJ3CMQQN5W7DQT4XE"}, `--drill-key "SUAM7GZ5UHE5JAMG4HS2UJ4ZSYXB3D6WRO3UJZ2R5GJ3CMQQN5W7DQT4XE": want an operator's public user nkey (U..., 56 characters; driftctl creds prints the admin's), not a seed`},
 		{[]string{"-missed-beats", "99999999999999999999"}, `invalid value "99999999999999999999" for flag -missed-beats`},
 		{[]string{"-nats", "http://127.0.0.1:4222"}, `--nats "http://127.0.0.1:4222": "http://127.0.0.1:4222": scheme "http": want one of nats, tls, ws, wss`},
 		{[]string{"-nats", "nats://127.0.0.1:4222,nats://[::1"}, `"nats://[::1": not a URL`},

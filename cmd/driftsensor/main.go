@@ -65,6 +65,7 @@ func run(args []string) error {
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		gateOn     = fs.Bool("gate", false, "attach the cordon gate (tc) to every interface of the host's network namespace; the responder, a cordoned state or the reflex closes it")
 		gateNetns  = fs.String("gate-netns", "", "network namespace the host's interfaces live in (a /run/netns path; default: the sensor's own)")
+		drillDir   = fs.String("drill-dir", "", "live drills (driftctl drill --host) work in a directory of their own here; it must exist, in sealed protected space (e.g. /var/lib/driftsensor-drill); empty: drills refused")
 		scopes     multi
 		mgmt       multi
 		format     event.Format
@@ -127,6 +128,11 @@ func run(args []string) error {
 			return fmt.Errorf("scope cgroup %s: %s is not a cgroup v2 directory (create it, or fix the policy's scope.cgroups)", s, dir)
 		}
 		scopeDirs = append(scopeDirs, dir)
+	}
+	if *drillDir != "" {
+		if st, err := os.Stat(*drillDir); err != nil || !st.IsDir() || !filepath.IsAbs(*drillDir) {
+			return fmt.Errorf("--drill-dir %s: want an existing directory, as an absolute path (create it before the host is sealed)", *drillDir)
+		}
 	}
 	if _, err := sysfs.EnsureBPFFS(); err != nil {
 		return err
@@ -213,6 +219,7 @@ func run(args []string) error {
 		NATS: conn, SpoolDir: spoolDir,
 		// Next to the spool and its sequence file: each host's own.
 		LivenessFile: filepath.Join(spoolDir, "liveness.json"),
+		DrillDir:     *drillDir, DrillCgroup: drillCgroup(scopeDirs),
 		Ready: func() {
 			if *readyFile != "" {
 				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
@@ -231,6 +238,15 @@ func run(args []string) error {
 	err = d.Run(ctx)
 	log.Info().Msg("detaching")
 	return err
+}
+
+// drillCgroup is where a drill's process runs: in the scope the sensor
+// watches (its first cgroup), or, watching the whole host, beside the sensor.
+func drillCgroup(scopeDirs []string) string {
+	if len(scopeDirs) == 0 {
+		return ""
+	}
+	return scopeDirs[0]
 }
 
 // sensorFiles are the files another process must not open: the NATS

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,6 +50,7 @@ const (
 	StageInfra    = "infra"    // an infrastructure incident: many hosts silent at once, or the responder's own connection lost
 	StageRestart  = "restart"  // a sensor restarted: new instance, new boot, or uptime reset
 	StageEvidence = "evidence" // evidence kept in the evidence bucket, before any destroy (Error if not)
+	StageRelease  = "release"  // a drill's cordon lifted (Error if it was not)
 )
 
 // Hosts of records that concern no one host.
@@ -76,6 +78,9 @@ func ensureAuditStream(ctx context.Context, js jetstream.JetStream) error {
 func (r *Responder) encode(rec *Record) ([]byte, error) {
 	rec.Schema = AuditSchema
 	rec.Replica = r.cfg.Replica
+	if id, ok := strings.CutPrefix(rec.Incident, DrillIncidentPrefix); ok && rec.Drill == "" {
+		rec.Drill = id // every record of a drill's incident names the drill
+	}
 	if rec.Time.IsZero() {
 		rec.Time = time.Now()
 	}

@@ -197,7 +197,7 @@ func (r *Responder) onMsg(m jetstream.Msg) {
 	}
 	id := ev.ID
 	r.trigger(host, decision{act: act, rule: rule, reason: reason, events: []string{id}, st: st,
-		dedup: "decision/" + host + "/" + id, redelivered: redelivered,
+		dedup: "decision/" + host + "/" + id, redelivered: redelivered, drill: r.drillFor(host, &ev, received),
 		done: func(recorded bool) {
 			if !recorded {
 				// Not in the trail: let the stream give it again.

@@ -90,6 +90,9 @@ type Config struct {
 	// Evidence keeps each cordoned or destroyed incident's evidence in the
 	// evidence bucket, after the cordon and before any destroy.
 	Evidence bool
+	// DrillKeys are the operators' public nkeys (U...) trusted to sign
+	// drill markers; with none, every drill's findings are real incidents.
+	DrillKeys []string
 
 	Log zerolog.Logger
 	// OnRecord, if set, is given every audit record this replica appended
@@ -145,15 +148,18 @@ type hostState struct {
 
 // Responder is one replica.
 type Responder struct {
-	cfg      Config
-	log      zerolog.Logger
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	claims   jetstream.KeyValue
-	limit    jetstream.KeyValue
-	states   jetstream.KeyValue    // host states; nil with NoStateSync
-	ctl      *control.Client       // writes host states
-	evidence jetstream.ObjectStore // nil unless Config.Evidence
+	cfg       Config
+	log       zerolog.Logger
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	claims    jetstream.KeyValue
+	limit     jetstream.KeyValue
+	states    jetstream.KeyValue    // host states; nil with NoStateSync
+	ctl       *control.Client       // writes host states
+	evidence  jetstream.ObjectStore // nil unless Config.Evidence
+	drillKV   jetstream.KeyValue
+	markers   map[string]event.DrillMarker // under mu: host -> verified marker
+	drillIncs map[string]*Incident         // under mu: drill incidents by id
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
@@ -224,6 +230,7 @@ func New(nc *nats.Conn, cfg Config) (*Responder, error) {
 	r := &Responder{
 		cfg: cfg, log: cfg.Log.With().Str("replica", cfg.Replica).Logger(), nc: nc, js: js,
 		hosts: map[string]*hostState{}, seen: newIDSet(1 << 16),
+		markers: map[string]event.DrillMarker{}, drillIncs: map[string]*Incident{},
 	}
 	r.trackConn()
 	return r, nil
@@ -253,6 +260,9 @@ func (r *Responder) Start(ctx context.Context) error {
 		if err := r.openEvidence(ctx); err != nil {
 			return fmt.Errorf("responder: %w", err)
 		}
+	}
+	if err := r.startDrills(ctx); err != nil {
+		return fmt.Errorf("responder: %w", err)
 	}
 	if err := r.startReplica(ctx); err != nil {
 		return fmt.Errorf("responder: %w", err)
@@ -438,6 +448,7 @@ type decision struct {
 	// may be in the trail already, so it is recorded synchronously to learn that.
 	redelivered bool
 	done        func(recorded bool) // called once the decision is recorded (or failed to be)
+	drill       *event.DrillMarker  // the verified drill marker covering the finding, if any
 }
 
 func (r *Responder) deadMan(host, reason string, events []string, st Stages) {
@@ -466,6 +477,10 @@ func (r *Responder) decide(hs *hostState, host string, d decision) {
 			d.done(recorded)
 		}
 	}()
+	if d.drill != nil {
+		recorded = r.decideDrill(hs, host, d)
+		return
+	}
 	inc, err := r.incident(hs, host)
 	if err != nil {
 		r.stats.ActionErrors.Add(1)

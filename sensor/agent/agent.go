@@ -55,6 +55,12 @@ type Config struct {
 	// LivenessFile, when set, is where each heartbeat is recorded, so the
 	// next start reports the restart and how long the host went unwatched.
 	LivenessFile string
+	// DrillDir is where drills (ctl drill) work, each in a directory of its
+	// own; "" refuses drills. It must exist and be in sealed, protected space.
+	DrillDir string
+	// DrillCgroup is the cgroup v2 directory a drill's process runs in (the
+	// sensor's scope); "" runs it in the sensor's own cgroup.
+	DrillCgroup string
 }
 
 // Daemon is a running agent.
@@ -268,12 +274,14 @@ func (d *Daemon) Command(c event.CtlCommand) error {
 }
 
 // Answer handles a ctl command whose reply carries data (transport.Options.Answer):
-// evidence of a reported file; the others go to Command.
+// evidence of a reported file, a drill; the others go to Command.
 func (d *Daemon) Answer(c event.CtlCommand, r *event.CtlReply) error {
 	var err error
 	switch c.Cmd {
 	case event.CmdEvidence:
 		r.File, err = d.Evidence(c.Arg)
+	case event.CmdDrill:
+		r.Drill, err = d.Drill(c.ID, c.Arg)
 	default:
 		err = d.Command(c)
 	}

@@ -113,3 +113,19 @@ func ctlRequest(t *testing.T, p *pipeline, cmd, id, arg string) event.CtlReply {
 	}
 	return rep
 }
+
+// A sensor without a drill directory, or asked for an unknown technique,
+// refuses the drill and runs nothing.
+func TestDrillRefusals(t *testing.T) {
+	d := &Daemon{}
+	if _, err := d.Drill("d1", "file"); err == nil || err.Error() != "drill: this sensor has no drill directory (start driftsensor with --drill-dir)" {
+		t.Fatalf("no drill directory: %v", err)
+	}
+	d.cfg.DrillDir = t.TempDir()
+	if _, err := d.Drill("d1", "file,format-disk"); err == nil || err.Error() != `drill: unknown technique "format-disk" (want exec, file)` {
+		t.Fatalf("unknown technique: %v", err)
+	}
+	if entries, _ := os.ReadDir(d.cfg.DrillDir); len(entries) != 0 {
+		t.Fatalf("a refused drill left %v", entries)
+	}
+}

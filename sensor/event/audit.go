@@ -20,6 +20,7 @@ type AuditStages struct {
 	Acted    time.Time `json:"acted,omitzero"`    // the actuator returned
 	Verified time.Time `json:"verified,omitzero"` // the first probe that did not pass was sent
 	Evidence time.Time `json:"evidence,omitzero"` // evidence stored
+	Released time.Time `json:"released,omitzero"` // a drill's cordon lifted
 }
 
 // AuditRecord is one entry of the responder's audit trail (stream

@@ -25,13 +25,17 @@ const (
 	// CmdEvidence asks for the evidence of a file the sensor reported
 	// (Arg: its path): size, hash and first bytes, read on the host.
 	CmdEvidence = "evidence"
+	// CmdDrill asks the sensor to perform harmless versions of techniques
+	// (Arg: their names, comma-separated) in its drill directory; ID is
+	// the drill marker's id, which names the directory.
+	CmdDrill = "drill"
 )
 
 var ctlCommands = map[string]bool{CmdPing: true, CmdSeal: true, CmdUnseal: true, CmdCordon: true, CmdUncordon: true,
-	CmdEvidence: true}
+	CmdEvidence: true, CmdDrill: true}
 
 // argCommands take an argument; the others take none.
-var argCommands = map[string]bool{CmdEvidence: true}
+var argCommands = map[string]bool{CmdEvidence: true, CmdDrill: true}
 
 // MaxCtlCommand bounds a ctl message; anything longer is rejected unread.
 // It leaves room for an evidence command's path (PATH_MAX, 4096).
@@ -45,7 +49,7 @@ type CtlCommand struct {
 	Schema string `json:"schema"`
 	Cmd    string `json:"cmd"`
 	ID     string `json:"id"`            // chosen by the sender, echoed in the reply
-	Arg    string `json:"arg,omitempty"` // evidence: an absolute path
+	Arg    string `json:"arg,omitempty"` // evidence: an absolute path; drill: technique names
 }
 
 // CtlReply answers a ctl request that carried a reply subject.
@@ -54,7 +58,8 @@ type CtlReply struct {
 	ID     string        `json:"id,omitempty"`
 	OK     bool          `json:"ok"`
 	Error  string        `json:"error,omitempty"`
-	File   *FileEvidence `json:"file,omitempty"` // the answer to evidence
+	File   *FileEvidence `json:"file,omitempty"`  // the answer to evidence
+	Drill  *DrillRun     `json:"drill,omitempty"` // the answer to drill
 }
 
 // NewCtlCommand builds a command and checks it as the sensor will.
@@ -147,7 +152,7 @@ func (c CtlCommand) check() error {
 		return fmt.Errorf("ctl message: schema %q (want %q)", c.Schema, CtlSchema)
 	}
 	if !ctlCommands[c.Cmd] {
-		return fmt.Errorf("ctl message: unknown cmd %q (want ping, seal, unseal, cordon, uncordon, evidence)", c.Cmd)
+		return fmt.Errorf("ctl message: unknown cmd %q (want ping, seal, unseal, cordon, uncordon, evidence, drill)", c.Cmd)
 	}
 	switch {
 	case !argCommands[c.Cmd] && c.Arg != "":

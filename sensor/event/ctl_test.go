@@ -62,7 +62,7 @@ func TestCtlRoundTrip(t *testing.T) {
 // evidence and drill carry an argument; the other commands take none, and
 // an evidence path must be absolute and clean, as the sensor reported it.
 func TestCtlArg(t *testing.T) {
-	for _, ok := range [][2]string{{CmdEvidence, "/etc/passwd"}} {
+	for _, ok := range [][2]string{{CmdEvidence, "/etc/passwd"}, {CmdDrill, "file,exec"}} {
 		c, err := NewCtlCommandArg(ok[0], "x", ok[1])
 		if err != nil {
 			t.Fatalf("%s %s: %v", ok[0], ok[1], err)
@@ -76,6 +76,7 @@ func TestCtlArg(t *testing.T) {
 		{CmdEvidence, "", "ctl message: evidence needs an arg"},
 		{CmdEvidence, "etc/passwd", `ctl message: evidence path "etc/passwd": want a clean absolute path, as the sensor reported it`},
 		{CmdEvidence, "/etc/../root/.ssh/id_rsa", `ctl message: evidence path "/etc/../root/.ssh/id_rsa": want a clean absolute path, as the sensor reported it`},
+		{CmdDrill, "", "ctl message: drill needs an arg"},
 	} {
 		if _, err := NewCtlCommandArg(bad.cmd, "x", bad.arg); err == nil || err.Error() != bad.want {
 			t.Errorf("%s %q: %v, want %q", bad.cmd, bad.arg, err, bad.want)

@@ -65,6 +65,7 @@ func newWorld(t *testing.T, reflex bool) *world {
 
 	w.img = filepath.Join(t.TempDir(), "img")
 	os.MkdirAll(filepath.Join(w.img, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(w.img, "drill"), 0o755) // the sensor's --drill-dir, made before sealing
 	doc := "version: 1\nprotect: [" + w.img + "]\n"
 	if reflex {
 		doc += "reflex:\n  cordon: true\n"
@@ -90,7 +91,8 @@ func newWorld(t *testing.T, reflex bool) *world {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan struct{})
 	d, err := agent.New(ctx, agent.Config{Host: "web", Policy: pol, Backend: be, Seal: true, Cordon: w.gate.SetCordon,
-		NATS: transport.Options{URL: url}, SpoolDir: t.TempDir(), Log: zerolog.Nop(), Ready: func() { close(ready) }})
+		NATS: transport.Options{URL: url}, SpoolDir: t.TempDir(), DrillDir: filepath.Join(w.img, "drill"), DrillCgroup: w.web.Cgroup,
+		Log: zerolog.Nop(), Ready: func() { close(ready) }})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
