@@ -148,6 +148,7 @@ struct rule_val {
 #define CLASS_MASK 0xffff
 #define CLASS_TAINT (1 << 16) /* flag: an exempt prefix inside the image paths; files written there are tainted */
 #define CLASS_KALLOW (1 << 17) /* flag: a kernel setting the policy allows writing (kernel.allow_settings) */
+#define CLASS_LEAF (1 << 18)  /* flag: no other rule lies under this prefix, so it decides every path below it */
 
 /* Live configuration, written by user space. */
 struct config {

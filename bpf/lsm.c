@@ -338,6 +338,13 @@ static __noinline int judge_at(struct config *cfg, struct jreq *q)
 	struct work *w = get_work();
 	if (!r || !w || !q->d || !q->mnt)
 		return 0;
+	/* names in exempt directories are benign, decided without their paths
+	 * (a symlink's target still needs its string) */
+	if (!q->always && !q->target && dentry_exempt(q->d, q->mnt) &&
+	    (!q->d2 || !q->mnt2 || dentry_exempt(q->d2, q->mnt2))) {
+		q->taint = 0;
+		return 0;
+	}
 	w->trunc = 0;
 	__u32 l = dpath(w, q->d, q->mnt, r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
@@ -436,6 +443,13 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	__u64 dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	__u64 ino_nr = BPF_CORE_READ(ino, i_ino);
 	int regular = is_regular_inode(ino);
+	if (file_exempt(f)) {
+		/* With direct loads the directory check costs less than
+		 * remembering the file for its writes. */
+		if (write && regular && !btf_loads)
+			seen_set(dev, ino_nr, SEEN_WRITE);
+		return 0;
+	}
 
 	w->trunc = 0;
 	__u32 l = file_path(w, f, r->data, use_dpath);

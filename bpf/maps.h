@@ -216,6 +216,59 @@ static __always_inline int is_protected(struct rule_val *r)
 	return r && (r->class & CLASS_MASK) == CLASS_PROTECT;
 }
 
+/* dir_class returns the rule for the names directly in directory (dentry,
+ * vfsmnt), CLASS_* with its flags, from the cache while the directory's chain
+ * holds; 0 for no rule or not known (the chain too deep, the path too long
+ * for the trie's key). Uses w->alt. */
+static __noinline __u32 dir_class(struct dentry *dentry, struct vfsmount *vfsmnt)
+{
+	struct work *w = get_work();
+	if (!w)
+		return 0;
+	struct dkey k = {.dentry = (__u64)dentry, .mnt = (__u64)vfsmnt};
+	struct dclass *c = bpf_map_lookup_elem(&dclasses, &k);
+	if (c && chain_holds(c))
+		return c->class;
+	struct dclass *s = &w->cstage;
+	if (!chain_build(s, dentry, container_of(vfsmnt, struct mount, mnt)))
+		return 0;
+	w->trunc = 0;
+	__u32 l = walk_path(w, dentry, vfsmnt, w->alt);
+	if (w->trunc || l >= DNAME_MAX)
+		return 0;
+	w->alt[bound(l, 4095)] = '/'; /* the rule for names in it: "/dir/" */
+	struct rule_val *rv = classify(&rules, &w->alt_bits, l + 1);
+	s->class = rv ? rv->class : 0;
+	/* a rename racing the walk: the path may not be the chain's */
+	if (!chain_holds(s))
+		return 0;
+	bpf_map_update_elem(&dclasses, &k, s, BPF_ANY);
+	return s->class;
+}
+
+/* names_exempt says whether class (dir_class's) puts every name in its
+ * directory in a writable exception outside the image paths: a mutation
+ * there is benign, decided without its name or path. */
+static __always_inline int names_exempt(__u32 class)
+{
+	return (class & (CLASS_MASK | CLASS_LEAF | CLASS_TAINT)) == (CLASS_EXEMPT | CLASS_LEAF);
+}
+
+/* dentry_exempt says whether (d, vm) is a name directly in such a directory. */
+static __always_inline int dentry_exempt(struct dentry *d, struct vfsmount *vm)
+{
+	struct dentry *dir = KLOAD(struct dentry, d, d_parent);
+	if (dir == d || d == KLOAD(struct vfsmount, vm, mnt_root)) /* a mount root, a pseudo file */
+		return 0;
+	return names_exempt(dir_class(dir, vm));
+}
+
+/* file_exempt says whether open file f lies directly in such a directory. */
+static __always_inline int file_exempt(struct file *f)
+{
+	return dentry_exempt(KLOAD(struct file, f, f_path.dentry), KLOAD(struct file, f, f_path.mnt));
+}
+
 /* bpf(2) commands this file tells apart. */
 #define BPF_MAP_LOOKUP_ELEM_ 1
 #define BPF_MAP_UPDATE_ELEM_ 2

@@ -32,6 +32,17 @@
 		__b;                                          \
 	})
 
+/* Direct loads through kernel pointers the verifier knows only as numbers
+ * (read from an fd table, kept in a map): bpf_rdonly_cast (kernel 6.2+) types
+ * them, so each hop is one load instead of a bpf_probe_read_kernel call. The
+ * loader sets btf_loads when the running kernel has the kfunc; without it the
+ * verifier drops the direct branch, and every hop is a helper call. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+const volatile __u32 btf_loads = 0;
+#define KCAST(T, p) ((T *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(T)))
+/* KLOAD(T, p, field): p's field, p a T * by value only. */
+#define KLOAD(T, p, field) (btf_loads ? KCAST(T, p)->field : BPF_CORE_READ((T *)(p), field))
+
 struct lpm_key {
 	__u32 bits;
 	__u8 data[DNAME_MAX];
@@ -60,6 +71,22 @@ struct dkey {
 	__u64 mnt;
 };
 
+/* The classification of the names in a directory, cached by (dentry,
+ * vfsmount) with the chain it was computed for: every dentry from the
+ * directory up to the root of the mount namespace, its name and its mount.
+ * On use the chain is checked against the kernel's current one, so a rename
+ * or a mount change of the directory or of any ancestor invalidates the entry
+ * at once, with no generation bumped after the fact (an LSM hook runs before
+ * the rename, too early to bump one). */
+#define DCHAIN 16
+struct dclass {
+	__u64 d[DCHAIN];  /* struct dentry *, from the directory up */
+	__u64 hl[DCHAIN]; /* its d_name.hash_len */
+	__u64 m[DCHAIN];  /* the struct mount it is in */
+	__u32 n;          /* levels in the chain */
+	__u32 class;      /* the rule for names in the directory: CLASS_* with flags; 0 none */
+};
+
 /* Per-CPU work area for path building. */
 struct work {
 	char in[DPATH_MAX];       /* the name as passed */
@@ -80,6 +107,7 @@ struct work {
 	__u32 scan_len;
 	__u32 _pad2;
 	struct dpath stage; /* value staged for a dcache update */
+	struct dclass cstage; /* value staged for a dclasses update */
 };
 
 struct {
@@ -105,6 +133,13 @@ struct {
 	__type(key, struct dkey);
 	__type(value, struct dpath);
 } dcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct dkey);
+	__type(value, struct dclass);
+} dclasses SEC(".maps");
 
 /* Bumped by every successful rename and mount-table change anywhere: a
  * cached path is only trusted under the generation it was built in. */
@@ -330,6 +365,56 @@ static __always_inline struct file *file_of(int fd)
 	struct file *f = NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
+}
+
+/* chain_build records in c the chain of directory (d, m) up to the root of
+ * the mount namespace. Returns 0 when it cannot be cached: deeper than
+ * DCHAIN, or disconnected. */
+static __always_inline int chain_build(struct dclass *c, struct dentry *d, struct mount *m)
+{
+	for (int i = 0; i < DCHAIN; i++) {
+		struct dentry *mroot = KLOAD(struct mount, m, mnt.mnt_root);
+		struct dentry *parent = KLOAD(struct dentry, d, d_parent);
+		c->d[i] = (__u64)d;
+		c->hl[i] = KLOAD(struct dentry, d, d_name.hash_len);
+		c->m[i] = (__u64)m;
+		if (d != mroot && d != parent) {
+			d = parent;
+			continue;
+		}
+		struct mount *mp = KLOAD(struct mount, m, mnt_parent);
+		if (mp == m || !mp) {
+			c->n = i + 1;
+			return 1;
+		}
+		if (d != mroot)
+			return 0;
+		d = KLOAD(struct mount, m, mnt_mountpoint);
+		m = mp;
+	}
+	return 0;
+}
+
+/* chain_holds says whether the chain c still leads from its directory to the
+ * root: no dentry in it moved or was renamed, no mount in it moved. */
+static __always_inline int chain_holds(struct dclass *c)
+{
+	__u32 n = c->n;
+	for (int i = 0; i + 1 < DCHAIN; i++) {
+		if (i + 1 >= n)
+			return 1;
+		__u64 next = c->d[i + 1];
+		if (c->m[i] != c->m[i + 1]) {
+			/* a mount root: its mount must still sit where it did */
+			if ((__u64)KLOAD(struct mount, c->m[i], mnt_mountpoint) != next ||
+			    (__u64)KLOAD(struct mount, c->m[i], mnt_parent) != c->m[i + 1])
+				return 0;
+		} else if ((__u64)KLOAD(struct dentry, c->d[i], d_parent) != next ||
+			   KLOAD(struct dentry, c->d[i], d_name.hash_len) != c->hl[i]) {
+			return 0;
+		}
+	}
+	return 0;
 }
 
 /* dir_path writes the path of directory (dentry, vfsmnt) into out like

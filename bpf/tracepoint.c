@@ -49,6 +49,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct seen_key);
 	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 } seen SEC(".maps");
 
 /* The cordon gate's flag (responder/gate). The loader replaces this map with
@@ -419,17 +420,29 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 		if (bpf_map_lookup_elem(&seen, &k))
 			return 0;
 	}
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	struct inode *ino = KLOAD(struct file, f, f_inode);
 	if (q->shape == SH_WRITE) {
-		if ((BPF_CORE_READ(ino, i_mode) & S_IFMT_) != S_IFREG_ || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE_))
+		if ((KLOAD(struct inode, ino, i_mode) & S_IFMT_) != S_IFREG_ || !(KLOAD(struct file, f, f_mode) & FMODE_WRITE_))
 			return 0;
 	}
-	mark_seen(cfg, f, tgid);
+	/* Kernel settings, raw devices and cgroup.procs live under exempt
+	 * prefixes (/proc, /sys, /dev): the seal judges them before the
+	 * directory cache can dismiss the file. */
 	if (q->shape == SH_OPEN || q->shape == SH_WRITE) {
 		int sealed = judge_seal(cfg, q, f, fd, ret);
-		if (sealed)
+		if (sealed) {
+			mark_seen(cfg, f, tgid);
 			return sealed == JUDGE_LEAVE ? JUDGE_LEAVE : 0;
+		}
 	}
+	if (file_exempt(f)) {
+		/* With direct loads the directory check costs less than
+		 * remembering the file; without, remember it at its first write. */
+		if (!btf_loads && q->shape == SH_WRITE)
+			mark_seen(cfg, f, tgid);
+		return 0;
+	}
+	mark_seen(cfg, f, tgid);
 
 	__u32 l = resolve_file(w, f, r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);

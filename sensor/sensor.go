@@ -98,7 +98,7 @@ func RulesFor(p *policy.Policy) backend.Rules {
 		paths = append(paths, backend.Rule{Prefix: r.Prefix, Class: uint32(r.Class) | backend.ClassKernelAllow, ID: r.ID})
 	}
 	return backend.Rules{
-		Paths:        paths,
+		Paths:        leafFlags(paths),
 		Images:       images,
 		DirLinks:     DirLinks(roots),
 		PortAllowed:  p.PortAllowed,
@@ -134,6 +134,25 @@ func taintFlags(paths, images []backend.Rule) []backend.Rule {
 				paths[i].Class |= backend.ClassTaint
 				break
 			}
+		}
+	}
+	return paths
+}
+
+// leafFlags marks the rules no other rule lies under (backend.ClassLeaf): the
+// kernel caches such a rule per directory and judges names there without
+// reading them.
+func leafFlags(paths []backend.Rule) []backend.Rule {
+	for i, p := range paths {
+		leaf := true
+		for _, q := range paths {
+			if len(q.Prefix) > len(p.Prefix) && strings.HasPrefix(q.Prefix, p.Prefix) {
+				leaf = false
+				break
+			}
+		}
+		if leaf {
+			paths[i].Class |= backend.ClassLeaf
 		}
 	}
 	return paths

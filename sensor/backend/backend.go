@@ -24,6 +24,9 @@ const (
 	// ClassKernelAllow flags an exact kernel setting (under /proc/sys or
 	// /sys) the policy allows writing (bpf/common.h CLASS_KALLOW).
 	ClassKernelAllow = 1 << 17
+	// ClassLeaf flags a prefix no other rule lies under: it decides every
+	// path below it, so the kernel can judge a directory's names once.
+	ClassLeaf = 1 << 18
 )
 
 // Rules is the policy in the kernel's terms.

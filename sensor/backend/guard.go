@@ -95,7 +95,8 @@ type linkState struct {
 
 // SetSelf sets what the kernel programs must know before load, in .rodata
 // (frozen by the kernel at load, so no bpf() command can rewrite it): the
-// sensor's own process, and whether any files are guarded.
+// sensor's own process, whether any files are guarded, and whether the
+// kernel allows direct loads.
 func SetSelf(spec *ebpf.CollectionSpec, opts Options) error {
 	v, ok := spec.Variables["self_tgid"]
 	if !ok {
@@ -109,7 +110,7 @@ func SetSelf(spec *ebpf.CollectionSpec, opts Options) error {
 			return fmt.Errorf("set guard_files: %w", err)
 		}
 	}
-	return nil
+	return setDirectLoads(spec)
 }
 
 // Guard records the sensor's own objects and files in the kernel, so that

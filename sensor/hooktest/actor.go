@@ -120,6 +120,11 @@ func act(op string, a []string) error {
 		return unix.Renameat2(unix.AT_FDCWD, arg(0), unix.AT_FDCWD, arg(1), 0)
 	case "rename-legacy":
 		return syscall.Rename(arg(0), arg(1))
+	case "rename-create": // rename(arg0, arg1), then create arg2: a file in a directory just moved
+		if err := unix.Renameat2(unix.AT_FDCWD, arg(0), unix.AT_FDCWD, arg(1), 0); err != nil {
+			return err
+		}
+		return os.WriteFile(arg(2), []byte("x"), 0o644)
 	case "unlink":
 		return unix.Unlink(arg(0))
 	case "unlinkat":
@@ -175,6 +180,11 @@ func act(op string, a []string) error {
 		})
 	case "mount":
 		return unix.Mount("none", arg(0), "tmpfs", 0, "size=1m")
+	case "move-mount-create": // mount(arg0, arg1, MS_MOVE), then create arg2: a file in a mount just moved
+		if err := unix.Mount(arg(0), arg(1), "", unix.MS_MOVE, ""); err != nil {
+			return err
+		}
+		return os.WriteFile(arg(2), []byte("x"), 0o644)
 	case "umount":
 		return unix.Unmount(arg(0), 0)
 	case "exec":

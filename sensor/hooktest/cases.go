@@ -187,6 +187,22 @@ func Cases() []Case {
 			Setup: func(t testing.TB, e *Env) { touch(t, e.Etc+"/a") },
 			Act:   []string{"rename", "$etc/a", "$var/b"},
 			Want:  []Want{{Kind: file, Action: ActRename, Path: "$etc/a", NewPath: "$var/b"}}},
+		// A directory's classification is cached (bpf/path.h dclass): moving
+		// the directory must change how names in it are judged at once.
+		{Group: "file", Name: "create in an exempt directory just moved into protected space",
+			Setup: func(t testing.TB, e *Env) { mkdir(t, e.Var+"/d") },
+			Pre:   [][]string{{"create", "$var/d/before"}}, // benign: caches the directory as exempt
+			Act:   []string{"rename-create", "$var/d", "$etc/d", "$etc/d/after"},
+			Want: []Want{{Kind: file, Action: ActRename, Path: "$var/d", NewPath: "$etc/d"},
+				{Kind: file, Action: ActOpen, Path: "$etc/d/after"}},
+			Differs: []Differ{{Backend: LSM, Mode: Enforce, Why: "the rename is refused, so nothing is created", Then: onlyFirst}}},
+		{Group: "file", Name: "create in a protected directory just moved into exempt space",
+			Setup: func(t testing.TB, e *Env) { mkdir(t, e.Etc+"/d") },
+			Pre:   [][]string{{"create", "$etc/d/before"}}, // drift, by another process: caches the directory as protected
+			Act:   []string{"rename-create", "$etc/d", "$var/d", "$var/d/after"},
+			Want:  []Want{{Kind: file, Action: ActRename, Path: "$etc/d", NewPath: "$var/d"}},
+			Differs: []Differ{{Backend: LSM, Mode: Enforce, Why: "the preparation and the rename are refused",
+				Then: func(o *Outcome) { o.PreErrno = unix.EPERM }}}},
 		{Group: "file", Name: "unlinkat",
 			Setup: touchEtc,
 			Act:   []string{"unlinkat", "$etc/f"},
@@ -288,6 +304,16 @@ func Cases() []Case {
 			Setup: func(t testing.TB, e *Env) { mountAt(t, e.Etc+"/mnt") },
 			Act:   []string{"create", "$etc/mnt/inside"},
 			Want:  []Want{{Kind: file, Action: ActOpen, Path: "$etc/mnt/inside"}}},
+		{Group: "file", Name: "create in an exempt mount just moved into protected space",
+			Setup: func(t testing.TB, e *Env) {
+				mountAt(t, e.Var+"/m")
+				mkdir(t, e.Etc+"/m")
+				t.Cleanup(func() { unix.Unmount(e.Etc+"/m", unix.MNT_DETACH) })
+			},
+			Pre:  [][]string{{"create", "$var/m/before"}}, // benign: caches the mount's root as exempt
+			Act:  []string{"move-mount-create", "$var/m", "$etc/m", "$etc/m/after"},
+			Want: []Want{{Kind: file, Action: ActMount, Path: "$etc/m"}, {Kind: file, Action: ActOpen, Path: "$etc/m/after"}},
+			Differs: []Differ{{Backend: LSM, Mode: Enforce, Why: "the move is refused, so nothing is created", Then: onlyFirst}}},
 		{Group: "file", Name: "umount",
 			Setup: func(t testing.TB, e *Env) { mountAt(t, e.Etc+"/mnt") },
 			Act:   []string{"umount", "$etc/mnt"},

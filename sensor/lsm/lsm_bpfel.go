@@ -22,6 +22,15 @@ type lsmConfig struct {
 	Epoch        uint32
 }
 
+type lsmDclass struct {
+	_     structs.HostLayout
+	D     [16]uint64
+	Hl    [16]uint64
+	M     [16]uint64
+	N     uint32
+	Class uint32
+}
+
 type lsmDirlink struct {
 	_      structs.HostLayout
 	Plen   uint32
@@ -180,6 +189,7 @@ type lsmWork struct {
 	ScanLen   uint32
 	Pad2      uint32
 	Stage     lsmDpath
+	Cstage    lsmDclass
 }
 
 // Names of all BPF objects in the ELF.
@@ -188,6 +198,7 @@ type lsmWork struct {
 const (
 	lsmMapConfigMap             = "config_map"
 	lsmMapDcache                = "dcache"
+	lsmMapDclasses              = "dclasses"
 	lsmMapDirlinks              = "dirlinks"
 	lsmMapEvents                = "events"
 	lsmMapFrecMap               = "frec_map"
@@ -252,6 +263,7 @@ const (
 	lsmVarNetRec                = "_net_rec"
 	lsmVarRecHdr                = "_rec_hdr"
 	lsmVarSeenKey               = "_seen_key"
+	lsmVarBtfLoads              = "btf_loads"
 	lsmVarGuardFiles            = "guard_files"
 	lsmVarSelfTgid              = "self_tgid"
 )
@@ -342,6 +354,7 @@ type lsmProgramSpecs struct {
 type lsmMapSpecs struct {
 	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
 	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
+	Dclasses   *ebpf.MapSpec `ebpf:"dclasses"`
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
@@ -376,6 +389,7 @@ type lsmVariableSpecs struct {
 	NetRec     *ebpf.VariableSpec `ebpf:"_net_rec"`
 	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
 	SeenKey    *ebpf.VariableSpec `ebpf:"_seen_key"`
+	BtfLoads   *ebpf.VariableSpec `ebpf:"btf_loads"`
 	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
 	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
@@ -402,6 +416,7 @@ func (o *lsmObjects) Close() error {
 type lsmMaps struct {
 	ConfigMap  *ebpf.Map `ebpf:"config_map"`
 	Dcache     *ebpf.Map `ebpf:"dcache"`
+	Dclasses   *ebpf.Map `ebpf:"dclasses"`
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
@@ -430,6 +445,7 @@ func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.ConfigMap,
 		m.Dcache,
+		m.Dclasses,
 		m.Dirlinks,
 		m.Events,
 		m.FrecMap,
@@ -465,6 +481,7 @@ type lsmVariables struct {
 	NetRec     *ebpf.Variable `ebpf:"_net_rec"`
 	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
 	SeenKey    *ebpf.Variable `ebpf:"_seen_key"`
+	BtfLoads   *ebpf.Variable `ebpf:"btf_loads"`
 	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
 	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }

@@ -22,6 +22,15 @@ type tpConfig struct {
 	Epoch        uint32
 }
 
+type tpDclass struct {
+	_     structs.HostLayout
+	D     [16]uint64
+	Hl    [16]uint64
+	M     [16]uint64
+	N     uint32
+	Class uint32
+}
+
 type tpDirlink struct {
 	_      structs.HostLayout
 	Plen   uint32
@@ -195,6 +204,7 @@ type tpWork struct {
 	ScanLen   uint32
 	Pad2      uint32
 	Stage     tpDpath
+	Cstage    tpDclass
 }
 
 // Names of all BPF objects in the ELF.
@@ -203,6 +213,7 @@ type tpWork struct {
 const (
 	tpMapConfigMap     = "config_map"
 	tpMapDcache        = "dcache"
+	tpMapDclasses      = "dclasses"
 	tpMapDirlinks      = "dirlinks"
 	tpMapEvents        = "events"
 	tpMapExecgen       = "execgen"
@@ -240,6 +251,7 @@ const (
 	tpVarFileRec       = "_file_rec"
 	tpVarNetRec        = "_net_rec"
 	tpVarRecHdr        = "_rec_hdr"
+	tpVarBtfLoads      = "btf_loads"
 	tpVarGuardFiles    = "guard_files"
 	tpVarSelfTgid      = "self_tgid"
 )
@@ -301,6 +313,7 @@ type tpProgramSpecs struct {
 type tpMapSpecs struct {
 	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
 	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
+	Dclasses   *ebpf.MapSpec `ebpf:"dclasses"`
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
@@ -337,6 +350,7 @@ type tpVariableSpecs struct {
 	FileRec    *ebpf.VariableSpec `ebpf:"_file_rec"`
 	NetRec     *ebpf.VariableSpec `ebpf:"_net_rec"`
 	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
+	BtfLoads   *ebpf.VariableSpec `ebpf:"btf_loads"`
 	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
 	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
@@ -363,6 +377,7 @@ func (o *tpObjects) Close() error {
 type tpMaps struct {
 	ConfigMap  *ebpf.Map `ebpf:"config_map"`
 	Dcache     *ebpf.Map `ebpf:"dcache"`
+	Dclasses   *ebpf.Map `ebpf:"dclasses"`
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Execgen    *ebpf.Map `ebpf:"execgen"`
@@ -394,6 +409,7 @@ func (m *tpMaps) Close() error {
 	return _TpClose(
 		m.ConfigMap,
 		m.Dcache,
+		m.Dclasses,
 		m.Dirlinks,
 		m.Events,
 		m.Execgen,
@@ -431,6 +447,7 @@ type tpVariables struct {
 	FileRec    *ebpf.Variable `ebpf:"_file_rec"`
 	NetRec     *ebpf.Variable `ebpf:"_net_rec"`
 	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
+	BtfLoads   *ebpf.Variable `ebpf:"btf_loads"`
 	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
 	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }
