@@ -310,9 +310,9 @@ func Cases() []Case {
 				mkdir(t, e.Etc+"/m")
 				t.Cleanup(func() { unix.Unmount(e.Etc+"/m", unix.MNT_DETACH) })
 			},
-			Pre:  [][]string{{"create", "$var/m/before"}}, // benign: caches the mount's root as exempt
-			Act:  []string{"move-mount-create", "$var/m", "$etc/m", "$etc/m/after"},
-			Want: []Want{{Kind: file, Action: ActMount, Path: "$etc/m"}, {Kind: file, Action: ActOpen, Path: "$etc/m/after"}},
+			Pre:     [][]string{{"create", "$var/m/before"}}, // benign: caches the mount's root as exempt
+			Act:     []string{"move-mount-create", "$var/m", "$etc/m", "$etc/m/after"},
+			Want:    []Want{{Kind: file, Action: ActMount, Path: "$etc/m"}, {Kind: file, Action: ActOpen, Path: "$etc/m/after"}},
 			Differs: []Differ{{Backend: LSM, Mode: Enforce, Why: "the move is refused, so nothing is created", Then: onlyFirst}}},
 		{Group: "file", Name: "umount",
 			Setup: func(t testing.TB, e *Env) { mountAt(t, e.Etc+"/mnt") },
