@@ -114,8 +114,13 @@ struct {
  * it, so no one else can make themselves the sensor and go unseen. */
 const volatile __u32 self_tgid = 0;
 
-/* guard_files: 1 when guarded holds files; 0 spares every open the lookup. */
+/* guard_files: how many of the sensor's files and directories guarded
+ * holds; 0 spares every open the check. guarded_ino lists their inode
+ * numbers, also set before load and frozen: an open compares two numbers
+ * against it, and looks guarded up only on a match. */
+#define GUARD_MAX 64
 const volatile __u32 guard_files = 0;
+const volatile __u64 guarded_ino[GUARD_MAX] = {};
 
 static __always_inline int is_self(void)
 {
@@ -404,13 +409,28 @@ static __always_inline void count_liveness(__u32 cmd, const void *attr, int user
  * of its directories. */
 static __always_inline int guarded_file(struct file *f, struct file_id *id)
 {
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	id->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	id->ino = BPF_CORE_READ(ino, i_ino);
+	struct inode *ino = KLOAD(struct file, f, f_inode);
+	__u64 nr = KLOAD(struct inode, ino, i_ino);
+	struct dentry *d = KLOAD(struct file, f, f_path.dentry);
+	struct dentry *dir = KLOAD(struct dentry, d, d_parent);
+	struct inode *dino = KLOAD(struct dentry, dir, d_inode);
+	__u64 dnr = KLOAD(struct inode, dino, i_ino);
+	int listed = 0;
+	for (__u32 i = 0; i < GUARD_MAX && i < guard_files; i++) {
+		if (guarded_ino[i] == nr || guarded_ino[i] == dnr) {
+			listed = 1;
+			break;
+		}
+	}
+	if (!listed)
+		return 0;
+	struct super_block *sb = KLOAD(struct inode, ino, i_sb);
+	id->dev = KLOAD(struct super_block, sb, s_dev);
+	id->ino = nr;
 	if (bpf_map_lookup_elem(&guarded, id))
 		return 1;
-	struct file_id dir = {.dev = id->dev, .ino = BPF_CORE_READ(f, f_path.dentry, d_parent, d_inode, i_ino)};
-	return bpf_map_lookup_elem(&guarded, &dir) != NULL;
+	struct file_id parent = {.dev = id->dev, .ino = dnr};
+	return bpf_map_lookup_elem(&guarded, &parent) != NULL;
 }
 
 #endif

@@ -93,10 +93,13 @@ type linkState struct {
 	gone   bool   // already reported detached
 }
 
+// guardMax is GUARD_MAX (bpf/maps.h): the guarded map's size.
+const guardMax = 64
+
 // SetSelf sets what the kernel programs must know before load, in .rodata
 // (frozen by the kernel at load, so no bpf() command can rewrite it): the
-// sensor's own process, whether any files are guarded, and whether the
-// kernel allows direct loads.
+// sensor's own process, the inode numbers of its guarded files, and whether
+// the kernel allows direct loads.
 func SetSelf(spec *ebpf.CollectionSpec, opts Options) error {
 	v, ok := spec.Variables["self_tgid"]
 	if !ok {
@@ -105,9 +108,23 @@ func SetSelf(spec *ebpf.CollectionSpec, opts Options) error {
 	if err := v.Set(uint32(os.Getpid())); err != nil {
 		return fmt.Errorf("set self_tgid: %w", err)
 	}
+	if len(opts.Protect) > guardMax {
+		return fmt.Errorf("protect: %d files and directories, at most %d", len(opts.Protect), guardMax)
+	}
 	if len(opts.Protect) > 0 {
-		if err := spec.Variables["guard_files"].Set(uint32(1)); err != nil {
+		var inos [guardMax]uint64
+		for i, f := range opts.Protect {
+			var st unix.Stat_t
+			if err := unix.Stat(f, &st); err != nil {
+				return fmt.Errorf("protect %s: %w (give an existing file or directory of the sensor's)", f, err)
+			}
+			inos[i] = st.Ino
+		}
+		if err := spec.Variables["guard_files"].Set(uint32(len(opts.Protect))); err != nil {
 			return fmt.Errorf("set guard_files: %w", err)
+		}
+		if err := spec.Variables["guarded_ino"].Set(inos); err != nil {
+			return fmt.Errorf("set guarded_ino: %w", err)
 		}
 	}
 	return setDirectLoads(spec)
@@ -194,7 +211,7 @@ func (l *Live) Guard(own Own) error {
 			return fmt.Errorf("protect %s: %w (give an existing file or directory of the sensor's)", f, err)
 		}
 		if err := own.Guarded.Put(FileID{Dev: KernelDev(st.Dev), Ino: st.Ino}, uint8(1)); err != nil {
-			return fmt.Errorf("protect %s: %w (at most 64 files and directories)", f, err)
+			return fmt.Errorf("protect %s: %w (at most %d files and directories)", f, err, guardMax)
 		}
 	}
 	for name, m := range map[string]*ebpf.Map{"self_ids": own.SelfIDs, "guarded": own.Guarded, "liveness": own.Liveness} {

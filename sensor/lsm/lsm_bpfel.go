@@ -265,6 +265,7 @@ const (
 	lsmVarSeenKey               = "_seen_key"
 	lsmVarBtfLoads              = "btf_loads"
 	lsmVarGuardFiles            = "guard_files"
+	lsmVarGuardedIno            = "guarded_ino"
 	lsmVarSelfTgid              = "self_tgid"
 )
 
@@ -391,6 +392,7 @@ type lsmVariableSpecs struct {
 	SeenKey    *ebpf.VariableSpec `ebpf:"_seen_key"`
 	BtfLoads   *ebpf.VariableSpec `ebpf:"btf_loads"`
 	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
+	GuardedIno *ebpf.VariableSpec `ebpf:"guarded_ino"`
 	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
 
@@ -483,6 +485,7 @@ type lsmVariables struct {
 	SeenKey    *ebpf.Variable `ebpf:"_seen_key"`
 	BtfLoads   *ebpf.Variable `ebpf:"btf_loads"`
 	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
+	GuardedIno *ebpf.Variable `ebpf:"guarded_ino"`
 	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }
 

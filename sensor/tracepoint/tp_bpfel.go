@@ -253,6 +253,7 @@ const (
 	tpVarRecHdr        = "_rec_hdr"
 	tpVarBtfLoads      = "btf_loads"
 	tpVarGuardFiles    = "guard_files"
+	tpVarGuardedIno    = "guarded_ino"
 	tpVarSelfTgid      = "self_tgid"
 )
 
@@ -352,6 +353,7 @@ type tpVariableSpecs struct {
 	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
 	BtfLoads   *ebpf.VariableSpec `ebpf:"btf_loads"`
 	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
+	GuardedIno *ebpf.VariableSpec `ebpf:"guarded_ino"`
 	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
 
@@ -449,6 +451,7 @@ type tpVariables struct {
 	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
 	BtfLoads   *ebpf.Variable `ebpf:"btf_loads"`
 	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
+	GuardedIno *ebpf.Variable `ebpf:"guarded_ino"`
 	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }
 
