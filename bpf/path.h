@@ -40,8 +40,14 @@
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 const volatile __u32 btf_loads = 0;
 #define KCAST(T, p) ((T *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(T)))
-/* KLOAD(T, p, field): p's field, p a T * by value only. */
-#define KLOAD(T, p, field) (btf_loads ? KCAST(T, p)->field : BPF_CORE_READ((T *)(p), field))
+/* KLOAD(T, p, field): p's field, p a T * by value only. p is evaluated
+ * first, outside the CO-RE read: an expression over our own types (a map
+ * value) inside it would be relocated against the kernel's BTF. */
+#define KLOAD(T, p, field)                                                         \
+	({                                                                         \
+		T *__kp = (T *)(p);                                                \
+		btf_loads ? KCAST(T, __kp)->field : BPF_CORE_READ(__kp, field);    \
+	})
 
 struct lpm_key {
 	__u32 bits;
