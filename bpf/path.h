@@ -420,7 +420,7 @@ static __always_inline int chain_holds(struct dclass *c)
 			return 0;
 		}
 	}
-	return 0;
+	return 1; /* DCHAIN levels, every link checked */
 }
 
 /* dir_path writes the path of directory (dentry, vfsmnt) into out like
