@@ -76,6 +76,8 @@ commands:
                                 drill a live host behind a marker signed with your nkey; times every stage
   evidence INCIDENT [--out DIR] what the responder kept of an incident before acting: its findings with
                                 their process ancestry, the files (hash, size, first 4 KiB), recent findings
+  testbed up --hosts N | down   test hosts on this machine (netns + cgroup each) with their sensors, NATS and a
+                                responder; up prints how to reach them and runs until interrupted (root)
 
 global flags (also accepted after the command):
 `
@@ -134,6 +136,7 @@ func init() {
 		"export":    {(*cli).export, exportHelp},
 		"evidence":  {(*cli).evidence, "evidence INCIDENT [--out DIR]"},
 		"drill":     {(*cli).drillLive, "drill --host H [--mode record|cordon] [--techniques file,exec] [--ttl 2m] [--wait 30s] [--sign-nkey SEED] [--json]"},
+		"testbed":   {(*cli).testbed, testbedHelp},
 	}
 }
 

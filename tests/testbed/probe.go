@@ -25,7 +25,7 @@ func (h *Host) Echo(port uint16) error {
 		l.Close()
 		return fmt.Errorf("echo on %s udp %d: %w", h.Name, port, err)
 	}
-	h.bed.t.Cleanup(func() { l.Close(); pc.Close() })
+	h.bed.onCleanup(func() error { l.Close(); pc.Close(); return nil })
 	go func() {
 		for {
 			c, err := l.Accept()

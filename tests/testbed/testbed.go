@@ -38,15 +38,17 @@ const HostIf = "eth0"
 
 // Bed is one fleet: a bridge, and hosts hanging off it.
 type Bed struct {
-	t      testing.TB
-	ID     string // random hex, part of every name the bed creates
-	Bridge string // bridge name in the root namespace
-	Cgroup string // cgroup v2 directory holding every host's subtree
+	t      testing.TB // nil for a bed made by Create: Close removes it
+	ID     string     // random hex (tests) or the bed's name (Create), part of every name the bed creates
+	Prefix string     // every bridge, link, namespace and cgroup of the bed starts with it (Down)
+	Bridge string     // bridge name in the root namespace
+	Cgroup string     // cgroup v2 directory holding every host's subtree
 
-	mu    sync.Mutex
-	next  int                 // last host octet handed out
-	taken map[netip.Addr]bool // the machine's own addresses and gateways
-	hosts map[string]*Host
+	mu       sync.Mutex
+	next     int                 // last host octet handed out
+	taken    map[netip.Addr]bool // the machine's own addresses and gateways
+	hosts    map[string]*Host
+	cleanups []func() error // Create's beds: undone by Close, last first
 }
 
 // Host is one test host.
@@ -61,6 +63,14 @@ type Host struct {
 	bed *Bed
 }
 
+// TestPrefix starts the names of every bed New makes; CLIPrefix those of
+// the beds Create makes (driftctl testbed, the demo), whose names are
+// letters only, so a CLI bed never matches a test bed's hex ID.
+const (
+	TestPrefix = "dtb"
+	CLIPrefix  = "dtc"
+)
+
 // New creates an empty bed with its bridge and parent cgroup; t.Cleanup
 // removes both, after every host.
 func New(t testing.TB) *Bed {
@@ -69,52 +79,117 @@ func New(t testing.TB) *Bed {
 	if _, err := rand.Read(raw[:]); err != nil {
 		t.Fatal(err)
 	}
-	b := &Bed{t: t, ID: hex.EncodeToString(raw[:]), hosts: map[string]*Host{}}
-	b.Bridge = "dtb" + b.ID
+	id := hex.EncodeToString(raw[:])
+	b := &Bed{t: t, ID: id, Prefix: TestPrefix + id, hosts: map[string]*Host{}}
+	if err := b.create(); err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	return b
+}
 
+// Create makes an empty bed outside a test, called name (1-6 lowercase
+// letters): every name it creates starts with CLIPrefix+name. Close removes
+// it; Down removes what a crashed process left of it.
+func Create(name string) (*Bed, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	b := &Bed{ID: name, Prefix: CLIPrefix + name, hosts: map[string]*Host{}}
+	if err := b.create(); err != nil {
+		return nil, errors.Join(err, b.Close())
+	}
+	return b, nil
+}
+
+// ValidName checks the name of a bed for Create and Down.
+func ValidName(name string) error {
+	ok := name != "" && len(name) <= 6
+	for _, r := range name {
+		ok = ok && r >= 'a' && r <= 'z'
+	}
+	if !ok {
+		return fmt.Errorf("test bed name %q: use 1-6 lowercase letters (names of links and namespaces are short)", name)
+	}
+	return nil
+}
+
+// onCleanup registers undo, run at the test's cleanup (New) or by Close
+// (Create), last registered first. A failure is the test's error.
+func (b *Bed) onCleanup(undo func() error) {
+	if b.t != nil {
+		b.t.Cleanup(func() {
+			if err := undo(); err != nil {
+				b.t.Errorf("testbed: %v", err)
+			}
+		})
+		return
+	}
+	b.mu.Lock()
+	b.cleanups = append(b.cleanups, undo)
+	b.mu.Unlock()
+}
+
+// Close removes everything a bed made by Create made, last first, and
+// reports what it could not remove. Test beds are removed at cleanup.
+func (b *Bed) Close() error {
+	b.mu.Lock()
+	undo := b.cleanups
+	b.cleanups = nil
+	b.mu.Unlock()
+	var errs []error
+	for i := len(undo) - 1; i >= 0; i-- {
+		errs = append(errs, undo[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// create makes the bridge and the parent cgroup.
+func (b *Bed) create() error {
+	b.Bridge = b.Prefix
 	root, err := sysfs.CgroupRoot()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	b.Cgroup = filepath.Join(root, "dtb"+b.ID)
+	b.Cgroup = filepath.Join(root, b.Prefix)
 	if err := os.Mkdir(b.Cgroup, 0o755); err != nil {
-		t.Fatalf("testbed: create cgroup %s: %v", b.Cgroup, err)
+		return fmt.Errorf("create cgroup %s: %w", b.Cgroup, err)
 	}
-	t.Cleanup(func() {
+	b.onCleanup(func() error {
 		if err := removeCgroup(b.Cgroup); err != nil {
-			t.Errorf("testbed: remove cgroup %s: %v", b.Cgroup, err)
+			return fmt.Errorf("remove cgroup %s: %w", b.Cgroup, err)
 		}
+		return nil
 	})
 
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Bridge}}
 	if err := netlink.LinkAdd(br); err != nil {
-		t.Fatalf("testbed: create bridge %s: %v", b.Bridge, err)
+		return fmt.Errorf("create bridge %s: %w", b.Bridge, err)
 	}
-	t.Cleanup(func() {
+	b.onCleanup(func() error {
 		if l, err := netlink.LinkByName(b.Bridge); err == nil {
 			if err := netlink.LinkDel(l); err != nil {
-				t.Errorf("testbed: delete bridge %s: %v", b.Bridge, err)
+				return fmt.Errorf("delete bridge %s: %w", b.Bridge, err)
 			}
 		}
+		return nil
 	})
 	// The machine may itself sit on 192.0.2.0/24: keep the root namespace's
 	// IP stack off the bridge (no ARP replies for its own addresses, no IPv6),
 	// so bed traffic can never reach the machine, and skip its addresses.
 	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+b.Bridge+"/arp_ignore", []byte("8"), 0); err != nil {
-		t.Fatalf("testbed: silence ARP on bridge %s: %v", b.Bridge, err)
+		return fmt.Errorf("silence ARP on bridge %s: %w", b.Bridge, err)
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+b.Bridge+"/disable_ipv6", []byte("1"), 0); err != nil && !os.IsNotExist(err) {
-		t.Fatalf("testbed: disable IPv6 on bridge %s: %v", b.Bridge, err)
+		return fmt.Errorf("disable IPv6 on bridge %s: %w", b.Bridge, err)
 	}
 	if err := netlink.LinkSetUp(br); err != nil {
-		t.Fatalf("testbed: bring bridge %s up: %v", b.Bridge, err)
+		return fmt.Errorf("bring bridge %s up: %w", b.Bridge, err)
 	}
-	b.taken, err = rootAddrs()
-	if err != nil {
-		t.Fatal(err)
+	if b.taken, err = rootAddrs(); err != nil {
+		return err
 	}
 	b.next = firstOctet - 1
-	return b
+	return nil
 }
 
 // firstOctet is where host addresses start: clear of the low addresses a
@@ -148,16 +223,18 @@ func rootAddrs() (map[netip.Addr]bool, error) {
 
 // AddHost creates a host with the next free address of Net. Names are short
 // (1-20 letters, digits or '-'); they become part of the namespace name.
+// A failure fails the test; beds made by Create use Add.
 func (b *Bed) AddHost(name string) *Host {
 	b.t.Helper()
-	h, err := b.addHost(name)
+	h, err := b.Add(name)
 	if err != nil {
 		b.t.Fatalf("testbed: add host %q: %v", name, err)
 	}
 	return h
 }
 
-func (b *Bed) addHost(name string) (*Host, error) {
+// Add is AddHost returning its error.
+func (b *Bed) Add(name string) (*Host, error) {
 	if name == "" || len(name) > 20 || strings.ContainsAny(name, "/. ") {
 		return nil, fmt.Errorf("host name %q: use 1-20 letters, digits or '-'", name)
 	}
@@ -178,8 +255,8 @@ func (b *Bed) addHost(name string) (*Host, error) {
 	h := &Host{
 		Name:  name,
 		Addr:  netip.AddrFrom4([4]byte{192, 0, 2, byte(n)}),
-		Netns: "dtb" + b.ID + "-" + name,
-		Link:  fmt.Sprintf("dtb%sh%d", b.ID, n),
+		Netns: b.Prefix + "-" + name,
+		Link:  fmt.Sprintf("%sh%d", b.Prefix, n),
 		bed:   b,
 	}
 	h.NetnsPath = filepath.Join("/run/netns", h.Netns)
@@ -188,10 +265,11 @@ func (b *Bed) addHost(name string) (*Host, error) {
 	if err := os.Mkdir(h.Cgroup, 0o755); err != nil {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
-	b.t.Cleanup(func() {
+	b.onCleanup(func() error {
 		if err := removeCgroup(h.Cgroup); err != nil {
-			b.t.Errorf("testbed: remove cgroup of %s: %v", name, err)
+			return fmt.Errorf("remove cgroup of %s: %w", name, err)
 		}
+		return nil
 	})
 
 	ns, err := newNamedNetns(h.Netns)
@@ -199,12 +277,13 @@ func (b *Bed) addHost(name string) (*Host, error) {
 		return nil, fmt.Errorf("create network namespace %s: %w", h.Netns, err)
 	}
 	defer ns.Close()
-	b.t.Cleanup(func() {
+	b.onCleanup(func() error {
 		if _, err := os.Stat(h.NetnsPath); err == nil {
 			if err := netns.DeleteNamed(h.Netns); err != nil {
-				b.t.Errorf("testbed: delete network namespace %s: %v", h.Netns, err)
+				return fmt.Errorf("delete network namespace %s: %w", h.Netns, err)
 			}
 		}
+		return nil
 	})
 
 	br, err := netlink.LinkByName(b.Bridge)
@@ -219,12 +298,13 @@ func (b *Bed) addHost(name string) (*Host, error) {
 	if err := netlink.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("create veth %s: %w", h.Link, err)
 	}
-	b.t.Cleanup(func() {
+	b.onCleanup(func() error {
 		// Usually gone with the namespace already; a destroyed host's
 		// namespace may linger while a process still holds it.
 		if l, err := netlink.LinkByName(h.Link); err == nil {
 			_ = netlink.LinkDel(l)
 		}
+		return nil
 	})
 	if err := netlink.LinkSetUp(veth); err != nil {
 		return nil, fmt.Errorf("bring %s up: %w", h.Link, err)
@@ -333,11 +413,12 @@ func (h *Host) Start(cmd *exec.Cmd) error {
 	if err := h.Do(cmd.Start); err != nil {
 		return fmt.Errorf("start %s on %s: %w", cmd.Path, h.Name, err)
 	}
-	h.bed.t.Cleanup(func() {
+	h.bed.onCleanup(func() error {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
+		return nil
 	})
 	return nil
 }
