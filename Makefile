@@ -73,7 +73,7 @@ bench-peers: build ## driftsensor (both modes) next to auditd and inotifywait on
 	scripts/bench-peers.sh
 
 demo: build ## two test hosts on a bridge of their own: drift in one is detected, published over NATS and cordoned by the responder
-	tests/demo/run.sh
+	$(GO) run ./tests/demo -bin $(BIN)
 
 dist: dist-bin packages image ## release: static binaries, .deb packages, the OCI image archive, SHA256SUMS in dist/
 	@cd $(DIST) && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS

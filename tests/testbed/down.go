@@ -92,6 +92,7 @@ func Down(prefix string) error {
 	if err := os.RemoveAll(WorkDir(prefix)); err != nil {
 		errs = append(errs, err)
 	}
+	_ = os.Remove(filepath.Dir(WorkDir(prefix))) // when no other bed uses it
 	return errors.Join(errs...)
 }
 

@@ -154,17 +154,32 @@ func (p *Pipeline) start(hosts []string, cfg PipelineConfig) error {
 		p.Sensors[name] = s
 		ready, procs = append(ready, filepath.Join(dir, "ready")), append(procs, s.proc)
 	}
-	if cfg.Responder != "" {
-		p.ResponderLog = filepath.Join(p.Dir, "responder.log")
-		args := []string{"--nats", p.URL, "--nats-nkey", p.ResponderSeed, "--replica", p.Prefix,
-			"--heartbeat-interval", "1s", "--ready-file", filepath.Join(p.Dir, "responder.ready")}
-		d, err := p.startDaemon(daemons, cfg.Responder, append(args, cfg.ResponderArgs...), os.DevNull, p.ResponderLog)
-		if err != nil {
-			return err
-		}
-		ready, procs = append(ready, filepath.Join(p.Dir, "responder.ready")), append(procs, d)
+	if err := waitReady(ready, procs); err != nil {
+		return err
 	}
-	return waitReady(ready, procs)
+	if cfg.Responder == "" {
+		return nil
+	}
+	return p.StartResponder(cfg.Responder, cfg.ResponderArgs...)
+}
+
+// StartResponder starts driftresponder bin with the responder's credential
+// and args, and returns once it has subscribed. Up starts it when
+// PipelineConfig.Responder is set; start it here instead when its flags
+// name what only exists once the hosts do (a probe of a host's address).
+func (p *Pipeline) StartResponder(bin string, args ...string) error {
+	if p.ResponderLog != "" {
+		return errors.New("testbed: the pipeline runs a responder already")
+	}
+	p.ResponderLog = filepath.Join(p.Dir, "responder.log")
+	ready := filepath.Join(p.Dir, "responder.ready")
+	args = append([]string{"--nats", p.URL, "--nats-nkey", p.ResponderSeed, "--replica", p.Prefix,
+		"--heartbeat-interval", "1s", "--ready-file", ready}, args...)
+	d, err := p.startDaemon(filepath.Join(p.Cgroup, daemonsCgroup), bin, args, os.DevNull, p.ResponderLog)
+	if err != nil {
+		return err
+	}
+	return waitReady([]string{ready}, []*daemon{d})
 }
 
 // setup creates the streams and the state bucket as the admin (driftctl
