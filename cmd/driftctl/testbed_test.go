@@ -18,9 +18,9 @@ import (
 // link, cgroup, mount, pin or work directory with the bed's prefix remains.
 func TestTestbedDownAfterKill(t *testing.T) {
 	testenv.RequireBPF(t)
-	ctl := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftctl")
-	sensor := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftsensor")
-	responder := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftresponder")
+	// Side by side, as make build leaves them: up finds the daemons next to itself.
+	ctl := filepath.Join(testenv.BuildAll(t, "github.com/driftsensor/driftsensor/cmd/driftctl",
+		"github.com/driftsensor/driftsensor/cmd/driftsensor", "github.com/driftsensor/driftsensor/cmd/driftresponder"), "driftctl")
 	const name = "kill"
 	prefix := testbed.CLIPrefix + name
 	if left := testbed.Leftovers(prefix); len(left) > 0 {
@@ -34,8 +34,7 @@ func TestTestbedDownAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	up := exec.Command(ctl, "testbed", "up", "--hosts", "2", "--name", name, "--seal",
-		"--driftsensor", sensor, "--driftresponder", responder, "--rule", "kind=file,action=cordon")
+	up := exec.Command(ctl, "testbed", "up", "--hosts", "2", "--name", name, "--seal", "--rule", "kind=file,action=cordon")
 	up.Stdout, up.Stderr = f, f
 	if err := up.Start(); err != nil {
 		t.Fatal(err)

@@ -6,16 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // TestExitStatus: help is 0, bad input is 2 with a message naming it, a
 // server that cannot be reached is 1, as for driftsensor and driftctl.
 func TestExitStatus(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "driftresponder")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftresponder")
 	bad := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(bad, []byte("default: cordn\n"), 0o644)
 	cases := []struct {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -178,6 +179,15 @@ func FreePort(t testing.TB) int {
 // reads the binaries' counters.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
+	dir := BuildAll(t, pkg)
+	return filepath.Join(dir, binName(pkg))
+}
+
+// BuildAll is Build for several main packages at once, into one directory
+// it returns (a test that puts them on $PATH); each binary is named as go
+// build names it (the last path element that is not a major version).
+func BuildAll(t testing.TB, pkgs ...string) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "drifttest-bin") // not t.TempDir: its parent is 0700
 	if err != nil {
 		t.Fatal(err)
@@ -186,15 +196,23 @@ func Build(t testing.TB, pkg string) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	args := []string{"build", "-o", bin}
-	if dir := os.Getenv("DRIFT_COVERDIR"); dir != "" {
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
+	if cover := os.Getenv("DRIFT_COVERDIR"); cover != "" {
 		args = append(args, "-cover", "-covermode=atomic", "-coverpkg=github.com/driftsensor/driftsensor/...")
-		os.Setenv("GOCOVERDIR", dir)
+		os.Setenv("GOCOVERDIR", cover)
 	}
-	out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
+	out, err := exec.Command("go", append(args, pkgs...)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		t.Fatalf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, out)
 	}
-	return bin
+	return dir
+}
+
+// binName is the name go build gives the binary of pkg.
+func binName(pkg string) string {
+	name := path.Base(pkg)
+	if len(name) > 1 && name[0] == 'v' && strings.Trim(name[1:], "0123456789") == "" {
+		name = path.Base(path.Dir(pkg))
+	}
+	return name
 }

@@ -11,15 +11,17 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
+	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
 // TestREADMEFleetSetup runs the README's fleet setup line by line, as
 // written, with the real binaries: driftctl creds, the real nats-server on
 // the generated configuration, driftctl init, a sensor with its own host
 // seed, the responder with responder.nk, driftctl seal and status. Only the
-// port is a free one, and the sensor gets a scope cgroup and a policy of the
-// test's own so it seals nothing else. Then it proves the setup works: the
+// port is a free one, and the sensor watches a test-bed host (its cgroup) with
+// a policy of the test's own, so it seals nothing else. Then it proves the setup works: the
 // sensor applies the seal (status shows it, its watch ok, no mismatch), a
 // mutation in its scope reaches the stream, the responder runs, and a sensor
 // with a seed the server does not know stops at once with exit status 2 and
@@ -33,8 +35,13 @@ func TestREADMEFleetSetup(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
-	// The sensor's scope and policy: a cgroup and an image directory of the test's own.
-	cg := testenv.NewCgroup(t)
+	// The sensor's scope and policy: a test-bed host and an image directory of the test's own.
+	web := testbed.New(t).AddHost("web-1")
+	root, err := sysfs.CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := strings.TrimPrefix(web.Cgroup, root)
 	img := filepath.Join(dir, "img")
 	if err := os.MkdirAll(filepath.Join(img, "etc"), 0o755); err != nil {
 		t.Fatal(err)
@@ -69,7 +76,7 @@ func TestREADMEFleetSetup(t *testing.T) {
 		prog := strings.Fields(line)[0]
 		switch prog {
 		case "driftsensor":
-			line += " --scope-cgroup " + cg.Rel + " --policy " + polFile + " --state-dir " + filepath.Join(dir, "state") +
+			line += " --scope-cgroup " + scope + " --policy " + polFile + " --state-dir " + filepath.Join(dir, "state") +
 				" --ready-file " + sensorReady + " --stdout=false"
 		case "driftresponder":
 			line += " --ready-file " + responderReady
@@ -108,14 +115,9 @@ func TestREADMEFleetSetup(t *testing.T) {
 
 	// Drift in the sensor's scope reaches the stream under the host's own credentials.
 	target := filepath.Join(img, "etc", "fleet-drift")
-	cmd, closeFD, err := cg.Command("sh", "-c", "echo x > "+target)
-	if err != nil {
-		t.Fatal(err)
+	if out, err := web.Run("sh", "-c", "echo x > "+target); err != nil {
+		t.Fatalf("mutation in web-1: %v: %s", err, out)
 	}
-	if code, out := run(t, cmd); code != 0 {
-		t.Fatalf("mutation: exit %d: %s", code, out)
-	}
-	closeFD()
 	testenv.Eventually(t, "the finding on "+target+" in the stream", func() bool {
 		_, out := run(t, exec.Command(filepath.Join(bin, "driftctl"), append(admin, "replay", "--since", "1h", "--host", "web-1", "--json")...))
 		return strings.Contains(out, `"path":"`+target+`"`)
@@ -139,7 +141,7 @@ func TestREADMEFleetSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out := run(t, exec.Command(filepath.Join(bin, "driftsensor"), "--nats", "nats://"+addr, "--nats-nkey", foreign, "--host", "db-1",
-		"--scope-cgroup", cg.Rel, "--policy", polFile, "--state-dir", filepath.Join(dir, "state2"), "--stdout=false"))
+		"--scope-cgroup", scope, "--policy", polFile, "--state-dir", filepath.Join(dir, "state2"), "--stdout=false"))
 	if code != 2 || !strings.Contains(out, "Authorization Violation") || !strings.Contains(out, foreign) {
 		t.Fatalf("driftsensor with a foreign seed: exit %d, want 2 with the server's reason and the seed named:\n%s", code, out)
 	}

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,42 +18,17 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
 // binaries builds driftctl, driftsensor, driftresponder and nats-server (from
-// the nats-server module this repository pins) once per test binary.
+// the nats-server module this repository pins) into one directory, for the
+// README's lines to find on $PATH (with coverage under make cover).
 func binaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "driftfleet-bin-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator),
-			"github.com/driftsensor/driftsensor/cmd/driftctl", "github.com/driftsensor/driftsensor/cmd/driftsensor",
-			"github.com/driftsensor/driftsensor/cmd/driftresponder", "github.com/nats-io/nats-server/v2")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
+	return testenv.BuildAll(t, "github.com/driftsensor/driftsensor/cmd/driftctl", "github.com/driftsensor/driftsensor/cmd/driftsensor",
+		"github.com/driftsensor/driftsensor/cmd/driftresponder", "github.com/nats-io/nats-server/v2")
 }
 
-// TestMain removes the binaries and unmounts what the tests mounted.
-func TestMain(m *testing.M) {
-	code := testenv.Main(m)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+// TestMain unmounts what the tests mounted.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // readmeBlock returns the command lines of the README block after marker.
 func readmeBlock(t *testing.T, marker string) []string {
