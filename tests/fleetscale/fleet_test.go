@@ -32,6 +32,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/publish"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
@@ -108,17 +109,6 @@ func (r *records) find(f func(decide.Record) bool) (out []decide.Record, at []ti
 		}
 	}
 	return out, at
-}
-
-func wait(tb testing.TB, what string, bound time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("gave up after %s waiting for %s", bound, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func cpuTime() time.Duration {
@@ -250,7 +240,7 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	start := time.Now()
 	c.do(b, "start")
 	b.Logf("%d sensors connected in %s", n, time.Since(start).Round(time.Millisecond))
-	wait(b, "every host heard twice", time.Minute, func() bool { return r.Stats().Heartbeats.Load() >= uint64(2*n) })
+	testenv.EventuallyWithin(b, "every host heard twice", time.Minute, func() bool { return r.Stats().Heartbeats.Load() >= uint64(2*n) })
 
 	// Idle: heartbeats only.
 	cpu0, t0, hb0 := cpuTime(), time.Now(), r.Stats().Heartbeats.Load()
@@ -264,7 +254,7 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	const trickle = 200
 	c.do(b, "trickle %d", trickle)
 	var tlat []time.Duration
-	wait(b, "the trickle's decision records", time.Minute, func() bool {
+	testenv.EventuallyWithin(b, "the trickle's decision records", time.Minute, func() bool {
 		d, _ := recs.find(func(x decide.Record) bool {
 			return x.Stage == decide.StageDecision && strings.HasSuffix(x.Reason, "/trickle")
 		})
@@ -282,13 +272,13 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	c.do(b, "burst %d", burst)
 	published := time.Since(t0) // the fleet's sensors have every finding acknowledged by the stream
 	want := dec0 + uint64(n*burst)
-	wait(b, "the burst decided", 5*time.Minute, func() bool { return r.Stats().Decisions.Load() >= want })
+	testenv.EventuallyWithin(b, "the burst decided", 5*time.Minute, func() bool { return r.Stats().Decisions.Load() >= want })
 	burstWall := time.Since(t0)
 	burstCPU := float64(cpuTime()-cpu0) / float64(burstWall) * 100
 	fleetCPU := float64(procCPU(cmd.Process.Pid)-fleetCPU0) / float64(burstWall) * 100
 	burstRSS := rssMB()
 	var lat []time.Duration
-	wait(b, "the burst's decision records", time.Minute, func() bool {
+	testenv.EventuallyWithin(b, "the burst's decision records", time.Minute, func() bool {
 		d, _ := recs.find(func(x decide.Record) bool {
 			return x.Stage == decide.StageDecision && strings.HasSuffix(x.Reason, "/burst")
 		})
@@ -305,7 +295,7 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	killed := time.Now()
 	var dmAt []time.Time
 	var dm []decide.Record
-	wait(b, "the dead host flagged", time.Minute, func() bool {
+	testenv.EventuallyWithin(b, "the dead host flagged", time.Minute, func() bool {
 		dm, dmAt = recs.find(func(x decide.Record) bool { return x.Stage == decide.StageDeadMan && x.Host == dead })
 		return len(dmAt) > 0
 	})
@@ -315,18 +305,18 @@ func runFleet(b *testing.B, n, burst, drift, maxHosts int) {
 	if _, rest, ok := strings.Cut(dm[0].Reason, "no heartbeat for "); ok {
 		silence, _ = time.ParseDuration(strings.Fields(rest)[0])
 	}
-	wait(b, "the dead host cordoned", time.Minute, func() bool { return cord.get()[dead] == 1 })
+	testenv.EventuallyWithin(b, "the dead host cordoned", time.Minute, func() bool { return cord.get()[dead] == 1 })
 
 	// A drift on drift hosts at once: the limiter lets maxHosts-1 more
 	// through (the dead host took a slot) and holds the rest.
 	held0 := r.Stats().Held.Load()
 	t0 = time.Now()
 	c.do(b, "drift %d", drift)
-	wait(b, "the drift decided and held", time.Minute, func() bool {
+	testenv.EventuallyWithin(b, "the drift decided and held", time.Minute, func() bool {
 		return r.Stats().Held.Load()-held0 == uint64(drift-(maxHosts-1))
 	})
 	driftWall := time.Since(t0)
-	wait(b, "the cordons", time.Minute, func() bool { return len(cord.get()) == maxHosts })
+	testenv.EventuallyWithin(b, "the cordons", time.Minute, func() bool { return len(cord.get()) == maxHosts })
 	if got := cord.get(); len(got) != maxHosts {
 		b.Errorf("cordoned %d hosts, want %d (the limit): %v", len(got), maxHosts, got)
 	}
