@@ -18,57 +18,60 @@ import (
 
 const testbedHelp = "testbed up --hosts N [--name NAME] [--policy FILE] [--seal] [--rule R]... | testbed down [--name NAME]"
 
+func init() {
+	commandDocs["testbed"] = struct{ desc, example string }{
+		"Test hosts on this machine (root): up makes N hosts, each a network namespace and a cgroup with a veth on a bridge\n" +
+			"and an address from 192.0.2.0/24, its own driftsensor scoped to its cgroup with its own NATS credential, a NATS\n" +
+			"server and a driftresponder on loopback; it prints how to reach each host and runs until interrupted. down\n" +
+			"removes a bed by its name prefix, also what an up that was killed left behind.",
+		"driftctl testbed up --hosts 3 --seal --rule kind=file,action=cordon",
+	}
+}
+
 // testbed runs test hosts on this machine (tests/testbed): up builds them
 // with the pipeline and stays until interrupted; down removes a bed by its
 // name prefix, also what a killed up left.
 func (c *cli) testbed(args []string) error {
-	if len(args) == 0 || (args[0] != "up" && args[0] != "down") {
-		return usagef("want up or down")
-	}
-	fs := flag.NewFlagSet("testbed "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("testbed", flag.ContinueOnError)
 	name := fs.String("name", "bed", "bed name, 1-6 lowercase letters: every namespace, link and cgroup is named "+testbed.CLIPrefix+"NAME...")
-	var n int
-	var policy, sensor, responder string
-	var seal bool
+	n := fs.Int("hosts", 2, "up: number of hosts (h1, h2, ...), 1-100")
+	policy := fs.String("policy", "", "up: every sensor's policy file (default: driftsensor's built-in policy)")
+	seal := fs.Bool("seal", false, "up: seal every host at start")
 	var rules []string
-	if args[0] == "up" {
-		fs.IntVar(&n, "hosts", 2, "number of hosts (h1, h2, ...), 1-100")
-		fs.StringVar(&policy, "policy", "", "every sensor's policy file (default: driftsensor's built-in policy)")
-		fs.BoolVar(&seal, "seal", false, "seal every host at start")
-		fs.Func("rule", "responder rule, e.g. 'kind=file,action=cordon' (repeatable)", func(r string) error { rules = append(rules, r); return nil })
-		fs.StringVar(&sensor, "driftsensor", "", "driftsensor binary (default: next to driftctl, else on $PATH)")
-		fs.StringVar(&responder, "driftresponder", "", "driftresponder binary (default: next to driftctl, else on $PATH)")
-	}
-	rest, err := c.parse(fs, args[1:])
+	fs.Func("rule", "up: responder rule, e.g. 'kind=file,action=cordon' (repeatable)", func(r string) error { rules = append(rules, r); return nil })
+	sensor := fs.String("driftsensor", "", "up: driftsensor binary (default: next to driftctl, else on $PATH)")
+	responder := fs.String("driftresponder", "", "up: driftresponder binary (default: next to driftctl, else on $PATH)")
+	rest, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
+	if len(rest) != 1 || (rest[0] != "up" && rest[0] != "down") {
+		return usagef("want up or down")
 	}
+	up := rest[0] == "up"
 	if err := testbed.ValidName(*name); err != nil {
 		return usagef("--name: %v", err)
 	}
-	if args[0] == "up" && (n < 1 || n > 100) {
-		return usagef("--hosts %d: want 1 to 100", n)
+	if up && (*n < 1 || *n > 100) {
+		return usagef("--hosts %d: want 1 to 100", *n)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: a test bed makes network namespaces and cgroups and loads eBPF programs")
 	}
 	prefix := testbed.CLIPrefix + *name
-	if args[0] == "down" {
+	if !up {
 		return c.testbedDown(prefix)
 	}
-	if sensor, err = sibling(sensor, "driftsensor"); err != nil {
+	if *sensor, err = sibling(*sensor, "driftsensor"); err != nil {
 		return err
 	}
-	if responder, err = sibling(responder, "driftresponder"); err != nil {
+	if *responder, err = sibling(*responder, "driftresponder"); err != nil {
 		return err
 	}
 	if len(testbed.Leftovers(prefix)) > 0 {
 		return fmt.Errorf("a test bed called %q exists (or its leftovers do): driftctl testbed down --name %s", *name, *name)
 	}
-	hosts := make([]string, n)
+	hosts := make([]string, *n)
 	for i := range hosts {
 		hosts[i] = "h" + strconv.Itoa(i+1)
 	}
@@ -76,7 +79,7 @@ func (c *cli) testbed(args []string) error {
 	for _, r := range rules {
 		rargs = append(rargs, "--rule", r)
 	}
-	p, err := testbed.Up(*name, hosts, testbed.PipelineConfig{Sensor: sensor, Responder: responder, Policy: policy, Seal: seal, ResponderArgs: rargs})
+	p, err := testbed.Up(*name, hosts, testbed.PipelineConfig{Sensor: *sensor, Responder: *responder, Policy: *policy, Seal: *seal, ResponderArgs: rargs})
 	if err != nil {
 		return err
 	}
@@ -92,7 +95,7 @@ func (c *cli) testbed(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h, host.Addr, host.Netns, host.Cgroup, s.Host, s.CtlSubject(), s.Seed, s.Findings)
 	}
 	tw.Flush()
-	fmt.Fprintf(c.stdout, "\nrun in a host: echo $$ > CGROUP/cgroup.procs; exec nsenter --net=/run/netns/NETNS sh\nready; Ctrl-C or `driftctl testbed down --name %s` removes it\n", *name)
+	fmt.Fprintf(c.stdout, "\na shell in a host: sh -c 'echo $$ > CGROUP/cgroup.procs && exec nsenter --net=/run/netns/NETNS sh'\nready; Ctrl-C or `driftctl testbed down --name %s` removes it\n", *name)
 	<-c.ctx.Done()
 	return p.Close()
 }
