@@ -12,6 +12,7 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
@@ -86,13 +87,13 @@ func TestLossAddsUp(t *testing.T) {
 			for range 5 {
 				// Up for a while: the spool drains, findings go straight out.
 				pub := p.Counters().Published + uint64(100+rng.IntN(2000))
-				waitFor(t, "findings published with the server up", func() bool { return p.Counters().Published > pub })
+				testenv.EventuallyWithin(t, "findings published with the server up", guard, func() bool { return p.Counters().Published > pub })
 				// Down while findings keep coming: the spool fills and refuses.
 				ts.stop()
 				before := p.Counters().SpoolOverflow
-				waitFor(t, "the spool to overflow", func() bool { return p.Counters().SpoolOverflow > before+uint64(rng.IntN(200)) })
+				testenv.EventuallyWithin(t, "the spool to overflow", guard, func() bool { return p.Counters().SpoolOverflow > before+uint64(rng.IntN(200)) })
 				ts.restart(t)
-				waitFor(t, "the publisher to be back", func() bool { return p.Transport() == event.TransportJetStream })
+				testenv.EventuallyWithin(t, "the publisher to be back", guard, func() bool { return p.Transport() == event.TransportJetStream })
 			}
 			close(stop)
 			wg.Wait()
@@ -101,7 +102,7 @@ func TestLossAddsUp(t *testing.T) {
 				t.Logf("last finding: %v", err)
 			}
 			made++
-			waitFor(t, "the spool to drain and every loss to be reported", func() bool {
+			testenv.EventuallyWithin(t, "the spool to drain and every loss to be reported", guard, func() bool {
 				c := p.Counters()
 				return c.SpoolDepth == 0 && p.LostReported() == c.SpoolOverflow
 			})
@@ -123,18 +124,6 @@ func TestLossAddsUp(t *testing.T) {
 				t.Fatalf("the last finding (seq %d), made with the server up, is not in the stream", c.Seq)
 			}
 		})
-	}
-}
-
-// waitFor is eventually with a longer pause: the storm needs the CPU.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting (%v) for %s", guard, what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -181,7 +170,7 @@ func TestSpoolDamageReportedExactly(t *testing.T) {
 	}
 	defer p.Close()
 	p.ReportSpoolDamage(damage)
-	waitFor(t, "the spool to drain", func() bool { return p.Counters().SpoolDepth == 0 && p.LostReported() == n-uint64(kept) })
+	testenv.EventuallyWithin(t, "the spool to drain", guard, func() bool { return p.Counters().SpoolDepth == 0 && p.LostReported() == n-uint64(kept) })
 	b := readLossBook(t, ts.url, "cut")
 	if b.reports != 1 || b.reported != n-uint64(kept) || len(b.delivered) != kept+1 {
 		t.Fatalf("%d reports of %d lost, %d delivered; want 1 report of %d lost and %d findings + the report", b.reports, b.reported, len(b.delivered), n-kept, kept)
