@@ -139,11 +139,7 @@ func TestCgroupRemoveKills(t *testing.T) {
 func TestIntruderRefused(t *testing.T) {
 	RequireBPF(t)
 	state := t.TempDir()
-	e, err := creds.StartEmbedded(state, "h1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := embedded(t, state)
 	os.Chmod(state, 0o755) // the test's own directory: the seeds must guard themselves
 	admin := creds.EmbeddedAdminSeed(state)
 	out := AsUser(t, 65534, "intruder", e.URL, "h1", admin, "/")
@@ -164,11 +160,7 @@ func TestIntruderRefused(t *testing.T) {
 // refusal seen elsewhere is the server's, not the probe's failing.
 func TestAttackWhenAllowed(t *testing.T) {
 	RequireBPF(t)
-	e, err := creds.StartEmbedded(t.TempDir(), "h1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := embedded(t, t.TempDir())
 	admin, _ := e.Creds.User(creds.RoleAdmin)
 	opt, err := nats.NkeyOptionFromSeed(admin.SeedFile)
 	if err != nil {
@@ -210,11 +202,7 @@ func errString(err error) string {
 // read, a directory it can list, a path that does not exist.
 func TestIntruderInProcess(t *testing.T) {
 	RequireBPF(t)
-	e, err := creds.StartEmbedded(t.TempDir(), "h1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := embedded(t, t.TempDir())
 	dir := t.TempDir()
 	file := filepath.Join(dir, "f")
 	os.WriteFile(file, []byte("x"), 0o600)
@@ -242,4 +230,16 @@ func captureStdout(t *testing.T, fn func()) string {
 	os.Stdout = saved
 	w.Close()
 	return <-done
+}
+
+// embedded starts the authenticated embedded server of host h1 with its
+// state in dir.
+func embedded(t *testing.T, dir string) *creds.Embedded {
+	t.Helper()
+	e, err := creds.StartEmbedded(dir, "h1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
 }
