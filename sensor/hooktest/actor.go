@@ -63,6 +63,11 @@ func ActorMain() int {
 	return 0
 }
 
+// Do runs one actor action (the names ActorMain takes) in this process and
+// returns the syscall's error; other drivers of the same syscalls (the
+// chaos drills) use it so each action is written once.
+func Do(op string, args ...string) error { return act(op, args) }
+
 func act(op string, a []string) error {
 	arg := func(i int) string {
 		if i < len(a) {

@@ -1,0 +1,334 @@
+package drill
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftsensor/driftsensor/responder/actuator"
+	"github.com/driftsensor/driftsensor/responder/gate"
+	"github.com/driftsensor/driftsensor/sensor"
+	"github.com/driftsensor/driftsensor/sensor/agent"
+	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/sysfs"
+	"github.com/driftsensor/driftsensor/sensor/tracepoint"
+	"github.com/driftsensor/driftsensor/sensor/transport"
+	"github.com/driftsensor/driftsensor/tests/testbed"
+)
+
+// echoPort is where each host answers the responder's cordon probe.
+const echoPort = 7070
+
+// markerPath is the marker's file in a host's root: its finding, made
+// after the technique, proves every finding before it has arrived.
+const markerPath = "/etc/drill-marker"
+
+// hostPolicy protects the host's root and its audit log directory, with the
+// usual writable directories, exec from its /usr (and the actor binary), and
+// port 8080 allowed; binds are reported, not refused, so a listener is seen
+// listening.
+const hostPolicy = `version: 1
+protect: [%[1]s, %[1]s/var/log/audit]
+exceptions: [%[1]s/tmp, %[1]s/dev, %[1]s/run, %[1]s/var/tmp, %[1]s/var/log]
+exec:
+  image_paths: [%[1]s/usr]
+  image_files: [%[2]s]
+net:
+  allowed_ports: [8080]
+  deny_binds: false
+`
+
+// rootFiles are the files of every host's root, made by the drill (outside
+// the sealed scope) before the sensor starts; a trailing slash makes a
+// directory. Binaries are hooktest.TrueELF.
+var rootFiles = []string{
+	"etc/passwd", "etc/shadow", "etc/group", "etc/sudoers", "etc/crontab", "etc/hosts",
+	"etc/pam.d/common-auth", "etc/ssh/sshd_config", "etc/ssl/certs/ca-certificates.crt",
+	"etc/systemd/system/timers.target.wants/", "etc/cron.d/", "etc/sudoers.d/", "etc/profile.d/",
+	"etc/modules-load.d/", "root/.ssh/authorized_keys", "home/admin/.ssh/", "var/spool/cron/crontabs/",
+	"var/log/audit/audit.log", "var/log/app.log", "var/tmp/", "tmp/", "dev/shm/", "run/",
+	"usr/bin/sudo*", "usr/bin/sshd*", "usr/bin/find*", "usr/bin/python3*", "usr/bin/true*", "usr/sbin/",
+	"usr/local/share/ca-certificates/", "usr/lib/x86_64-linux-gnu/security/",
+}
+
+// makeRoot builds a host's root tree at dir.
+func makeRoot(dir string) error {
+	for _, f := range rootFiles {
+		p := filepath.Join(dir, strings.TrimRight(f, "/*"))
+		if strings.HasSuffix(f, "/") {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		data, mode := []byte("drill seed\n"), os.FileMode(0o644)
+		if strings.HasSuffix(f, "*") {
+			data, mode = hooktest.TrueELF(), 0o755
+		}
+		if err := os.WriteFile(p, data, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// found is a finding as the host's sensor wrote it out, and when.
+type found struct {
+	ev      event.Event
+	emitted int64 // CLOCK_MONOTONIC
+}
+
+// drillHost is one test host with its own root, its sealed in-process
+// sensor (tracepoint backend, scoped to the host's cgroup, the cordon gate
+// in its namespace) and a marker process waiting in its scope.
+type drillHost struct {
+	name    string
+	h       *testbed.Host
+	peer    *testbed.Host
+	root    string
+	actor   string // the binary re-executed as actor
+	backend string
+	gate    *gate.Gate
+	// cordonedAt is CLOCK_MONOTONIC when the sensor first closed the gate.
+	cordonedAt atomic.Int64
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	findings []found
+
+	marker *actorProc // waits to make the marker
+	stop   func()
+}
+
+// Write receives the sensor's findings, one JSON line per call, written
+// once the stream acknowledged them.
+func (d *drillHost) Write(p []byte) (int, error) {
+	now := monoNow()
+	var ev event.Event
+	if err := json.Unmarshal(p, &ev); err != nil {
+		return 0, fmt.Errorf("drill: finding of %s is not JSON: %w", d.name, err)
+	}
+	d.mu.Lock()
+	d.findings = append(d.findings, found{ev: ev, emitted: now})
+	d.mu.Unlock()
+	d.cond.Broadcast()
+	return len(p), nil
+}
+
+// waitFindings waits until done says yes to the host's drift findings
+// (file, exec, net) or until timeout; it returns them either way.
+func (d *drillHost) waitFindings(timeout time.Duration, done func([]found) bool) ([]found, bool) {
+	t := time.AfterFunc(timeout, d.cond.Broadcast)
+	defer t.Stop()
+	deadline := time.Now().Add(timeout)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		var drift []found
+		for _, f := range d.findings {
+			if f.ev.Kind != event.KindSensor {
+				drift = append(drift, f)
+			}
+		}
+		if done(drift) {
+			return drift, true
+		}
+		if !time.Now().Before(deadline) {
+			return drift, false
+		}
+		d.cond.Wait()
+	}
+}
+
+// newHost adds a host to bed and starts its sensor, sealed, publishing to url.
+func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase, actor, url string) (*drillHost, error) {
+	d := &drillHost{name: name, peer: peer, actor: actor, root: filepath.Join(rootBase, name)}
+	d.cond = sync.NewCond(&d.mu)
+	var err error
+	if err = guard(func() { d.h = bed.AddHost(name) }); err != nil {
+		return nil, err
+	}
+	// The echo server starts before the seal: its exec is not drift.
+	if _, err := d.h.StartEcho(echoPort); err != nil {
+		return nil, err
+	}
+	if err := makeRoot(d.root); err != nil {
+		return nil, fmt.Errorf("host root %s: %w", d.root, err)
+	}
+	pol, err := policy.Parse("drill-host.yaml", []byte(fmt.Sprintf(hostPolicy, d.root, actor)))
+	if err != nil {
+		return nil, err
+	}
+	pinDir := filepath.Join(gate.DefaultPinDir, "drill-"+bed.ID+"-"+name)
+	if d.gate, err = gate.Attach(d.h.NetnsPath, nil, gate.Options{PinDir: pinDir}); err != nil {
+		return nil, fmt.Errorf("gate of %s: %w", name, err)
+	}
+	var undo []func()
+	fail := func(err error) (*drillHost, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+	undo = append(undo, func() { d.gate.Close(); os.RemoveAll(pinDir) })
+	root, err := sysfs.CgroupRoot()
+	if err != nil {
+		return fail(err)
+	}
+	be, err := tracepoint.Load(backend.Options{Scope: []string{d.h.Cgroup}, CgroupRoot: root, CordonFlag: d.gate.Flag()})
+	if err != nil {
+		return fail(fmt.Errorf("sensor of %s: %w", name, err))
+	}
+	undo = append(undo, func() { be.Close() })
+	d.backend = be.Name()
+	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
+		return fail(err)
+	}
+	spDir, err := os.MkdirTemp("", "driftdrill-spool-")
+	if err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { os.RemoveAll(spDir) })
+	sp, _, err := spool.Open(spDir, spool.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { sp.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	undo = append(undo, cancel)
+	var ag *agent.Daemon
+	pub, err := transport.New(ctx, transport.Options{URL: url, OnCommand: func(c transport.Command) error { return ag.Command(c) }}, name, sp, zerolog.Nop())
+	if err != nil {
+		return fail(err)
+	}
+	cordon := func(on bool) error {
+		err := d.gate.SetCordon(on)
+		if on && err == nil {
+			d.cordonedAt.CompareAndSwap(0, monoNow())
+		}
+		return err
+	}
+	ready, done := make(chan struct{}), make(chan struct{})
+	ag = agent.New(agent.Config{Host: name, Policy: pol, Backend: be, Publisher: pub, Out: d, Seal: true, Cordon: cordon,
+		Heartbeat: time.Hour, Log: zerolog.Nop(), Ready: func() { close(ready) }})
+	go func() { ag.Run(ctx); close(done) }()
+	<-ready
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() {
+			d.marker.cmd.Process.Kill()
+			d.marker.wait()
+			cancel()
+			<-done
+			pub.Close()
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			os.RemoveAll(d.root)
+		})
+	}
+	lt.Cleanup(d.stop)
+	// The marker waits in the sealed scope; its exec is of the actor binary,
+	// an image file.
+	if d.marker, err = d.startActor(actorJob{Act: []string{"create", d.path(markerPath)}, Wait: true}, nil); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// path is p (absolute, as on a real host) inside the host's root.
+func (d *drillHost) path(p string) string { return filepath.Join(d.root, p) }
+
+// actorProc is a running actor.
+type actorProc struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser // its stdin, for a job that waits
+	clock *os.File       // the clock page
+}
+
+// startActor starts the actor binary with job in the host's network
+// namespace and a mount namespace of its own (mounts a technique makes never
+// reach the machine's); it joins the host's cgroup itself. Its descriptor 3
+// is the clock page, an unlinked file of the drill's.
+func (d *drillHost) startActor(job actorJob, out io.Writer) (*actorProc, error) {
+	job.Cgroup = d.h.Cgroup
+	raw, err := json.Marshal(job)
+	if err != nil {
+		return nil, err
+	}
+	clock, err := os.CreateTemp("", "driftdrill-clock-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(clock.Name())
+	if err := clock.Truncate(clockSize); err != nil {
+		clock.Close()
+		return nil, err
+	}
+	a := &actorProc{cmd: exec.Command(d.actor), clock: clock}
+	a.cmd.Env = append(os.Environ(), actorEnv+"="+string(raw))
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	a.cmd.ExtraFiles = []*os.File{clock}
+	a.cmd.Stdout, a.cmd.Stderr = out, out
+	if job.Wait {
+		if a.in, err = a.cmd.StdinPipe(); err != nil {
+			clock.Close()
+			return nil, err
+		}
+	}
+	if err := d.h.Do(a.cmd.Start); err != nil {
+		clock.Close()
+		return nil, fmt.Errorf("start the actor on %s: %w", d.name, err)
+	}
+	return a, nil
+}
+
+// wait waits for the actor's end and reads its clock page: t0 (0 if the
+// actor never reached its timed call) and the call's errno (-1 if it did
+// not return: an exec that worked, or the actor killed).
+func (a *actorProc) wait() (t0 int64, errno int, err error) {
+	defer a.clock.Close()
+	err = a.cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok && !ee.Exited() {
+		err = nil // killed by the destroy, once the technique was detected
+	}
+	var page [16]byte
+	if _, rerr := a.clock.ReadAt(page[:], 0); rerr != nil {
+		return 0, 0, errors.Join(err, rerr)
+	}
+	t0 = int64(binary.NativeEndian.Uint64(page[offT0:]))
+	errno = int(int64(binary.NativeEndian.Uint64(page[offErrno:]))) - 1
+	return t0, errno, err
+}
+
+// prober probes hosts' echo ports from their bed's peer host.
+type prober struct{ lookup func(host string) *drillHost }
+
+func (p prober) Probe(ctx context.Context, host string) error {
+	d := p.lookup(host)
+	if d == nil {
+		return fmt.Errorf("probe: unknown host %q", host)
+	}
+	tp := actuator.TCPProber{Addr: func(string) (string, error) { return d.h.AddrPort(echoPort).String(), nil }, Dial: d.peer.DialContext}
+	return tp.Probe(ctx, host)
+}

@@ -1,0 +1,81 @@
+package drill
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+)
+
+// lifetime lets the test bed, whose API takes a testing.TB, run outside a
+// test (driftctl drill): it keeps the cleanups the bed registers and turns
+// a Fatal into an error. Only the methods the bed calls are implemented;
+// the embedded nil TB makes any other call panic, which TestDrill would
+// show at once.
+type lifetime struct {
+	testing.TB
+	mu       sync.Mutex
+	cleanups []func()
+	errs     []error
+	dirs     []string
+}
+
+// fatal is what Fatal panics with; guard recovers it.
+type fatal struct{ err error }
+
+func (l *lifetime) Helper() {}
+
+func (l *lifetime) Cleanup(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cleanups = append(l.cleanups, f)
+}
+
+func (l *lifetime) Errorf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, fmt.Errorf(format, a...))
+}
+
+func (l *lifetime) Fatalf(format string, a ...any) { panic(fatal{fmt.Errorf(format, a...)}) }
+func (l *lifetime) Fatal(a ...any)                 { panic(fatal{errors.New(fmt.Sprint(a...))}) }
+
+func (l *lifetime) TempDir() string {
+	d, err := os.MkdirTemp("", "driftdrill-")
+	if err != nil {
+		l.Fatal(err)
+	}
+	l.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// end runs the cleanups, last registered first, and returns the errors
+// they reported.
+func (l *lifetime) end() error {
+	l.mu.Lock()
+	cs := l.cleanups
+	l.cleanups = nil
+	l.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.errs...)
+}
+
+// guard runs f and returns the error of a Fatal inside it.
+func guard(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatal)
+			if !ok {
+				panic(r)
+			}
+			err = fe.err
+		}
+	}()
+	f()
+	return nil
+}
