@@ -22,11 +22,16 @@ var commandDocs = map[string]struct{ desc, example string }{
 	"incidents": {"The responder's incidents from the audit stream: stages and their times, action, actuators, verification, errors.", "driftctl incidents --host web-1 --since 24h"},
 	"evidence": {"What the responder kept of INCIDENT before destroying (or after cordoning) its host: the incident's findings\n" +
 		"with their process ancestry, each file as the host's sensor read it (SHA-256, size, first 4 KiB), the host's recent findings.", "driftctl evidence inc-2sYgGbzQ0JpWAa1p9fG3Xq --out ./inc-2sYg"},
-	"drill": {"Drill a live host: sign a short-lived drill marker with the operator's nkey (--nats-nkey or --sign-nkey),\n" +
+	"drill": {"Without --host: run the technique catalog (driftctl drill --list) on sealed test-bed hosts made on this\n" +
+		"machine (root). Each run gets a fresh host with a root tree of its own and its own driftsensor (beside driftctl,\n" +
+		"or on $PATH); an actor plays the technique in the host's scope and the finding must be exactly the catalog's; a\n" +
+		"responder cordons (verified by a probe) and destroys the host. Prints each stage's time from the mutation and\n" +
+		"p50/p90/p99/max per stage; exit status 1 when a technique is missed or a control is not silent.\n" +
+		"With --host: drill a live host: sign a short-lived drill marker with the operator's nkey (--nats-nkey or --sign-nkey),\n" +
 		"have the responder confirm it trusts it (driftresponder --drill-key), ask the host's sensor to perform harmless\n" +
 		"techniques in its --drill-dir, and report every stage the responder went through, timed. record: decide and\n" +
 		"record only; cordon: cordon for real, keep evidence, release. A marker signed by another key, unsigned or\n" +
-		"expired makes the findings real incidents.", "driftctl --nats-nkey admin.nk drill --host web-1 --mode cordon"},
+		"expired makes the findings real incidents.", "driftctl drill --hosts 5 --techniques 'persistence,exec-*' --html drill.html; driftctl --nats-nkey admin.nk drill --host web-1 --mode cordon"},
 	"approve": {"Release an action the blast-radius limiter holds for INCIDENT. Audited.", "driftctl approve 2sYgGbzQ0JpWAa1p9fG3Xq --by alice"},
 }
 

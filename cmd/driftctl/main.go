@@ -32,9 +32,13 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/transport"
+	"github.com/driftsensor/driftsensor/tests/drill"
+	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
 func main() {
+	drill.ActorMainIfChild() // driftctl drill re-executes itself as the actor and echo server of its test hosts
+	testbed.ServeEchoIfChild()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -72,6 +76,9 @@ commands:
                                 the responder's incidents from the audit stream: stages and their times,
                                 action, actuators, when the cordon was verified, errors
   approve INCIDENT [--by WHO]   release an action the blast-radius limiter holds, audited
+  drill [--hosts N] [--techniques PATTERN] [--runs R] [--json] [--html FILE] [--list]
+                                chaos drill: attacker techniques on sealed test-bed hosts made here (root),
+                                each checked for its exact finding and timed to cordon and destroy
   drill --host H [--mode record|cordon] [--techniques file,exec]
                                 drill a live host behind a marker signed with your nkey; times every stage
   evidence INCIDENT [--out DIR] what the responder kept of an incident before acting: its findings with

@@ -112,17 +112,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.Stage, s.N, human(s.P50), human(s.P90), human(s.P99), human(s.Max))
 	}
 	fmt.Fprintln(tw)
-	pass, ctl := 0, 0
+	var det, tech, silent, ctl int
 	for _, x := range r.Results {
 		if x.Control {
 			ctl++
-		}
-		if x.Pass {
-			pass++
+			if x.Pass {
+				silent++
+			}
+		} else {
+			tech++
+			if x.Pass {
+				det++
+			}
 		}
 	}
-	fmt.Fprintf(tw, "%d of %d runs passed (%d techniques detected exactly, %d controls silent expected); %s, kernel %s, backend %s, %d hosts at a time, %.0fs\n",
-		pass, len(r.Results), len(r.Results)-ctl, ctl, r.Meta.Version, r.Meta.Kernel, r.Meta.Backend, r.Meta.Hosts, r.Meta.Took)
+	fmt.Fprintf(tw, "%d of %d technique runs detected exactly, %d of %d controls silent; %s, kernel %s, backend %s, %d hosts at a time, %.0fs\n",
+		det, tech, silent, ctl, r.Meta.Version, r.Meta.Kernel, r.Meta.Backend, r.Meta.Hosts, r.Meta.Took)
 	return tw.Flush()
 }
 

@@ -452,17 +452,19 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 		return res, fmt.Errorf("destroy of %s: %s", d.name, dest.Error)
 	}
 	if hit != nil {
-		res.StagesUS = w.r.stages(d, dest.Incident, t0, *hit)
+		res.StagesUS = w.r.stages(d, dest.Incident, t0, fs[0]) // the incident's first finding
 	}
 	return res, nil
 }
 
-// stages times one detected run from the mutation (t0, CLOCK_MONOTONIC).
-func (r *runner) stages(d *drillHost, incident string, t0 int64, hit found) map[string]float64 {
+// stages times one detected run from the mutation (t0, CLOCK_MONOTONIC);
+// first is the host's first finding, which opened the incident (sed -i's
+// temporary file comes before the rename the technique wants).
+func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) map[string]float64 {
 	us := func(ns int64) float64 { return float64(ns) / 1e3 }
 	w0 := time.Now().Add(time.Duration(t0 - monoNow()))
 	since := func(t time.Time) float64 { return us(t.Sub(w0).Nanoseconds()) }
-	s := map[string]float64{StageKernel: us(int64(hit.ev.KTimeNS) - t0), StageEmit: us(hit.emitted - t0)}
+	s := map[string]float64{StageKernel: us(int64(first.ev.KTimeNS) - t0), StageEmit: us(first.emitted - t0)}
 	if c := d.cordonedAt.Load(); c != 0 {
 		s[StageCordon] = us(c - t0)
 	}
