@@ -41,12 +41,13 @@ func (c *cli) drill(args []string) error {
 		return usagef("--hosts %d: want 1 to 50", *hosts)
 	case *runs < 1 || *runs > 1000:
 		return usagef("--runs %d: want 1 to 1000", *runs)
-	case os.Geteuid() != 0:
-		return usagef("drill makes network namespaces, cgroups and BPF programs: run it as root")
 	}
 	ts, err := drill.Select(drill.Catalog(), *pattern)
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	if os.Geteuid() != 0 {
+		return usagef("drill makes network namespaces, cgroups and BPF programs: run it as root")
 	}
 	var html *os.File
 	if *htmlFile != "" {
