@@ -147,6 +147,7 @@ var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(template.Fun
 type target struct {
 	Name, Goal string
 	Limit      time.Duration
+	Within     string // Limit, as the targets say it
 	Stage      string // the drill's stage that answers it
 	Got        float64
 	Ratio      string
@@ -172,6 +173,10 @@ func (r *Report) targets() []target {
 		{Name: "1-10-60", Goal: "contain", Limit: time.Hour, Stage: StageVerified},
 	}
 	for i := range ts {
+		ts[i].Within = fmt.Sprintf("%.0f s", ts[i].Limit.Seconds())
+		if ts[i].Limit >= time.Minute {
+			ts[i].Within = fmt.Sprintf("%.0f min", ts[i].Limit.Minutes())
+		}
 		v, ok := p99[ts[i].Stage]
 		if !ok {
 			ts[i].Ratio = "not measured"

@@ -21,6 +21,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
@@ -423,7 +424,7 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 		if want != nil && hit == nil && want.matches(f.ev, pid) {
 			hit = &fs[i]
 		}
-		seen = append(seen, describe(f.ev))
+		seen = append(seen, hooktest.Describe(&f.ev))
 	}
 	switch {
 	case t.Control && len(seen) == 0 && len(fs) > 0:
@@ -547,29 +548,6 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
-}
-
-// describe is a finding in a few words, for a miss's reason.
-func describe(ev event.Event) string {
-	s := string(ev.Kind) + "/" + ev.Action
-	switch {
-	case ev.File != nil:
-		s += " " + ev.File.Path
-		if ev.File.NewPath != "" {
-			s += " -> " + ev.File.NewPath
-		}
-		if ev.File.Target != "" {
-			s += " -> " + ev.File.Target
-		}
-	case ev.Exec != nil:
-		s += " " + ev.Exec.Path
-		if len(ev.Exec.Reasons) > 0 {
-			s += " [" + strings.Join(ev.Exec.Reasons, ",") + "]"
-		}
-	case ev.Net != nil:
-		s += fmt.Sprintf(" %s port %d", ev.Net.Family, ev.Net.Port)
-	}
-	return s
 }
 
 func kernel() string {
