@@ -2,6 +2,7 @@ package drill
 
 import (
 	"bytes"
+	"encoding/json"
 	"image"
 	"image/png"
 	"os"
@@ -116,4 +117,33 @@ func countColour(img image.Image, r, g, b uint8) int {
 		}
 	}
 	return n
+}
+
+// TestTableAndJSON: the terminal table has every run and the stage table
+// with p50/p90/p99/max; the JSON has the results and per-stage samples.
+func TestTableAndJSON(t *testing.T) {
+	r := sampleReport()
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"systemd-unit", "MISSED", "missed: got file/chmod /etc/pam.d", "control-read-shadow", "silent",
+		"STAGE (after the mutation)  N  P50", "destroy", "4 of 5 technique runs detected exactly, 1 of 1 controls silent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	var j bytes.Buffer
+	if err := r.WriteJSON(&j); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(j.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Results) != 6 || back.Failed() != 1 || len(back.Stages) != len(Stages) || back.Stages[0].N != 4 ||
+		back.Stages[0].P50 != 1800 || back.Stages[0].Max != 3600 {
+		t.Fatalf("JSON round trip: %+v", back.Stages[0])
+	}
 }
