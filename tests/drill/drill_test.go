@@ -98,7 +98,8 @@ func runDrill(t *testing.T, hosts int, patterns string) *Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), Config{Hosts: hosts, Runs: 1, Techniques: ts,
+	sensor := testenv.Build(t, "github.com/driftsensor/driftsensor/cmd/driftsensor")
+	rep, err := Run(context.Background(), Config{Hosts: hosts, Runs: 1, Techniques: ts, Sensor: sensor,
 		Progress: func(done, total int, r Result) { t.Log(ProgressLine(done, total, r)) }})
 	if rep != nil {
 		var b strings.Builder

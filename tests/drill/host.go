@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -12,24 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/gate"
-	"github.com/driftsensor/driftsensor/sensor"
-	"github.com/driftsensor/driftsensor/sensor/agent"
-	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
-	"github.com/driftsensor/driftsensor/sensor/policy"
-	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
-	"github.com/driftsensor/driftsensor/sensor/tracepoint"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
 
@@ -92,15 +83,15 @@ func makeRoot(dir string) error {
 	return nil
 }
 
-// found is a finding as the host's sensor wrote it out, and when.
+// found is a finding as the host's sensor wrote it out, and when the drill read it.
 type found struct {
 	ev      event.Event
 	emitted int64 // CLOCK_MONOTONIC
 }
 
-// drillHost is one test host with its own root, its sealed in-process
-// sensor (tracepoint backend, scoped to the host's cgroup, the cordon gate
-// in its namespace) and a marker process waiting in its scope.
+// drillHost is one test host with its own root, its own sealed sensor (a
+// driftsensor process scoped to the host's cgroup, its cordon gate in the
+// host's namespace) and a marker process waiting in its scope.
 type drillHost struct {
 	name    string
 	h       *testbed.Host
@@ -108,9 +99,6 @@ type drillHost struct {
 	root    string
 	actor   string // the binary re-executed as actor
 	backend string
-	gate    *gate.Gate
-	// cordonedAt is CLOCK_MONOTONIC when the sensor first closed the gate.
-	cordonedAt atomic.Int64
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -120,19 +108,25 @@ type drillHost struct {
 	stop   func()
 }
 
-// Write receives the sensor's findings, one JSON line per call, written
-// once the stream acknowledged them.
-func (d *drillHost) Write(p []byte) (int, error) {
-	now := monoNow()
-	var ev event.Event
-	if err := json.Unmarshal(p, &ev); err != nil {
-		return 0, fmt.Errorf("drill: finding of %s is not JSON: %w", d.name, err)
+// read takes the sensor's findings, JSON lines on its stdout, each written
+// once the stream acknowledged it; they are stamped as they are read.
+func (d *drillHost) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		now := monoNow()
+		var ev event.Event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue // not a finding: the judgement below names what is missing
+		}
+		d.mu.Lock()
+		d.findings = append(d.findings, found{ev: ev, emitted: now})
+		if d.backend == "" {
+			d.backend = ev.Backend
+		}
+		d.mu.Unlock()
+		d.cond.Broadcast()
 	}
-	d.mu.Lock()
-	d.findings = append(d.findings, found{ev: ev, emitted: now})
-	d.mu.Unlock()
-	d.cond.Broadcast()
-	return len(p), nil
 }
 
 // waitFindings waits until done says yes to the host's drift findings
@@ -160,12 +154,16 @@ func (d *drillHost) waitFindings(timeout time.Duration, done func([]found) bool)
 	}
 }
 
-// newHost adds a host to bed and starts its sensor, sealed, publishing to url.
-func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase, actor, url string) (*drillHost, error) {
+// sensorReady bounds a sensor's start: loading its programs takes a second
+// or two on a busy machine.
+const sensorReady = 60 * time.Second
+
+// newHost adds a host to bed and starts its sensor (the driftsensor binary
+// at sensorBin), sealed, publishing to url.
+func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase, actor, sensorBin, url string) (*drillHost, error) {
 	d := &drillHost{name: name, peer: peer, actor: actor, root: filepath.Join(rootBase, name)}
 	d.cond = sync.NewCond(&d.mu)
-	var err error
-	if err = guard(func() { d.h = bed.AddHost(name) }); err != nil {
+	if err := guard(func() { d.h = bed.AddHost(name) }); err != nil {
 		return nil, err
 	}
 	// The echo server starts before the seal: its exec is not drift.
@@ -175,85 +173,84 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 	if err := makeRoot(d.root); err != nil {
 		return nil, fmt.Errorf("host root %s: %w", d.root, err)
 	}
-	pol, err := policy.Parse("drill-host.yaml", []byte(fmt.Sprintf(hostPolicy, d.root, actor)))
-	if err != nil {
+	state := d.root + ".sensor"
+	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, err
 	}
-	pinDir := filepath.Join(gate.DefaultPinDir, "drill-"+bed.ID+"-"+name)
-	if d.gate, err = gate.Attach(d.h.NetnsPath, nil, gate.Options{PinDir: pinDir}); err != nil {
-		return nil, fmt.Errorf("gate of %s: %w", name, err)
-	}
-	var undo []func()
-	fail := func(err error) (*drillHost, error) {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
+	pol := filepath.Join(state, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(fmt.Sprintf(hostPolicy, d.root, actor)), 0o600); err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { d.gate.Close(); os.RemoveAll(pinDir) })
 	root, err := sysfs.CgroupRoot()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	be, err := tracepoint.Load(backend.Options{Scope: []string{d.h.Cgroup}, CgroupRoot: root, CordonFlag: d.gate.Flag()})
+	ready := filepath.Join(state, "ready")
+	var logBuf strings.Builder
+	cmd := exec.Command(sensorBin, "--host", name, "--policy", pol, "--scope-cgroup", strings.TrimPrefix(d.h.Cgroup, root),
+		"--seal", "--gate", "--gate-netns", d.h.NetnsPath, "--nats", url, "--state-dir", filepath.Join(state, "state"),
+		"--heartbeat", "5m", "--ready-file", ready) // the longest: the drill judges findings, not silence
+	cmd.Stderr = &syncWriter{w: &logBuf}
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fail(fmt.Errorf("sensor of %s: %w", name, err))
+		return nil, err
 	}
-	undo = append(undo, func() { be.Close() })
-	d.backend = be.Name()
-	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
-		return fail(err)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sensor of %s: %w", name, err)
 	}
-	spDir, err := os.MkdirTemp("", "driftdrill-spool-")
-	if err != nil {
-		return fail(err)
-	}
-	undo = append(undo, func() { os.RemoveAll(spDir) })
-	sp, _, err := spool.Open(spDir, spool.Options{})
-	if err != nil {
-		return fail(err)
-	}
-	undo = append(undo, func() { sp.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	undo = append(undo, cancel)
-	var ag *agent.Daemon
-	pub, err := transport.New(ctx, transport.Options{URL: url, OnCommand: func(c transport.Command) error { return ag.Command(c) }}, name, sp, zerolog.Nop())
-	if err != nil {
-		return fail(err)
-	}
-	cordon := func(on bool) error {
-		err := d.gate.SetCordon(on)
-		if on && err == nil {
-			d.cordonedAt.CompareAndSwap(0, monoNow())
-		}
-		return err
-	}
-	ready, done := make(chan struct{}), make(chan struct{})
-	ag = agent.New(agent.Config{Host: name, Policy: pol, Backend: be, Publisher: pub, Out: d, Seal: true, Cordon: cordon,
-		Heartbeat: time.Hour, Log: zerolog.Nop(), Ready: func() { close(ready) }})
-	go func() { ag.Run(ctx); close(done) }()
-	<-ready
+	exited := make(chan struct{})
+	go func() { d.read(stdout); cmd.Wait(); close(exited) }()
 	var once sync.Once
 	d.stop = func() {
 		once.Do(func() {
-			d.marker.cmd.Process.Kill()
-			d.marker.wait()
-			cancel()
-			<-done
-			pub.Close()
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
+			if d.marker != nil {
+				d.marker.cmd.Process.Kill()
+				d.marker.wait()
 			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+			os.RemoveAll(filepath.Join(gate.DefaultPinDir, name))
+			os.RemoveAll(state)
 			os.RemoveAll(d.root)
 		})
 	}
 	lt.Cleanup(d.stop)
+	for deadline := time.Now().Add(sensorReady); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("sensor of %s exited before it was ready: %s", name, logBuf.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("sensor of %s not ready within %s: %s", name, sensorReady, logBuf.String())
+		}
+	}
 	// The marker waits in the sealed scope; its exec is of the actor binary,
 	// an image file.
 	if d.marker, err = d.startActor(actorJob{Act: []string{"create", d.path(markerPath)}, Wait: true}, nil); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // path is p (absolute, as on a real host) inside the host's root.

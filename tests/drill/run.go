@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -35,6 +36,9 @@ type Config struct {
 	// ActorMainIfChild and testbed.ServeEchoIfChild first thing.
 	// os.Executable() if empty.
 	Actor string
+	// Sensor is the driftsensor binary each host runs; if empty, the one
+	// beside Actor, else the one on $PATH.
+	Sensor string
 	// Progress, when set, is told of each result as it comes.
 	Progress func(done, total int, r Result)
 }
@@ -52,7 +56,7 @@ const (
 	StageEmit     = "emit"     // the sensor wrote the finding out, once the stream acknowledged it
 	StageNATS     = "nats"     // the responder read it from the stream
 	StageDecision = "decision" // the responder decided
-	StageCordon   = "cordon"   // the host's gate closed (the sensor applied the responder's ctl cordon)
+	StageCordon   = "cordon"   // the responder's ctl cordon returned: the sensor closed the host's gate and said so
 	StageVerified = "verified" // the responder's first probe that no longer passed was sent
 	StageEvidence = "evidence" // evidence captured (when the responder records that stage)
 	StageDestroy  = "destroy"  // the destroy actuator returned: processes killed, namespace gone
@@ -135,6 +139,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("drill: actor binary: %w", err)
 	}
+	if cfg.Sensor == "" {
+		cfg.Sensor = filepath.Join(filepath.Dir(actor), "driftsensor")
+		if _, err := os.Stat(cfg.Sensor); err != nil {
+			if cfg.Sensor, err = exec.LookPath("driftsensor"); err != nil {
+				return nil, fmt.Errorf("drill: no driftsensor beside %s nor on $PATH (make build puts both in bin/)", actor)
+			}
+		}
+	}
 	rep := &Report{Meta: Meta{Version: version.String("driftsensor"), Started: time.Now(), Hosts: cfg.Hosts, Runs: cfg.Runs, Kernel: kernel()}}
 	rep.Meta.Machine, _ = os.Hostname()
 
@@ -150,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, url: url, rootBase: rootBase, actor: actor, hosts: map[string]*drillHost{}, audit: map[string][]decide.Record{}}
+	r := &runner{cfg: cfg, sensor: cfg.Sensor, url: url, rootBase: rootBase, actor: actor, hosts: map[string]*drillHost{}, audit: map[string][]decide.Record{}}
 	r.auditCond = sync.NewCond(&r.auditMu)
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -209,9 +221,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					errs = append(errs, fmt.Errorf("%s run %d: %w", j.t.ID, j.run, err))
 				} else {
 					rep.Results = append(rep.Results, res)
-					if rep.Meta.Backend == "" {
-						rep.Meta.Backend = r.backend
-					}
 				}
 				n := len(rep.Results)
 				mu.Unlock()
@@ -225,6 +234,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}()
 	}
 	wg.Wait()
+	rep.Meta.Backend = r.backend
 	rep.Meta.Took = time.Since(rep.Meta.Started).Seconds()
 	order := map[string]int{}
 	for i, t := range cfg.Techniques {
@@ -248,6 +258,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 type runner struct {
 	cfg      Config
+	sensor   string
 	url      string
 	rootBase string
 	actor    string
@@ -367,13 +378,12 @@ func (w *worker) freshHost() (*drillHost, error) {
 	r.n++
 	name := "h" + strconv.Itoa(r.n)
 	r.mu.Unlock()
-	d, err := newHost(w.lt, w.bed, w.peer, name, r.rootBase, r.actor, r.url)
+	d, err := newHost(w.lt, w.bed, w.peer, name, r.rootBase, r.actor, r.sensor, r.url)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	r.hosts[name] = d
-	r.backend = d.backend
 	r.mu.Unlock()
 	return d, nil
 }
@@ -466,9 +476,12 @@ func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) ma
 	w0 := time.Now().Add(time.Duration(t0 - monoNow()))
 	since := func(t time.Time) float64 { return us(t.Sub(w0).Nanoseconds()) }
 	s := map[string]float64{StageKernel: us(int64(first.ev.KTimeNS) - t0), StageEmit: us(first.emitted - t0)}
-	if c := d.cordonedAt.Load(); c != 0 {
-		s[StageCordon] = us(c - t0)
-	}
+	d.mu.Lock()
+	be := d.backend
+	d.mu.Unlock()
+	r.mu.Lock()
+	r.backend = be
+	r.mu.Unlock()
 	r.auditMu.Lock()
 	defer r.auditMu.Unlock()
 	for _, rec := range r.audit[d.name] {
@@ -483,6 +496,8 @@ func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) ma
 			if !rec.Stages.Decided.IsZero() {
 				s[StageDecision] = since(rec.Stages.Decided)
 			}
+		case rec.Stage == decide.StageAction && rec.Action == decide.ActCordon && rec.Actuator == "ctl" && rec.Error == "" && !rec.Stages.Acted.IsZero():
+			s[StageCordon] = since(rec.Stages.Acted)
 		case rec.Stage == decide.StageVerify && rec.Error == "" && !rec.Stages.Verified.IsZero():
 			s[StageVerified] = since(rec.Stages.Verified)
 		case rec.Stage == auditEvidence && rec.Error == "":
