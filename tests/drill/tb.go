@@ -18,7 +18,6 @@ type lifetime struct {
 	mu       sync.Mutex
 	cleanups []func()
 	errs     []error
-	dirs     []string
 }
 
 // fatal is what Fatal panics with; guard recovers it.
