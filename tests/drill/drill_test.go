@@ -5,7 +5,9 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/tests/testbed"
@@ -136,5 +138,31 @@ func TestDrillCatalog(t *testing.T) {
 				t.Errorf("%s: stage %s not recorded: %v", r.ID, s, r.StagesUS)
 			}
 		}
+	}
+}
+
+// TestWaitUntil: waitUntil returns true once a broadcast makes the
+// condition hold, and false at its timeout when nothing does.
+func TestWaitUntil(t *testing.T) {
+	var mu sync.Mutex
+	c := sync.NewCond(&mu)
+	n := 0
+	go func() {
+		mu.Lock()
+		n = 1
+		mu.Unlock()
+		c.Broadcast()
+	}()
+	mu.Lock()
+	ok := waitUntil(c, time.Minute, func() bool { return n == 1 })
+	mu.Unlock()
+	if !ok {
+		t.Fatal("waitUntil missed the broadcast")
+	}
+	mu.Lock()
+	ok = waitUntil(c, 10*time.Millisecond, func() bool { return n == 2 })
+	mu.Unlock()
+	if ok {
+		t.Fatal("waitUntil said yes to a condition that never held")
 	}
 }

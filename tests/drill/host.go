@@ -131,27 +131,35 @@ func (d *drillHost) read(r io.Reader) {
 
 // waitFindings waits until done says yes to the host's drift findings
 // (file, exec, net) or until timeout; it returns them either way.
-func (d *drillHost) waitFindings(timeout time.Duration, done func([]found) bool) ([]found, bool) {
-	t := time.AfterFunc(timeout, d.cond.Broadcast)
-	defer t.Stop()
-	deadline := time.Now().Add(timeout)
+func (d *drillHost) waitFindings(timeout time.Duration, done func([]found) bool) []found {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for {
-		var drift []found
+	var drift []found
+	waitUntil(d.cond, timeout, func() bool {
+		drift = drift[:0]
 		for _, f := range d.findings {
 			if f.ev.Kind != event.KindSensor {
 				drift = append(drift, f)
 			}
 		}
-		if done(drift) {
-			return drift, true
-		}
+		return done(drift)
+	})
+	return drift
+}
+
+// waitUntil waits on c, whose lock the caller holds, until ok says yes
+// (true) or timeout passes (false).
+func waitUntil(c *sync.Cond, timeout time.Duration, ok func() bool) bool {
+	t := time.AfterFunc(timeout, c.Broadcast)
+	defer t.Stop()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
 		if !time.Now().Before(deadline) {
-			return drift, false
+			return false
 		}
-		d.cond.Wait()
+		c.Wait()
 	}
+	return true
 }
 
 // sensorReady bounds a sensor's start: loading its programs takes a second
@@ -186,11 +194,11 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		return nil, err
 	}
 	ready := filepath.Join(state, "ready")
-	var logBuf strings.Builder
+	logBuf := &syncWriter{}
 	cmd := exec.Command(sensorBin, "--host", name, "--policy", pol, "--scope-cgroup", strings.TrimPrefix(d.h.Cgroup, root),
 		"--seal", "--gate", "--gate-netns", d.h.NetnsPath, "--nats", url, "--state-dir", filepath.Join(state, "state"),
 		"--heartbeat", "5m", "--ready-file", ready) // the longest: the drill judges findings, not silence
-	cmd.Stderr = &syncWriter{w: &logBuf}
+	cmd.Stderr = logBuf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -241,16 +249,23 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 	return d, nil
 }
 
-// syncWriter serialises writes to w.
+// syncWriter is a buffer the sensor writes its log to while the drill may
+// read it.
 type syncWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  strings.Builder
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Write(p)
+	return s.b.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // path is p (absolute, as on a real host) inside the host's root.

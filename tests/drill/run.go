@@ -286,22 +286,19 @@ func (r *runner) onAudit(m *nats.Msg) {
 
 // waitAudit waits for a record of host that ok accepts.
 func (r *runner) waitAudit(host string, timeout time.Duration, ok func(decide.Record) bool) (decide.Record, bool) {
-	t := time.AfterFunc(timeout, r.auditCond.Broadcast)
-	defer t.Stop()
-	deadline := time.Now().Add(timeout)
 	r.auditMu.Lock()
 	defer r.auditMu.Unlock()
-	for {
+	var got decide.Record
+	found := waitUntil(r.auditCond, timeout, func() bool {
 		for _, rec := range r.audit[host] {
 			if ok(rec) {
-				return rec, true
+				got = rec
+				return true
 			}
 		}
-		if !time.Now().Before(deadline) {
-			return decide.Record{}, false
-		}
-		r.auditCond.Wait()
-	}
+		return false
+	})
+	return got, found
 }
 
 func (r *runner) lookup(host string) *drillHost {
@@ -417,7 +414,7 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 	marker := d.path(markerPath)
 	isMarker := func(f found) bool { return f.ev.File != nil && f.ev.File.Path == marker }
 	want := d.rootedWant(t.Want)
-	fs, _ := d.waitFindings(findingWait, func(fs []found) bool {
+	fs := d.waitFindings(findingWait, func(fs []found) bool {
 		for _, f := range fs {
 			if isMarker(f) || (t.Control && len(fs) > 0) || (want != nil && want.matches(f.ev, pid)) {
 				return true
