@@ -15,7 +15,7 @@ import (
 
 // drill --host H runs a drill on one live host, behind a marker signed with
 // the operator's own nkey (the one driftctl connects with). Test-bed drills
-// (--hosts N) live beside it when built in.
+// (--hosts N) are drill.go's; drill dispatches here on --host.
 func (c *cli) drillLive(args []string) error {
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	var o livedrill.Options
@@ -27,7 +27,6 @@ func (c *cli) drillLive(args []string) error {
 	fs.DurationVar(&o.Wait, "wait", 30*time.Second, "how long to wait for the responder's stages once the techniques ran")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	signWith := fs.String("sign-nkey", "", "the operator's nkey seed that signs the marker (default: the --nats-nkey or --nats-creds driftctl connects with)")
-	hosts := fs.Int("hosts", 0, "test-bed drills: not in this build")
 	rest, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -35,8 +34,6 @@ func (c *cli) drillLive(args []string) error {
 	switch {
 	case len(rest) > 0:
 		return usagef("unexpected argument %q", rest[0])
-	case *hosts != 0:
-		return usagef("--hosts: test-bed drills are not in this build; drill a live host with --host H")
 	case o.Host == "":
 		return usagef("--host is required")
 	case event.ValidHost(o.Host) != nil:

@@ -142,7 +142,7 @@ func init() {
 		"approve":   {(*cli).approve, "approve INCIDENT [--by WHO]"},
 		"export":    {(*cli).export, exportHelp},
 		"evidence":  {(*cli).evidence, "evidence INCIDENT [--out DIR]"},
-		"drill":     {(*cli).drillLive, "drill --host H [--mode record|cordon] [--techniques file,exec] [--ttl 2m] [--wait 30s] [--sign-nkey SEED] [--json]"},
+		"drill":     {(*cli).drill, "drill [--hosts N] [--techniques PATTERN] [--runs R] [--json] [--html FILE] [--list] | drill --host H [--mode record|cordon] [--techniques file,exec] [--ttl 2m] [--wait 30s] [--sign-nkey SEED] [--json]"},
 		"testbed":   {(*cli).testbed, testbedHelp},
 	}
 }
