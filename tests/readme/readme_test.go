@@ -50,7 +50,8 @@ var plan = map[string]entry{
 	"make demo":                      {run: makeDemo},
 	"DRIFT_REQUIRE_BPF=1 make check": {skip: "is CI itself: .ci/run runs exactly this, and this test is part of it (it would recurse)"},
 	"make build":                     {run: makeBuild},
-	"bin/driftsensor --seal":         {run: sensorSeal},
+	"bin/driftctl drill --hosts 5 --html drill.html": {skip: "the whole catalog on 5 test-bed hosts is make e2e (tests/drill TestDrillCatalog, the same code with the sensor binary built by the test), part of make check"},
+	"bin/driftsensor --seal":                         {run: sensorSeal},
 	"bin/driftsensor --scope-cgroup /my/service --seal --gate --mgmt-allow 10.0.0.5:4222 --nats nats://nats.fleet:4222 --nats-nkey host.nk": {
 		skip: "--gate attaches to every interface of the namespace it runs in (here: the machine's own) and nats.fleet, host.nk name a fleet; tests/e2e runs these flags on test-bed hosts (--gate --gate-netns, --mgmt-allow) and tests/fleet with --nats-nkey"},
 	"FLEET=/etc/driftsensor/fleet NATS=nats://127.0.0.1:4222":                                                                                         {skip: fleetSkip},
