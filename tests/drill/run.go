@@ -65,8 +65,6 @@ const (
 // Stages lists the stage names in order.
 var Stages = []string{StageKernel, StageEmit, StageNATS, StageDecision, StageCordon, StageVerified, StageEvidence, StageDestroy}
 
-// auditEvidence is the audit stage of evidence capture, when the responder has it.
-const auditEvidence = "evidence"
 
 // Result is one run of one technique.
 type Result struct {
@@ -497,12 +495,8 @@ func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) ma
 			s[StageCordon] = since(rec.Stages.Acted)
 		case rec.Stage == decide.StageVerify && rec.Error == "" && !rec.Stages.Verified.IsZero():
 			s[StageVerified] = since(rec.Stages.Verified)
-		case rec.Stage == auditEvidence && rec.Error == "":
-			at := rec.Stages.Acted
-			if at.IsZero() {
-				at = rec.Time
-			}
-			s[StageEvidence] = since(at)
+		case rec.Stage == decide.StageEvidence && rec.Error == "" && !rec.Stages.Evidence.IsZero():
+			s[StageEvidence] = since(rec.Stages.Evidence)
 		case rec.Stage == decide.StageAction && rec.Action == decide.ActDestroy && !rec.Stages.Acted.IsZero():
 			s[StageDestroy] = since(rec.Stages.Acted)
 		}
