@@ -133,7 +133,7 @@ func TestDrillCatalog(t *testing.T) {
 		if r.Control || !r.Pass {
 			continue
 		}
-		for _, s := range []string{StageKernel, StageEmit, StageNATS, StageDecision, StageCordon, StageVerified, StageDestroy} {
+		for _, s := range []string{StageKernel, StageEmit, StageNATS, StageDecision, StageCordon, StageVerified, StageEvidence, StageDestroy} {
 			if _, ok := r.StagesUS[s]; !ok {
 				t.Errorf("%s: stage %s not recorded: %v", r.ID, s, r.StagesUS)
 			}

@@ -324,7 +324,7 @@ func (r *runner) startResponder(lt *lifetime) error {
 		}
 		return d.h.Cgroup, d.h.Netns, nil
 	}}
-	resp, err := decide.New(nc, decide.Config{Replica: "drill", Policy: pol, CtlCordon: true, Destroyers: []actuator.Destroyer{kill},
+	resp, err := decide.New(nc, decide.Config{Replica: "drill", Policy: pol, CtlCordon: true, Evidence: true, Destroyers: []actuator.Destroyer{kill},
 		Prober: prober{r.lookup}, ProbeInterval: 5 * time.Millisecond, Log: zerolog.Nop()})
 	if err != nil {
 		return err
