@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftsensor/driftsensor/internal/metrics"
+	"github.com/driftsensor/driftsensor/internal/outputs"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
@@ -105,6 +106,13 @@ func TestScrapesAndReferences(t *testing.T) {
 	defer r.Close()
 	responder := metrics.NewRegistry("driftresponder")
 	responder.MustRegister(r.Collectors()...)
+	// An -alert-to output, as cmd/driftresponder registers it (never sent to).
+	alertOut, err := outputs.Open("syslog+udp://127.0.0.1:9", outputs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alertOut.Close(ctx)
+	responder.MustRegister(outputs.Collectors("driftresponder_alert_output_records_total", []*outputs.Output{alertOut})...)
 
 	sensor := metrics.NewRegistry("driftsensor")
 	sensor.MustRegister(publish.NewCollector(func() publish.Metrics {
