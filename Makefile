@@ -102,9 +102,13 @@ packages: dist-bin ## .deb packages in dist/ (nfpm): driftsensor and driftsensor
 		done; \
 	done
 
-image: dist-bin ## OCI image archive of driftresponder and driftctl (deploy/docker/Dockerfile; amd64+arm64), no container engine needed, checked once written
+image: dist-bin ## OCI image archive of driftresponder and driftctl (deploy/docker/Dockerfile; amd64+arm64), checked once written; loaded into docker or podman when present
 	$(GO) run ./deploy/image --dist $(DIST) --arch $(subst $(space),$(comma),$(ARCHES)) --tag $(IMAGE) --out $(DIST)/$(IMAGE_TAR)
 	$(GO) run ./deploy/image --verify $(DIST)/$(IMAGE_TAR) --arch $(subst $(space),$(comma),$(ARCHES)) --tag $(IMAGE)
+	@engine=$$(command -v docker || command -v podman || true); \
+	if [ -n "$$engine" ]; then \
+		echo "image: loading $(DIST)/$(IMAGE_TAR) into $$engine"; $$engine load -i $(DIST)/$(IMAGE_TAR) || exit 1; \
+	else echo "image: no docker or podman here: the archive is not loaded"; fi
 
 pkgtest: ## install the packages on this machine, run the installed sensor on a test scope, purge (root; part of make test)
 	$(GO) test -count=1 -v ./tests/pkg/

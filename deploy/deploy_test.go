@@ -69,11 +69,18 @@ func promtool(t *testing.T) string {
 	return p
 }
 
-// TestAlertRules: promtool accepts the rules.
+// TestAlertRules: promtool accepts the rules, and its unit tests of them
+// (prometheus/alerts_test.yaml: the alert outputs' rules) pass.
 func TestAlertRules(t *testing.T) {
-	out, err := exec.Command(promtool(t), "check", "rules", "prometheus/alerts.yaml").CombinedOutput()
+	tool := promtool(t)
+	out, err := exec.Command(tool, "check", "rules", "prometheus/alerts.yaml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	test := exec.Command(tool, "test", "rules", "alerts_test.yaml")
+	test.Dir = "prometheus"
+	if out, err := test.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 }
 
