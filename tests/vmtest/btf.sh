@@ -5,7 +5,7 @@
 # its image: found by its header (magic 0xeb9f, version 1, flags 0, 24-byte
 # header, types first), cut at the header's type and string lengths, and
 # checked by bpftool parsing it whole. `make vmlinux-arm64` writes
-# headers/arm64/vmlinux.h with it; tests/vmtest/arm64.sh boots the same kernel.
+# headers/arm64/vmlinux.h with it; make vmtest-arm64 boots the same kernel.
 set -eu
 img=${1:?usage: btf.sh IMAGE}
 fail() {

@@ -20,9 +20,9 @@
 #   VMTEST_MIRROR   Debian archive URI (default: the machine's, else http://deb.debian.org/debian)
 #   VMTEST_REFRESH  1: update the suite's package lists and fetch its current kernel
 #   VMTEST_ARCH     Debian architecture of the kernel (default amd64; arm64 for
-#                   tests/vmtest/arm64.sh: only the private configuration names it,
-#                   and busybox-static of that architecture is unpacked beside the
-#                   kernel as bin/busybox, for the VM's initramfs)
+#                   make vmtest-arm64 and make vmlinux-arm64): only the private
+#                   configuration names it; for arm64, busybox-static of arm64 is
+#                   unpacked beside the kernel (busybox), for the VM's initramfs
 set -eu
 
 suite=${1:?usage: kernel.sh SUITE}
