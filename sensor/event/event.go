@@ -2,7 +2,11 @@
 // the sensor emits it, the transport carries it, the responder and driftctl read it.
 package event
 
-import "time"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // Schema names the version of the event format; consumers refuse other values.
 const Schema = "driftsensor.event/v1"
@@ -20,18 +24,22 @@ const (
 
 // Event is one finding, as published and as printed.
 type Event struct {
-	Schema  string    `json:"schema"`
-	ID      string    `json:"id"`   // unique; consumers deduplicate on it
-	Host    string    `json:"host"` // the host that saw it
-	Seq     uint64    `json:"seq"`  // per-host sequence number; a gap means loss
-	KTimeNS uint64    `json:"ktime_ns"`
-	Time    time.Time `json:"time"`
-	Kind    Kind      `json:"kind"`
-	Action  string    `json:"action"` // what happened, e.g. "unlink", "exec_tainted", "listen"
-	Backend string    `json:"backend"`
-	Rule    string    `json:"rule,omitempty"` // the policy rule that matched
-	Denied  bool      `json:"denied,omitempty"`
-	Reflex  []string  `json:"reflex,omitempty"` // what the kernel did at detection: cordoned, killed
+	Schema  string `json:"schema"`
+	ID      string `json:"id"`   // unique; consumers deduplicate on it
+	Host    string `json:"host"` // the host that saw it
+	Seq     uint64 `json:"seq"`  // per-host sequence number; a gap means loss
+	KTimeNS uint64 `json:"ktime_ns"`
+	// EmitKTimeNS is when the sensor handed the finding to its publisher, on
+	// the clock of KTimeNS (KTimeNow): EmitKTimeNS-KTimeNS is the sensor's
+	// own share of the latency, whatever the transport does after.
+	EmitKTimeNS uint64    `json:"emit_ktime_ns,omitempty"`
+	Time        time.Time `json:"time"`
+	Kind        Kind      `json:"kind"`
+	Action      string    `json:"action"` // what happened, e.g. "unlink", "exec_tainted", "listen"
+	Backend     string    `json:"backend"`
+	Rule        string    `json:"rule,omitempty"` // the policy rule that matched
+	Denied      bool      `json:"denied,omitempty"`
+	Reflex      []string  `json:"reflex,omitempty"` // what the kernel did at detection: cordoned, killed
 
 	File    *File    `json:"file,omitempty"`
 	Exec    *Exec    `json:"exec,omitempty"`
@@ -153,4 +161,12 @@ type Ancestor struct {
 	PID  uint32 `json:"pid"`
 	Comm string `json:"comm,omitempty"`
 	Exe  string `json:"exe,omitempty"`
+}
+
+// KTimeNow reads CLOCK_MONOTONIC, the clock of the kernel's record times
+// (bpf_ktime_get_ns), in nanoseconds.
+func KTimeNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
+	return uint64(ts.Nano())
 }

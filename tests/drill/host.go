@@ -83,12 +83,6 @@ func makeRoot(dir string) error {
 	return nil
 }
 
-// found is a finding as the host's sensor wrote it out, and when the drill read it.
-type found struct {
-	ev      event.Event
-	emitted int64 // CLOCK_MONOTONIC
-}
-
 // drillHost is one test host with its own root, its own sealed sensor (a
 // driftsensor process scoped to the host's cgroup, its cordon gate in the
 // host's namespace) and a marker process waiting in its scope.
@@ -102,25 +96,24 @@ type drillHost struct {
 
 	mu       sync.Mutex
 	cond     *sync.Cond
-	findings []found
+	findings []event.Event
 
 	marker *actorProc // waits to make the marker
 	stop   func()
 }
 
 // read takes the sensor's findings, JSON lines on its stdout, each written
-// once the stream acknowledged it; they are stamped as they are read.
+// once the stream acknowledged it.
 func (d *drillHost) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		now := monoNow()
 		var ev event.Event
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue // not a finding: the judgement below names what is missing
 		}
 		d.mu.Lock()
-		d.findings = append(d.findings, found{ev: ev, emitted: now})
+		d.findings = append(d.findings, ev)
 		if d.backend == "" {
 			d.backend = ev.Backend
 		}
@@ -131,14 +124,14 @@ func (d *drillHost) read(r io.Reader) {
 
 // waitFindings waits until done says yes to the host's drift findings
 // (file, exec, net) or until timeout; it returns them either way.
-func (d *drillHost) waitFindings(timeout time.Duration, done func([]found) bool) []found {
+func (d *drillHost) waitFindings(timeout time.Duration, done func([]event.Event) bool) []event.Event {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var drift []found
+	var drift []event.Event
 	waitUntil(d.cond, timeout, func() bool {
 		drift = drift[:0]
 		for _, f := range d.findings {
-			if f.ev.Kind != event.KindSensor {
+			if f.Kind != event.KindSensor {
 				drift = append(drift, f)
 			}
 		}
