@@ -161,6 +161,11 @@ type Responder struct {
 	markers   map[string]event.DrillMarker // under mu: host -> verified marker
 	drillIncs map[string]*Incident         // under mu: drill incidents by id
 
+	// Under mu, by host: the bucket revision of the last marker entry
+	// applied, and the last drill id read from the bucket in vain.
+	markerRev  map[string]uint64
+	markerMiss map[string]string
+
 	mu    sync.Mutex
 	hosts map[string]*hostState
 	seen  *idSet
@@ -230,7 +235,7 @@ func New(nc *nats.Conn, cfg Config) (*Responder, error) {
 	r := &Responder{
 		cfg: cfg, log: cfg.Log.With().Str("replica", cfg.Replica).Logger(), nc: nc, js: js,
 		hosts: map[string]*hostState{}, seen: newIDSet(1 << 16),
-		markers: map[string]event.DrillMarker{}, drillIncs: map[string]*Incident{},
+		markers: map[string]event.DrillMarker{}, markerRev: map[string]uint64{}, markerMiss: map[string]string{}, drillIncs: map[string]*Incident{},
 	}
 	r.trackConn()
 	return r, nil
