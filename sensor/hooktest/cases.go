@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -39,7 +40,7 @@ func touch(t testing.TB, p string) {
 
 func writeELF(t testing.TB, p string) {
 	t.Helper()
-	if err := os.WriteFile(p, TrueELF(), 0o755); err != nil {
+	if err := os.WriteFile(p, act.TrueELF(), 0o755); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 )
 
 // actorEnv carries an actorJob to a binary re-executed as the actor inside
@@ -46,7 +46,7 @@ type actorJob struct {
 	Cgroup string `json:"cgroup"`
 }
 
-// Operations the drill adds to the hook tests' actor (hooktest.Do), which
+// Operations the drill adds to the hook tests' actor (act.Do), which
 // runs every other name.
 var ownOps = []string{"append", "sed-i", "setuid", "setcap", "bind-udp", "listen6"}
 
@@ -156,7 +156,7 @@ func do(op string, a []string) error {
 	case "listen6":
 		return bindOn(unix.AF_INET6, unix.SOCK_STREAM, &unix.SockaddrInet6{Port: atoi(arg(0))}, true)
 	}
-	return hooktest.Do(op, a...)
+	return act.Do(op, a...)
 }
 
 // bindOn binds a new socket (and listens on it); the socket stays open until

@@ -19,7 +19,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/gate"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
@@ -48,7 +48,7 @@ net:
 
 // rootFiles are the files of every host's root, made by the drill (outside
 // the sealed scope) before the sensor starts; a trailing slash makes a
-// directory. Binaries are hooktest.TrueELF.
+// directory. Binaries are act.TrueELF.
 var rootFiles = []string{
 	"etc/passwd", "etc/shadow", "etc/group", "etc/sudoers", "etc/crontab", "etc/hosts",
 	"etc/pam.d/common-auth", "etc/ssh/sshd_config", "etc/ssl/certs/ca-certificates.crt",
@@ -74,7 +74,7 @@ func makeRoot(dir string) error {
 		}
 		data, mode := []byte("drill seed\n"), os.FileMode(0o644)
 		if strings.HasSuffix(f, "*") {
-			data, mode = hooktest.TrueELF(), 0o755
+			data, mode = act.TrueELF(), 0o755
 		}
 		if err := os.WriteFile(p, data, mode); err != nil {
 			return err

@@ -23,7 +23,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
@@ -150,7 +150,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	top := &lifetime{}
 	defer top.end()
-	store := top.TempDir()
+	store, err := top.tempDir()
+	if err != nil {
+		return nil, err
+	}
 	srv, url, err := transport.StartEmbedded(filepath.Join(store, "nats"))
 	if err != nil {
 		return nil, err
@@ -429,7 +432,7 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 		if want != nil && hit == nil && want.matches(f, pid) {
 			hit = &fs[i]
 		}
-		seen = append(seen, hooktest.Describe(&f))
+		seen = append(seen, act.Describe(&f))
 	}
 	switch {
 	case t.Control && len(seen) == 0 && len(fs) > 0:

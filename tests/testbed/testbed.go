@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -38,11 +37,11 @@ const HostIf = "eth0"
 
 // Bed is one fleet: a bridge, and hosts hanging off it.
 type Bed struct {
-	t      testing.TB // nil for a bed made by Create: Close removes it
-	ID     string     // random hex (tests) or the bed's name (Create), part of every name the bed creates
-	Prefix string     // every bridge, link, namespace and cgroup of the bed starts with it (Down)
-	Bridge string     // bridge name in the root namespace
-	Cgroup string     // cgroup v2 directory holding every host's subtree
+	t      TB     // nil for a bed made by Create: Close removes it
+	ID     string // random hex (tests) or the bed's name (Create), part of every name the bed creates
+	Prefix string // every bridge, link, namespace and cgroup of the bed starts with it (Down)
+	Bridge string // bridge name in the root namespace
+	Cgroup string // cgroup v2 directory holding every host's subtree
 
 	mu       sync.Mutex
 	next     int                 // last host octet handed out
@@ -71,13 +70,23 @@ const (
 	CLIPrefix  = "dtc"
 )
 
+// TB is what a bed made by New needs of its test; testing.TB has it. The
+// bed does not import testing, so that driftctl, which runs drills on beds
+// of its own outside any test, does not link it.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // New creates an empty bed with its bridge and parent cgroup; t.Cleanup
 // removes both, after every host.
-func New(t testing.TB) *Bed {
+func New(t TB) *Bed {
 	t.Helper()
 	var raw [3]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		t.Fatal(err)
+		t.Fatalf("testbed: %v", err)
 	}
 	id := hex.EncodeToString(raw[:])
 	b := &Bed{t: t, ID: id, Prefix: TestPrefix + id, hosts: map[string]*Host{}}
