@@ -187,11 +187,16 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		return nil, err
 	}
 	ready := filepath.Join(state, "ready")
-	logBuf := &syncWriter{}
+	logFile, err := os.Create(filepath.Join(state, "sensor.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the sensor holds its own descriptor
+	log := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
 	cmd := exec.Command(sensorBin, "--host", name, "--policy", pol, "--scope-cgroup", strings.TrimPrefix(d.h.Cgroup, root),
 		"--seal", "--gate", "--gate-netns", d.h.NetnsPath, "--nats", url, "--state-dir", filepath.Join(state, "state"),
 		"--heartbeat", "5m", "--ready-file", ready) // the longest: the drill judges findings, not silence
-	cmd.Stderr = logBuf
+	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -227,11 +232,11 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		}
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("sensor of %s exited before it was ready: %s", name, logBuf.String())
+			return nil, fmt.Errorf("sensor of %s exited before it was ready: %s", name, log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("sensor of %s not ready within %s: %s", name, sensorReady, logBuf.String())
+			return nil, fmt.Errorf("sensor of %s not ready within %s: %s", name, sensorReady, log())
 		}
 	}
 	// The marker waits in the sealed scope; its exec is of the actor binary,
@@ -240,25 +245,6 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		return nil, err
 	}
 	return d, nil
-}
-
-// syncWriter is a buffer the sensor writes its log to while the drill may
-// read it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // path is p (absolute, as on a real host) inside the host's root.

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -164,7 +163,7 @@ func (b *Bed) create() error {
 		return fmt.Errorf("create cgroup %s: %w", b.Cgroup, err)
 	}
 	b.onCleanup(func() error {
-		if err := removeCgroup(b.Cgroup); err != nil {
+		if err := sysfs.RemoveCgroup(b.Cgroup); err != nil {
 			return fmt.Errorf("remove cgroup %s: %w", b.Cgroup, err)
 		}
 		return nil
@@ -275,7 +274,7 @@ func (b *Bed) Add(name string) (*Host, error) {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
 	b.onCleanup(func() error {
-		if err := removeCgroup(h.Cgroup); err != nil {
+		if err := sysfs.RemoveCgroup(h.Cgroup); err != nil {
 			return fmt.Errorf("remove cgroup of %s: %w", name, err)
 		}
 		return nil
@@ -478,29 +477,6 @@ func DestroyHost(cgroupDir, netnsName string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// removeCgroup kills what is left in dir, removes child cgroups, then dir.
-func removeCgroup(dir string) error {
-	if _, err := os.Stat(dir); os.IsNotExist(err) {
-		return nil
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return nil
-		}
-	}
-	return err
 }
 
 // Listen opens a listener inside the host's namespace.
