@@ -24,28 +24,29 @@ const (
 
 // Event is one finding, as published and as printed.
 type Event struct {
-	Schema  string `json:"schema"`
-	ID      string `json:"id"`   // unique; consumers deduplicate on it
-	Host    string `json:"host"` // the host that saw it
-	Seq     uint64 `json:"seq"`  // per-host sequence number; a gap means loss
-	KTimeNS uint64 `json:"ktime_ns"`
-	// EmitKTimeNS is when the sensor handed the finding to its publisher, on
-	// the clock of KTimeNS (KTimeNow): EmitKTimeNS-KTimeNS is the sensor's
-	// own share of the latency, whatever the transport does after.
-	EmitKTimeNS uint64    `json:"emit_ktime_ns,omitempty"`
-	Time        time.Time `json:"time"`
-	Kind        Kind      `json:"kind"`
-	Action      string    `json:"action"` // what happened, e.g. "unlink", "exec_tainted", "listen"
-	Backend     string    `json:"backend"`
-	Rule        string    `json:"rule,omitempty"` // the policy rule that matched
-	Denied      bool      `json:"denied,omitempty"`
-	Reflex      []string  `json:"reflex,omitempty"` // what the kernel did at detection: cordoned, killed
+	Schema  string    `json:"schema"`
+	ID      string    `json:"id"`   // unique; consumers deduplicate on it
+	Host    string    `json:"host"` // the host that saw it
+	Seq     uint64    `json:"seq"`  // per-host sequence number; a gap means loss
+	KTimeNS uint64    `json:"ktime_ns"`
+	Time    time.Time `json:"time"`
+	Kind    Kind      `json:"kind"`
+	Action  string    `json:"action"` // what happened, e.g. "unlink", "exec_tainted", "listen"
+	Backend string    `json:"backend"`
+	Rule    string    `json:"rule,omitempty"` // the policy rule that matched
+	Denied  bool      `json:"denied,omitempty"`
+	Reflex  []string  `json:"reflex,omitempty"` // what the kernel did at detection: cordoned, killed
 
 	File    *File    `json:"file,omitempty"`
 	Exec    *Exec    `json:"exec,omitempty"`
 	Net     *Net     `json:"net,omitempty"`
 	Health  *Health  `json:"health,omitempty"`
 	Process *Process `json:"process,omitempty"`
+
+	// EmitKTimeNS is when the sensor handed the finding to its publisher, on
+	// the clock of KTimeNS (KTimeNow): EmitKTimeNS-KTimeNS is the sensor's
+	// own share of the latency, whatever the transport does after.
+	EmitKTimeNS uint64 `json:"emit_ktime_ns,omitempty"`
 }
 
 // File describes the object of a file mutation.
