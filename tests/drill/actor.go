@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 )
 
@@ -100,7 +101,7 @@ func actorMain(raw string) int {
 	}
 	op, args := job.Act[0], job.Act[1:]
 	t0 := (*int64)(unsafe.Pointer(&page[offT0]))
-	atomic.StoreInt64(t0, monoNow())
+	atomic.StoreInt64(t0, int64(event.KTimeNow()))
 	err = do(op, args)
 	var en syscall.Errno
 	if err != nil && !errors.As(err, &en) {
@@ -178,11 +179,4 @@ func atoi(s string) int {
 		panic(fmt.Sprintf("drill actor: %q is not a number", s))
 	}
 	return n
-}
-
-// monoNow reads CLOCK_MONOTONIC, the clock of the kernel's record times.
-func monoNow() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }

@@ -516,9 +516,9 @@ func monoEpoch() time.Time {
 	var epoch time.Time
 	best := int64(math.MaxInt64)
 	for range 8 {
-		a := monoNow()
+		a := int64(event.KTimeNow())
 		w := time.Now().Round(0) // wall clock only: audit times carry no monotonic reading
-		b := monoNow()
+		b := int64(event.KTimeNow())
 		if b-a < best {
 			best, epoch = b-a, w.Add(-time.Duration(a+(b-a)/2))
 		}
