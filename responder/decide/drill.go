@@ -266,7 +266,12 @@ func (r *Responder) decideDrill(hs *hostState, host string, d decision) bool {
 		}
 		cancel()
 	}
-	r.cordon(inc, st)
+	if !r.cordon(inc, st) {
+		// Another replica carries out this drill's cordon: its evidence
+		// and its release are that replica's too (a release here would
+		// open the host in the middle of its cordon).
+		return recorded
+	}
 	r.keepEvidence(inc, m.ID, st)
 	if d.act == ActDestroy {
 		r.audit(Record{Host: host, Incident: inc.ID, Stage: StageSkip, Action: ActDestroy, Events: inc.Events,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +20,10 @@ import (
 // armDrill does what driftctl drill --host does before the drill: it puts
 // a marker signed by kp for host in the bucket, then asks the responders,
 // with one request that one replica answers, to arm it.
-func armDrill(t *testing.T, nc *nats.Conn, kp nkeys.KeyPair, host string) event.DrillMarker {
+func armDrill(t *testing.T, nc *nats.Conn, kp nkeys.KeyPair, host, mode string) event.DrillMarker {
 	t.Helper()
 	now := time.Now()
-	m := event.DrillMarker{Schema: event.DrillSchema, ID: fmt.Sprintf("d%d", now.UnixNano()), Host: host, Mode: event.DrillRecord,
+	m := event.DrillMarker{Schema: event.DrillSchema, ID: fmt.Sprintf("d%d", now.UnixNano()), Host: host, Mode: mode,
 		Techniques: []string{"file"}, Issued: now, Expires: now.Add(5 * time.Minute)}
 	signed, err := event.SignMarker(m, kp)
 	if err != nil {
@@ -92,11 +93,11 @@ func TestDrillMarkerAcrossReplicas(t *testing.T) {
 			audit := watchAudit(t, nc)
 			const host = "web-1"
 			if tc.previous {
-				prev := armDrill(t, nc, kp, host)
+				prev := armDrill(t, nc, kp, host, event.DrillRecord)
 				eventually(t, "b holds the previous drill's marker", func() bool { m, _ := heldMarker(b, host); return m.ID == prev.ID })
 			}
 			before, had := heldMarker(b, host)
-			m := armDrill(t, nc, kp, host)
+			m := armDrill(t, nc, kp, host, event.DrillRecord)
 			// b's watch delivers the new marker in its own time; put b
 			// back where it was before, as if it had not yet.
 			eventually(t, "b's watch delivers the marker", func() bool { got, _ := heldMarker(b, host); return got.ID == m.ID })
@@ -130,5 +131,102 @@ func TestDrillMarkerAcrossReplicas(t *testing.T) {
 				t.Fatalf("%d actions on a drill in record mode: %v\n%s", n, rec.actions(host), audit.dump())
 			}
 		})
+	}
+}
+
+// gatedCordoner holds its first cordon until released, and records every
+// cordon and uncordon.
+type gatedCordoner struct {
+	*recorder
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedCordoner) Cordon(ctx context.Context, t actuator.Target) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return g.add(t)
+}
+
+func (g *gatedCordoner) Uncordon(_ context.Context, t actuator.Target) error {
+	t.Action = "uncordon"
+	return g.add(t)
+}
+
+// TestDrillLadderOnceAcrossReplicas: a cordon drill's findings read by two
+// replicas run the drill's ladder once. Replica a cordons on the drill's
+// first finding; b reads the next one while a's cordon is under way. b
+// neither keeps evidence nor releases the host (which would open it in the
+// middle of a's cordon, or record a failed release that ends driftctl's
+// report early): the one release is a's, after its cordon.
+func TestDrillLadderOnceAcrossReplicas(t *testing.T) {
+	url := natsServer(t)
+	nc := connect(t, url)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	pol, err := ParsePolicy("p.yaml", []byte("default: cordon\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &gatedCordoner{recorder: newRecorder(), entered: make(chan struct{}), release: make(chan struct{})}
+	cfg := Config{Policy: pol, Cordoners: []actuator.Cordoner{gate}, DrillKeys: []string{pub}, AckWait: time.Second}
+	cfg.Replica = "a"
+	a := startResponderOn(t, connect(t, url), cfg)
+	t.Cleanup(func() {
+		select {
+		case <-gate.release:
+		default:
+			close(gate.release)
+		}
+	}) // before a closes
+	audit := watchAudit(t, nc)
+	const host = "web-1"
+	m := armDrill(t, nc, kp, host, event.DrillCordon)
+	dir := "/var/lib/driftsensor/drill/" + event.DrillDir(m.ID) + "/"
+	s := newSensor(t, nc, host)
+	s.finding(event.KindFile, dir+"one")
+	<-gate.entered // a cordons, and holds the drill's cordon claim
+	a.mu.Lock()
+	cc := a.consumer
+	a.mu.Unlock()
+	cc.Stop() // a reads nothing more: the next findings go to b
+	cfg.Replica = "b"
+	startResponderOn(t, connect(t, url), cfg)
+	decided := func(id string) Record {
+		var got Record
+		eventually(t, "the decision of "+id, func() bool {
+			for _, r := range audit.find(stage(host, StageDecision)) {
+				if slices.Contains(r.Events, id) {
+					got = r
+					return true
+				}
+			}
+			return false
+		})
+		return got
+	}
+	if r := decided(s.finding(event.KindFile, dir+"two")); r.Replica != "b" || r.Incident != DrillIncidentPrefix+m.ID {
+		t.Fatalf("the second finding was decided by %s under %q, want b under the drill's incident\n%s", r.Replica, r.Incident, audit.dump())
+	}
+	// b decides a host's findings one after the other: once the third is
+	// decided, all b did about the second is in the trail.
+	decided(s.finding(event.KindFile, dir+"three"))
+	if rs := audit.find(func(r Record) bool { return r.Replica == "b" && (r.Stage == StageRelease || r.Stage == StageEvidence) }); len(rs) > 0 {
+		t.Fatalf("b ran the drill's ladder while a's cordon was under way: %+v\n%s", rs, audit.dump())
+	}
+	close(gate.release)
+	eventually(t, "the drill's release", func() bool { return len(audit.find(stage(host, StageRelease))) > 0 })
+	rel := audit.find(stage(host, StageRelease))
+	if len(rel) != 1 || rel[0].Replica != "a" || rel[0].Error != "" {
+		t.Fatalf("release records %+v, want one by a without error\n%s", rel, audit.dump())
+	}
+	if got := gate.actions(host); !slices.Equal(got, []string{"cordon", "uncordon"}) {
+		t.Fatalf("actions on %s: %v, want one cordon, then one uncordon", host, got)
 	}
 }

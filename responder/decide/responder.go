@@ -649,19 +649,21 @@ func (r *Responder) target(inc *Incident, act Action) actuator.Target {
 		Reason: inc.Reason, Events: append([]string(nil), inc.Events...), Time: time.Now()}
 }
 
-func (r *Responder) cordon(inc *Incident, st Stages) {
+// cordon carries out the incident's cordon once across the replicas; it
+// reports whether this replica did (it held the claim).
+func (r *Responder) cordon(inc *Incident, st Stages) bool {
 	key := actKey(inc.ID, ActCordon)
 	mine, holder, err := r.claim(key, inc.Host, ActCordon)
 	if err != nil {
 		r.stats.ActionErrors.Add(1)
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageAction, Action: ActCordon, Error: "claim: " + err.Error()})
-		return
+		return false
 	}
 	inc.Acted = ActCordon
 	if !mine {
 		r.stats.Skipped.Add(1)
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageSkip, Action: ActCordon, Reason: "cordoned by replica " + holder})
-		return
+		return false
 	}
 	defer r.claimDone(key, inc.Host, ActCordon)
 	t := r.target(inc, ActCordon)
@@ -692,7 +694,7 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 		defer func() { <-synced }()
 	}
 	if r.cfg.Prober == nil {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.VerifyTimeout)
 	defer cancel()
@@ -706,6 +708,7 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 	}
 	rec.Stages = st
 	r.audit(rec)
+	return true
 }
 
 func (r *Responder) destroy(inc *Incident, st Stages) {
