@@ -53,6 +53,23 @@ func armDrill(t *testing.T, nc *nats.Conn, kp nkeys.KeyPair, host, mode string) 
 	return m
 }
 
+// drillWorld is a server, a connection to it, an operator's key, and the
+// configuration of replicas that trust that key and cordon on any finding.
+func drillWorld(t *testing.T) (string, *nats.Conn, nkeys.KeyPair, Config) {
+	t.Helper()
+	url := natsServer(t)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	pol, err := ParsePolicy("p.yaml", []byte("default: cordon\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url, connect(t, url), kp, Config{Policy: pol, DrillKeys: []string{pub}, AckWait: time.Second}
+}
+
 // heldMarker is the marker r holds for host.
 func heldMarker(r *Responder, host string) (event.DrillMarker, bool) {
 	r.mu.Lock()
@@ -73,19 +90,9 @@ func TestDrillMarkerAcrossReplicas(t *testing.T) {
 		previous bool // the host had a drill before
 	}{{"no marker yet", false}, {"the previous drill's marker", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := natsServer(t)
-			nc := connect(t, url)
-			kp, err := nkeys.CreateUser()
-			if err != nil {
-				t.Fatal(err)
-			}
-			pub, _ := kp.PublicKey()
-			pol, err := ParsePolicy("p.yaml", []byte("default: cordon\n"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			url, nc, kp, cfg := drillWorld(t)
 			rec := newRecorder()
-			cfg := Config{Policy: pol, Cordoners: []actuator.Cordoner{rec}, DrillKeys: []string{pub}, NoStateSync: true, AckWait: time.Second}
+			cfg.Cordoners, cfg.NoStateSync = []actuator.Cordoner{rec}, true
 			cfg.Replica = "a"
 			a := startResponderOn(t, connect(t, url), cfg)
 			cfg.Replica = "b"
@@ -163,19 +170,9 @@ func (g *gatedCordoner) Uncordon(_ context.Context, t actuator.Target) error {
 // middle of a's cordon, or record a failed release that ends driftctl's
 // report early): the one release is a's, after its cordon.
 func TestDrillLadderOnceAcrossReplicas(t *testing.T) {
-	url := natsServer(t)
-	nc := connect(t, url)
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	pol, err := ParsePolicy("p.yaml", []byte("default: cordon\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	url, nc, kp, cfg := drillWorld(t)
 	gate := &gatedCordoner{recorder: newRecorder(), entered: make(chan struct{}), release: make(chan struct{})}
-	cfg := Config{Policy: pol, Cordoners: []actuator.Cordoner{gate}, DrillKeys: []string{pub}, AckWait: time.Second}
+	cfg.Cordoners = []actuator.Cordoner{gate}
 	cfg.Replica = "a"
 	a := startResponderOn(t, connect(t, url), cfg)
 	t.Cleanup(func() {
