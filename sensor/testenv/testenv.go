@@ -157,13 +157,23 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // fleet); the bound still only guards against a hang.
 func EventuallyWithin(t testing.TB, what string, bound time.Duration, cond func() bool) {
 	t.Helper()
+	if !Within(bound, cond) {
+		t.Fatalf("gave up after %v waiting for %s", bound, what)
+	}
+}
+
+// Within polls cond until it holds, and reports false when bound passes
+// first: for a wait whose failure says more than Eventually's message (what
+// the component under test holds at that moment), or returns an error.
+func Within(bound time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", bound, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // FreePort returns a loopback TCP port nothing listens on now, for a server
