@@ -16,6 +16,19 @@ func TestEventually(t *testing.T) {
 	}
 }
 
+// TestWithin: true once the condition holds (polled until then), false
+// when the bound passes first, with the condition polled at least once.
+func TestWithin(t *testing.T) {
+	n := 0
+	if !Within(WaitBound, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Fatalf("Within of the third poll: polled %d times", n)
+	}
+	n = 0
+	if Within(1, func() bool { n++; return false }) || n == 0 {
+		t.Fatalf("Within of a condition that never holds returned true or never polled it (%d polls)", n)
+	}
+}
+
 // TestCgroupRun: a command runs inside the cgroup (its /proc/self/cgroup
 // names it) and its pid comes back; the cgroup is gone after cleanup.
 func TestCgroupRun(t *testing.T) {
