@@ -60,13 +60,10 @@ func start(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 // new image is in place, but its argv shows a moment later.
 func waitExec(t *testing.T, pid int) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || len(b) > 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("pid %d: no argv after 1s", pid)
+	testenv.Eventually(t, fmt.Sprintf("pid %d to show its argv", pid), func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err != nil || len(b) > 0
+	})
 }
 
 // helper starts the test binary in helper mode with the given argv tail.
@@ -263,7 +260,7 @@ func TestCachedAncestorOutlivesIt(t *testing.T) {
 
 	parent.Process.Kill()
 	parent.Wait()
-	for i := 0; ; i++ {
+	testenv.Eventually(t, "the grandchild reparented", func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
 		if err != nil {
 			t.Fatalf("grandchild gone: %v", err)
@@ -272,14 +269,8 @@ func TestCachedAncestorOutlivesIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.ppid != uint32(parent.Process.Pid) {
-			break // reparented
-		}
-		if i == 100 {
-			t.Fatal("grandchild not reparented after 1s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return st.ppid != uint32(parent.Process.Pid)
+	})
 
 	tab.revalidate = 0 // make Fill look at /proc for every ancestor
 	q := kernelView(t, child)
