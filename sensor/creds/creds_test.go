@@ -167,6 +167,17 @@ func expectViolation(t *testing.T, errs <-chan error, subject string) {
 	}
 }
 
+// ownFinding fails unless m is the file finding finding(KindFile, host)
+// made, on host's own subject.
+func ownFinding(t *testing.T, m *nats.Msg, host string) {
+	t.Helper()
+	var ev event.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil || m.Subject != event.Subject(host, event.KindFile) ||
+		ev.Host != host || ev.ID != "forged-"+host || ev.Kind != event.KindFile {
+		t.Fatalf("on %s: %s (%v), want the file finding of %s on its own subject", m.Subject, m.Data, err, host)
+	}
+}
+
 func finding(kind event.Kind, host string) *event.Event {
 	ev := &event.Event{Schema: event.Schema, ID: "forged-" + host, Host: host, Seq: 1, Time: time.Now().UTC(), Kind: kind, Action: "unlink", Backend: "tracepoint"}
 	switch kind {
@@ -428,8 +439,10 @@ func TestHostCannotPublishAsAnother(t *testing.T) {
 	if err := a.Publish(event.Subject("a", event.KindFile), mustJSON(t, finding(event.KindFile, "a"))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := onA.NextMsg(guard); err != nil {
+	if m, err := onA.NextMsg(guard); err != nil {
 		t.Fatalf("a's own finding did not arrive: %v", err)
+	} else {
+		ownFinding(t, m, "a")
 	}
 	if n, _, err := onB.Pending(); err != nil || n != 0 {
 		m, _ := onB.NextMsg(0)
@@ -639,8 +652,10 @@ func TestResponderPermissions(t *testing.T) {
 	if err := a.Publish(event.Subject("a", event.KindFile), mustJSON(t, finding(event.KindFile, "a"))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sub.NextMsg(guard); err != nil {
+	if m, err := sub.NextMsg(guard); err != nil {
 		t.Fatalf("the responder did not get a's finding: %v", err)
+	} else {
+		ownFinding(t, m, "a")
 	}
 	ctl, err := control.New(r, 2*time.Second)
 	if err != nil {
