@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -174,6 +175,22 @@ func Within(bound time.Duration, cond func() bool) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// EnvCount is a benchmark's size from the environment variable name, def
+// when it is unset; anything but a positive integer fails the benchmark
+// naming the variable, instead of running a size nobody asked for.
+func EnvCount(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive integer (unset: %d)", name, s, def)
+	}
+	return n
 }
 
 // FreePort returns a loopback TCP port nothing listens on now, for a server
