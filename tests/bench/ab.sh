@@ -19,6 +19,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 for l in A B; do
 	c=$a
 	[ "$l" = B ] && c=$b
