@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 need=()
-for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip systemd-analyze:systemd dpkg-deb:dpkg; do
+for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip systemd-analyze:systemd dpkg-deb:dpkg xz:xz-utils mke2fs:e2fsprogs; do
 	command -v "${cmd%%:*}" >/dev/null || need+=("${cmd##*:}")
 done
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)

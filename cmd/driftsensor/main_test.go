@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/lsm"
@@ -102,6 +104,9 @@ func TestBadInput(t *testing.T) {
 		{"heartbeat of 99ms", []string{"--host", "x", "--heartbeat", "99ms"}, 65534, "--heartbeat 99ms: want from 100ms to 5m0s"},
 		{"heartbeat of a day", []string{"--host", "x", "--heartbeat", "24h"}, 65534, "--heartbeat 24h0m0s: want from 100ms to 5m0s"},
 		{"negative heartbeat", []string{"--host", "x", "--heartbeat", "-1s"}, 65534, "--heartbeat -1s: want from 100ms to 5m0s"},
+		{"kernel check of 1ms", []string{"--host", "x", "--kernel-check", "1ms"}, 65534, "--kernel-check 1ms: want from 100ms to 1h0m0s, or 0 for none"},
+		{"kernel check of a day", []string{"--host", "x", "--kernel-check", "24h"}, 65534, "--kernel-check 24h0m0s: want from 100ms to 1h0m0s, or 0 for none"},
+		{"negative kernel check", []string{"--host", "x", "--kernel-check", "-5s"}, 65534, "--kernel-check -5s: want from 100ms to 1h0m0s, or 0 for none"},
 		{"embedded port past 65535", []string{"--host", "x", "--embedded-port", "65536"}, 65534, "--embedded-port 65536: want a TCP port, 1-65535, or 0"},
 		{"embedded port negative", []string{"--host", "x", "--embedded-port", "-1"}, 65534, "--embedded-port -1: want a TCP port"},
 		{"metrics address without port", []string{"--host", "x", "--metrics-addr", "127.0.0.1"}, 65534, `--metrics-addr "127.0.0.1": want host:port`},
@@ -540,6 +545,56 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestKernelCheck: with --kernel-check the daemon compares the kernel state
+// with the one it recorded at the seal and reports each change exactly: a
+// BPF program the test loads once the sensor is ready (sealed), by id, once,
+// then its unload. The unload's report is the barrier: the kernel_state
+// findings before it are exactly those two, so nothing was reported
+// without a change.
+func TestKernelCheck(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nprotect: ["+t.TempDir()+"]\n"), 0o644)
+	sensor, out := runSensor(t, bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t6", "--nats", "off",
+		"--state-dir", t.TempDir(), "--kernel-check", "100ms")
+	defer func() { sensor.Process.Signal(syscall.SIGTERM); sensor.Wait() }()
+
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	var got []string
+	until := func(want string) {
+		t.Helper()
+		for {
+			var ev event.Event
+			if json.Unmarshal([]byte(nextLine(t, out, want)), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "kernel_state" {
+				got = append(got, ev.Health.Detail)
+				if ev.Health.Detail == want {
+					return
+				}
+			}
+		}
+	}
+	loaded := fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id)
+	unloaded := fmt.Sprintf("kernel state changed since the seal: BPF program unloaded: id %d", id)
+	until(loaded)
+	p.Close()
+	until(unloaded)
+	if want := []string{loaded, unloaded}; !slices.Equal(got, want) {
+		t.Fatalf("kernel_state findings:\n got %q\nwant %q", got, want)
 	}
 }
 
