@@ -268,3 +268,7 @@ func (b *Backend) Close() error {
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+// Spec returns the embedded object's collection spec: its BTF describes the
+// record layout the decoder must agree with.
+func Spec() (*ebpf.CollectionSpec, error) { return loadLsm() }

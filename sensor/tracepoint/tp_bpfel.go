@@ -169,22 +169,6 @@ type tpSeenKey struct {
 	Epoch uint32
 }
 
-type tpTestIn struct {
-	_    structs.HostLayout
-	Dfd  int32
-	Pad  uint32
-	Name [4096]int8
-}
-
-type tpTestOut struct {
-	_     structs.HostLayout
-	Len   uint32
-	Trunc uint32
-	Class uint32
-	Rule  uint32
-	Path  [4096]int8
-}
-
 type tpWork struct {
 	_         structs.HostLayout
 	In        [4096]int8
@@ -235,8 +219,6 @@ const (
 	tpMapSelfIds       = "self_ids"
 	tpMapStats         = "stats"
 	tpMapTaint         = "taint"
-	tpMapTestInMap     = "test_in_map"
-	tpMapTestOutMap    = "test_out_map"
 	tpMapWorkMap       = "work_map"
 	tpMapXrecMap       = "xrec_map"
 	tpProgDriftBind4   = "drift_bind4"
@@ -245,7 +227,6 @@ const (
 	tpProgDriftListen  = "drift_listen"
 	tpProgDriftSysExit = "drift_sys_exit"
 	tpProgDriftUring   = "drift_uring"
-	tpProgTestResolve  = "test_resolve"
 	tpVarDirlink       = "_dirlink"
 	tpVarExecRec       = "_exec_rec"
 	tpVarFileRec       = "_file_rec"
@@ -305,7 +286,6 @@ type tpProgramSpecs struct {
 	DriftListen  *ebpf.ProgramSpec `ebpf:"drift_listen"`
 	DriftSysExit *ebpf.ProgramSpec `ebpf:"drift_sys_exit"`
 	DriftUring   *ebpf.ProgramSpec `ebpf:"drift_uring"`
-	TestResolve  *ebpf.ProgramSpec `ebpf:"test_resolve"`
 }
 
 // tpMapSpecs contains maps before they are loaded into the kernel.
@@ -336,8 +316,6 @@ type tpMapSpecs struct {
 	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	Taint      *ebpf.MapSpec `ebpf:"taint"`
-	TestInMap  *ebpf.MapSpec `ebpf:"test_in_map"`
-	TestOutMap *ebpf.MapSpec `ebpf:"test_out_map"`
 	WorkMap    *ebpf.MapSpec `ebpf:"work_map"`
 	XrecMap    *ebpf.MapSpec `ebpf:"xrec_map"`
 }
@@ -401,8 +379,6 @@ type tpMaps struct {
 	SelfIds    *ebpf.Map `ebpf:"self_ids"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 	Taint      *ebpf.Map `ebpf:"taint"`
-	TestInMap  *ebpf.Map `ebpf:"test_in_map"`
-	TestOutMap *ebpf.Map `ebpf:"test_out_map"`
 	WorkMap    *ebpf.Map `ebpf:"work_map"`
 	XrecMap    *ebpf.Map `ebpf:"xrec_map"`
 }
@@ -433,8 +409,6 @@ func (m *tpMaps) Close() error {
 		m.SelfIds,
 		m.Stats,
 		m.Taint,
-		m.TestInMap,
-		m.TestOutMap,
 		m.WorkMap,
 		m.XrecMap,
 	)
@@ -465,7 +439,6 @@ type tpPrograms struct {
 	DriftListen  *ebpf.Program `ebpf:"drift_listen"`
 	DriftSysExit *ebpf.Program `ebpf:"drift_sys_exit"`
 	DriftUring   *ebpf.Program `ebpf:"drift_uring"`
-	TestResolve  *ebpf.Program `ebpf:"test_resolve"`
 }
 
 func (p *tpPrograms) Close() error {
@@ -476,7 +449,6 @@ func (p *tpPrograms) Close() error {
 		p.DriftListen,
 		p.DriftSysExit,
 		p.DriftUring,
-		p.TestResolve,
 	)
 }
 
