@@ -23,13 +23,6 @@ import (
 // Name is how status and heartbeats name this backend.
 const Name = "lsm"
 
-// Bits of config.reflex and record ops this backend adds to bpf/common.h
-// (mirrored from bpf/lsm.c).
-const (
-	// OpSignal is a signal aimed at the sensor (arg = sig<<32 | target tgid).
-	OpSignal = 38
-)
-
 // Backend is a loaded and attached lsm backend.
 type Backend struct {
 	coll  *ebpf.Collection
