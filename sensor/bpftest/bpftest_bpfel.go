@@ -126,6 +126,27 @@ type bpftestFileRec struct {
 	_         [4]byte
 }
 
+type bpftestJudgeReq struct {
+	_      structs.HostLayout
+	Ret    int64
+	Dev    uint64
+	Ino    uint64
+	MntId  uint32
+	Flags  uint32
+	Mode   uint32
+	Len    uint32
+	Len2   uint32
+	Tlen   uint32
+	Trunc  uint32
+	Op     uint16
+	Hflags uint16
+	Always uint8
+	Taint  uint8
+	Pre    uint8
+	Pad    uint8
+	_      [4]byte
+}
+
 type bpftestLpmKey struct {
 	_    structs.HostLayout
 	Bits uint32
@@ -143,11 +164,34 @@ type bpftestRuleVal struct {
 	Id    uint32
 }
 
+type bpftestTestExecIn struct {
+	_        structs.HostLayout
+	Dev      uint64
+	Ino      uint64
+	Len      uint32
+	Unlinked int32
+	Path     [4096]int8
+}
+
 type bpftestTestIn struct {
 	_    structs.HostLayout
 	Dfd  int32
 	Pad  uint32
 	Name [4096]int8
+}
+
+type bpftestTestJudgeIn struct {
+	_      structs.HostLayout
+	Req    bpftestJudgeReq
+	Path   [4096]int8
+	Path2  [4096]int8
+	Target [256]int8
+}
+
+type bpftestTestJudgeOut struct {
+	_       structs.HostLayout
+	Verdict int32
+	Taint   uint32
 }
 
 type bpftestTestOut struct {
@@ -185,32 +229,39 @@ type bpftestWork struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpftestMapConfigMap    = "config_map"
-	bpftestMapDcache       = "dcache"
-	bpftestMapDclasses     = "dclasses"
-	bpftestMapDirlinks     = "dirlinks"
-	bpftestMapEvents       = "events"
-	bpftestMapFrecMap      = "frec_map"
-	bpftestMapGuarded      = "guarded"
-	bpftestMapImages       = "images"
-	bpftestMapLiveness     = "liveness"
-	bpftestMapPathgen      = "pathgen"
-	bpftestMapPorts        = "ports"
-	bpftestMapRules        = "rules"
-	bpftestMapScopeCache   = "scope_cache"
-	bpftestMapScopeMap     = "scope_map"
-	bpftestMapSelfIds      = "self_ids"
-	bpftestMapStats        = "stats"
-	bpftestMapTaint        = "taint"
-	bpftestMapTestInMap    = "test_in_map"
-	bpftestMapTestOutMap   = "test_out_map"
-	bpftestMapWorkMap      = "work_map"
-	bpftestMapXrecMap      = "xrec_map"
-	bpftestProgTestResolve = "test_resolve"
-	bpftestVarBtfLoads     = "btf_loads"
-	bpftestVarGuardFiles   = "guard_files"
-	bpftestVarGuardedIno   = "guarded_ino"
-	bpftestVarSelfTgid     = "self_tgid"
+	bpftestMapConfigMap        = "config_map"
+	bpftestMapDcache           = "dcache"
+	bpftestMapDclasses         = "dclasses"
+	bpftestMapDirlinks         = "dirlinks"
+	bpftestMapEvents           = "events"
+	bpftestMapFrecMap          = "frec_map"
+	bpftestMapGateCordon       = "gate_cordon"
+	bpftestMapGuarded          = "guarded"
+	bpftestMapImages           = "images"
+	bpftestMapLiveness         = "liveness"
+	bpftestMapPathgen          = "pathgen"
+	bpftestMapPorts            = "ports"
+	bpftestMapRules            = "rules"
+	bpftestMapScopeCache       = "scope_cache"
+	bpftestMapScopeMap         = "scope_map"
+	bpftestMapSelfIds          = "self_ids"
+	bpftestMapStats            = "stats"
+	bpftestMapTaint            = "taint"
+	bpftestMapTestExecInMap    = "test_exec_in_map"
+	bpftestMapTestExecOutMap   = "test_exec_out_map"
+	bpftestMapTestInMap        = "test_in_map"
+	bpftestMapTestJudgeInMap   = "test_judge_in_map"
+	bpftestMapTestJudgeOutMap  = "test_judge_out_map"
+	bpftestMapTestOutMap       = "test_out_map"
+	bpftestMapWorkMap          = "work_map"
+	bpftestMapXrecMap          = "xrec_map"
+	bpftestProgTestExecReasons = "test_exec_reasons"
+	bpftestProgTestJudge       = "test_judge"
+	bpftestProgTestResolve     = "test_resolve"
+	bpftestVarBtfLoads         = "btf_loads"
+	bpftestVarGuardFiles       = "guard_files"
+	bpftestVarGuardedIno       = "guarded_ino"
+	bpftestVarSelfTgid         = "self_tgid"
 )
 
 // loadBpftest returns the embedded CollectionSpec for bpftest.
@@ -255,34 +306,41 @@ type bpftestSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpftestProgramSpecs struct {
-	TestResolve *ebpf.ProgramSpec `ebpf:"test_resolve"`
+	TestExecReasons *ebpf.ProgramSpec `ebpf:"test_exec_reasons"`
+	TestJudge       *ebpf.ProgramSpec `ebpf:"test_judge"`
+	TestResolve     *ebpf.ProgramSpec `ebpf:"test_resolve"`
 }
 
 // bpftestMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpftestMapSpecs struct {
-	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
-	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
-	Dclasses   *ebpf.MapSpec `ebpf:"dclasses"`
-	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
-	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
-	Images     *ebpf.MapSpec `ebpf:"images"`
-	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
-	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	Rules      *ebpf.MapSpec `ebpf:"rules"`
-	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
-	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
-	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	Taint      *ebpf.MapSpec `ebpf:"taint"`
-	TestInMap  *ebpf.MapSpec `ebpf:"test_in_map"`
-	TestOutMap *ebpf.MapSpec `ebpf:"test_out_map"`
-	WorkMap    *ebpf.MapSpec `ebpf:"work_map"`
-	XrecMap    *ebpf.MapSpec `ebpf:"xrec_map"`
+	ConfigMap       *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache          *ebpf.MapSpec `ebpf:"dcache"`
+	Dclasses        *ebpf.MapSpec `ebpf:"dclasses"`
+	Dirlinks        *ebpf.MapSpec `ebpf:"dirlinks"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	FrecMap         *ebpf.MapSpec `ebpf:"frec_map"`
+	GateCordon      *ebpf.MapSpec `ebpf:"gate_cordon"`
+	Guarded         *ebpf.MapSpec `ebpf:"guarded"`
+	Images          *ebpf.MapSpec `ebpf:"images"`
+	Liveness        *ebpf.MapSpec `ebpf:"liveness"`
+	Pathgen         *ebpf.MapSpec `ebpf:"pathgen"`
+	Ports           *ebpf.MapSpec `ebpf:"ports"`
+	Rules           *ebpf.MapSpec `ebpf:"rules"`
+	ScopeCache      *ebpf.MapSpec `ebpf:"scope_cache"`
+	ScopeMap        *ebpf.MapSpec `ebpf:"scope_map"`
+	SelfIds         *ebpf.MapSpec `ebpf:"self_ids"`
+	Stats           *ebpf.MapSpec `ebpf:"stats"`
+	Taint           *ebpf.MapSpec `ebpf:"taint"`
+	TestExecInMap   *ebpf.MapSpec `ebpf:"test_exec_in_map"`
+	TestExecOutMap  *ebpf.MapSpec `ebpf:"test_exec_out_map"`
+	TestInMap       *ebpf.MapSpec `ebpf:"test_in_map"`
+	TestJudgeInMap  *ebpf.MapSpec `ebpf:"test_judge_in_map"`
+	TestJudgeOutMap *ebpf.MapSpec `ebpf:"test_judge_out_map"`
+	TestOutMap      *ebpf.MapSpec `ebpf:"test_out_map"`
+	WorkMap         *ebpf.MapSpec `ebpf:"work_map"`
+	XrecMap         *ebpf.MapSpec `ebpf:"xrec_map"`
 }
 
 // bpftestVariableSpecs contains global variables before they are loaded into the kernel.
@@ -315,27 +373,32 @@ func (o *bpftestObjects) Close() error {
 //
 // It can be passed to loadBpftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpftestMaps struct {
-	ConfigMap  *ebpf.Map `ebpf:"config_map"`
-	Dcache     *ebpf.Map `ebpf:"dcache"`
-	Dclasses   *ebpf.Map `ebpf:"dclasses"`
-	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
-	Events     *ebpf.Map `ebpf:"events"`
-	FrecMap    *ebpf.Map `ebpf:"frec_map"`
-	Guarded    *ebpf.Map `ebpf:"guarded"`
-	Images     *ebpf.Map `ebpf:"images"`
-	Liveness   *ebpf.Map `ebpf:"liveness"`
-	Pathgen    *ebpf.Map `ebpf:"pathgen"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	Rules      *ebpf.Map `ebpf:"rules"`
-	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
-	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
-	SelfIds    *ebpf.Map `ebpf:"self_ids"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	Taint      *ebpf.Map `ebpf:"taint"`
-	TestInMap  *ebpf.Map `ebpf:"test_in_map"`
-	TestOutMap *ebpf.Map `ebpf:"test_out_map"`
-	WorkMap    *ebpf.Map `ebpf:"work_map"`
-	XrecMap    *ebpf.Map `ebpf:"xrec_map"`
+	ConfigMap       *ebpf.Map `ebpf:"config_map"`
+	Dcache          *ebpf.Map `ebpf:"dcache"`
+	Dclasses        *ebpf.Map `ebpf:"dclasses"`
+	Dirlinks        *ebpf.Map `ebpf:"dirlinks"`
+	Events          *ebpf.Map `ebpf:"events"`
+	FrecMap         *ebpf.Map `ebpf:"frec_map"`
+	GateCordon      *ebpf.Map `ebpf:"gate_cordon"`
+	Guarded         *ebpf.Map `ebpf:"guarded"`
+	Images          *ebpf.Map `ebpf:"images"`
+	Liveness        *ebpf.Map `ebpf:"liveness"`
+	Pathgen         *ebpf.Map `ebpf:"pathgen"`
+	Ports           *ebpf.Map `ebpf:"ports"`
+	Rules           *ebpf.Map `ebpf:"rules"`
+	ScopeCache      *ebpf.Map `ebpf:"scope_cache"`
+	ScopeMap        *ebpf.Map `ebpf:"scope_map"`
+	SelfIds         *ebpf.Map `ebpf:"self_ids"`
+	Stats           *ebpf.Map `ebpf:"stats"`
+	Taint           *ebpf.Map `ebpf:"taint"`
+	TestExecInMap   *ebpf.Map `ebpf:"test_exec_in_map"`
+	TestExecOutMap  *ebpf.Map `ebpf:"test_exec_out_map"`
+	TestInMap       *ebpf.Map `ebpf:"test_in_map"`
+	TestJudgeInMap  *ebpf.Map `ebpf:"test_judge_in_map"`
+	TestJudgeOutMap *ebpf.Map `ebpf:"test_judge_out_map"`
+	TestOutMap      *ebpf.Map `ebpf:"test_out_map"`
+	WorkMap         *ebpf.Map `ebpf:"work_map"`
+	XrecMap         *ebpf.Map `ebpf:"xrec_map"`
 }
 
 func (m *bpftestMaps) Close() error {
@@ -346,6 +409,7 @@ func (m *bpftestMaps) Close() error {
 		m.Dirlinks,
 		m.Events,
 		m.FrecMap,
+		m.GateCordon,
 		m.Guarded,
 		m.Images,
 		m.Liveness,
@@ -357,7 +421,11 @@ func (m *bpftestMaps) Close() error {
 		m.SelfIds,
 		m.Stats,
 		m.Taint,
+		m.TestExecInMap,
+		m.TestExecOutMap,
 		m.TestInMap,
+		m.TestJudgeInMap,
+		m.TestJudgeOutMap,
 		m.TestOutMap,
 		m.WorkMap,
 		m.XrecMap,
@@ -378,11 +446,15 @@ type bpftestVariables struct {
 //
 // It can be passed to loadBpftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpftestPrograms struct {
-	TestResolve *ebpf.Program `ebpf:"test_resolve"`
+	TestExecReasons *ebpf.Program `ebpf:"test_exec_reasons"`
+	TestJudge       *ebpf.Program `ebpf:"test_judge"`
+	TestResolve     *ebpf.Program `ebpf:"test_resolve"`
 }
 
 func (p *bpftestPrograms) Close() error {
 	return _BpftestClose(
+		p.TestExecReasons,
+		p.TestJudge,
 		p.TestResolve,
 	)
 }
