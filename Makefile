@@ -13,16 +13,14 @@ export SOURCE_DATE_EPOCH
 DIST ?= dist
 VPKG := github.com/driftsensor/driftsensor/internal/version
 DIST_FLAGS := -trimpath -buildvcs=false -ldflags '-s -w -buildid= -X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT)'
-# The sensor's eBPF objects are built for x86-64 (its syscall numbers and registers): arm64 gets the fleet
-# tools only (README, "Install on a fleet").
-SENSOR_ARCHES := amd64
-FLEET_ARCHES := amd64 arm64
+# Every tool for both: the sensor's eBPF objects are generated per architecture (bpf2go -target amd64,arm64).
+ARCHES := amd64 arm64
 IMAGE ?= driftsensor-fleet:$(VERSION)
 IMAGE_TAR = driftsensor-fleet_$(VERSION)_oci.tar
 comma := ,
 space := $(empty) $(empty)
 
-.PHONY: help setup build generate vmlinux check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench bench-peers demo clean dist dist-bin packages image pkgtest promcheck e2e
+.PHONY: help setup build generate vmlinux vmlinux-arm64 vmtest-arm64 check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench bench-peers demo clean dist dist-bin packages image pkgtest promcheck e2e
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,8 +34,17 @@ build: ## build driftsensor, driftctl and driftresponder into bin/ (version and 
 generate: ## rebuild the committed eBPF objects from bpf/*.c (needs clang)
 	$(GO) generate ./sensor/... ./responder/... ./tests/...
 
-vmlinux: ## regenerate headers/vmlinux.h from this kernel's BTF (needs bpftool)
-	bpftool btf dump file /sys/kernel/btf/vmlinux format c > headers/vmlinux.h
+vmlinux: ## regenerate headers/amd64/vmlinux.h from this (x86-64) kernel's BTF (needs bpftool)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > headers/amd64/vmlinux.h
+
+# The arm64 kernel the types come from: trixie's 6.12 (Debian's 7.x arm64 kernels, sid's and trixie-backports',
+# embed anonymous structs that Debian's bpftool 7.1 dumps as bare declarations, which do not compile).
+ARM64_BTF_SUITE ?= trixie
+vmlinux-arm64: ## regenerate headers/arm64/vmlinux.h from the BTF of Debian's arm64 cloud kernel (ARM64_BTF_SUITE; needs bpftool)
+	k=$$(VMTEST_ARCH=arm64 tests/vmtest/kernel.sh $(ARM64_BTF_SUITE)) && tests/vmtest/btf.sh "$$k/vmlinuz" > headers/arm64/vmlinux.h
+
+vmtest-arm64: ## the lsm tests and the tracepoint hook table on Debian trixie's arm64 cloud kernel (qemu-system-aarch64, tcg, ~8 min; not part of check)
+	VMTEST_ARCH=arm64 VMTEST_SUITES="$${VMTEST_SUITES:-trixie}" tests/vmtest/run.sh
 
 check-generated: generate ## fail when the committed eBPF objects differ from a rebuild
 	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || { echo "generated eBPF objects are stale: run 'make generate' and commit the result" >&2; exit 1; }
@@ -81,28 +88,27 @@ demo: build ## two test hosts on a bridge of their own: drift in one is detected
 dist: dist-bin packages image ## release: static binaries, .deb packages, the OCI image archive, SHA256SUMS in dist/
 	@cd $(DIST) && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS
 
-dist-bin: ## static, stripped, reproducible binaries in dist/linux_<arch>/ (sensor amd64; fleet tools amd64 and arm64)
-	@for a in $(SENSOR_ARCHES); do \
-		echo "dist: linux/$$a driftsensor $(VERSION) $(COMMIT)"; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(DIST_FLAGS) -o $(DIST)/linux_$$a/ ./cmd/driftsensor || exit 1; \
-	done
-	@for a in $(FLEET_ARCHES); do \
-		echo "dist: linux/$$a driftresponder driftctl $(VERSION) $(COMMIT)"; \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(DIST_FLAGS) -o $(DIST)/linux_$$a/ ./cmd/driftresponder ./cmd/driftctl || exit 1; \
+dist-bin: ## static, stripped, reproducible binaries in dist/linux_<arch>/ (amd64, arm64)
+	@for a in $(ARCHES); do \
+		echo "dist: linux/$$a driftsensor driftresponder driftctl $(VERSION) $(COMMIT)"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build $(DIST_FLAGS) -o $(DIST)/linux_$$a/ ./cmd/driftsensor ./cmd/driftresponder ./cmd/driftctl || exit 1; \
 	done
 	@find $(DIST)/linux_* -type f -exec touch -d @$(SOURCE_DATE_EPOCH) {} +
 
-packages: dist-bin ## .deb packages in dist/ (nfpm): driftsensor (amd64), driftsensor-fleet (amd64, arm64)
-	@for a in $(SENSOR_ARCHES); do \
-		ARCH=$$a VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config deploy/nfpm/driftsensor.yaml --packager deb --target $(DIST)/ || exit 1; \
-	done
-	@for a in $(FLEET_ARCHES); do \
-		ARCH=$$a VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config deploy/nfpm/driftsensor-fleet.yaml --packager deb --target $(DIST)/ || exit 1; \
+packages: dist-bin ## .deb packages in dist/ (nfpm): driftsensor and driftsensor-fleet, amd64 and arm64
+	@for a in $(ARCHES); do \
+		for p in driftsensor driftsensor-fleet; do \
+			ARCH=$$a VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config deploy/nfpm/$$p.yaml --packager deb --target $(DIST)/ || exit 1; \
+		done; \
 	done
 
-image: dist-bin ## OCI image archive of driftresponder and driftctl (deploy/docker/Dockerfile; amd64+arm64), no container engine needed, checked once written
-	$(GO) run ./deploy/image --dist $(DIST) --arch $(subst $(space),$(comma),$(FLEET_ARCHES)) --tag $(IMAGE) --out $(DIST)/$(IMAGE_TAR)
-	$(GO) run ./deploy/image --verify $(DIST)/$(IMAGE_TAR) --arch $(subst $(space),$(comma),$(FLEET_ARCHES)) --tag $(IMAGE)
+image: dist-bin ## OCI image archive of driftresponder and driftctl (deploy/docker/Dockerfile; amd64+arm64), checked once written; loaded into docker or podman when present
+	$(GO) run ./deploy/image --dist $(DIST) --arch $(subst $(space),$(comma),$(ARCHES)) --tag $(IMAGE) --out $(DIST)/$(IMAGE_TAR)
+	$(GO) run ./deploy/image --verify $(DIST)/$(IMAGE_TAR) --arch $(subst $(space),$(comma),$(ARCHES)) --tag $(IMAGE)
+	@engine=$$(command -v docker || command -v podman || true); \
+	if [ -n "$$engine" ]; then \
+		echo "image: loading $(DIST)/$(IMAGE_TAR) into $$engine"; $$engine load -i $(DIST)/$(IMAGE_TAR) || exit 1; \
+	else echo "image: no docker or podman here: the archive is not loaded"; fi
 
 pkgtest: ## install the packages on this machine, run the installed sensor on a test scope, purge (root; part of make test)
 	$(GO) test -count=1 -v ./tests/pkg/

@@ -9,6 +9,7 @@
 #include "bpf/bpf_core_read.h"
 #include "bpf/bpf_tracing.h"
 #include "bpf/bpf_endian.h"
+#include "arch.h"
 
 #define DPATH_MAX 4096 /* longest path carried in a record */
 #define DNAME_MAX 256  /* longest component / prefix key */

@@ -87,6 +87,10 @@ struct super_block___old {
 struct mount___old {
 	struct list_head mnt_instance;
 };
+/* Later ones point at a mount (named so for headers of either kind: arm64's). */
+struct super_block___new {
+	struct mount *s_mounts;
+};
 
 /* active returns the config when the host is sealed and the task in scope. */
 static __always_inline struct config *active(void)
@@ -204,7 +208,7 @@ static __always_inline struct vfsmount *first_mount(struct dentry *d)
 		struct list_head *n = BPF_CORE_READ(o, s_mounts.next);
 		m = (void *)n - bpf_core_field_offset(struct mount___old, mnt_instance);
 	} else {
-		m = BPF_CORE_READ(sb, s_mounts);
+		m = BPF_CORE_READ((struct super_block___new *)sb, s_mounts);
 	}
 	if (!m)
 		return NULL;
@@ -785,12 +789,12 @@ static __always_inline __u32 exec_file(struct work *w, struct exec_rec *r, struc
 static __always_inline void exec_argv(struct work *w, struct exec_rec *r, struct linux_binprm *bprm, __u32 l)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	long nr = BPF_CORE_READ(regs, orig_ax);
+	long nr = syscall_id(task_syscall_nr(regs));
 	const char *const *argv;
 	if (nr == NR_EXECVE_)
-		argv = (const char *const *)BPF_CORE_READ(regs, si);
+		argv = (const char *const *)PT_REGS_PARM2_CORE_SYSCALL(regs);
 	else if (nr == NR_EXECVEAT_)
-		argv = (const char *const *)BPF_CORE_READ(regs, dx);
+		argv = (const char *const *)PT_REGS_PARM3_CORE_SYSCALL(regs);
 	else
 		return;
 	int argc = BPF_CORE_READ(bprm, argc);
@@ -1007,9 +1011,9 @@ int BPF_PROG(drift_task_alloc, struct task_struct *task, unsigned long clone_fla
 	if (!cfg)
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (BPF_CORE_READ(regs, orig_ax) != NR_CLONE3_)
+	if (syscall_id(task_syscall_nr(regs)) != NR_CLONE3_)
 		return 0;
-	struct file *f = file_of(clone3_cgroup_fd((const void *)BPF_CORE_READ(regs, di)));
+	struct file *f = file_of(clone3_cgroup_fd((const void *)PT_REGS_PARM1_CORE_SYSCALL(regs)));
 	if (!f)
 		return 0;
 	__u64 id = 0;

@@ -4,9 +4,9 @@
  * exec (the mutation lands; the reflex can kill the actor); binds can be denied.
  *
  * File mutations are judged at sys_exit: the return value says whether the
- * mutation happened, the fd of a successful open gives the exact file, and on
- * x86-64 the syscall arguments are still in pt_regs. One hook instead of two
- * halves the cost every syscall pays. */
+ * mutation happened, the fd of a successful open gives the exact file, and the
+ * syscall arguments are still in pt_regs (arch.h: where, per architecture).
+ * One hook instead of two halves the cost every syscall pays. */
 
 #include "common.h"
 #include "path.h"
@@ -461,7 +461,8 @@ static __noinline int judge_read(struct dreq *q, long fd)
 
 static __always_inline int decode(struct pt_regs *regs, long id, struct dreq *q)
 {
-	__u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->r10, a4 = regs->r8;
+	__u64 a0, a1, a2, a3, a4;
+	syscall_args(regs, a0, a1, a2, a3, a4);
 	q->dfd = AT_FDCWD_;
 	q->dfd2 = AT_FDCWD_;
 	q->fd = -1;
@@ -700,7 +701,7 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct dreq q = {};
-	if (!decode(regs, regs->orig_ax, &q))
+	if (!decode(regs, syscall_id(syscall_nr(regs)), &q))
 		return 0;
 	/* Renames and mount changes move paths under cached directories: bump
 	 * the generation for every one, sealed or not, in scope or not. */

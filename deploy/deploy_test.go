@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/driftsensor/driftsensor/internal/metrics"
+	"github.com/driftsensor/driftsensor/internal/outputs"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
@@ -68,11 +69,18 @@ func promtool(t *testing.T) string {
 	return p
 }
 
-// TestAlertRules: promtool accepts the rules.
+// TestAlertRules: promtool accepts the rules, and its unit tests of them
+// (prometheus/alerts_test.yaml: the alert outputs' rules) pass.
 func TestAlertRules(t *testing.T) {
-	out, err := exec.Command(promtool(t), "check", "rules", "prometheus/alerts.yaml").CombinedOutput()
+	tool := promtool(t)
+	out, err := exec.Command(tool, "check", "rules", "prometheus/alerts.yaml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	test := exec.Command(tool, "test", "rules", "alerts_test.yaml")
+	test.Dir = "prometheus"
+	if out, err := test.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 }
 
@@ -105,6 +113,13 @@ func TestScrapesAndReferences(t *testing.T) {
 	defer r.Close()
 	responder := metrics.NewRegistry("driftresponder")
 	responder.MustRegister(r.Collectors()...)
+	// An -alert-to output, as cmd/driftresponder registers it (never sent to).
+	alertOut, err := outputs.Open("syslog+udp://127.0.0.1:9", outputs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alertOut.Close(ctx)
+	responder.MustRegister(outputs.Collectors("driftresponder_alert_output_records_total", []*outputs.Output{alertOut})...)
 
 	sensor := metrics.NewRegistry("driftsensor")
 	sensor.MustRegister(publish.NewCollector(func() publish.Metrics {

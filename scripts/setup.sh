@@ -18,6 +18,7 @@ done
 promtool_pkg=()
 command -v promtool >/dev/null || promtool_pkg=(prometheus)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static) # the VM's initramfs has no libc
+command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm) # make vmtest-arm64: the arm64 sensor in an emulated arm64 VM
 command -v chromium >/dev/null || need+=(chromium) # renders the drill's HTML report in a test, headless and offline
 # make vmtest fetches its kernels through a private apt configuration of its
 # own (tests/vmtest/kernel.sh): it needs Debian's archive keys, not the

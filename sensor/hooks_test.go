@@ -17,6 +17,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
@@ -58,17 +59,17 @@ func (tracepointRunner) Start(t *testing.T) hooktest.Scope {
 func checkTracepoint(t testing.TB, w hooktest.Want, ev *event.Event, res hooktest.Result) {
 	t.Helper()
 	if ev.Backend != tracepoint.Name {
-		t.Errorf("finding from backend %q: %s", ev.Backend, hooktest.Describe(ev))
+		t.Errorf("finding from backend %q: %s", ev.Backend, act.Describe(ev))
 	}
 	if ev.Denied != w.Denied || (ev.Kind == event.KindFile && ev.Denied) {
-		t.Errorf("finding denied=%v: %s", ev.Denied, hooktest.Describe(ev))
+		t.Errorf("finding denied=%v: %s", ev.Denied, act.Describe(ev))
 	}
 	wantTID := res.TID
 	if ev.Action == hooktest.ActExec {
 		wantTID = res.PID
 	}
 	if !w.AnyThread && wantTID != 0 && int(ev.Process.TID) != wantTID {
-		t.Errorf("finding from thread %d, want %d: %s", ev.Process.TID, wantTID, hooktest.Describe(ev))
+		t.Errorf("finding from thread %d, want %d: %s", ev.Process.TID, wantTID, act.Describe(ev))
 	}
 }
 
@@ -144,7 +145,7 @@ func TestLostRecordsAreFindings(t *testing.T) {
 			case ev.Kind == event.KindFile && ev.Action == "chmod" && ev.File != nil && ev.File.Path == target && ev.Process.PPID == uint32(cmd.Process.Pid):
 				delivered++
 			default:
-				wrong = append(wrong, hooktest.Describe(ev))
+				wrong = append(wrong, act.Describe(ev))
 			}
 		}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -254,7 +255,7 @@ func TestKernelStateChanges(t *testing.T) {
 	n := 0
 	for _, ev := range got {
 		if ev.Action == sensor.ActionTamper {
-			t.Errorf("reading the kernel state raised %s", hooktest.Describe(ev))
+			t.Errorf("reading the kernel state raised %s", act.Describe(ev))
 		}
 		if ev.Health != nil && ev.Health.Detail == fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id) {
 			n++

@@ -104,7 +104,7 @@ func (c *cli) export(args []string) error {
 	})
 	fmt.Fprintf(c.stderr, "driftctl: exported %d findings in %s (%d repeats not written again)\n", n, time.Since(start).Round(time.Millisecond), x.Repeats)
 	for _, o := range x.Outputs {
-		fmt.Fprintf(c.stderr, "driftctl: output %s: %d sent, %d retried, %d refused\n", o.Name, o.Stats.Sent.Load(), o.Stats.Retried.Load(), o.Stats.Refused.Load())
+		fmt.Fprintf(c.stderr, "driftctl: output %s: %d sent (%d acknowledged by the receiver), %d retried, %d refused\n", o.Name, o.Stats.Sent.Load(), o.Stats.Acked.Load(), o.Stats.Retried.Load(), o.Stats.Refused.Load())
 	}
 	if c.ctx.Err() != nil {
 		return nil // interrupted: everything written was acknowledged

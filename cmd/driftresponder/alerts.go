@@ -81,18 +81,5 @@ func closeOutputs(outs []*outputs.Output) {
 // outputCollectors export each output's counts:
 // driftresponder_alert_output_records_total{output, result}.
 func outputCollectors(outs []*outputs.Output) []prometheus.Collector {
-	var cs []prometheus.Collector
-	for _, o := range outs {
-		for result, n := range map[string]func() uint64{
-			"sent": o.Stats.Sent.Load, "retried": o.Stats.Retried.Load, "refused": o.Stats.Refused.Load,
-			"failed": o.Stats.Failed.Load, "dropped": o.Stats.Dropped.Load,
-		} {
-			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name:        "driftresponder_alert_output_records_total",
-				Help:        "Audit records handed to an alert output (-alert-to), by what became of them: sent, retried (per attempt), refused by the receiver, failed after the last attempt, dropped by a full queue.",
-				ConstLabels: prometheus.Labels{"output": o.Name, "result": result},
-			}, func() float64 { return float64(n()) }))
-		}
-	}
-	return cs
+	return outputs.Collectors("driftresponder_alert_output_records_total", outs)
 }

@@ -70,6 +70,10 @@ func (s *httpSink) Send(ctx context.Context, recs []Record) ([]Record, int, erro
 	return s.result(recs, answer)
 }
 
+// acknowledges: a 2xx answer (and, for _bulk, each item's status) says what
+// the collector took.
+func (s *httpSink) acknowledges() {}
+
 func (s *httpSink) Close() error {
 	s.client.CloseIdleConnections()
 	return nil

@@ -35,9 +35,15 @@ type Sink interface {
 	Close() error
 }
 
+// acknowledger is a Sink whose receiver answers for each record it took (an
+// HTTP collector's status and per-item result). Syslog has no such answer
+// (RFC 5424, 5426, 6587, 5425): what it sends is written, never acknowledged.
+type acknowledger interface{ acknowledges() }
+
 // Stats count what happened to records handed to an Output.
 type Stats struct {
-	Sent    atomic.Uint64 // delivered
+	Sent    atomic.Uint64 // delivered: written to the destination (syslog: into the socket) or acknowledged by it (HTTP)
+	Acked   atomic.Uint64 // of Sent, those the receiver acknowledged (HTTP collectors; never syslog, which has no acknowledgement)
 	Retried atomic.Uint64 // deliveries tried again (per record)
 	Refused atomic.Uint64 // refused by the destination for good
 	Failed  atomic.Uint64 // given up on after the last attempt
@@ -84,6 +90,7 @@ type Output struct {
 
 	sink Sink
 	cfg  Config
+	acks bool // the sink's receiver acknowledges what it took
 
 	mu       sync.RWMutex // Close holds it to close q; Enqueue to send on it
 	q        chan Record
@@ -97,7 +104,8 @@ type Output struct {
 // New returns an Output on sink. Call Start for queue mode, or Deliver.
 func New(name string, sink Sink, cfg Config) *Output {
 	cfg = cfg.withDefaults()
-	return &Output{Name: name, sink: sink, cfg: cfg}
+	_, acks := sink.(acknowledger)
+	return &Output{Name: name, sink: sink, cfg: cfg, acks: acks}
 }
 
 // Deliver sends recs synchronously, retrying what the destination did not
@@ -129,6 +137,9 @@ func (o *Output) send(ctx context.Context, batch []Record, attempts int) error {
 			}
 		}
 		o.Stats.Sent.Add(uint64(len(batch) - len(retry) - refused))
+		if o.acks {
+			o.Stats.Acked.Add(uint64(len(batch) - len(retry) - refused))
+		}
 		if refused > 0 {
 			o.Stats.Refused.Add(uint64(refused))
 			o.cfg.Warn(fmt.Sprintf("output %s refused %d records", o.Name, refused), err)

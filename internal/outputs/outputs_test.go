@@ -142,8 +142,8 @@ func TestSyslogUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSyslog(t, got.wait(t, len(recs)), recs)
-	if o.Stats.Sent.Load() != 20 {
-		t.Errorf("sent %d, want 20", o.Stats.Sent.Load())
+	if o.Stats.Sent.Load() != 20 || o.Stats.Acked.Load() != 0 {
+		t.Errorf("sent %d acknowledged %d, want 20 and 0 (syslog has no acknowledgement)", o.Stats.Sent.Load(), o.Stats.Acked.Load())
 	}
 }
 
@@ -229,6 +229,9 @@ func TestSyslogTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSyslog(t, got.wait(t, len(recs)), recs)
+	if s, a := o.Stats.Sent.Load(), o.Stats.Acked.Load(); s != 50 || a != 0 {
+		t.Errorf("sent %d acknowledged %d, want 50 written and 0 acknowledged (RFC 6587 has no acknowledgement)", s, a)
+	}
 }
 
 // A receiver that goes away is dialled again: the records from the one that
@@ -399,8 +402,8 @@ func TestHECRetries(t *testing.T) {
 			}
 		}
 	}
-	if s, r := o.Stats.Sent.Load(), o.Stats.Retried.Load(); s != 5 || r != 10 {
-		t.Errorf("sent %d retried %d, want 5 and 10", s, r)
+	if s, a, r := o.Stats.Sent.Load(), o.Stats.Acked.Load(), o.Stats.Retried.Load(); s != 5 || a != 5 || r != 10 {
+		t.Errorf("sent %d acknowledged %d retried %d, want 5, 5 and 10", s, a, r)
 	}
 }
 
@@ -491,8 +494,8 @@ func TestBulkPerItem(t *testing.T) {
 	if string(c.bodies[2]) != want(recs[1]) {
 		t.Errorf("retry body:\n%s\nwant only %s", c.bodies[2], recs[1].ID)
 	}
-	if s, r, f := o.Stats.Sent.Load(), o.Stats.Refused.Load(), o.Stats.Retried.Load(); s != 3 || r != 1 || f != 5 {
-		t.Errorf("sent %d refused %d retried %d; want 3, 1, 5", s, r, f)
+	if s, a, r, f := o.Stats.Sent.Load(), o.Stats.Acked.Load(), o.Stats.Refused.Load(), o.Stats.Retried.Load(); s != 3 || a != 3 || r != 1 || f != 5 {
+		t.Errorf("sent %d acknowledged %d refused %d retried %d; want 3, 3, 1, 5", s, a, r, f)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/record"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
@@ -154,7 +155,7 @@ func (fx *fixture) run(t *testing.T, args ...string) (pid int, errno syscall.Err
 		t.Fatal(err)
 	}
 	defer done()
-	cmd.Env = append(os.Environ(), hooktest.ActorEnv+"=1")
+	cmd.Env = append(os.Environ(), act.ActorEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("actor %v: %v: %s", args, err, out)
@@ -207,17 +208,17 @@ func (lsmRunner) Start(t *testing.T) hooktest.Scope {
 func checkLSM(t testing.TB, w hooktest.Want, ev *event.Event, res hooktest.Result) {
 	t.Helper()
 	if ev.Backend != Name {
-		t.Errorf("finding from backend %q: %s", ev.Backend, hooktest.Describe(ev))
+		t.Errorf("finding from backend %q: %s", ev.Backend, act.Describe(ev))
 	}
 	if !w.AnyThread && res.TID != 0 && int(ev.Process.TID) != res.TID {
-		t.Errorf("finding from thread %d, want %d: %s", ev.Process.TID, res.TID, hooktest.Describe(ev))
+		t.Errorf("finding from thread %d, want %d: %s", ev.Process.TID, res.TID, act.Describe(ev))
 	}
 	wantRet := map[bool]int64{false: 0, true: -1}[ev.Denied]
 	switch {
 	case ev.File != nil && ev.File.Ret != wantRet:
-		t.Errorf("finding ret %d, want the verdict %d: %s", ev.File.Ret, wantRet, hooktest.Describe(ev))
+		t.Errorf("finding ret %d, want the verdict %d: %s", ev.File.Ret, wantRet, act.Describe(ev))
 	case ev.Exec != nil && ev.Action != hooktest.ActUringSetup && ev.Exec.Ret != wantRet:
-		t.Errorf("finding ret %d, want the verdict %d: %s", ev.Exec.Ret, wantRet, hooktest.Describe(ev))
+		t.Errorf("finding ret %d, want the verdict %d: %s", ev.Exec.Ret, wantRet, act.Describe(ev))
 	}
 }
 
@@ -258,7 +259,7 @@ func TestRecords(t *testing.T) {
 	}
 	fx.setEnforce(t, false)
 	bin := filepath.Join(fx.base, "free", "tool")
-	if err := os.WriteFile(bin, hooktest.TrueELF(), 0o755); err != nil {
+	if err := os.WriteFile(bin, act.TrueELF(), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	_, _, recs := fx.run(t, "exec", bin)

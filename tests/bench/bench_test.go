@@ -20,6 +20,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
@@ -141,7 +142,7 @@ func BenchmarkOverhead(b *testing.B) {
 			markers++
 			return
 		}
-		stray = append(stray, hooktest.Describe(ev))
+		stray = append(stray, act.Describe(ev))
 	}
 	rounds := 9
 	if s := os.Getenv("DRIFT_BENCH_ROUNDS"); s != "" {

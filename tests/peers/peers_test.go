@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -23,8 +24,8 @@ func TestMain(m *testing.M) {
 	switch {
 	case hooktest.IsWorkload():
 		os.Exit(hooktest.WorkloadMain())
-	case hooktest.IsActor():
-		os.Exit(hooktest.ActorMain())
+	case act.IsActor():
+		os.Exit(act.ActorMain())
 	case IsChild():
 		os.Exit(ChildMain())
 	}
@@ -115,7 +116,7 @@ func (x *bench) setup() {
 	x.fatal(err)
 	b.Cleanup(func() { os.RemoveAll(tmp) })
 	x.tool = filepath.Join(tmp, "tool")
-	x.fatal(os.WriteFile(x.tool, hooktest.TrueELF(), 0o755))
+	x.fatal(os.WriteFile(x.tool, act.TrueELF(), 0o755))
 }
 
 // writeTarball writes a tar of n small files in directories of 100, under "t/".
@@ -170,7 +171,7 @@ func (x *bench) barrier(m Monitor, col *Collector) {
 	if !m.Reports() {
 		return
 	}
-	x.child([]string{hooktest.ActorEnv + "=1"}, "chmod", x.marker)
+	x.child([]string{act.ActorEnv + "=1"}, "chmod", x.marker)
 	deadline := time.Now().Add(bound)
 	for !col.Seen(x.marker) {
 		if time.Now().After(deadline) {
@@ -269,7 +270,7 @@ func (x *bench) runWorkload(round int, m Monitor, col *Collector, wl string) {
 // coverage runs the attacker's actions under m and records which it reported.
 func (x *bench) coverage(m Monitor, col *Collector) {
 	port := testenv.FreePort(x.b)
-	actor := []string{hooktest.ActorEnv + "=1"}
+	actor := []string{act.ActorEnv + "=1"}
 	col.Take()
 	type done struct {
 		action string

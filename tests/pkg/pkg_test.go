@@ -68,9 +68,6 @@ func TestInstallRunPurge(t *testing.T) {
 			t.Fatalf("%s not found: the package test needs it (scripts/setup.sh installs it)", tool)
 		}
 	}
-	if runtime.GOARCH != "amd64" {
-		t.Skipf("the driftsensor package is built for amd64 only; this is %s", runtime.GOARCH)
-	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +152,7 @@ func TestInstallRunPurge(t *testing.T) {
 	t.Run("version", func(t *testing.T) {
 		for _, tool := range []string{"driftsensor", "driftresponder", "driftctl"} {
 			out, err := exec.Command("/usr/bin/"+tool, "--version").CombinedOutput()
-			want := fmt.Sprintf("%s %s (commit %s, %s, linux/amd64)\n", tool, ver, commit, runtime.Version())
+			want := fmt.Sprintf("%s %s (commit %s, %s, linux/%s)\n", tool, ver, commit, runtime.Version(), runtime.GOARCH)
 			if err != nil || string(out) != want {
 				t.Errorf("%s --version: %v %q, want %q", tool, err, out, want)
 			}
@@ -303,14 +300,14 @@ func buildPackages(t *testing.T, root, ver string) []string {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		cmd := exec.Command("make", "--no-print-directory", "-C", root, "packages", "DIST="+dir, "COMMIT="+commit, "FLEET_ARCHES=amd64")
+		cmd := exec.Command("make", "--no-print-directory", "-C", root, "packages", "DIST="+dir, "COMMIT="+commit, "ARCHES="+runtime.GOARCH)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("make packages: %v\n%s", err, out)
 		}
 	}
 	var debs []string
 	for _, pkg := range []string{"driftsensor", "driftsensor-fleet"} {
-		f := filepath.Join(dir, pkg+"_"+ver+"_amd64.deb")
+		f := filepath.Join(dir, pkg+"_"+ver+"_"+runtime.GOARCH+".deb")
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("package %s: %v", pkg, err)
 		}

@@ -19,6 +19,10 @@
 #   VMTEST_CACHE    where downloads are kept (default: ~/.cache/driftsensor-vmtest)
 #   VMTEST_MIRROR   Debian archive URI (default: the machine's, else http://deb.debian.org/debian)
 #   VMTEST_REFRESH  1: update the suite's package lists and fetch its current kernel
+#   VMTEST_ARCH     Debian architecture of the kernel (default amd64; arm64 for
+#                   make vmtest-arm64 and make vmlinux-arm64): only the private
+#                   configuration names it; for arm64, busybox-static of arm64 is
+#                   unpacked beside the kernel (busybox), for the VM's initramfs
 set -eu
 
 suite=${1:?usage: kernel.sh SUITE}
@@ -38,7 +42,13 @@ case "$suite" in
 *[!a-z0-9-]* | "") fail "suite \"$suite\" is not a Debian suite name (e.g. bookworm, trixie, sid)" ;;
 esac
 
-apt="$cache/apt/$suite"
+arch=${VMTEST_ARCH:-amd64}
+case "$arch" in
+amd64) tag=$suite ;;
+arm64) tag=$suite-$arch ;;
+*) fail "VMTEST_ARCH=$arch: want amd64 or arm64" ;;
+esac
+apt="$cache/apt/$tag"
 mkdir -p "$apt/empty" "$apt/state/lists/partial" "$apt/cache/archives/partial" "$cache/debs" "$cache/kernel"
 
 # One fetch at a time per cache: several worktrees may share it.
@@ -63,6 +73,11 @@ if [ -z "$mirror" ]; then
 	mirror=${mirror:-http://deb.debian.org/debian/}
 fi
 echo "deb [signed-by=$keyring] ${mirror%/} $suite main" >"$apt/sources.list"
+# A backports suite holds the kernel, not busybox-static: its base suite too,
+# below the backports (APT::Default-Release).
+case "$suite" in
+*-backports) [ "$arch" = amd64 ] || echo "deb [signed-by=$keyring] ${mirror%/} ${suite%-backports} main" >>"$apt/sources.list" ;;
+esac
 : >"$apt/status"
 
 # Only what the private configuration names: no machine sources, preferences or
@@ -73,16 +88,17 @@ aptopts="-q -o Dir::Etc::SourceList=$apt/sources.list -o Dir::Etc::SourceParts=$
 	-o Dir::State=$apt/state -o Dir::State::status=$apt/status -o Dir::Cache=$apt/cache
 	-o APT::Sandbox::User=root -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
 	-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
-	-o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
+	-o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+	-o APT::Architecture=$arch -o APT::Architectures=$arch -o APT::Default-Release=$suite"
 
 echo "vmtest: $suite: apt-get update (private configuration in $apt, archive $mirror)" >&2
 # shellcheck disable=SC2086 # aptopts is a list of options
 apt-get $aptopts update >&2 || fail "apt-get update of $suite from $mirror failed"
 
 # shellcheck disable=SC2086
-image=$(apt-cache $aptopts depends linux-image-cloud-amd64 2>/dev/null |
-	sed -n 's/^ *Depends: linux-image-\([0-9].*-cloud-amd64\)$/\1/p' | head -n1)
-[ -n "$image" ] || fail "linux-image-cloud-amd64 of $suite depends on no linux-image-<version>-cloud-amd64"
+image=$(apt-cache $aptopts depends linux-image-cloud-$arch 2>/dev/null |
+	sed -n "s/^ *Depends: linux-image-\\([0-9].*-cloud-$arch\\)\$/\\1/p" | head -n1)
+[ -n "$image" ] || fail "linux-image-cloud-$arch of $suite depends on no linux-image-<version>-cloud-$arch"
 
 has() {
 	# shellcheck disable=SC2086
@@ -97,6 +113,7 @@ else
 fi
 
 kdir="$cache/kernel/$suite-$image"
+[ "$arch" = amd64 ] || pkgs="$pkgs busybox-static"
 if [ ! -f "$kdir/vmlinuz" ]; then
 	rm -rf "$kdir.tmp"
 	mkdir -p "$kdir.tmp"
@@ -121,7 +138,14 @@ if [ ! -f "$kdir/vmlinuz" ]; then
 	[ -n "$cfg" ] || fail "no kernel config (boot/config-*, usr/lib/modules/*/config) in $pkgs"
 	mv "$img" "$kdir.tmp/vmlinuz"
 	mv "$cfg" "$kdir.tmp/config"
-	find "$kdir.tmp" -mindepth 1 -maxdepth 1 ! -name vmlinuz ! -name config -exec rm -rf {} +
+	keep=
+	if [ "$arch" != amd64 ]; then
+		bb=$(ls "$kdir.tmp"/bin/busybox "$kdir.tmp"/usr/bin/busybox 2>/dev/null | head -n1 || true)
+		[ -n "$bb" ] || fail "no bin/busybox or usr/bin/busybox in busybox-static ($arch)"
+		mv "$bb" "$kdir.tmp/busybox"
+		keep=busybox
+	fi
+	find "$kdir.tmp" -mindepth 1 -maxdepth 1 ! -name vmlinuz ! -name config ! -name "${keep:-config}" -exec rm -rf {} +
 	rm -rf "$kdir"
 	mv "$kdir.tmp" "$kdir"
 fi

@@ -35,11 +35,25 @@
 #                     patched, as when a tracepoint is switched on: seen on 7.2
 #                     as an int3 Oops in trace_syscall_exit. One vCPU is no
 #                     slower for these tests)
+#   VMTEST_ARCH       amd64 (default) or arm64 (make vmtest-arm64): Debian's
+#                     arm64 cloud kernels in qemu-system-aarch64 (virt machine,
+#                     tcg), test binaries built with GOARCH=arm64, busybox-static
+#                     of arm64 fetched by kernel.sh beside each kernel; work
+#                     files in .vmtest-arm64
 #   VMTEST_CACHE, VMTEST_MIRROR, VMTEST_REFRESH: see kernel.sh
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work="$root/.vmtest"
+arch=${VMTEST_ARCH:-amd64}
+export VMTEST_ARCH="$arch"
+case "$arch" in
+amd64) work="$root/.vmtest" qemu=qemu-system-x86_64 qemupkg=qemu-system-x86 console=ttyS0 ;;
+arm64) work="$root/.vmtest-arm64" qemu=qemu-system-aarch64 qemupkg=qemu-system-arm console=ttyAMA0 ;;
+*)
+	echo "vmtest: FAIL: VMTEST_ARCH=$arch: want amd64 or arm64" >&2
+	exit 1
+	;;
+esac
 suites=${VMTEST_SUITES:-bookworm trixie sid}
 jobs=${VMTEST_JOBS:-2}
 timeout_s=${VMTEST_TIMEOUT:-900}
@@ -49,8 +63,8 @@ fail() {
 	exit 1
 }
 
-command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
-dpkg -s busybox-static >/dev/null 2>&1 && [ -x /bin/busybox ] ||
+command -v $qemu >/dev/null || fail "$qemu not found: apt-get install $qemupkg"
+[ "$arch" != amd64 ] || { dpkg -s busybox-static >/dev/null 2>&1 && [ -x /bin/busybox ]; } ||
 	fail "no static busybox (the initramfs has no libc): apt-get install busybox-static"
 for t in cpio gzip go timeout awk; do
 	command -v "$t" >/dev/null || fail "$t not found"
@@ -77,12 +91,20 @@ done
 # The tests, static so the initramfs needs no libc; one initramfs for every
 # kernel (nothing in it depends on the kernel's version).
 echo "vmtest: building the lsm tests and the tracepoint hook table"
-(cd "$root" && CGO_ENABLED=0 go test -c -o "$work/lsm.test" ./sensor/lsm/ &&
-	CGO_ENABLED=0 go test -c -o "$work/sensor.test" ./sensor/) || fail "building the test binaries failed"
+(cd "$root" && CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/lsm.test" ./sensor/lsm/ &&
+	CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/sensor.test" ./sensor/) || fail "building the test binaries failed"
 stage="$work/initramfs"
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp" "$stage/run"
-cp /bin/busybox "$stage/bin/busybox"
+busybox=/bin/busybox
+if [ "$arch" != amd64 ]; then
+	# kernel.sh unpacked the suite's busybox-static beside its kernel.
+	first=${kernels# }
+	first=${first%% *}
+	busybox=${first#*=}/busybox
+	[ -n "$first" ] && [ -x "$busybox" ] || fail "no $arch busybox: no kernel was fetched, or kernel.sh left none beside it"
+fi
+cp "$busybox" "$stage/bin/busybox"
 cp "$root/tests/vmtest/init" "$stage/init"
 cp "$work/lsm.test" "$work/sensor.test" "$stage/"
 chmod 0755 "$stage/init" "$stage/lsm.test" "$stage/sensor.test"
@@ -115,9 +137,13 @@ counts() {
 
 # boot KDIR EXTRA: one VM on that kernel, its console on stdout.
 boot() {
-	timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "${VMTEST_SMP:-1}" -m 1G -nographic -no-reboot -nic none \
+	machine=
+	# cortex-a72: no pointer authentication, which tcg emulates slowly.
+	[ "$arch" = amd64 ] || machine="-M virt -cpu cortex-a72"
+	# shellcheck disable=SC2086 # machine is a list of options
+	timeout "$timeout_s" $qemu $machine -accel tcg -smp "${VMTEST_SMP:-1}" -m 1G -nographic -no-reboot -nic none \
 		-kernel "$1/vmlinuz" -initrd "$work/initrd.gz" \
-		-append "console=ttyS0 lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra$2" </dev/null 2>&1
+		-append "console=$console lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra$2" </dev/null 2>&1
 }
 
 # vm SUITE KDIR: boot one kernel, run the tests, write result-SUITE as

@@ -1,4 +1,8 @@
-package hooktest
+// Package act holds the actions the hook tests and the chaos drills make
+// happen (each a syscall, by name), the actor process that makes one, and
+// the one-line description of a finding. It does not import testing: the
+// drill runs in driftctl.
+package act
 
 import (
 	"bufio"
@@ -395,20 +399,24 @@ func execveat(fd int, argv0 string) error {
 	return errnoOf(e)
 }
 
-// TrueELF is a complete static x86-64 executable that exits 0: the ELF
-// header, one PT_LOAD program header mapping the file, and
-// "mov eax, 60; xor edi, edi; syscall". Exec cases write it where they need
+// TrueELF is a complete static executable of this architecture (x86-64 or
+// arm64) that exits 0: the ELF header, one PT_LOAD program header mapping the
+// file, and the exit syscall. Exec cases write it where they need
 // a binary: no copy of a system binary, no dependence on the host's files.
 func TrueELF() []byte {
 	const base, ehsize, phsize = 0x400000, 64, 56
-	code := []byte{0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05}
+	// exit(0): x86-64 mov eax, 60; xor edi, edi; syscall. arm64: mov x8, #93; mov x0, #0; svc #0.
+	code, machine := []byte{0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05}, uint16(62) // EM_X86_64
+	if runtime.GOARCH == "arm64" {
+		code, machine = []byte{0xa8, 0x0b, 0x80, 0xd2, 0x00, 0x00, 0x80, 0xd2, 0x01, 0x00, 0x00, 0xd4}, 183 // EM_AARCH64
+	}
 	size := ehsize + phsize + len(code)
 	b := make([]byte, size)
 	le := binary.LittleEndian
 	copy(b, "\x7fELF")
 	b[4], b[5], b[6] = 2, 1, 1 // 64-bit, little-endian, version 1
 	le.PutUint16(b[16:], 2)    // ET_EXEC
-	le.PutUint16(b[18:], 62)   // EM_X86_64
+	le.PutUint16(b[18:], machine)
 	le.PutUint32(b[20:], 1)
 	le.PutUint64(b[24:], base+ehsize+phsize) // entry: the code
 	le.PutUint64(b[32:], ehsize)             // program headers right after
