@@ -377,48 +377,18 @@ func (s *Sensor) health(action string, lost uint64, detail string) *event.Event 
 	}
 }
 
-var fileActions = map[uint16]string{
-	record.OpOpen: "open_write", record.OpTruncate: "truncate", record.OpRename: "rename",
-	record.OpUnlink: "unlink", record.OpRmdir: "rmdir", record.OpLink: "link", record.OpSymlink: "symlink",
-	record.OpMkdir: "mkdir", record.OpMknod: "mknod", record.OpChmod: "chmod", record.OpChown: "chown",
-	record.OpSetxattr: "setxattr", record.OpRemovexattr: "removexattr", record.OpUtimes: "utimes",
-	record.OpMount: "mount", record.OpSetflags: "setflags", record.OpWrite: "write", record.OpUring: "io_uring",
-	record.OpKSetting: "kernel_setting", record.OpRawDev: "raw_device",
-}
-
-var execActions = map[uint16]string{
-	record.OpExec: "exec", record.OpModule: "module_load", record.OpKexec: "kexec_load",
-	record.OpBPF: "bpf_prog_load", record.OpPtrace: "ptrace_attach", record.OpUringSetup: "io_uring_setup",
-	record.OpSignal: "signal_sensor", record.OpSelfBPF: ActionTamper, record.OpSelfOpen: ActionTamper,
-	record.OpLeaveScope: "leave_scope",
-}
-
 // ActionTamper is the action of every finding about an act on the sensor
 // itself: a bpf() command on its maps, programs or links, an open of its
 // files (reported by the kernel at the syscall), or a difference the
 // heartbeat's check found in its configuration or links. Such findings are
 // of kind sensor, whatever their scope: tampering with the sensor matters
 // wherever it comes from.
-const ActionTamper = "tamper"
+const ActionTamper = record.ActionTamper
 
-// ActionName names a record's operation as findings do.
+// ActionName names a record's operation as findings do (record.Ops).
 func ActionName(kind, op uint16) string {
-	switch kind {
-	case record.KindFile:
-		if a, ok := fileActions[op]; ok {
-			return a
-		}
-	case record.KindExec:
-		if a, ok := execActions[op]; ok {
-			return a
-		}
-	case record.KindNet:
-		if op == record.OpBind {
-			return "bind"
-		}
-		if op == record.OpListen {
-			return "listen"
-		}
+	if o, ok := record.OpOf(kind, op); ok {
+		return o.Action
 	}
 	return fmt.Sprintf("op%d", op)
 }
