@@ -35,6 +35,12 @@ if [ ${#promtool_pkg[@]} -gt 0 ]; then
 	echo "setup: installing ${promtool_pkg[*]} (for promtool)"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${promtool_pkg[@]}"
 fi
+# deploy/image's test loads the OCI image into podman and runs it with runc (crun, podman's default,
+# refuses this machine's hybrid cgroup layout). Nothing is started.
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+	echo "setup: installing podman and runc (the image's load test)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends podman runc
+fi
 # make bench-peers compares with auditd and inotifywait. auditd is installed but neither started nor
 # enabled: once auditing is on, every new process carries an audit context and is slower. The
 # benchmark starts its own auditd and stops it. A policy-rc.d that refuses keeps the package's

@@ -157,7 +157,11 @@ func charDevice(t testing.TB, p string, major, minor uint32) {
 func loopMount(t testing.TB, e *Env) {
 	t.Helper()
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skip("no loop device support in this kernel (/dev/loop-control is missing): no block device to mount")
+		msg := "no loop device support in this kernel (/dev/loop-control is missing): no block device to mount"
+		if testenv.Required() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	img := filepath.Join(e.Var, "fs.img")
 	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
