@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"image/png"
@@ -61,10 +62,11 @@ func TestDashboardLive(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(passwd), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(passwd, []byte("root:x:0:0::/root:/bin/sh\n"), 0o644)
 	pol := filepath.Join(t.TempDir(), "policy.yaml")
-	os.WriteFile(pol, []byte(fmt.Sprintf("version: 1\nprotect: [%s]\nexec:\n  image_paths: [/usr, /bin, /sbin, /lib, /lib64]\n"+
-		"net:\n  allowed_ports: [7070]\n  deny_binds: true\n", img)), 0o644)
+	if err := errors.Join(os.WriteFile(passwd, []byte("root:x:0:0::/root:/bin/sh\n"), 0o644), os.WriteFile(pol, []byte(fmt.Sprintf("version: 1\nprotect: [%s]\nexec:\n  image_paths: [/usr, /bin, /sbin, /lib, /lib64]\n"+
+		"net:\n  allowed_ports: [7070]\n  deny_binds: true\n", img)), 0o644)); err != nil {
+		t.Fatal(err)
+	}
 	p, err := testbed.Up("dash", []string{"web", "peer"}, testbed.PipelineConfig{Sensor: filepath.Join(bin, "driftsensor"),
 		Policy: pol, Seal: true, SensorArgs: []string{"--metrics-addr", "127.0.0.1:0"}})
 	if err != nil {
@@ -119,7 +121,7 @@ func TestDashboardLive(t *testing.T) {
 	waitQuery(t, server, "the responder's cordon, scraped 3 times", `count_over_time(driftresponder_actions_total{action="cordon",result="ok"}[1m]) >= 3`)
 	// A second wave: the responder's counters and histograms are created
 	// at their first observation, which rate() cannot see; the second one
-	// draws (see the report of the dashboard check).
+	// draws (README, Install on a fleet, says so).
 	drift(peer, tool)
 	drift(web, tool)
 	waitQuery(t, server, "a second decision, scraped twice",
