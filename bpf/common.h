@@ -69,6 +69,7 @@ enum rec_op {
 #define RF_ATTEMPT (1 << 3)  /* reported whether or not it succeeded */
 #define RF_LEXICAL (1 << 4)  /* path resolved from the name given, not from the inode */
 #define RF_CORDONED (1 << 5) /* the reflex set the host's cordon flag */
+#define RF_UNRESOLVED (1 << 6) /* a /proc magic link in the name was not followed: the path is the name as given */
 
 /* exec_rec.reasons */
 #define EX_TAINTED (1 << 0)      /* file created or modified after sealing */

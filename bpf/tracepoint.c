@@ -185,6 +185,7 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 	r->flags = q->flags;
 	r->mode = q->mode;
 	r->path2_len = r->target_len = 0;
+	w->unresolved = 0;
 
 	__u32 l1 = 0;
 	if (q->name) {
@@ -245,11 +246,13 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 		r->data[bound(toff + tl - 1, 8191)] = 0;
 		r->target_len = tl - 1;
 	}
+	if (!hit && w->unresolved) /* a name through a link not followed: never dropped */
+		hit = 1, r->rule = RULE_UNRESOLVED;
 	if (!hit)
 		return 0;
 	fill_hdr(&r->h, REC_FILE, q->op);
 	fill_task(&r->h);
-	r->h.flags = RF_LEXICAL;
+	r->h.flags = RF_LEXICAL | (w->unresolved ? RF_UNRESOLVED : 0);
 	w->trunc = trunc;
 	send_file(cfg, r, w);
 	return 0;

@@ -63,12 +63,13 @@ const (
 
 // Header flags (RF_*).
 const (
-	FlagDenied   = 1 << 0
-	FlagTrunc    = 1 << 1
-	FlagKilled   = 1 << 2
-	FlagAttempt  = 1 << 3
-	FlagLexical  = 1 << 4
-	FlagCordoned = 1 << 5
+	FlagDenied     = 1 << 0
+	FlagTrunc      = 1 << 1
+	FlagKilled     = 1 << 2
+	FlagAttempt    = 1 << 3
+	FlagLexical    = 1 << 4
+	FlagCordoned   = 1 << 5
+	FlagUnresolved = 1 << 6 // a /proc magic link in the name was not followed: the path is the name as given
 )
 
 // Exec reasons (EX_*).
