@@ -159,11 +159,6 @@ func act(op string, a []string) error {
 			return unix.Linkat(fd, "", unix.AT_FDCWD, arg(1), unix.AT_EMPTY_PATH)
 		}
 		return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, arg(1), unix.AT_SYMLINK_FOLLOW)
-	case "unlink-cwd": // chdir(arg0); unlink(arg1)
-		if err := os.Chdir(arg(0)); err != nil {
-			return fmt.Errorf("chdir: %v", err)
-		}
-		return unix.Unlink(arg(1))
 	case "rename":
 		return unix.Renameat2(unix.AT_FDCWD, arg(0), unix.AT_FDCWD, arg(1), 0)
 	case "rename-legacy":

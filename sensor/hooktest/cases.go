@@ -184,7 +184,7 @@ func Cases() []Case {
 			Want: []Want{{Kind: file, Action: ActOpen, Path: "$etc/rel"}}},
 		{Group: "file", Name: "unlink relative to cwd",
 			Setup: touchEtc,
-			Act:   []string{"unlink-cwd", "$etc", "f"},
+			Act:   []string{"in-dir", "$etc", "unlink", "f"},
 			Want:  []Want{{Kind: file, Action: ActUnlink, Path: "$etc/f"}}},
 		{Group: "file", Name: "renameat2 both names",
 			Setup: touchEtc,
