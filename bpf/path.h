@@ -648,20 +648,21 @@ static __noinline __u32 follow_magic(struct work *w, char *out, __u32 o)
 	}
 	if (state < MG_ROOT || end > o || end >= DPATH_MAX)
 		return o;
+	/* every branch yields plain numbers, so the walk below is verified once */
 	struct task_struct *t = bpf_get_current_task_btf();
-	struct dentry *d;
-	struct vfsmount *vm;
+	const struct path *pp;
 	if (state == MG_ROOT) {
-		d = t->fs->root.dentry, vm = t->fs->root.mnt;
+		pp = &t->fs->root;
 	} else if (state == MG_CWD) {
-		d = t->fs->pwd.dentry, vm = t->fs->pwd.mnt;
+		pp = &t->fs->pwd;
 	} else {
 		struct file *f = state == MG_EXE ? BPF_CORE_READ(t, mm, exe_file) : file_of(w->mfd);
 		if (!f)
 			return o; /* no such descriptor: the call failed */
-		d = BPF_CORE_READ(f, f_path.dentry);
-		vm = BPF_CORE_READ(f, f_path.mnt);
+		pp = &f->f_path;
 	}
+	struct dentry *d = BPF_CORE_READ(pp, dentry);
+	struct vfsmount *vm = BPF_CORE_READ(pp, mnt);
 	/* the rest of the name, after the link, waits in w->in (consumed) */
 	__u32 rest = o - end;
 	bpf_probe_read_kernel(w->in, bound(rest, 4095), out + bound(end, 4095));
