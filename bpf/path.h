@@ -716,9 +716,9 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 		n = bpf_probe_read_user_str(w->in, DPATH_MAX, name);
 	else
 		n = bpf_probe_read_kernel_str(w->in, DPATH_MAX, name);
-	if (n < 1)
+	if (n < 0)
 		return 0;
-	if (n == 1) /* "" (AT_EMPTY_PATH): the dirfd's own file, or the cwd */
+	if (n <= 1) /* "" (AT_EMPTY_PATH; kernels before 6.18 count it 0): the dirfd's own file, or the cwd */
 		return base_path(w, dfd, out);
 	if (n >= DPATH_MAX)
 		w->trunc = 1;

@@ -141,15 +141,20 @@ func act(op string, a []string) error {
 			return fmt.Errorf("chdir: %v", err)
 		}
 		return act(arg(1), a[min(2, len(a)):])
-	case "tmpfile-link": // an O_TMPFILE file in arg0, written, linked in as arg1 through arg2: "proc" or "empty"
-		fd, err := unix.Open(arg(0), unix.O_TMPFILE|unix.O_WRONLY, 0o644)
-		if err != nil {
-			return err // refused in enforce mode when arg0 is protected
+	case "tmpfile-link": // an O_TMPFILE file in arg0 (or "fd3": the one inherited), written, linked in as arg1 through arg2: "proc" or "empty"
+		fd := 3
+		if arg(0) != "fd3" {
+			var err error
+			if fd, err = unix.Open(arg(0), unix.O_TMPFILE|unix.O_WRONLY, 0o644); err != nil {
+				return fmt.Errorf("open O_TMPFILE: %v", err) // not the syscall under test
+			}
+			defer unix.Close(fd)
 		}
-		defer unix.Close(fd)
 		var st unix.Stat_t
-		if _, err := unix.Write(fd, []byte("x")); err != nil {
-			return fmt.Errorf("write: %v", err)
+		if arg(0) != "fd3" { // an inherited one stays unwritten: a write to it is a finding of its own
+			if _, err := unix.Write(fd, []byte("x")); err != nil {
+				return fmt.Errorf("write: %v", err)
+			}
 		}
 		if err := unix.Fstat(fd, &st); err != nil {
 			return fmt.Errorf("fstat: %v", err)

@@ -70,6 +70,7 @@ type Env struct {
 	SensorPID    int    // the sensor's process (the test process)
 	SensorProgID uint32 // an id of one of the backend's own programs, 0 if it has no self-protection
 	Vars         map[string]string
+	Files        map[string]*os.File // files Setup opened, for Case.Files
 }
 
 // Expand replaces $root, $etc, $var, $app, $usr, $bin, $opt, $tag, $scope, $sensor
