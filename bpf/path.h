@@ -702,15 +702,21 @@ static __always_inline __u32 base_path(struct work *w, int dfd, char *out)
 	return o;
 }
 
-/* resolve_name builds the canonical path of name (relative to dfd or the cwd)
- * into out, with *bits the LPM scratch right before it. Returns the length,
- * or 0 when the name could not be read. */
-static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 *bits, char *out)
+/* resolve_alt builds the canonical path of name (relative to dfd or the cwd)
+ * into w->alt, with w->alt_bits the LPM scratch right before it. Returns the
+ * length, or 0 when the name could not be read. A global function: the
+ * verifier checks it once for any arguments, not once per call site with
+ * each caller's state (the walk, the chroot and the /proc magic links took
+ * 6.1's verifier past the time a load may take). */
+__noinline __u32 resolve_alt(int dfd, __u64 uname, int user)
 {
 	long n;
+	const char *name = (const char *)uname;
 	struct work *w = get_work();
 	if (!w)
 		return 0;
+	__u32 *bits = &w->alt_bits;
+	char *out = w->alt;
 	w->trunc = 0;
 	if (user)
 		n = bpf_probe_read_user_str(w->in, DPATH_MAX, name);
@@ -788,6 +794,20 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 		o = DPATH_MAX - 1;
 	out[bound(o, 4095)] = 0;
 	return rewrite_dirlink(w, bits, out, follow_magic(w, out, o));
+}
+
+/* resolve_name is resolve_alt into a record's path out, with *bits the LPM
+ * scratch right before it. */
+static __always_inline __u32 resolve_name(int dfd, const char *name, int user, __u32 *bits, char *out)
+{
+	__u32 l = bound(resolve_alt(dfd, (__u64)name, user), 4095);
+	struct work *w = get_work();
+	if (!w)
+		return 0;
+	*bits = w->alt_bits;
+	bpf_probe_read_kernel(out, l, w->alt);
+	out[l] = 0;
+	return l;
 }
 
 /* resolve_file builds the canonical path of an open file into out: its

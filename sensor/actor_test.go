@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -12,8 +12,8 @@ import (
 // (sensor/hooktest): it makes exactly one kind of syscall, so a finding can be
 // matched to its pid.
 func TestMain(m *testing.M) {
-	if hooktest.IsActor() {
-		os.Exit(hooktest.ActorMain())
+	if act.IsActor() {
+		os.Exit(act.ActorMain())
 	}
 	os.Exit(testenv.Main(m))
 }

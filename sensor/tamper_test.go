@@ -18,6 +18,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
@@ -96,7 +97,7 @@ func TestTamperConfigMap(t *testing.T) {
 	if res.Errno != 0 {
 		t.Fatalf("the attacker's map update failed (%v): the attack was not made\n%s", res.Errno, res.Out)
 	}
-	by := fmt.Sprintf("by pid %d (%s)", res.PID, hooktest.ActorComm())
+	by := fmt.Sprintf("by pid %d (%s)", res.PID, act.ActorComm())
 	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_MAP_GET_FD_BY_ID) on driftsensor map config_map (id %d) %s", cfg.ID, by))
 	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_MAP_UPDATE_ELEM) on driftsensor map config_map (id %d) %s", cfg.ID, by))
 
@@ -119,7 +120,7 @@ func TestTamperRules(t *testing.T) {
 	if res.Errno != 0 {
 		t.Fatalf("the attacker's rule delete failed (%v)\n%s", res.Errno, res.Out)
 	}
-	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_MAP_DELETE_ELEM) on driftsensor map rules (id %d) by pid %d (%s)", rules.ID, res.PID, hooktest.ActorComm()))
+	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_MAP_DELETE_ELEM) on driftsensor map rules (id %d) by pid %d (%s)", rules.ID, res.PID, act.ActorComm()))
 	expectVerify(t, be, []string{fmt.Sprintf("rules: prefix %s removed (restored)", prefix)})
 	expectVerify(t, be, nil)
 }
@@ -173,7 +174,7 @@ func TestTamperBindLinkDetach(t *testing.T) {
 	if res.Errno != 0 {
 		t.Fatalf("the attacker's link detach failed (%v)\n%s", res.Errno, res.Out)
 	}
-	by := fmt.Sprintf("by pid %d (%s)", res.PID, hooktest.ActorComm())
+	by := fmt.Sprintf("by pid %d (%s)", res.PID, act.ActorComm())
 	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_LINK_GET_FD_BY_ID) on driftsensor link %s (id %d) %s", what, lk.ID, by))
 	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_LINK_DETACH) on driftsensor link %s (id %d) %s", what, lk.ID, by))
 	expectVerify(t, be, []string{fmt.Sprintf("link %s (id %d): detached from its cgroup", what, lk.ID)})
@@ -206,10 +207,10 @@ func TestTamperSensorFiles(t *testing.T) {
 	}
 	for _, p := range []string{creds, seg} {
 		res := bed.Act(t, hooktest.Act{Outside: true, Args: []string{"read", p}})
-		expectTamper(t, bed, res.PID, fmt.Sprintf("open of driftsensor file %s by pid %d (%s)", p, res.PID, hooktest.ActorComm()))
+		expectTamper(t, bed, res.PID, fmt.Sprintf("open of driftsensor file %s by pid %d (%s)", p, res.PID, act.ActorComm()))
 	}
 	for _, ev := range bed.Findings(t, os.Getpid()) {
-		t.Errorf("the sensor's own access is a finding: %s", hooktest.Describe(ev))
+		t.Errorf("the sensor's own access is a finding: %s", act.Describe(ev))
 	}
 }
 
@@ -238,7 +239,7 @@ func TestKernelCounter(t *testing.T) {
 	if res.Errno != syscall.EPERM {
 		t.Fatalf("forging the kernel counter: errno %v, want EPERM (a frozen map)\n%s", res.Errno, res.Out)
 	}
-	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_MAP_UPDATE_ELEM) on driftsensor map liveness (id %d) by pid %d (%s), refused: %v", live.ID, res.PID, hooktest.ActorComm(), syscall.EPERM))
+	expectTamper(t, bed, res.PID, fmt.Sprintf("bpf(BPF_MAP_UPDATE_ELEM) on driftsensor map liveness (id %d) by pid %d (%s), refused: %v", live.ID, res.PID, act.ActorComm(), syscall.EPERM))
 	if c3 := read(); c3 <= c2 || c3 >= 1<<40 {
 		t.Fatalf("kernel counter after the forgery: %d (before %d)", c3, c2)
 	}

@@ -59,7 +59,7 @@ func (r *Responder) startDrills(ctx context.Context) error {
 					return
 				}
 				if e != nil {
-					r.onMarker(e.Key(), e.Value(), e.Operation() == jetstream.KeyValuePut)
+					r.onMarker(e.Key(), e.Value(), e.Operation() == jetstream.KeyValuePut, e.Revision())
 				}
 			}
 		}
@@ -73,8 +73,10 @@ func (r *Responder) startDrills(ctx context.Context) error {
 }
 
 // onMarker verifies a marker put for host and keeps it, or drops the host's
-// marker when it is refused or deleted; it returns the refusal.
-func (r *Responder) onMarker(host string, value []byte, put bool) error {
+// marker when it is refused or deleted; it returns the refusal. rev is the
+// entry's revision in the bucket: an entry older than one already applied
+// (the watch delivering late what a Get already read) changes nothing.
+func (r *Responder) onMarker(host string, value []byte, put bool, rev uint64) error {
 	var err error
 	var m event.DrillMarker
 	switch {
@@ -87,11 +89,16 @@ func (r *Responder) onMarker(host string, value []byte, put bool) error {
 		}
 	}
 	r.mu.Lock()
-	if err != nil {
+	switch {
+	case rev < r.markerRev[host]:
+		r.mu.Unlock()
+		return err
+	case err != nil:
 		delete(r.markers, host)
-	} else {
+	default:
 		r.markers[host] = m
 	}
+	r.markerRev[host] = rev
 	r.mu.Unlock()
 	if err != nil && put {
 		r.log.Warn().Err(err).Str("host", host).Msg("drill marker refused: findings on the host stay real")
@@ -118,13 +125,7 @@ func (r *Responder) onArm(m *nats.Msg) {
 		err = checkHost(req.Host)
 	}
 	if err == nil {
-		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-		var e jetstream.KeyValueEntry
-		e, err = r.drillKV.Get(ctx, req.Host)
-		cancel()
-		if err == nil {
-			err = r.onMarker(req.Host, e.Value(), true)
-		}
+		err = r.loadMarker(req.Host)
 		if err == nil {
 			r.mu.Lock()
 			if got := r.markers[req.Host]; got.ID != req.ID {
@@ -140,29 +141,74 @@ func (r *Responder) onArm(m *nats.Msg) {
 	_ = m.Respond(rep.Encode())
 }
 
-// drillFor returns the marker covering ev, received at at, if any.
+// loadMarker reads host's marker from the bucket and applies it.
+func (r *Responder) loadMarker(host string) error {
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	e, err := r.drillKV.Get(ctx, host)
+	if err != nil {
+		return err
+	}
+	return r.onMarker(host, e.Value(), true, e.Revision())
+}
+
+// drillFor returns the marker covering ev, received at at, if any. Every
+// path of the finding must be inside the directory of one drill. When
+// this replica holds no marker of that drill it reads the bucket first:
+// driftctl arms a drill with one request, which one replica answers, so
+// another replica's watch may not have delivered the marker yet (or may
+// still hold the host's previous drill) when it reads the drill's first
+// finding. A drill id read from the bucket in vain is not read again.
 func (r *Responder) drillFor(host string, ev *event.Event, at time.Time) *event.DrillMarker {
+	id := drillID(eventPaths(ev))
+	if id == "" {
+		return nil
+	}
 	r.mu.Lock()
 	m, ok := r.markers[host]
+	missed := r.markerMiss[host] == id
 	r.mu.Unlock()
-	if !ok || !at.Before(m.Expires) || at.Before(m.Issued.Add(-5*time.Second)) {
+	if (!ok || m.ID != id) && !missed {
+		if err := r.loadMarker(host); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			r.log.Warn().Err(err).Str("host", host).Str("drill", id).Msg("drill marker not read: the finding is real")
+		}
+		r.mu.Lock()
+		m, ok = r.markers[host]
+		if !ok || m.ID != id {
+			r.markerMiss[host] = id
+		}
+		r.mu.Unlock()
+	}
+	if !ok || m.ID != id || !at.Before(m.Expires) || at.Before(m.Issued.Add(-5*time.Second)) {
 		return nil
 	}
 	kindOK := false
 	for _, t := range m.Techniques {
 		kindOK = kindOK || slices.Contains(event.DrillTechniques[t], ev.Kind)
 	}
-	paths := eventPaths(ev)
-	if !kindOK || len(paths) == 0 {
+	if !kindOK {
 		return nil
 	}
-	dir := "/" + event.DrillDir(m.ID)
-	for _, p := range paths {
-		if !strings.HasSuffix(p, dir) && !strings.Contains(p, dir+"/") {
-			return nil
-		}
-	}
 	return &m
+}
+
+// drillID is the marker id of the drill directory every path is inside
+// (a component DrillDirPrefix+id), or "" if any path is outside one or
+// they name different drills.
+func drillID(paths []string) string {
+	id := ""
+	for _, p := range paths {
+		_, rest, ok := strings.Cut(p, "/"+event.DrillDirPrefix)
+		if !ok {
+			return ""
+		}
+		this, _, _ := strings.Cut(rest, "/")
+		if this == "" || (id != "" && this != id) {
+			return ""
+		}
+		id = this
+	}
+	return id
 }
 
 // drillIncident is the incident of the drill m, shared by its findings.
@@ -220,7 +266,12 @@ func (r *Responder) decideDrill(hs *hostState, host string, d decision) bool {
 		}
 		cancel()
 	}
-	r.cordon(inc, st)
+	if !r.cordon(inc, st) {
+		// Another replica carries out this drill's cordon: its evidence
+		// and its release are that replica's too (a release here would
+		// open the host in the middle of its cordon).
+		return recorded
+	}
 	r.keepEvidence(inc, m.ID, st)
 	if d.act == ActDestroy {
 		r.audit(Record{Host: host, Incident: inc.ID, Stage: StageSkip, Action: ActDestroy, Events: inc.Events,

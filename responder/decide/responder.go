@@ -161,6 +161,11 @@ type Responder struct {
 	markers   map[string]event.DrillMarker // under mu: host -> verified marker
 	drillIncs map[string]*Incident         // under mu: drill incidents by id
 
+	// Under mu, by host: the bucket revision of the last marker entry
+	// applied, and the last drill id read from the bucket in vain.
+	markerRev  map[string]uint64
+	markerMiss map[string]string
+
 	mu    sync.Mutex
 	hosts map[string]*hostState
 	seen  *idSet
@@ -230,7 +235,7 @@ func New(nc *nats.Conn, cfg Config) (*Responder, error) {
 	r := &Responder{
 		cfg: cfg, log: cfg.Log.With().Str("replica", cfg.Replica).Logger(), nc: nc, js: js,
 		hosts: map[string]*hostState{}, seen: newIDSet(1 << 16),
-		markers: map[string]event.DrillMarker{}, drillIncs: map[string]*Incident{},
+		markers: map[string]event.DrillMarker{}, markerRev: map[string]uint64{}, markerMiss: map[string]string{}, drillIncs: map[string]*Incident{},
 	}
 	r.trackConn()
 	return r, nil
@@ -644,19 +649,21 @@ func (r *Responder) target(inc *Incident, act Action) actuator.Target {
 		Reason: inc.Reason, Events: append([]string(nil), inc.Events...), Time: time.Now()}
 }
 
-func (r *Responder) cordon(inc *Incident, st Stages) {
+// cordon carries out the incident's cordon once across the replicas; it
+// reports whether this replica did (it held the claim).
+func (r *Responder) cordon(inc *Incident, st Stages) bool {
 	key := actKey(inc.ID, ActCordon)
 	mine, holder, err := r.claim(key, inc.Host, ActCordon)
 	if err != nil {
 		r.stats.ActionErrors.Add(1)
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageAction, Action: ActCordon, Error: "claim: " + err.Error()})
-		return
+		return false
 	}
 	inc.Acted = ActCordon
 	if !mine {
 		r.stats.Skipped.Add(1)
 		r.audit(Record{Host: inc.Host, Incident: inc.ID, Stage: StageSkip, Action: ActCordon, Reason: "cordoned by replica " + holder})
-		return
+		return false
 	}
 	defer r.claimDone(key, inc.Host, ActCordon)
 	t := r.target(inc, ActCordon)
@@ -687,7 +694,7 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 		defer func() { <-synced }()
 	}
 	if r.cfg.Prober == nil {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.VerifyTimeout)
 	defer cancel()
@@ -701,6 +708,7 @@ func (r *Responder) cordon(inc *Incident, st Stages) {
 	}
 	rec.Stages = st
 	r.audit(rec)
+	return true
 }
 
 func (r *Responder) destroy(inc *Incident, st Stages) {

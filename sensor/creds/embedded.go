@@ -87,16 +87,31 @@ func StartEmbedded(stateDir, host string, port int) (*Embedded, error) {
 	if port == 0 {
 		listen = "127.0.0.1:-1"
 	}
-	res, err := Generate([]string{host}, filepath.Join(stateDir, EmbeddedDir), Options{
+	e, err := StartServer([]string{host}, filepath.Join(stateDir, EmbeddedDir), Options{
 		Listen: listen, StoreDir: filepath.Join(stateDir, "jetstream"), ServerName: "driftsensor-embedded"})
+	if err != nil {
+		return nil, fmt.Errorf("embedded server: %w", err)
+	}
+	if u, ok := e.Creds.User(host); ok {
+		e.HostSeed = u.SeedFile
+	}
+	return e, nil
+}
+
+// StartServer generates (or keeps) the credentials of hosts in dir, as
+// Generate does with o, and starts the server they configure, in this
+// process; it creates the findings stream and the state bucket as the
+// admin. StartEmbedded and the test bed's pipeline run it.
+func StartServer(hosts []string, dir string, o Options) (*Embedded, error) {
+	res, err := Generate(hosts, dir, o)
 	if err != nil {
 		return nil, err
 	}
 	opts, err := server.ProcessConfigFile(res.ServerConfig)
 	if err != nil {
-		return nil, fmt.Errorf("embedded server configuration %s: %w", res.ServerConfig, err)
+		return nil, fmt.Errorf("server configuration %s: %w", res.ServerConfig, err)
 	}
-	opts.NoSigs = true // the daemon owns signal handling
+	opts.NoSigs = true // the process owns signal handling
 	opts.NoLog = true
 	opts.MaxPayload = 1 << 20
 	srv, url, err := transport.StartServer(opts)
@@ -104,10 +119,7 @@ func StartEmbedded(stateDir, host string, port int) (*Embedded, error) {
 		return nil, err
 	}
 	e := &Embedded{Server: srv, URL: url, Creds: res}
-	if u, ok := res.User(host); ok {
-		e.HostSeed = u.SeedFile
-	}
-	admin, _ := res.User("admin")
+	admin, _ := res.User(RoleAdmin)
 	nc, err := transport.Connect(transport.Options{URL: url, NKeySeedFile: admin.SeedFile, Name: "driftsensor-setup"})
 	if err == nil {
 		var ctl *control.Client
@@ -118,7 +130,7 @@ func StartEmbedded(stateDir, host string, port int) (*Embedded, error) {
 	}
 	if err != nil {
 		e.Close()
-		return nil, fmt.Errorf("embedded server: create the stream and the state bucket as admin: %w", err)
+		return nil, fmt.Errorf("create the stream and the state bucket as admin: %w", err)
 	}
 	return e, nil
 }

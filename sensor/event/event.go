@@ -2,7 +2,11 @@
 // the sensor emits it, the transport carries it, the responder and driftctl read it.
 package event
 
-import "time"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // Schema names the version of the event format; consumers refuse other values.
 const Schema = "driftsensor.event/v1"
@@ -38,6 +42,11 @@ type Event struct {
 	Net     *Net     `json:"net,omitempty"`
 	Health  *Health  `json:"health,omitempty"`
 	Process *Process `json:"process,omitempty"`
+
+	// EmitKTimeNS is when the sensor handed the finding to its publisher, on
+	// the clock of KTimeNS (KTimeNow): EmitKTimeNS-KTimeNS is the sensor's
+	// own share of the latency, whatever the transport does after.
+	EmitKTimeNS uint64 `json:"emit_ktime_ns,omitempty"`
 }
 
 // File describes the object of a file mutation.
@@ -157,4 +166,12 @@ type Ancestor struct {
 	PID  uint32 `json:"pid"`
 	Comm string `json:"comm,omitempty"`
 	Exe  string `json:"exe,omitempty"`
+}
+
+// KTimeNow reads CLOCK_MONOTONIC, the clock of the kernel's record times
+// (bpf_ktime_get_ns), in nanoseconds.
+func KTimeNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for this clock
+	return uint64(ts.Nano())
 }

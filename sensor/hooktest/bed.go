@@ -22,6 +22,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
@@ -206,7 +207,7 @@ func (b *Bed) Act(t testing.TB, a Act) Result {
 		defer closeFD()
 		cmd = c
 	}
-	cmd.Env = append(os.Environ(), ActorEnv+"=1")
+	cmd.Env = append(os.Environ(), act.ActorEnv+"=1")
 	cmd.ExtraFiles = a.Files
 	var out, stderr bytes.Buffer // stderr apart: exec fills it from another goroutine
 	if a.SealAtReady {
@@ -277,7 +278,7 @@ func (b *Bed) Expect(t testing.TB, w Want, pid int) *event.Event {
 		if time.Now().After(deadline) {
 			var got []string
 			for _, ev := range b.evs {
-				got = append(got, Describe(ev))
+				got = append(got, act.Describe(ev))
 			}
 			t.Fatalf("no finding %+v from pid %d within %v; got:\n%s", w, pid, Timeout, strings.Join(got, "\n"))
 		}
@@ -309,7 +310,7 @@ func (b *Bed) Findings(t testing.TB, pid int) []*event.Event {
 func (b *Bed) ExpectNone(t testing.TB, pid int) {
 	t.Helper()
 	for _, ev := range b.Findings(t, pid) {
-		t.Errorf("pid %d should cause no finding, got %s", pid, Describe(ev))
+		t.Errorf("pid %d should cause no finding, got %s", pid, act.Describe(ev))
 	}
 }
 

@@ -12,11 +12,11 @@
 // reason. A backend that cannot do a case at all skips it with that reason,
 // so the skip shows in the test output.
 //
-// A backend's test binary calls ActorMain from TestMain, and its harness
+// A backend's test binary calls act.ActorMain from TestMain, and its harness
 // implements Runner; Run runs the table. NewBed is a Scope over any
 // backend.Backend and a sensor.Sensor, which the harnesses use.
 //
-// The exec payloads are a tiny static x86-64 ELF (TrueELF): the package is
+// The exec payloads are a tiny static x86-64 ELF (act.TrueELF): the package is
 // for linux/amd64, like the BPF objects.
 package hooktest
 

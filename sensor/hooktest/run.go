@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 )
 
 // Runner is one backend's test harness.
@@ -117,21 +118,21 @@ func runCase(t *testing.T, s Scope, c Case, e Env, o Outcome) {
 	for _, w := range o.Want {
 		ev := s.Expect(t, w, res.PID)
 		if ev.Process.CgroupID == 0 {
-			t.Errorf("finding names no cgroup: %s", Describe(ev))
+			t.Errorf("finding names no cgroup: %s", act.Describe(ev))
 		}
 		if ev.Kind == event.KindFile && ev.Rule == "" {
-			t.Errorf("finding names no policy rule: %s", Describe(ev))
+			t.Errorf("finding names no policy rule: %s", act.Describe(ev))
 		}
 		s.Check(t, w, ev, res)
 	}
 	for _, ev := range s.Findings(t, res.PID) {
 		if !matchAny(ev, o.Want, false) && !matchAny(ev, o.Extra, true) {
-			t.Errorf("unexpected finding from the actor (pid %d): %s", res.PID, Describe(ev))
+			t.Errorf("unexpected finding from the actor (pid %d): %s", res.PID, act.Describe(ev))
 		}
 	}
 }
 
-var varLine = regexp.MustCompile(`(?m)^` + VarPrefix + `(\w+)=(.*)$`)
+var varLine = regexp.MustCompile(`(?m)^` + act.VarPrefix + `(\w+)=(.*)$`)
 
 func matchAny(ev *event.Event, ws []Want, anyDenied bool) bool {
 	for _, w := range ws {
@@ -177,39 +178,4 @@ func (w Want) Match(ev *event.Event) bool {
 		return ev.Health != nil && (w.Path == "" || ev.Health.Path == w.Path) && (w.Detail == "" || ev.Health.Detail == w.Detail)
 	}
 	return false
-}
-
-// Describe is a finding on one line, for failure messages.
-func Describe(ev *event.Event) string {
-	s := fmt.Sprintf("%s/%s", ev.Kind, ev.Action)
-	if ev.Denied {
-		s += " denied"
-	}
-	if ev.Process != nil {
-		s += fmt.Sprintf(" pid=%d tid=%d", ev.Process.PID, ev.Process.TID)
-	}
-	switch {
-	case ev.File != nil:
-		s += " " + ev.File.Path
-		if ev.File.Unresolved {
-			s += " (unresolved)"
-		}
-		if ev.File.NewPath != "" {
-			s += " -> " + ev.File.NewPath
-		}
-		if ev.File.Target != "" {
-			s += " target=" + ev.File.Target
-		}
-		s += fmt.Sprintf(" ret=%d", ev.File.Ret)
-	case ev.Exec != nil:
-		s += fmt.Sprintf(" %s %v arg=%#x ret=%d", ev.Exec.Path, ev.Exec.Reasons, ev.Exec.Arg, ev.Exec.Ret)
-		if ev.Process != nil && len(ev.Process.Argv) > 0 {
-			s += fmt.Sprintf(" argv=%q", ev.Process.Argv)
-		}
-	case ev.Net != nil:
-		s += fmt.Sprintf(" port=%d", ev.Net.Port)
-	case ev.Health != nil:
-		s += " " + ev.Health.Detail
-	}
-	return s
 }

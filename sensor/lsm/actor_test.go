@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -13,8 +14,8 @@ import (
 // pid is what a finding must name. It is the shared actor of sensor/hooktest,
 // or a benchmark worker (bench_test.go).
 func TestMain(m *testing.M) {
-	if hooktest.IsActor() {
-		os.Exit(hooktest.ActorMain())
+	if act.IsActor() {
+		os.Exit(act.ActorMain())
 	}
 	if hooktest.IsWorkload() {
 		os.Exit(hooktest.WorkloadMain())

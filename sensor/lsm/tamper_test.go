@@ -11,6 +11,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 )
 
 // TestTamper: on the lsm backend, another process (outside the sealed scope)
@@ -50,7 +51,7 @@ func TestTamper(t *testing.T) {
 			if res.Errno != wantErrno {
 				t.Errorf("read of the sensor's file: errno %v, want %v", res.Errno, wantErrno)
 			}
-			by := fmt.Sprintf("by pid %d (%s)", res.PID, hooktest.ActorComm())
+			by := fmt.Sprintf("by pid %d (%s)", res.PID, act.ActorComm())
 			bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Denied: deny,
 				Detail: fmt.Sprintf("open of driftsensor file %s %s", creds, by)}, res.PID)
 
@@ -59,7 +60,7 @@ func TestTamper(t *testing.T) {
 			if res.Errno != wantErrno {
 				t.Errorf("config map update: errno %v, want %v", res.Errno, wantErrno)
 			}
-			by = fmt.Sprintf("by pid %d (%s)", res.PID, hooktest.ActorComm())
+			by = fmt.Sprintf("by pid %d (%s)", res.PID, act.ActorComm())
 			refused := map[bool]string{false: "", true: ", refused: operation not permitted"}[deny]
 			bed.Expect(t, hooktest.Want{Kind: event.KindSensor, Action: sensor.ActionTamper, Denied: deny,
 				Detail: fmt.Sprintf("bpf(BPF_MAP_GET_FD_BY_ID) on driftsensor map config_map (id %d) %s%s", cfgID, by, refused)}, res.PID)

@@ -36,6 +36,7 @@ func (n *Numberer) Number(ev *event.Event) ([]byte, error) {
 	ev.Host = n.host
 	ev.ID = n.ids.Next()
 	ev.Seq = n.seq.next()
+	ev.EmitKTimeNS = event.KTimeNow()
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}

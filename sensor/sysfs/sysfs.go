@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,3 +117,63 @@ func EnsureBPFFS() (bool, error) { return Ensure("bpf", "/sys/fs/bpf") }
 
 // EnsureTraceFS mounts tracefs at /sys/kernel/tracing if missing.
 func EnsureTraceFS() (bool, error) { return Ensure("tracefs", "/sys/kernel/tracing") }
+
+// kernelFS are the file systems the sensor mounts when they are missing
+// (bpffs for pins, tracefs, securityfs for the LSM list).
+var kernelFS = map[string]bool{"bpf": true, "tracefs": true, "securityfs": true}
+
+// MountPoints is the set of current mount points, for UnmountNew.
+func MountPoints() map[string]bool {
+	points := map[string]bool{}
+	ms, _ := Mounts()
+	for _, m := range ms {
+		points[m.Point] = true
+	}
+	return points
+}
+
+// UnmountNew unmounts the kernel file systems the sensor mounts when missing
+// (bpffs, tracefs, securityfs) that were mounted since before was taken
+// (MountPoints), the last mounted first: test runs and the demo leave the
+// machine's mounts as they found them. It reports what it could not unmount.
+func UnmountNew(before map[string]bool) error {
+	ms, err := Mounts()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := len(ms) - 1; i >= 0; i-- {
+		if m := ms[i]; kernelFS[m.FSType] && !before[m.Point] {
+			if err := unix.Unmount(m.Point, unix.MNT_DETACH); err != nil {
+				errs = append(errs, fmt.Errorf("unmount %s (%s): %w", m.Point, m.FSType, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveCgroup kills what is left in the cgroup v2 directory dir, removes
+// its child cgroups, then dir; a dir already gone is no error. A cgroup can
+// be removed only once its killed processes have exited: it retries for
+// up to 10 s.
+func RemoveCgroup(dir string) error {
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := RemoveCgroup(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return nil
+		}
+	}
+	return err
+}

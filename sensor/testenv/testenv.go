@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,17 +73,7 @@ func NewCgroup(t testing.TB) *Cgroup {
 func CgroupAt(dir string) *Cgroup { return &Cgroup{Path: dir} }
 
 // Remove kills what is left in the cgroup and deletes it.
-func (c *Cgroup) Remove() error {
-	_ = os.WriteFile(filepath.Join(c.Path, "cgroup.kill"), []byte("1"), 0)
-	var err error
-	for i := 0; i < 100; i++ {
-		if err = os.Remove(c.Path); err == nil || os.IsNotExist(err) {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return err
-}
+func (c *Cgroup) Remove() error { return sysfs.RemoveCgroup(c.Path) }
 
 // Command prepares cmd to start inside the cgroup (clone3 CLONE_INTO_CGROUP),
 // so even its first instruction runs in scope.
@@ -111,30 +102,15 @@ func (c *Cgroup) Run(t testing.TB, name string, args ...string) int {
 	return cmd.Process.Pid
 }
 
-// kernelFS are the file systems code under test may mount (bpffs for pins,
-// tracefs, securityfs for the LSM list).
-var kernelFS = map[string]bool{"bpf": true, "tracefs": true, "securityfs": true}
-
 // Main runs a test binary's tests and then unmounts the kernel file systems
 // they mounted, so a test run leaves the machine's mounts as it found them.
 // In a copy of the binary that AsUser runs, it runs the probe instead.
 func Main(m *testing.M) int {
 	runProbe() // a copy of the binary run by AsUser
-	before := map[string]bool{}
-	if ms, err := sysfs.Mounts(); err == nil {
-		for _, mt := range ms {
-			before[mt.Point] = true
-		}
-	}
+	before := sysfs.MountPoints()
 	code := m.Run()
-	if ms, err := sysfs.Mounts(); err == nil {
-		for i := len(ms) - 1; i >= 0; i-- {
-			if mt := ms[i]; kernelFS[mt.FSType] && !before[mt.Point] {
-				if err := syscall.Unmount(mt.Point, syscall.MNT_DETACH); err != nil {
-					fmt.Fprintf(os.Stderr, "testenv: unmount %s (%s) the tests mounted: %v\n", mt.Point, mt.FSType, err)
-				}
-			}
-		}
+	if err := sysfs.UnmountNew(before); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: what the tests mounted: %v\n", err)
 	}
 	return code
 }
@@ -157,13 +133,39 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // fleet); the bound still only guards against a hang.
 func EventuallyWithin(t testing.TB, what string, bound time.Duration, cond func() bool) {
 	t.Helper()
+	if !Within(bound, cond) {
+		t.Fatalf("gave up after %v waiting for %s", bound, what)
+	}
+}
+
+// Within polls cond until it holds, and reports false when bound passes
+// first: for a wait whose failure says more than Eventually's message (what
+// the component under test holds at that moment), or returns an error.
+func Within(bound time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", bound, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
+}
+
+// EnvCount is a benchmark's size from the environment variable name, def
+// when it is unset; anything but a positive integer fails the benchmark
+// naming the variable, instead of running a size nobody asked for.
+func EnvCount(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive integer (unset: %d)", name, s, def)
+	}
+	return n
 }
 
 // FreePort returns a loopback TCP port nothing listens on now, for a server

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
@@ -141,12 +141,9 @@ func BenchmarkOverhead(b *testing.B) {
 			markers++
 			return
 		}
-		stray = append(stray, hooktest.Describe(ev))
+		stray = append(stray, act.Describe(ev))
 	}
-	rounds := 9
-	if s := os.Getenv("DRIFT_BENCH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
-	}
+	rounds := testenv.EnvCount(b, "DRIFT_BENCH_ROUNDS", 9)
 	for _, wl := range []struct {
 		name string
 		n    int
@@ -248,10 +245,7 @@ func BenchmarkFindings(b *testing.B) {
 		mu.Unlock()
 	})
 	defer stop()
-	n := 200000
-	if s := os.Getenv("DRIFT_BENCH_FINDINGS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testenv.EnvCount(b, "DRIFT_BENCH_FINDINGS", 200000)
 	start := time.Now()
 	nsPer := runWorker(b, cg, "chmod", n, dir)
 	// Wait until every record is delivered or counted lost.

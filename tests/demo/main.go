@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -56,7 +55,7 @@ func run(bin string) (err error) {
 	if err := testbed.Down(testbed.CLIPrefix + bedName); err != nil { // a demo killed earlier
 		return err
 	}
-	defer unmountNew(kernelMounts())
+	defer sysfs.UnmountNew(sysfs.MountPoints())
 	work, err := os.MkdirTemp("", "driftsensor-demo.")
 	if err != nil {
 		return err
@@ -268,26 +267,4 @@ func auditTrail(log string) []string {
 		}
 	}
 	return out
-}
-
-// kernelFS are the file systems driftsensor mounts when they are missing;
-// the demo unmounts those that appeared while it ran.
-var kernelFS = []string{"bpf", "tracefs", "securityfs"}
-
-func kernelMounts() map[string]bool {
-	before := map[string]bool{}
-	ms, _ := sysfs.Mounts()
-	for _, m := range ms {
-		before[m.Point] = true
-	}
-	return before
-}
-
-func unmountNew(before map[string]bool) {
-	ms, _ := sysfs.Mounts()
-	for i := len(ms) - 1; i >= 0; i-- {
-		if m := ms[i]; slices.Contains(kernelFS, m.FSType) && !before[m.Point] {
-			_ = syscall.Unmount(m.Point, syscall.MNT_DETACH)
-		}
-	}
 }

@@ -17,7 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 )
 
 // actorEnv carries an actorJob to a binary re-executed as the actor inside
@@ -46,7 +47,7 @@ type actorJob struct {
 	Cgroup string `json:"cgroup"`
 }
 
-// Operations the drill adds to the hook tests' actor (hooktest.Do), which
+// Operations the drill adds to the hook tests' actor (act.Do), which
 // runs every other name.
 var ownOps = []string{"append", "sed-i", "setuid", "setcap", "bind-udp", "listen6"}
 
@@ -100,7 +101,7 @@ func actorMain(raw string) int {
 	}
 	op, args := job.Act[0], job.Act[1:]
 	t0 := (*int64)(unsafe.Pointer(&page[offT0]))
-	atomic.StoreInt64(t0, monoNow())
+	atomic.StoreInt64(t0, int64(event.KTimeNow()))
 	err = do(op, args)
 	var en syscall.Errno
 	if err != nil && !errors.As(err, &en) {
@@ -156,7 +157,7 @@ func do(op string, a []string) error {
 	case "listen6":
 		return bindOn(unix.AF_INET6, unix.SOCK_STREAM, &unix.SockaddrInet6{Port: atoi(arg(0))}, true)
 	}
-	return hooktest.Do(op, a...)
+	return act.Do(op, a...)
 }
 
 // bindOn binds a new socket (and listens on it); the socket stays open until
@@ -178,11 +179,4 @@ func atoi(s string) int {
 		panic(fmt.Sprintf("drill actor: %q is not a number", s))
 	}
 	return n
-}
-
-// monoNow reads CLOCK_MONOTONIC, the clock of the kernel's record times.
-func monoNow() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }

@@ -126,17 +126,26 @@ func runDrill(t *testing.T, hosts int, patterns string) *Report {
 // hosts at a time. Every technique is detected with its exact finding
 // (kind, action, canonical path or port, by the actor's pid) and its host
 // cordoned, verified and destroyed; every control stays silent up to the
-// marker that follows it.
+// marker that follows it. Every stage is recorded, and in the order of
+// the chain: each one causes the next, so a stage timed before the one
+// before it is a stage measured at the wrong point.
 func TestDrillCatalog(t *testing.T) {
 	rep := runDrill(t, 5, "*")
 	for _, r := range rep.Results {
 		if r.Control || !r.Pass {
 			continue
 		}
-		for _, s := range []string{StageKernel, StageEmit, StageNATS, StageDecision, StageCordon, StageVerified, StageEvidence, StageDestroy} {
-			if _, ok := r.StagesUS[s]; !ok {
+		prev, prevAt := "the mutation", 0.0
+		for _, s := range Stages {
+			at, ok := r.StagesUS[s]
+			if !ok {
 				t.Errorf("%s: stage %s not recorded: %v", r.ID, s, r.StagesUS)
+				continue
 			}
+			if at < prevAt {
+				t.Errorf("%s: stage %s at %.1f us comes before %s at %.1f us: %v", r.ID, s, at, prev, prevAt, r.StagesUS)
+			}
+			prev, prevAt = s, at
 		}
 	}
 }

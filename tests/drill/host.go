@@ -19,7 +19,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/gate"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
@@ -48,7 +48,7 @@ net:
 
 // rootFiles are the files of every host's root, made by the drill (outside
 // the sealed scope) before the sensor starts; a trailing slash makes a
-// directory. Binaries are hooktest.TrueELF.
+// directory. Binaries are act.TrueELF.
 var rootFiles = []string{
 	"etc/passwd", "etc/shadow", "etc/group", "etc/sudoers", "etc/crontab", "etc/hosts",
 	"etc/pam.d/common-auth", "etc/ssh/sshd_config", "etc/ssl/certs/ca-certificates.crt",
@@ -74,19 +74,13 @@ func makeRoot(dir string) error {
 		}
 		data, mode := []byte("drill seed\n"), os.FileMode(0o644)
 		if strings.HasSuffix(f, "*") {
-			data, mode = hooktest.TrueELF(), 0o755
+			data, mode = act.TrueELF(), 0o755
 		}
 		if err := os.WriteFile(p, data, mode); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// found is a finding as the host's sensor wrote it out, and when the drill read it.
-type found struct {
-	ev      event.Event
-	emitted int64 // CLOCK_MONOTONIC
 }
 
 // drillHost is one test host with its own root, its own sealed sensor (a
@@ -102,25 +96,24 @@ type drillHost struct {
 
 	mu       sync.Mutex
 	cond     *sync.Cond
-	findings []found
+	findings []event.Event
 
 	marker *actorProc // waits to make the marker
 	stop   func()
 }
 
 // read takes the sensor's findings, JSON lines on its stdout, each written
-// once the stream acknowledged it; they are stamped as they are read.
+// once the stream acknowledged it.
 func (d *drillHost) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		now := monoNow()
 		var ev event.Event
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
 			continue // not a finding: the judgement below names what is missing
 		}
 		d.mu.Lock()
-		d.findings = append(d.findings, found{ev: ev, emitted: now})
+		d.findings = append(d.findings, ev)
 		if d.backend == "" {
 			d.backend = ev.Backend
 		}
@@ -131,14 +124,14 @@ func (d *drillHost) read(r io.Reader) {
 
 // waitFindings waits until done says yes to the host's drift findings
 // (file, exec, net) or until timeout; it returns them either way.
-func (d *drillHost) waitFindings(timeout time.Duration, done func([]found) bool) []found {
+func (d *drillHost) waitFindings(timeout time.Duration, done func([]event.Event) bool) []event.Event {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var drift []found
+	var drift []event.Event
 	waitUntil(d.cond, timeout, func() bool {
 		drift = drift[:0]
 		for _, f := range d.findings {
-			if f.ev.Kind != event.KindSensor {
+			if f.Kind != event.KindSensor {
 				drift = append(drift, f)
 			}
 		}
@@ -194,11 +187,17 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		return nil, err
 	}
 	ready := filepath.Join(state, "ready")
-	logBuf := &syncWriter{}
+	logFile, err := os.Create(filepath.Join(state, "sensor.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the sensor holds its own descriptor
+	log := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
 	cmd := exec.Command(sensorBin, "--host", name, "--policy", pol, "--scope-cgroup", strings.TrimPrefix(d.h.Cgroup, root),
 		"--seal", "--gate", "--gate-netns", d.h.NetnsPath, "--nats", url, "--state-dir", filepath.Join(state, "state"),
-		"--heartbeat", "5m", "--ready-file", ready) // the longest: the drill judges findings, not silence
-	cmd.Stderr = logBuf
+		"--heartbeat", "5m", "--ready-file", ready, // the longest: the drill judges findings, not silence
+		"--kernel-check", "0") // the bed's hosts share one kernel: each would see the others' programs as drift
+	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -234,11 +233,11 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		}
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("sensor of %s exited before it was ready: %s", name, logBuf.String())
+			return nil, fmt.Errorf("sensor of %s exited before it was ready: %s", name, log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("sensor of %s not ready within %s: %s", name, sensorReady, logBuf.String())
+			return nil, fmt.Errorf("sensor of %s not ready within %s: %s", name, sensorReady, log())
 		}
 	}
 	// The marker waits in the sealed scope; its exec is of the actor binary,
@@ -247,25 +246,6 @@ func newHost(lt *lifetime, bed *testbed.Bed, peer *testbed.Host, name, rootBase,
 		return nil, err
 	}
 	return d, nil
-}
-
-// syncWriter is a buffer the sensor writes its log to while the drill may
-// read it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // path is p (absolute, as on a real host) inside the host's root.

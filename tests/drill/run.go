@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,7 @@ import (
 	"github.com/driftsensor/driftsensor/responder/actuator"
 	"github.com/driftsensor/driftsensor/responder/decide"
 	"github.com/driftsensor/driftsensor/sensor/event"
-	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 	"github.com/driftsensor/driftsensor/tests/testbed"
 )
@@ -53,7 +54,7 @@ const (
 // Stage names, in the order of the response.
 const (
 	StageKernel   = "kernel"   // the kernel's record of the mutation (bpf_ktime_get_ns)
-	StageEmit     = "emit"     // the sensor wrote the finding out, once the stream acknowledged it
+	StageEmit     = "emit"     // the sensor handed the finding to its publisher (the finding's emit_ktime_ns)
 	StageNATS     = "nats"     // the responder read it from the stream
 	StageDecision = "decision" // the responder decided
 	StageCordon   = "cordon"   // the responder's ctl cordon returned: the sensor closed the host's gate and said so
@@ -64,7 +65,6 @@ const (
 
 // Stages lists the stage names in order.
 var Stages = []string{StageKernel, StageEmit, StageNATS, StageDecision, StageCordon, StageVerified, StageEvidence, StageDestroy}
-
 
 // Result is one run of one technique.
 type Result struct {
@@ -150,7 +150,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	top := &lifetime{}
 	defer top.end()
-	store := top.TempDir()
+	store, err := top.tempDir()
+	if err != nil {
+		return nil, err
+	}
 	srv, url, err := transport.StartEmbedded(filepath.Join(store, "nats"))
 	if err != nil {
 		return nil, err
@@ -410,26 +413,26 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 	// The marker's finding comes after every finding of the technique.
 	_, _ = d.marker.in.Write([]byte("\n"))
 	marker := d.path(markerPath)
-	isMarker := func(f found) bool { return f.ev.File != nil && f.ev.File.Path == marker }
+	isMarker := func(f event.Event) bool { return f.File != nil && f.File.Path == marker }
 	want := d.rootedWant(t.Want)
-	fs := d.waitFindings(findingWait, func(fs []found) bool {
+	fs := d.waitFindings(findingWait, func(fs []event.Event) bool {
 		for _, f := range fs {
-			if isMarker(f) || (t.Control && len(fs) > 0) || (want != nil && want.matches(f.ev, pid)) {
+			if isMarker(f) || (t.Control && len(fs) > 0) || (want != nil && want.matches(f, pid)) {
 				return true
 			}
 		}
 		return false
 	})
-	var hit *found
+	var hit *event.Event
 	var seen []string
 	for i, f := range fs {
 		if isMarker(f) {
 			break
 		}
-		if want != nil && hit == nil && want.matches(f.ev, pid) {
+		if want != nil && hit == nil && want.matches(f, pid) {
 			hit = &fs[i]
 		}
-		seen = append(seen, hooktest.Describe(&f.ev))
+		seen = append(seen, act.Describe(&f))
 	}
 	switch {
 	case t.Control && len(seen) == 0 && len(fs) > 0:
@@ -439,7 +442,7 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 	case t.Control:
 		res.Why = fmt.Sprintf("neither a finding nor the marker within %s", findingWait)
 	case hit != nil:
-		res.Pass, res.Finding = true, hit.ev.ID
+		res.Pass, res.Finding = true, hit.ID
 	case len(seen) > 0:
 		res.Why = "missed: got " + strings.Join(seen, "; ")
 	case len(fs) > 0:
@@ -465,12 +468,14 @@ func (w *worker) run(t Technique, run int) (Result, error) {
 
 // stages times one detected run from the mutation (t0, CLOCK_MONOTONIC);
 // first is the host's first finding, which opened the incident (sed -i's
-// temporary file comes before the rename the technique wants).
-func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) map[string]float64 {
+// temporary file comes before the rename the technique wants). The kernel
+// and emit stages are on the host's CLOCK_MONOTONIC; the responder's are
+// wall-clock times, set on the same clock through monoEpoch.
+func (r *runner) stages(d *drillHost, incident string, t0 int64, first event.Event) map[string]float64 {
 	us := func(ns int64) float64 { return float64(ns) / 1e3 }
-	w0 := time.Now().Add(time.Duration(t0 - monoNow()))
-	since := func(t time.Time) float64 { return us(t.Sub(w0).Nanoseconds()) }
-	s := map[string]float64{StageKernel: us(int64(first.ev.KTimeNS) - t0), StageEmit: us(first.emitted - t0)}
+	epoch := monoEpoch()
+	since := func(t time.Time) float64 { return us(t.Sub(epoch).Nanoseconds() - t0) }
+	s := map[string]float64{StageKernel: us(int64(first.KTimeNS) - t0), StageEmit: us(int64(first.EmitKTimeNS) - t0)}
 	d.mu.Lock()
 	be := d.backend
 	d.mu.Unlock()
@@ -484,7 +489,7 @@ func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) ma
 			continue
 		}
 		switch {
-		case rec.Stage == decide.StageDecision:
+		case rec.Stage == decide.StageDecision && slices.Contains(rec.Events, first.ID):
 			if !rec.Stages.Received.IsZero() {
 				s[StageNATS] = since(rec.Stages.Received)
 			}
@@ -502,6 +507,23 @@ func (r *runner) stages(d *drillHost, incident string, t0 int64, first found) ma
 		}
 	}
 	return s
+}
+
+// monoEpoch is the wall-clock time at CLOCK_MONOTONIC zero, from the
+// tightest of a few monotonic reads bracketing a wall-clock read: a thread
+// preempted between two reads only widens one bracket.
+func monoEpoch() time.Time {
+	var epoch time.Time
+	best := int64(math.MaxInt64)
+	for range 8 {
+		a := int64(event.KTimeNow())
+		w := time.Now().Round(0) // wall clock only: audit times carry no monotonic reading
+		b := int64(event.KTimeNow())
+		if b-a < best {
+			best, epoch = b-a, w.Add(-time.Duration(a+(b-a)/2))
+		}
+	}
+	return epoch
 }
 
 // rooted puts an actor operation's absolute paths inside the host's root.

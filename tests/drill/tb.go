@@ -5,22 +5,18 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"testing"
 )
 
-// lifetime lets the test bed, whose API takes a testing.TB, run outside a
-// test (driftctl drill): it keeps the cleanups the bed registers and turns
-// a Fatal into an error. Only the methods the bed calls are implemented;
-// the embedded nil TB makes any other call panic, which TestDrill would
-// show at once.
+// lifetime lets a test bed made by testbed.New run outside a test
+// (driftctl drill): it is the bed's testbed.TB, keeping the cleanups the
+// bed registers and turning a Fatalf into an error (guard).
 type lifetime struct {
-	testing.TB
 	mu       sync.Mutex
 	cleanups []func()
 	errs     []error
 }
 
-// fatal is what Fatal panics with; guard recovers it.
+// fatal is what Fatalf panics with; guard recovers it.
 type fatal struct{ err error }
 
 func (l *lifetime) Helper() {}
@@ -38,15 +34,15 @@ func (l *lifetime) Errorf(format string, a ...any) {
 }
 
 func (l *lifetime) Fatalf(format string, a ...any) { panic(fatal{fmt.Errorf(format, a...)}) }
-func (l *lifetime) Fatal(a ...any)                 { panic(fatal{errors.New(fmt.Sprint(a...))}) }
 
-func (l *lifetime) TempDir() string {
+// tempDir makes a directory removed at the end.
+func (l *lifetime) tempDir() (string, error) {
 	d, err := os.MkdirTemp("", "driftdrill-")
 	if err != nil {
-		l.Fatal(err)
+		return "", err
 	}
 	l.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return d, nil
 }
 
 // end runs the cleanups, last registered first, and returns the errors

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
+	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -23,8 +24,8 @@ func TestMain(m *testing.M) {
 	switch {
 	case hooktest.IsWorkload():
 		os.Exit(hooktest.WorkloadMain())
-	case hooktest.IsActor():
-		os.Exit(hooktest.ActorMain())
+	case act.IsActor():
+		os.Exit(act.ActorMain())
 	case IsChild():
 		os.Exit(ChildMain())
 	}
@@ -115,7 +116,7 @@ func (x *bench) setup() {
 	x.fatal(err)
 	b.Cleanup(func() { os.RemoveAll(tmp) })
 	x.tool = filepath.Join(tmp, "tool")
-	x.fatal(os.WriteFile(x.tool, hooktest.TrueELF(), 0o755))
+	x.fatal(os.WriteFile(x.tool, act.TrueELF(), 0o755))
 }
 
 // writeTarball writes a tar of n small files in directories of 100, under "t/".
@@ -170,17 +171,13 @@ func (x *bench) barrier(m Monitor, col *Collector) {
 	if !m.Reports() {
 		return
 	}
-	x.child([]string{hooktest.ActorEnv + "=1"}, "chmod", x.marker)
-	deadline := time.Now().Add(bound)
-	for !col.Seen(x.marker) {
-		if time.Now().After(deadline) {
-			why := ""
-			if d, ok := m.(interface{ Diagnose(string) string }); ok {
-				why = ": " + d.Diagnose(x.marker)
-			}
-			x.b.Fatalf("%s: no report of the marker chmod of %s within %v%s", m.Name(), x.marker, bound, why)
+	x.child([]string{act.ActorEnv + "=1"}, "chmod", x.marker)
+	if !testenv.Within(bound, func() bool { return col.Seen(x.marker) }) {
+		why := ""
+		if d, ok := m.(interface{ Diagnose(string) string }); ok {
+			why = ": " + d.Diagnose(x.marker)
 		}
-		time.Sleep(time.Millisecond)
+		x.b.Fatalf("%s: no report of the marker chmod of %s within %v%s", m.Name(), x.marker, bound, why)
 	}
 }
 
@@ -226,10 +223,9 @@ func (x *bench) runWorkload(round int, m Monitor, col *Collector, wl string) {
 	accounted := func(b Batch) bool { n, _ := b.Under(x.storm); return n+int(b.Lost()) >= x.n.storm }
 	if sensor && wl == WStorm {
 		// A sensor reports what it lost in a finding of its own, which may
-		// follow the marker: give it a few heartbeats.
-		for deadline := time.Now().Add(5 * time.Second); !accounted(col.Peek()) && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
+		// follow the marker: wait for it (the check below fails when it
+		// never comes; the bound only guards against a hang).
+		testenv.Within(bound, func() bool { return accounted(col.Peek()) })
 	}
 	batch := col.Take()
 	cpu1, err := m.CPU()
@@ -269,7 +265,7 @@ func (x *bench) runWorkload(round int, m Monitor, col *Collector, wl string) {
 // coverage runs the attacker's actions under m and records which it reported.
 func (x *bench) coverage(m Monitor, col *Collector) {
 	port := testenv.FreePort(x.b)
-	actor := []string{hooktest.ActorEnv + "=1"}
+	actor := []string{act.ActorEnv + "=1"}
 	col.Take()
 	type done struct {
 		action string

@@ -29,7 +29,7 @@ func Down(prefix string) error {
 	// Processes first: they hold namespaces and pins.
 	if root, err := sysfs.CgroupRoot(); err != nil {
 		errs = append(errs, err)
-	} else if err := removeCgroup(filepath.Join(root, prefix)); err != nil {
+	} else if err := sysfs.RemoveCgroup(filepath.Join(root, prefix)); err != nil {
 		errs = append(errs, fmt.Errorf("remove cgroup %s: %w", filepath.Join(root, prefix), err))
 	}
 	if entries, err := os.ReadDir(netnsDir); err == nil {

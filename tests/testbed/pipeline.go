@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,13 +10,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/driftsensor/driftsensor/sensor/control"
 	"github.com/driftsensor/driftsensor/sensor/creds"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
-	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // PipelineConfig says what Up runs on the bed besides the hosts.
@@ -44,8 +39,6 @@ type Pipeline struct {
 	ResponderSeed string
 	ResponderLog  string // the responder's log (JSON lines; audit records among them); "" without one
 	Sensors       map[string]*Sensor
-
-	srv *server.Server
 }
 
 // Sensor is the driftsensor of one host.
@@ -100,28 +93,19 @@ func (p *Pipeline) start(hosts []string, cfg PipelineConfig) error {
 	if err := os.Mkdir(daemons, 0o755); err != nil {
 		return fmt.Errorf("create cgroup %s: %w", daemons, err)
 	}
-	p.onCleanup(func() error { return removeCgroup(daemons) })
+	p.onCleanup(func() error { return sysfs.RemoveCgroup(daemons) })
 
 	p.CredsDir = filepath.Join(p.Dir, "creds")
-	res, err := creds.Generate(ids, p.CredsDir, creds.Options{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(p.Dir, "jetstream")})
+	srv, err := creds.StartServer(ids, p.CredsDir, creds.Options{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(p.Dir, "jetstream")})
 	if err != nil {
 		return err
 	}
-	opts, err := server.ProcessConfigFile(res.ServerConfig)
-	if err != nil {
-		return fmt.Errorf("server configuration %s: %w", res.ServerConfig, err)
-	}
-	opts.NoSigs, opts.NoLog = true, true
-	if p.srv, p.URL, err = transport.StartServer(opts); err != nil {
-		return err
-	}
-	p.onCleanup(func() error { p.srv.Shutdown(); p.srv.WaitForShutdown(); return nil })
+	p.onCleanup(func() error { srv.Close(); return nil })
+	res := srv.Creds
+	p.URL = srv.URL
 	admin, _ := res.User(creds.RoleAdmin)
 	responder, _ := res.User(creds.RoleResponder)
 	p.AdminSeed, p.ResponderSeed = admin.SeedFile, responder.SeedFile
-	if err := p.setup(); err != nil {
-		return err
-	}
 
 	root, err := sysfs.CgroupRoot()
 	if err != nil {
@@ -137,7 +121,10 @@ func (p *Pipeline) start(hosts []string, cfg PipelineConfig) error {
 			Findings: filepath.Join(dir, "findings.jsonl"), Log: filepath.Join(dir, "sensor.log")}
 		args := []string{"--host", s.Host, "--nats", p.URL, "--nats-nkey", s.Seed,
 			"--scope-cgroup", strings.TrimPrefix(h.Cgroup, root), "--gate", "--gate-netns", h.NetnsPath,
-			"--state-dir", s.StateDir, "--heartbeat", "1s", "--ready-file", filepath.Join(dir, "ready")}
+			"--state-dir", s.StateDir, "--heartbeat", "1s", "--ready-file", filepath.Join(dir, "ready"),
+			// The bed's hosts share one kernel: each sensor would report the
+			// others' BPF programs as kernel state drift.
+			"--kernel-check", "0"}
 		if cfg.Policy != "" {
 			args = append(args, "--policy", cfg.Policy)
 		}
@@ -180,21 +167,6 @@ func (p *Pipeline) StartResponder(bin string, args ...string) error {
 		return err
 	}
 	return waitReady([]string{ready}, []*daemon{d})
-}
-
-// setup creates the streams and the state bucket as the admin (driftctl
-// init), since the hosts' own credentials may not.
-func (p *Pipeline) setup() error {
-	nc, err := transport.Connect(transport.Options{URL: p.URL, NKeySeedFile: p.AdminSeed, Name: "testbed-setup"})
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	ctl, err := control.New(nc, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	return ctl.Setup(context.Background())
 }
 
 // daemon is a process the pipeline started.

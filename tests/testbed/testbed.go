@@ -20,8 +20,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -38,11 +36,11 @@ const HostIf = "eth0"
 
 // Bed is one fleet: a bridge, and hosts hanging off it.
 type Bed struct {
-	t      testing.TB // nil for a bed made by Create: Close removes it
-	ID     string     // random hex (tests) or the bed's name (Create), part of every name the bed creates
-	Prefix string     // every bridge, link, namespace and cgroup of the bed starts with it (Down)
-	Bridge string     // bridge name in the root namespace
-	Cgroup string     // cgroup v2 directory holding every host's subtree
+	t      TB     // nil for a bed made by Create: Close removes it
+	ID     string // random hex (tests) or the bed's name (Create), part of every name the bed creates
+	Prefix string // every bridge, link, namespace and cgroup of the bed starts with it (Down)
+	Bridge string // bridge name in the root namespace
+	Cgroup string // cgroup v2 directory holding every host's subtree
 
 	mu       sync.Mutex
 	next     int                 // last host octet handed out
@@ -71,13 +69,23 @@ const (
 	CLIPrefix  = "dtc"
 )
 
+// TB is what a bed made by New needs of its test; testing.TB has it. The
+// bed does not import testing, so that driftctl, which runs drills on beds
+// of its own outside any test, does not link it.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // New creates an empty bed with its bridge and parent cgroup; t.Cleanup
 // removes both, after every host.
-func New(t testing.TB) *Bed {
+func New(t TB) *Bed {
 	t.Helper()
 	var raw [3]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		t.Fatal(err)
+		t.Fatalf("testbed: %v", err)
 	}
 	id := hex.EncodeToString(raw[:])
 	b := &Bed{t: t, ID: id, Prefix: TestPrefix + id, hosts: map[string]*Host{}}
@@ -155,7 +163,7 @@ func (b *Bed) create() error {
 		return fmt.Errorf("create cgroup %s: %w", b.Cgroup, err)
 	}
 	b.onCleanup(func() error {
-		if err := removeCgroup(b.Cgroup); err != nil {
+		if err := sysfs.RemoveCgroup(b.Cgroup); err != nil {
 			return fmt.Errorf("remove cgroup %s: %w", b.Cgroup, err)
 		}
 		return nil
@@ -266,7 +274,7 @@ func (b *Bed) Add(name string) (*Host, error) {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
 	b.onCleanup(func() error {
-		if err := removeCgroup(h.Cgroup); err != nil {
+		if err := sysfs.RemoveCgroup(h.Cgroup); err != nil {
 			return fmt.Errorf("remove cgroup of %s: %w", name, err)
 		}
 		return nil
@@ -469,29 +477,6 @@ func DestroyHost(cgroupDir, netnsName string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// removeCgroup kills what is left in dir, removes child cgroups, then dir.
-func removeCgroup(dir string) error {
-	if _, err := os.Stat(dir); os.IsNotExist(err) {
-		return nil
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return nil
-		}
-	}
-	return err
 }
 
 // Listen opens a listener inside the host's namespace.

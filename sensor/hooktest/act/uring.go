@@ -1,4 +1,4 @@
-package hooktest
+package act
 
 import (
 	"errors"

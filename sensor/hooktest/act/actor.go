@@ -1,4 +1,8 @@
-package hooktest
+// Package act holds the actions the hook tests and the chaos drills make
+// happen (each a syscall, by name), the actor process that makes one, and
+// the one-line description of a finding. It does not import testing: the
+// drill runs in driftctl.
+package act
 
 import (
 	"bufio"
