@@ -179,12 +179,6 @@ static __always_inline void frec_init(struct file_rec *r, __u16 op, __u32 flags,
 	r->path_len = r->path2_len = r->target_len = 0;
 }
 
-static __always_inline __u32 mnt_id_of(struct vfsmount *vm)
-{
-	struct mount *m = container_of(vm, struct mount, mnt);
-	return BPF_CORE_READ(m, mnt_id);
-}
-
 /* dpath walks (dentry, mnt) into out; the root is "/". */
 static __always_inline __u32 dpath(struct work *w, struct dentry *d, struct vfsmount *mnt, char *out)
 {

@@ -174,6 +174,13 @@ static __always_inline void bump_path_generation(void)
 		__sync_fetch_and_add(g, 1);
 }
 
+/* mnt_id_of is the id a vfsmount's mount has (as in /proc/self/mountinfo). */
+static __always_inline __u32 mnt_id_of(struct vfsmount *vm)
+{
+	struct mount *m = container_of(vm, struct mount, mnt);
+	return BPF_CORE_READ(m, mnt_id);
+}
+
 static __always_inline struct work *get_work(void)
 {
 	__u32 zero = 0;

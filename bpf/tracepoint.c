@@ -186,7 +186,7 @@ static __always_inline int judge_seal(struct config *cfg, struct dreq *q, struct
 	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	r->ino = BPF_CORE_READ(ino, i_ino);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->mnt_id = mnt_id_of(vm);
 	r->ret = ret;
 	r->flags = q->flags;
 	r->mode = q->mode;
@@ -254,7 +254,7 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 	fill_task(&r->h);
 	r->ret = 0;
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->mnt_id = mnt_id_of(vm);
 	r->reasons = reasons;
 	r->arg = q->arg;
 	r->rule = 0;
@@ -348,7 +348,7 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	fill_hdr(&r->h, REC_FILE, q->op, 0);
 	fill_task(&r->h);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->mnt_id = mnt_id_of(vm);
 	r->ret = ret;
 	r->flags = q->flags;
 	r->mode = q->mode;
