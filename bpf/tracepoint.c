@@ -33,14 +33,20 @@ char LICENSE[] SEC("license") = "GPL";
 #define PROT_EXEC_ 0x4
 #define MAP_ANONYMOUS_ 0x20
 
+/* A file by its identity, never by its struct file's address: the kernel
+ * frees that at close and soon hands it to the next open, so a library the
+ * loader maps right after one judged benign would pass unjudged. */
 struct seen_key {
-	__u64 file; /* struct file *: the open file description */
+	__u64 ino;
+	__u32 dev;
 	__u32 tgid;
 	__u32 epoch;
+	__u32 _pad; /* zeroed: the key is hashed whole */
 };
 
-/* (process, open file) pairs already judged for writes through a descriptor
- * in this seal: a repeated write costs the fd lookup and this lookup only. */
+/* (process, file) pairs already judged in this seal, for writes through a
+ * descriptor and for executable mappings: a repeated write costs the fd
+ * lookup and this lookup only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -68,9 +74,22 @@ static __always_inline __u32 proc_tag(struct task_struct *t, __u32 tgid)
 
 #include "judge.h"
 
+/* seen_key_of fills k for file f of process tgid in seal epoch. */
+static __always_inline void seen_key_of(struct seen_key *k, struct file *f, __u32 tgid, __u32 epoch)
+{
+	struct inode *ino = KLOAD(struct file, f, f_inode);
+	struct super_block *sb = KLOAD(struct inode, ino, i_sb);
+	k->ino = KLOAD(struct inode, ino, i_ino);
+	k->dev = KLOAD(struct super_block, sb, s_dev);
+	k->tgid = tgid;
+	k->epoch = epoch;
+	k->_pad = 0;
+}
+
 static __always_inline void mark_seen(struct config *cfg, struct file *f, __u32 tgid)
 {
-	struct seen_key k = {.file = (__u64)f, .tgid = tgid, .epoch = cfg->epoch};
+	struct seen_key k;
+	seen_key_of(&k, f, tgid, cfg->epoch);
 	__u8 one = 1;
 	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
 }
@@ -233,7 +252,8 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 	if (!f)
 		return 0;
 	/* the epoch's top bit keeps these apart from writes through f */
-	struct seen_key k = {.file = (__u64)f, .tgid = bpf_get_current_pid_tgid() >> 32, .epoch = cfg->epoch | 1u << 31};
+	struct seen_key k;
+	seen_key_of(&k, f, bpf_get_current_pid_tgid() >> 32, cfg->epoch | 1u << 31);
 	if (bpf_map_lookup_elem(&seen, &k))
 		return 0;
 	__u8 one = 1;
@@ -301,7 +321,8 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (q->shape == SH_WRITE) {
-		struct seen_key k = {.file = (__u64)f, .tgid = tgid, .epoch = cfg->epoch};
+		struct seen_key k;
+		seen_key_of(&k, f, tgid, cfg->epoch);
 		if (bpf_map_lookup_elem(&seen, &k))
 			return 0;
 	}

@@ -167,9 +167,11 @@ type tpScriptScan struct {
 
 type tpSeenKey struct {
 	_     structs.HostLayout
-	File  uint64
+	Ino   uint64
+	Dev   uint32
 	Tgid  uint32
 	Epoch uint32
+	Pad   uint32
 }
 
 type tpWork struct {

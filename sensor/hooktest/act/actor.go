@@ -260,13 +260,14 @@ func act(op string, a []string) error {
 		}
 		return execveat(fd, arg(0))
 	case "mmap-x":
-		return withFd(arg(0), unix.O_RDONLY, func(fd int) error {
-			b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE)
-			if err == nil {
-				unix.Munmap(b)
-			}
-			return err
-		})
+		return mmapExec(arg(0))
+	case "mmap-x-then": // mmap-x of one file, then of another: the kernel soon reuses a closed file's memory
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := mmapExec(arg(0)); err != nil {
+			return fmt.Errorf("the first mapping: %v", err) // not the syscall under test
+		}
+		return mmapExec(arg(1))
 	case "mmap-r":
 		return withFd(arg(0), unix.O_RDONLY, func(fd int) error {
 			b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ, unix.MAP_PRIVATE)
@@ -546,4 +547,16 @@ func bpfProgFD(id uint32) (int, error) {
 		return -1, en
 	}
 	return int(fd), nil
+}
+
+// mmapExec maps a file for reading and executing, as the dynamic loader does
+// a library, then unmaps and closes it.
+func mmapExec(name string) error {
+	return withFd(name, unix.O_RDONLY, func(fd int) error {
+		b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE)
+		if err == nil {
+			unix.Munmap(b)
+		}
+		return err
+	})
 }
