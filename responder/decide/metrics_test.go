@@ -42,16 +42,17 @@ func TestMetricsCountTheAuditTrail(t *testing.T) {
 	if n := testutil.CollectAndCount(r.met.actions); n != 2*len(acts) {
 		t.Errorf("%d action series, want %d (ok and error per actuator)", n, 2*len(acts))
 	}
-	for st, want := range map[string]uint64{"transit": 1, "decide": 1, "act": uint64(len(acts)), "sensed_to_acted": uint64(len(acts))} {
-		if got := histCount(t, reg, "driftresponder_stage_latency_seconds", st); got != want {
-			t.Errorf("stage %s latency: %d observations, want %d", st, got, want)
+	now := scrape(t, reg)
+	for st, want := range map[string]float64{"transit": 1, "decide": 1, "act": float64(len(acts)), "sensed_to_acted": float64(len(acts))} {
+		if got := now[`driftresponder_stage_latency_seconds{stage="`+st+`"}`]; got != want {
+			t.Errorf("stage %s latency: %v observations, want %v", st, got, want)
 		}
 	}
 	if got := testutil.ToFloat64(r.met.records.WithLabelValues(StageDecision)); got != 1 {
 		t.Errorf("audit_records{decision} = %v, want 1", got)
 	}
 	for name, want := range map[string]float64{"driftresponder_findings_total": 1, "driftresponder_nats_connected": 1, "driftresponder_hosts": 1, "driftresponder_held_total": 0} {
-		if got := gathered(t, reg, name); got != want {
+		if got, ok := now[name]; !ok || got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
@@ -118,7 +119,7 @@ func TestMetricsStartAtZero(t *testing.T) {
 }
 
 // scrape is every series of reg's responder metrics, name{labels} with
-// labels in name order: a counter's value, or a histogram's count.
+// labels in name order: a counter's or gauge's value, a histogram's count.
 func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -150,46 +151,4 @@ func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return series
-}
-
-// histCount is the observation count of one stage's series.
-func histCount(t *testing.T, reg *prometheus.Registry, name, stage string) uint64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "stage" && l.GetValue() == stage {
-					return m.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-	}
-	return 0
-}
-
-// gathered is the value of an unlabelled counter or gauge.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			m := mf.GetMetric()[0]
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
