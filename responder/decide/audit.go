@@ -53,6 +53,10 @@ const (
 	StageRelease  = "release"  // a drill's cordon lifted (Error if it was not)
 )
 
+// auditStages are the stages above, each counted by the metrics from the start.
+var auditStages = []string{StageReject, StageDecision, StageAlert, StageHold, StageApprove, StageSkip, StageDryRun,
+	StageAction, StageVerify, StageDeadMan, StageState, StageClose, StageTakeover, StageInfra, StageRestart, StageEvidence, StageRelease}
+
 // Hosts of records that concern no one host.
 const (
 	FleetHost     = "_fleet"     // infrastructure incidents

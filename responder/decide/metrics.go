@@ -39,32 +39,86 @@ func (m *metrics) init() {
 	})
 }
 
+// Results of decisions and actions, the metrics' result label.
+var results = []string{resultOK, resultError}
+
+const (
+	resultOK    = "ok"
+	resultError = "error"
+)
+
+// ctlActuator names the cordon the host's sensor carries out (Config.CtlCordon).
+const ctlActuator = "ctl"
+
+// latency is one series of the stage latency histogram: the time from one
+// of an incident's stages to the next, read from the record that ends it.
+type latency struct {
+	name   string // the stage label
+	record string // the audit stage of the record that ends it
+	okOnly bool   // a failed action or verify has no latency
+	from   func(Stages) time.Time
+	to     func(Stages) time.Time
+}
+
+var (
+	atSensed   = func(s Stages) time.Time { return s.Sensed }
+	atReceived = func(s Stages) time.Time { return s.Received }
+	atDecided  = func(s Stages) time.Time { return s.Decided }
+	atActed    = func(s Stages) time.Time { return s.Acted }
+	atVerified = func(s Stages) time.Time { return s.Verified }
+)
+
+// latencies are the stage latency histogram's series.
+var latencies = []latency{
+	{"transit", StageDecision, false, atSensed, atReceived},
+	{"decide", StageDecision, false, atReceived, atDecided},
+	{"act", StageAction, true, atDecided, atActed},
+	{"sensed_to_acted", StageAction, true, atSensed, atActed},
+	{"verify", StageVerify, true, atActed, atVerified},
+}
+
+// zero creates, at 0, every series the metrics can have for actuators (the
+// configured actuator names by action), so that the first event of each is
+// an increase rate() and increase() see, not the series' first sample.
+func (m *metrics) zero(actuators map[Action][]string) {
+	m.init()
+	for _, st := range auditStages {
+		m.records.WithLabelValues(st)
+	}
+	for _, a := range actions {
+		m.deadMan.WithLabelValues(string(a))
+		for _, res := range results {
+			m.decisions.WithLabelValues(string(a), res)
+			for _, name := range actuators[a] {
+				m.actions.WithLabelValues(string(a), name, res)
+			}
+		}
+	}
+	for _, l := range latencies {
+		m.stages.WithLabelValues(l.name)
+	}
+}
+
 // observe counts an audit record.
 func (m *metrics) observe(rec Record) {
 	m.init()
 	m.records.WithLabelValues(rec.Stage).Inc()
-	result := "ok"
+	result := resultOK
 	if rec.Error != "" {
-		result = "error"
+		result = resultError
 	}
-	st := rec.Stages
 	switch rec.Stage {
 	case StageDecision:
 		m.decisions.WithLabelValues(string(rec.Action), result).Inc()
-		m.span("transit", st.Sensed, st.Received)
-		m.span("decide", st.Received, st.Decided)
 	case StageAction:
 		m.actions.WithLabelValues(string(rec.Action), rec.Actuator, result).Inc()
-		if result == "ok" {
-			m.span("act", st.Decided, st.Acted)
-			m.span("sensed_to_acted", st.Sensed, st.Acted)
-		}
-	case StageVerify:
-		if result == "ok" {
-			m.span("verify", st.Acted, st.Verified)
-		}
 	case StageDeadMan:
 		m.deadMan.WithLabelValues(string(rec.Action)).Inc()
+	}
+	for _, l := range latencies {
+		if l.record == rec.Stage && (result == resultOK || !l.okOnly) {
+			m.span(l.name, l.from(rec.Stages), l.to(rec.Stages))
+		}
 	}
 }
 
@@ -77,11 +131,28 @@ func (m *metrics) span(stage string, a, b time.Time) {
 	m.stages.WithLabelValues(stage).Observe(b.Sub(a).Seconds())
 }
 
+// actuators are the names of the configured actuators, by the action they carry out.
+func (r *Responder) actuators() map[Action][]string {
+	names := map[Action][]string{}
+	if r.cfg.CtlCordon {
+		names[ActCordon] = append(names[ActCordon], ctlActuator)
+	}
+	for _, c := range r.cfg.Cordoners {
+		names[ActCordon] = append(names[ActCordon], c.Name())
+	}
+	for _, d := range r.cfg.Destroyers {
+		names[ActDestroy] = append(names[ActDestroy], d.Name())
+	}
+	return names
+}
+
 // Collectors returns the responder's metrics to register: decisions,
-// actions and stage latencies from the audit trail, its counters (Stats),
-// the hosts it tracks, and whether its NATS connection is up.
+// actions and stage latencies from the audit trail (every series of each
+// known action, result, configured actuator and stage present from the
+// start, at 0), its counters (Stats), the hosts it tracks, and whether its
+// NATS connection is up.
 func (r *Responder) Collectors() []prometheus.Collector {
-	r.met.init()
+	r.met.zero(r.actuators())
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}

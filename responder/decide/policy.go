@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -31,17 +32,12 @@ const (
 	ActDestroy Action = "destroy" // cordon, then destroy the host
 )
 
-func rank(a Action) int {
-	switch a {
-	case ActAlert:
-		return 1
-	case ActCordon:
-		return 2
-	case ActDestroy:
-		return 3
-	}
-	return 0
-}
+// actions are every action, in rising severity: rank, ParseAction and the
+// metrics (a series for each from the start) read them here.
+var actions = []Action{ActAlert, ActCordon, ActDestroy}
+
+// rank is a's severity, 0 for no action.
+func rank(a Action) int { return slices.Index(actions, a) + 1 }
 
 // ParseAction reads an action name.
 func ParseAction(s string) (Action, error) {

@@ -681,7 +681,7 @@ func (r *Responder) cordon(inc *Incident, st Stages) bool {
 		r.audit(rec)
 	}
 	if r.cfg.CtlCordon {
-		run("ctl", func(ctx context.Context) error { return r.ctlCommand(ctx, inc.Host, "cordon", inc.ID) })
+		run(ctlActuator, func(ctx context.Context) error { return r.ctlCommand(ctx, inc.Host, "cordon", inc.ID) })
 	}
 	for _, c := range r.cfg.Cordoners {
 		run(c.Name(), func(ctx context.Context) error { return c.Cordon(ctx, t) })

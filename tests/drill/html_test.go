@@ -3,15 +3,16 @@ package drill
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/driftsensor/driftsensor/internal/chromium"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -33,24 +34,15 @@ func sampleReport() *Report {
 	return r
 }
 
-// chromium runs Debian's chromium headless on the page with args, offline.
-func chromium(t *testing.T, args ...string) []byte {
+// render runs chromium.Run, skipping when chromium is missing unless tests must not skip.
+func render(t *testing.T, args ...string) []byte {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if testenv.Required() {
-			t.Fatal("chromium is not installed (scripts/setup.sh installs it)")
-		}
-		t.Skip("chromium is not installed (scripts/setup.sh installs it)")
+	out, err := chromium.Run(args...)
+	if errors.Is(err, chromium.ErrNotInstalled) && !testenv.Required() {
+		t.Skip(err)
 	}
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--user-data-dir=" + t.TempDir()}
-	cmd := exec.Command(bin, append(base, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+		t.Fatal(err)
 	}
 	return out
 }
@@ -71,7 +63,7 @@ func TestHTMLReportRenders(t *testing.T) {
 	if err := os.WriteFile(page, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dom := string(chromium(t, "--dump-dom", "file://"+page))
+	dom := string(render(t, "--dump-dom", "file://"+page))
 	for _, want := range []string{`<td id="kernel">6.18.0</td>`, `<td id="backend">tracepoint</td>`, `<td id="version">driftsensor 0.3.0</td>`,
 		`<table id="techniques">`, `>systemd-unit</td>`, `>MISSED</td>`, `missed: got file/chmod /etc/pam.d`, `>silent</td>`,
 		`<table id="targets">`, `5/5/5`, `1-10-60`} {
@@ -88,7 +80,7 @@ func TestHTMLReportRenders(t *testing.T) {
 		t.Errorf("rendered page has %d histogram bars, want at least %d", n, len(Stages)*2)
 	}
 	shot := filepath.Join(dir, "shot.png")
-	chromium(t, "--screenshot="+shot, "--window-size=1400,1200", "file://"+page)
+	render(t, "--screenshot="+shot, "--window-size=1400,1200", "file://"+page)
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatal(err)

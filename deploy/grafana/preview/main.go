@@ -15,9 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/driftsensor/driftsensor/internal/chromium"
 )
 
 func main() {
@@ -85,30 +86,6 @@ func run(args []string) error {
 // Screenshot has headless Chromium, offline, take a PNG of the HTML file
 // html, the page's full size.
 func Screenshot(html, png string, p Page) error {
-	_, err := Chromium("--screenshot="+png, fmt.Sprintf("--window-size=%d,%d", p.Width, p.Height), "file://"+html)
+	_, err := chromium.Run("--screenshot="+png, fmt.Sprintf("--window-size=%d,%d", p.Width, p.Height), "file://"+html)
 	return err
-}
-
-// Chromium runs Debian's chromium headless with args and no network, in a
-// profile of its own, and returns its output.
-func Chromium(args ...string) ([]byte, error) {
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		return nil, errors.New("chromium is not installed (scripts/setup.sh installs it)")
-	}
-	profile, err := os.MkdirTemp("", "preview-chromium")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(profile)
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--hide-scrollbars", "--user-data-dir=" + profile}
-	cmd := exec.Command(bin, append(base, args...)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("chromium %v: %v\n%s", args, err, stderr.String())
-	}
-	return out, nil
 }
