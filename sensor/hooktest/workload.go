@@ -74,7 +74,9 @@ func RunWorkload(cg *testenv.Cgroup, kind string, n int, dir, file string) (time
 //   - opens: open an existing file in dir for writing, close;
 //   - writes: writes through one descriptor to a file in dir;
 //   - renames: a file in dir renamed back and forth;
-//   - chmod: file's mode flipped (a finding per call on a sealed scope).
+//   - chmod: file's mode flipped (a finding per call on a sealed scope);
+//   - mmap: file (a library) opened, mapped executable and unmapped, as the
+//     dynamic loader and dlopen do.
 func Workload(kind string, n int, dir, file string) (time.Duration, error) {
 	buf := []byte("some benign bytes\n")
 	start := time.Now()
@@ -163,6 +165,12 @@ func Workload(kind string, n int, dir, file string) (time.Duration, error) {
 				return 0, err
 			}
 		}
+	case "mmap":
+		for i := 0; i < n; i++ {
+			if err := mapExec(file); err != nil {
+				return 0, err
+			}
+		}
 	default:
 		return 0, fmt.Errorf("unknown workload %q", kind)
 	}
@@ -176,4 +184,26 @@ func writeAll(fd int, buf []byte) error {
 		err = fmt.Errorf("short write: %d of %d bytes", w, len(buf))
 	}
 	return err
+}
+
+// mapExec maps file readable and executable as the dynamic loader maps a
+// library (open, fstat, mmap of the whole file, close), then unmaps it.
+func mapExec(file string) error {
+	fd, err := unix.Open(file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	var m []byte
+	if err == nil {
+		m, err = unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("map %s executable: %w", file, err)
+	}
+	return unix.Munmap(m)
 }

@@ -39,17 +39,30 @@ func TestMain(m *testing.M) {
 const readable = "/etc/hostname"
 
 // runWorker runs one workload in the cgroup and returns ns per iteration;
-// chmod changes dir/target.
+// chmod changes dir/target, mmap maps the C library.
 func runWorker(tb testing.TB, cg *testenv.Cgroup, kind string, n int, dir string) float64 {
 	file := readable
-	if kind == "chmod" {
+	switch kind {
+	case "chmod":
 		file = filepath.Join(dir, "target")
+	case "mmap":
+		file = library(tb)
 	}
 	d, err := hooktest.RunWorkload(cg, kind, n, dir, file)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return float64(d.Nanoseconds())
+}
+
+// library is the C library, under the default policy's image paths: the
+// file the mmap workload maps executable as the dynamic loader does.
+func library(tb testing.TB) string {
+	libs, _ := filepath.Glob("/usr/lib/*/libc.so.6")
+	if len(libs) == 0 {
+		tb.Fatal("no /usr/lib/*/libc.so.6 for the mmap workload to map")
+	}
+	return libs[0]
 }
 
 func median(v []float64) float64 {
@@ -147,7 +160,7 @@ func BenchmarkOverhead(b *testing.B) {
 	for _, wl := range []struct {
 		name string
 		n    int
-	}{{"churn", 20000}, {"syscalls", 100000}} {
+	}{{"churn", 20000}, {"syscalls", 100000}, {"mmap", 50000}} {
 		b.Run(wl.name, func(b *testing.B) {
 			var base, floor, sens []float64
 			runBase := func() { base = append(base, runWorker(b, cg, wl.name, wl.n, dir)) }
@@ -327,10 +340,10 @@ func BenchmarkBPFCost(b *testing.B) {
 	const n = 20000
 	// The syscalls each iteration makes at least: the program runs at every
 	// syscall exit, so fewer runs means it did not run.
-	minRuns := map[string]uint64{"opens": 2, "writes": 1, "renames": 1, "churn": 5, "syscalls": 4, "chmod": 1}
+	minRuns := map[string]uint64{"opens": 2, "writes": 1, "renames": 1, "churn": 5, "syscalls": 4, "chmod": 1, "mmap": 5}
 	// chmod: a finding per syscall (a protected file), the cost a drift
 	// storm puts on the writer in the kernel.
-	for _, wl := range []string{"opens", "writes", "renames", "churn", "syscalls", "chmod"} {
+	for _, wl := range []string{"opens", "writes", "renames", "churn", "syscalls", "mmap", "chmod"} {
 		b.Run(wl, func(b *testing.B) {
 			before, err := prog.Stats()
 			if err != nil {
