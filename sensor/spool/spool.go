@@ -460,14 +460,21 @@ func (s *Spool) openReader() error {
 // Append adds a record at the tail. When the spool is full the record is
 // refused with ErrFull and counted in Overflow. With the default SyncEvery the
 // record is on stable storage when Append returns.
-func (s *Spool) Append(payload []byte) error { return s.append(payload, false) }
+func (s *Spool) Append(payload []byte) error { return s.append(payload, false, false) }
 
 // AppendOver is Append past MaxRecords and MaxBytes: for a record the caller
 // may already have delivered (sent, not acknowledged), which must be neither
 // dropped nor counted lost. The caller bounds how far it goes past.
-func (s *Spool) AppendOver(payload []byte) error { return s.append(payload, true) }
+func (s *Spool) AppendOver(payload []byte) error { return s.append(payload, true, false) }
 
-func (s *Spool) append(payload []byte, over bool) error {
+// AppendBuffered is Append (or, with over, AppendOver) without waiting for
+// stable storage, whatever SyncEvery says: the record survives a killed
+// process (it is in the page cache) but not a power loss until the next Sync.
+// It is for a burst spilled from memory, where an fsync per record would
+// cost more than the burst.
+func (s *Spool) AppendBuffered(payload []byte, over bool) error { return s.append(payload, over, true) }
+
+func (s *Spool) append(payload []byte, over, buffered bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -499,7 +506,7 @@ func (s *Spool) append(payload []byte, over bool) error {
 		return fmt.Errorf("spool: append to %s: %w", tail.path, err)
 	}
 	s.unsynced++
-	if s.opts.SyncEvery >= 0 && s.unsynced >= max(1, s.opts.SyncEvery) {
+	if !buffered && s.opts.SyncEvery >= 0 && s.unsynced >= max(1, s.opts.SyncEvery) {
 		if err := s.w.Sync(); err != nil {
 			return fmt.Errorf("spool: fsync %s: %w", tail.path, err)
 		}
