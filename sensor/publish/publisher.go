@@ -100,6 +100,7 @@ type Publisher struct {
 	// The memory queue of Enqueue (queue.go).
 	q             memQueue      // guarded by mu
 	qGen          atomic.Uint64 // q.gen, for the ack loop
+	qLen          atomic.Int64  // q.len(), for the counters
 	regen         chan struct{} // q.gen changed
 	sendMu        sync.Mutex    // one pump at a time: sends leave in queue order
 	pumpKick      chan struct{}

@@ -70,6 +70,9 @@ func (p *Publisher) Enqueue(evs []*event.Event, lines [][]byte) ([][]byte, error
 	lines = lines[:0]
 	for i, ev := range evs {
 		if kindIndex(ev.Kind) < 0 {
+			for range evs {
+				lines = append(lines, nil)
+			}
 			return lines, fmt.Errorf("publish: finding %d: kind %q (want file, exec, net or sensor)", i, ev.Kind)
 		}
 	}
@@ -77,6 +80,9 @@ func (p *Publisher) Enqueue(evs []*event.Event, lines [][]byte) ([][]byte, error
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		for range evs {
+			lines = append(lines, nil)
+		}
 		return lines, ErrClosed
 	}
 	if p.lossPending() {
@@ -100,6 +106,7 @@ func (p *Publisher) Enqueue(evs []*event.Event, lines [][]byte) ([][]byte, error
 			errs = append(errs, err)
 		}
 	}
+	p.qLen.Store(int64(p.q.len()))
 	p.mu.Unlock()
 	if spilled {
 		p.unsyncedSpool.Store(true)
@@ -204,6 +211,9 @@ func (p *Publisher) ackLoop() {
 			return
 		case f = <-p.flights:
 		}
+		if f.gen != p.qGen.Load() {
+			continue // sent before a failure: moot
+		}
 		var streamSeq uint64
 		var err error
 		if f.fut == nil {
@@ -248,6 +258,7 @@ func (p *Publisher) landed(f flight, streamSeq uint64, err error) {
 		*p.q.at(f.pos + i) = outgoing{} // let the JSON go
 	}
 	p.q.head += uint64(f.n)
+	p.qLen.Store(int64(p.q.len()))
 	empty := p.q.len() == 0
 	p.mu.Unlock()
 	d := time.Since(f.start)
@@ -298,6 +309,7 @@ func (p *Publisher) failLocked(err error) {
 			*o = outgoing{}
 		}
 		p.q.sent = p.q.head
+		p.qLen.Store(int64(p.q.len()))
 		p.unsyncedSpool.Store(true)
 	}
 	p.log.Warn().Err(err).Int("queued", n).Int("still_queued", p.q.len()).Msg("publish failed; unacked findings are sent again once the server is usable")
@@ -310,10 +322,7 @@ func (p *Publisher) failLocked(err error) {
 func (p *Publisher) flushQueue() {
 	deadline := time.Now().Add(p.opts.AckTimeout)
 	for time.Now().Before(deadline) {
-		p.mu.Lock()
-		n := p.q.len()
-		p.mu.Unlock()
-		if n == 0 {
+		if p.qLen.Load() == 0 {
 			return
 		}
 		if !p.usable() {
@@ -334,14 +343,12 @@ func (p *Publisher) flushQueue() {
 		}
 	}
 	p.q.sent = p.q.head
+	p.qLen.Store(0)
 	if err := p.spool.Sync(); err != nil {
 		p.log.Error().Err(err).Msg("syncing the spool at close")
 	}
 }
 
-// queued is the number of findings in the memory queue.
-func (p *Publisher) queued() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return uint64(p.q.len())
-}
+// queued is the number of findings in the memory queue; it takes no lock,
+// for the heartbeat, which must not wait behind a send.
+func (p *Publisher) queued() uint64 { return uint64(p.qLen.Load()) }
