@@ -28,7 +28,9 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxBytes     = 64 << 20
+	// DefaultMaxBytes lets DefaultMaxRecords findings of up to 1 KiB wait:
+	// a burst of a million is absorbed on disk, not lost.
+	DefaultMaxBytes     = 1 << 30
 	DefaultMaxRecords   = 1 << 20
 	DefaultSegmentBytes = 8 << 20
 )
@@ -43,7 +45,7 @@ var (
 
 // Options bound the spool and choose its durability.
 type Options struct {
-	MaxBytes     int64 // unconsumed bytes, headers included; default 64 MiB
+	MaxBytes     int64 // unconsumed bytes, headers included; default 1 GiB
 	MaxRecords   int   // unconsumed records; default 1M
 	SegmentBytes int64 // a new segment file starts past this size; default 8 MiB
 	// SyncEvery batches fsync: 0 or 1 syncs every append before Append returns;
