@@ -642,7 +642,7 @@ func (p *Publisher) loop() {
 				p.reportLosses()
 			}
 			p.mu.Unlock()
-			if p.spool.Depth() == 0 && mode(p.mode.Load()) != modeUnknown {
+			if p.spool.Depth() == 0 && p.qLen.Load() == 0 && mode(p.mode.Load()) != modeUnknown {
 				continue
 			}
 		}
@@ -661,6 +661,9 @@ func (p *Publisher) loop() {
 			}
 			p.lastErr.Store("")
 		}
+		// Findings kept in the memory queue by a failure go again first;
+		// the spool drains once they are acked.
+		p.kickPump()
 		p.drain()
 	}
 }
