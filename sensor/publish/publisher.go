@@ -530,7 +530,7 @@ func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte, sent, buff
 	p.spooled.Add(1)
 	if !p.spooling {
 		p.spooling = true
-		p.log.Warn().Uint64("seq", seq).Msg("server unreachable or not acknowledging; spooling findings")
+		p.log.Warn().Uint64("seq", seq).Msg("server unreachable or not acknowledging, or the memory queue full; spooling findings")
 	}
 	p.wake()
 	return nil
