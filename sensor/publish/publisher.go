@@ -105,6 +105,8 @@ type Publisher struct {
 	sendMu        sync.Mutex    // one pump at a time: sends leave in queue order
 	pumpKick      chan struct{}
 	pumpBuf       []outgoing // guarded by sendMu
+	spillBuf      [][]byte   // guarded by mu
+	spillSeq      []uint64   // guarded by mu
 	flights       chan flight
 	unsyncedSpool atomic.Bool // spilled records wait for the loop's Sync
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/spool"
 )
 
 // The daemon's findings take the asynchronous path: Enqueue numbers and
@@ -88,7 +89,7 @@ func (p *Publisher) Enqueue(evs []*event.Event, lines [][]byte) ([][]byte, error
 	if p.lossPending() {
 		p.reportLosses()
 	}
-	spilled := false
+	spill, spillSeq := p.spillBuf[:0], p.spillSeq[:0]
 	for _, ev := range evs {
 		o, err := p.number(ev, kindIndex(ev.Kind))
 		lines = append(lines, o.data)
@@ -96,21 +97,20 @@ func (p *Publisher) Enqueue(evs []*event.Event, lines [][]byte) ([][]byte, error
 			errs = append(errs, err)
 			continue
 		}
-		if p.spool.Depth() == 0 && p.q.len() < QueueLen && p.usable() {
+		if len(spill) == 0 && p.spool.Depth() == 0 && p.q.len() < QueueLen && p.usable() {
 			*p.q.at(p.q.tail) = o
 			p.q.tail++
 			continue
 		}
-		spilled = true
-		if err := p.toSpool(o.subj, o.id, o.seq, o.data, false, true); err != nil {
-			errs = append(errs, err)
-		}
+		spill, spillSeq = append(spill, encodeSpooled(o.subj, o.id, o.data)), append(spillSeq, o.seq)
+	}
+	if len(spill) > 0 {
+		errs = append(errs, p.spill(spill, spillSeq))
+		clear(spill)
+		p.spillBuf, p.spillSeq = spill[:0], spillSeq[:0]
 	}
 	p.qLen.Store(int64(p.q.len()))
 	p.mu.Unlock()
-	if spilled {
-		p.unsyncedSpool.Store(true)
-	}
 	// Send now on this goroutine when no pump runs: one handoff less for a
 	// lone finding. Otherwise the running pump takes these too.
 	if p.sendMu.TryLock() {
@@ -120,6 +120,29 @@ func (p *Publisher) Enqueue(evs []*event.Event, lines [][]byte) ([][]byte, error
 		p.kickPump()
 	}
 	return lines, errors.Join(errs...)
+}
+
+// spill appends records (findings seqs) to the spool in one write, without
+// an fsync (the loop syncs). What the spool refuses is lost and counted, to
+// be reported. Callers hold p.mu.
+func (p *Publisher) spill(recs [][]byte, seqs []uint64) error {
+	n, err := p.spool.AppendN(recs, false)
+	p.spooled.Add(uint64(n))
+	p.unsyncedSpool.Store(true)
+	if !p.spooling && n > 0 {
+		p.spooling = true
+		p.log.Warn().Uint64("seq", seqs[0]).Msg("memory queue full or server unusable; spilling findings to the spool")
+	}
+	p.wake()
+	if n == len(recs) {
+		return nil
+	}
+	lost := uint64(len(recs) - n)
+	p.overflow.Add(lost)
+	if !errors.Is(err, spool.ErrFull) {
+		p.log.Error().Err(err).Uint64("seq", seqs[n]).Uint64("lost", lost).Msg("findings lost: the spool refused them")
+	}
+	return fmt.Errorf("transport: findings seq %d..%d lost: %w", seqs[n], seqs[len(seqs)-1], err)
 }
 
 // usable says whether findings may be sent now: connected and probed.
