@@ -62,19 +62,24 @@ enum rec_op {
 	DOP_LISTEN,
 };
 
-/* hdr.flags */
-#define RF_DENIED (1 << 0)   /* the kernel refused the operation */
-#define RF_TRUNC (1 << 1)    /* a path or argv did not fit */
-#define RF_KILLED (1 << 2)   /* the reflex killed the actor */
-#define RF_ATTEMPT (1 << 3)  /* reported whether or not it succeeded */
-#define RF_LEXICAL (1 << 4)  /* path resolved from the name given, not from the inode */
-#define RF_CORDONED (1 << 5) /* the reflex set the host's cordon flag */
+/* hdr.flags. The enums here reach Go through bpf2go -type (sensor/record):
+ * one definition of the record format. */
+enum rec_flag {
+	RF_DENIED = 1 << 0,   /* the kernel refused the operation */
+	RF_TRUNC = 1 << 1,    /* a path or argv did not fit */
+	RF_KILLED = 1 << 2,   /* the reflex killed the actor */
+	RF_ATTEMPT = 1 << 3,  /* reported whether or not it succeeded */
+	RF_LEXICAL = 1 << 4,  /* path resolved from the name given, not from the inode */
+	RF_CORDONED = 1 << 5, /* the reflex set the host's cordon flag */
+};
 
 /* exec_rec.reasons */
-#define EX_TAINTED (1 << 0)      /* file created or modified after sealing */
-#define EX_OUTSIDE_IMAGE (1 << 1)
-#define EX_MEMFD (1 << 2)
-#define EX_DELETED (1 << 3)
+enum exec_reason {
+	EX_TAINTED = 1 << 0, /* file created or modified after sealing */
+	EX_OUTSIDE_IMAGE = 1 << 1,
+	EX_MEMFD = 1 << 2,
+	EX_DELETED = 1 << 3,
+};
 
 struct rec_hdr {
 	__u16 kind;

@@ -28,15 +28,12 @@
 char LICENSE[] SEC("license") = "GPL";
 
 
-#define EPERM_ 1
 #define O_CREAT_ 0100
 #define O_TRUNC_ 01000
 #define FMODE_WRITE_ 0x2
 #define FMODE_CREATED_ 0x100000
 #define MAY_WRITE_ 0x2
 #define MAY_APPEND_ 0x8
-#define S_IFMT_ 00170000
-#define S_IFREG_ 0100000
 #define PROT_EXEC_ 0x4
 #define AF_INET_ 2
 #define AF_INET6_ 10
@@ -45,7 +42,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define FS_IOC_SETFLAGS_ 0x40086602
 #define FS_IOC32_SETFLAGS_ 0x40046602
 #define FS_IOC_FSSETXATTR_ 0x401c5820
-#define SIGKILL_ 9
 #define ATTR_MODE_ (1 << 0)
 #define ATTR_UID_ (1 << 1)
 #define ATTR_GID_ (1 << 2)
@@ -75,26 +71,14 @@ struct {
 	__type(value, __u8);
 } seen SEC(".maps");
 
-/* The cordon gate's flag (responder/gate), as in the tracepoint backend: the
- * loader replaces this map with the gate's pinned one when the policy asks for
- * the cordon reflex, so the hook that finds drift cuts the network before user
- * space runs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} gate_cordon SEC(".maps");
-
-/* cordon sets the gate's flag when the policy asks for the cordon reflex. */
-static __always_inline void cordon(struct config *cfg, struct rec_hdr *h)
+/* proc_tag (judge.h): no exec generation here; user space validates cached
+ * process data against /proc. */
+static __always_inline __u32 proc_tag(struct task_struct *t, __u32 tgid)
 {
-	if (!(cfg->reflex & REFLEX_CORDON))
-		return;
-	__u32 zero = 0, one = 1;
-	if (!bpf_map_update_elem(&gate_cordon, &zero, &one, BPF_ANY))
-		h->flags |= RF_CORDONED;
+	return 0;
 }
+
+#include "judge.h"
 
 /* Kernels before 6.8 chain a superblock's mounts on a list. */
 struct super_block___old {
@@ -120,64 +104,6 @@ static __always_inline struct config *active(void)
 static __always_inline int enforcing(struct config *cfg)
 {
 	return cfg->reflex & REFLEX_DENY;
-}
-
-static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
-{
-	__u64 pt = bpf_get_current_pid_tgid();
-	__u64 ug = bpf_get_current_uid_gid();
-	struct task_struct *t = bpf_get_current_task_btf();
-	h->kind = kind;
-	h->op = op;
-	h->flags = RF_ATTEMPT;
-	h->ktime = bpf_ktime_get_ns();
-	h->tgid = pt >> 32;
-	h->pid = (__u32)pt;
-	h->uid = (__u32)ug;
-	h->gid = ug >> 32;
-	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	h->ptag = 0; /* no exec generation here: user space validates against /proc */
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-}
-
-/* verdict applies the mode to a finding: the hook's return value. */
-static __always_inline int verdict(struct config *cfg, struct rec_hdr *h)
-{
-	cordon(cfg, h);
-	if (cfg->reflex & REFLEX_KILL) {
-		if (!bpf_send_signal(SIGKILL_))
-			h->flags |= RF_KILLED;
-	}
-	if (enforcing(cfg)) {
-		h->flags |= RF_DENIED;
-		return -EPERM_;
-	}
-	return 0;
-}
-
-/* taintable says whether a file written at data[0..len) (rule rv) becomes
- * tainted, as in the tracepoint backend: only what could later run as part of
- * the image, i.e. files under protected or image paths, or in an exception
- * inside the image paths (CLASS_TAINT). A file elsewhere is outside the image
- * already. Overwrites *bits. */
-static __always_inline int taintable(struct rule_val *rv, __u32 *bits, __u32 len)
-{
-	if (rv)
-		return is_protected(rv) || (rv->class & CLASS_TAINT);
-	return classify(&images, bits, len) != NULL;
-}
-
-static __always_inline int is_regular_inode(struct inode *ino)
-{
-	return (BPF_CORE_READ(ino, i_mode) & S_IFMT_) == S_IFREG_;
-}
-
-static __always_inline void taint_id(__u64 dev, __u64 ino, __u64 now)
-{
-	struct file_id id = {.dev = dev, .ino = ino};
-	if (bpf_map_update_elem(&taint, &id, &now, BPF_NOEXIST) == -7 /* E2BIG: full */)
-		count(STAT_TAINT_FULL);
 }
 
 /* seen_kind adds the seal epoch to a mark: a new seal judges afresh, as in
@@ -225,7 +151,8 @@ static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
 	struct exec_rec *r = get_xrec();
 	if (!r)
 		return NULL;
-	fill_hdr(&r->h, REC_EXEC, op);
+	fill_hdr(&r->h, REC_EXEC, op, RF_ATTEMPT);
+	fill_task(&r->h);
 	r->ret = 0;
 	r->dev = r->ino = 0;
 	r->arg = arg;
@@ -241,7 +168,8 @@ static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
 
 static __always_inline void frec_init(struct file_rec *r, __u16 op, __u32 flags, __u32 mode, __u32 rule)
 {
-	fill_hdr(&r->h, REC_FILE, op);
+	fill_hdr(&r->h, REC_FILE, op, RF_ATTEMPT);
+	fill_task(&r->h);
 	r->ret = 0;
 	r->dev = r->ino = 0;
 	r->mnt_id = 0;
@@ -255,40 +183,6 @@ static __always_inline __u32 mnt_id_of(struct vfsmount *vm)
 {
 	struct mount *m = container_of(vm, struct mount, mnt);
 	return BPF_CORE_READ(m, mnt_id);
-}
-
-/* send_file finishes a file record whose path (and path2, target) are in
- * place, sends it and returns the hook's verdict. */
-static __always_inline int send_file(struct config *cfg, struct file_rec *r, __u32 trunc)
-{
-	if (trunc) {
-		r->h.flags |= RF_TRUNC;
-		count(STAT_TRUNC);
-	}
-	int v = verdict(cfg, &r->h);
-	r->ret = v;
-	__u64 size = offsetof(struct file_rec, data) + r->path_len + 1 + r->path2_len + 1 + r->target_len + 1;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
-	return v;
-}
-
-static __always_inline int send_exec(struct config *cfg, struct exec_rec *r, __u32 trunc)
-{
-	if (trunc) {
-		r->h.flags |= RF_TRUNC;
-		count(STAT_TRUNC);
-	}
-	int v = verdict(cfg, &r->h);
-	r->ret = v;
-	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 1 + r->args_len + 1;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
-	return v;
 }
 
 /* dpath walks (dentry, mnt) into out; the root is "/". */
@@ -336,6 +230,8 @@ struct jreq {
 	__u32 taint;  /* in: the operation writes the file; out: it is to be tainted */
 };
 
+/* judge_at: a mutation named by dentries, walked into the paths of the
+ * request judge_path judges. */
 static __noinline int judge_at(struct config *cfg, struct jreq *q)
 {
 	struct file_rec *r = get_frec();
@@ -349,65 +245,33 @@ static __noinline int judge_at(struct config *cfg, struct jreq *q)
 		q->taint = 0;
 		return 0;
 	}
+	struct judge_req j = {.op = q->op, .flags = q->flags, .mode = q->mode, .hflags = RF_ATTEMPT,
+			      .always = q->always, .taint = q->taint, .pre = 1};
 	w->trunc = 0;
-	__u32 l = dpath(w, q->d, q->mnt, r->data);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	int hit = is_protected(rv) || q->always;
-	__u32 rule = rv ? rv->id : 0;
-	if (q->taint)
-		q->taint = taintable(rv, &r->lpm_bits, l);
-
-	__u32 l2 = 0;
-	if (q->d2 && q->mnt2) {
-		l2 = dpath(w, q->d2, q->mnt2, w->alt);
-		struct rule_val *rv2 = classify(&rules, &w->alt_bits, l2);
-		if (!hit && is_protected(rv2)) {
-			hit = 1;
-			rule = rv2->id;
-		}
-	}
-	long tl = 0;
+	j.len = dpath(w, q->d, q->mnt, r->data);
+	if (q->d2 && q->mnt2)
+		j.len2 = dpath(w, q->d2, q->mnt2, w->alt);
 	if (q->target) {
-		/* a link in an exempt place pointing into protected space is a
-		 * way around the prefix rules: drift too */
-		tl = bpf_probe_read_kernel_str(w->alt, DNAME_MAX, q->target);
-		if (!hit && tl > 1 && w->alt[0] == '/') {
-			struct rule_val *rv3 = classify(&rules, &w->alt_bits, tl - 1);
-			if (is_protected(rv3)) {
-				hit = 1;
-				rule = rv3->id;
-			}
+		/* the kernel has not resolved the target: an absolute one is
+		 * judged as the path its string names */
+		long tl = bpf_probe_read_kernel_str(w->in, DNAME_MAX, q->target);
+		j.tlen = tl > 1 ? tl - 1 : 0;
+		if (tl > 1 && w->in[0] == '/') {
+			long l2 = bpf_probe_read_kernel_str(w->alt, DNAME_MAX, q->target);
+			j.len2 = l2 > 1 ? l2 - 1 : 0;
 		}
 	}
-	if (!hit)
-		return 0;
-
-	__u32 trunc = w->trunc;
-	frec_init(r, q->op, q->flags, q->mode, rule);
+	j.trunc = w->trunc;
 	struct dentry *d = q->d; /* not inside BPF_CORE_READ: jreq is ours, not the kernel's */
 	struct inode *ino = BPF_CORE_READ(d, d_inode);
 	if (ino) {
-		r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-		r->ino = BPF_CORE_READ(ino, i_ino);
+		j.dev = BPF_CORE_READ(ino, i_sb, s_dev);
+		j.ino = BPF_CORE_READ(ino, i_ino);
 	}
-	r->mnt_id = mnt_id_of(q->mnt);
-	l = bound(l, 4095);
-	r->path_len = l;
-	__u32 off = bound(l + 1, 4095);
-	if (l2) {
-		l2 = bound(l2, 4095);
-		bpf_probe_read_kernel(r->data + off, l2, w->alt);
-		r->path2_len = l2;
-	}
-	r->data[bound(off + l2, 8191)] = 0;
-	if (tl > 1) {
-		__u32 toff = bound(off + l2 + 1, 8191);
-		bpf_probe_read_kernel_str(r->data + toff, DNAME_MAX, q->target);
-		r->target_len = tl - 1;
-	} else {
-		r->data[bound(off + l2 + 1, 8191)] = 0;
-	}
-	return send_file(cfg, r, trunc);
+	j.mnt_id = mnt_id_of(q->mnt);
+	int v = judge_path(cfg, &j);
+	q->taint = j.taint;
+	return v;
 }
 
 /* walk_file writes an open file's path with an uncached dentry walk. Not
@@ -462,7 +326,7 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	if ((!hit || !enforcing(cfg)) && write && regular) {
 		/* the change lands: remember it */
 		if (taintable(rv, &r->lpm_bits, l))
-			taint_id(dev, ino_nr, bpf_ktime_get_ns());
+			taint_id(dev, ino_nr);
 		seen_set(dev, ino_nr, SEEN_WRITE);
 	}
 	if (!hit)
@@ -476,7 +340,7 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
 	r->data[bound(l + 2, 4095)] = 0;
-	int v = send_file(cfg, r, w->trunc);
+	int v = send_file(cfg, r, w->trunc, 1);
 	if (otrunc && !v)
 		seen_set(dev, ino_nr, SEEN_OTRUNC);
 	return v;
@@ -559,7 +423,7 @@ static __always_inline int judge_seal(struct config *cfg, struct file *f)
 		if (!x)
 			return 0;
 		leave_rec(w, x, f, 1);
-		return send_exec(cfg, x, w->trunc);
+		return send_exec(cfg, x, w->trunc, 1);
 	}
 	struct file_rec *r = get_frec();
 	if (!r)
@@ -578,7 +442,7 @@ static __always_inline int judge_seal(struct config *cfg, struct file *f)
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
 	r->data[bound(l + 2, 4095)] = 0;
-	return send_file(cfg, r, w->trunc);
+	return send_file(cfg, r, w->trunc, 1);
 }
 
 /* ---- file mutations ---- */
@@ -674,7 +538,7 @@ int BPF_PROG(drift_path_truncate, const struct path *path)
 	struct jreq q = {.d = d, .mnt = BPF_CORE_READ(path, mnt), .op = DOP_TRUNCATE, .taint = 1};
 	int v = judge_at(cfg, &q);
 	if (!v && q.taint && is_regular_inode(ino))
-		taint_id(dev, nr, bpf_ktime_get_ns());
+		taint_id(dev, nr);
 	return v;
 }
 
@@ -861,7 +725,7 @@ int BPF_PROG(drift_sb_mount, const char *dev_name, const struct path *path, cons
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
 	r->data[bound(l + 2, 4095)] = 0;
-	return send_file(cfg, r, w->trunc);
+	return send_file(cfg, r, w->trunc, 1);
 }
 
 SEC("lsm/sb_umount")
@@ -976,22 +840,13 @@ int BPF_PROG(drift_bprm_check, struct linux_binprm *bprm)
 	if (!r)
 		return 0;
 	__u32 l = exec_file(w, r, f);
-	__u32 reasons = 0;
 	struct file_id id = {.dev = r->dev, .ino = r->ino};
-	if (bpf_map_lookup_elem(&taint, &id))
-		reasons |= EX_TAINTED;
-	if (BPF_CORE_READ(f, f_inode, __i_nlink) == 0)
-		reasons |= EX_DELETED;
-	if (r->data[1] == 'm' && r->data[2] == 'e' && r->data[3] == 'm' && r->data[4] == 'f' && r->data[5] == 'd' &&
-	    r->data[6] == ':')
-		reasons |= EX_MEMFD;
-	if (!classify(&images, &r->lpm_bits, l))
-		reasons |= EX_OUTSIDE_IMAGE;
+	__u32 reasons = exec_reasons(r, l, BPF_CORE_READ(f, f_inode, __i_nlink) == 0);
 	if (!reasons)
 		return 0;
 	r->reasons = reasons;
 	exec_argv(w, r, bprm, l);
-	int v = send_exec(cfg, r, w->trunc);
+	int v = send_exec(cfg, r, w->trunc, 1);
 	if (!v)
 		seen_set(id.dev, id.ino, SEEN_EXEC);
 	return v;
@@ -1016,7 +871,6 @@ static __always_inline int judge_code(struct file *file, unsigned long prot, int
 	struct exec_rec *r = xrec_init(DOP_EXEC, prot);
 	if (!r || !w)
 		return 0;
-	__u32 reasons = bpf_map_lookup_elem(&taint, &id) ? EX_TAINTED : 0;
 	r->dev = id.dev;
 	r->ino = id.ino;
 	r->mnt_id = mnt_id_of(BPF_CORE_READ(file, f_path.mnt));
@@ -1025,14 +879,13 @@ static __always_inline int judge_code(struct file *file, unsigned long prot, int
 	r->path_len = l;
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
-	if (!classify(&images, &r->lpm_bits, l))
-		reasons |= EX_OUTSIDE_IMAGE;
+	__u32 reasons = code_reasons(r, l);
 	if (!reasons) {
 		seen_set(id.dev, id.ino, SEEN_MAPPED);
 		return 0;
 	}
 	r->reasons = reasons;
-	int v = send_exec(cfg, r, w->trunc);
+	int v = send_exec(cfg, r, w->trunc, 1);
 	if (!v)
 		seen_set(id.dev, id.ino, SEEN_EXEC);
 	return v;
@@ -1089,7 +942,7 @@ int BPF_PROG(drift_kread_file, struct file *file, enum kernel_read_file_id id)
 		return 0;
 	if (file)
 		exec_file(w, r, file);
-	return send_exec(cfg, r, w->trunc);
+	return send_exec(cfg, r, w->trunc, 1);
 }
 
 /* init_module and kexec_load: the image comes from user memory. */
@@ -1109,7 +962,7 @@ int BPF_PROG(drift_kload_data, enum kernel_load_data_id id)
 	struct exec_rec *r = xrec_init(op, id);
 	if (!r)
 		return 0;
-	return send_exec(cfg, r, 0);
+	return send_exec(cfg, r, 0, 1);
 }
 
 /* Program loads by anyone else are drift. Any other command on the sensor's
@@ -1140,7 +993,7 @@ int BPF_PROG(drift_bpf, int cmd, union bpf_attr *attr, unsigned int size)
 	struct exec_rec *r = xrec_init(DOP_BPF, cmd);
 	if (!r)
 		return 0;
-	return send_exec(cfg, r, 0);
+	return send_exec(cfg, r, 0, 1);
 }
 
 /* ---- leaving the sealed scope ---- */
@@ -1172,7 +1025,7 @@ int BPF_PROG(drift_task_alloc, struct task_struct *task, unsigned long clone_fla
 		return 0;
 	w->trunc = 0;
 	leave_rec(w, r, f, 0);
-	return send_exec(cfg, r, w->trunc);
+	return send_exec(cfg, r, w->trunc, 1);
 }
 
 /* ---- self-protection ---- */
@@ -1190,7 +1043,7 @@ int BPF_PROG(drift_task_kill, struct task_struct *p, struct kernel_siginfo *info
 	struct exec_rec *r = xrec_init(DOP_SIGNAL, (__u64)sig << 32 | self_tgid);
 	if (!r)
 		return 0;
-	return send_exec(cfg, r, 0);
+	return send_exec(cfg, r, 0, 1);
 }
 
 /* Attaching to a process (ptrace attach or seize, process_vm_writev, writing
@@ -1208,7 +1061,7 @@ int BPF_PROG(drift_ptrace, struct task_struct *child, unsigned int mode)
 	struct exec_rec *r = xrec_init(DOP_PTRACE, (__u64)mode << 32 | BPF_CORE_READ(child, tgid));
 	if (!r)
 		return 0;
-	return send_exec(cfg, r, 0);
+	return send_exec(cfg, r, 0, 1);
 }
 
 /* ---- io_uring ---- */
@@ -1216,9 +1069,7 @@ int BPF_PROG(drift_ptrace, struct task_struct *child, unsigned int mode)
 /* report_exec sends a finding that is never denied (the reflex still runs). */
 static __always_inline void report_exec(struct config *cfg, struct exec_rec *r)
 {
-	cordon(cfg, &r->h);
-	if ((cfg->reflex & REFLEX_KILL) && !bpf_send_signal(SIGKILL_))
-		r->h.flags |= RF_KILLED;
+	reflex(cfg, &r->h);
 	r->h.size = offsetof(struct exec_rec, data) + 2;
 	emit(r, r->h.size);
 }
@@ -1283,8 +1134,8 @@ int BPF_PROG(drift_socket_bind, struct socket *sock, struct sockaddr *address, i
 	if (!cfg)
 		return 0;
 	struct net_rec r = {};
-	fill_hdr(&r.h, REC_NET, DOP_BIND);
-	r.h.flags = 0;
+	fill_hdr(&r.h, REC_NET, DOP_BIND, 0);
+	fill_task(&r.h);
 	r.h.size = sizeof(r);
 	r.family = family;
 	r.protocol = BPF_CORE_READ(sock, sk, sk_protocol);
@@ -1312,8 +1163,8 @@ int BPF_PROG(drift_socket_listen, struct socket *sock, int backlog)
 	if (!cfg)
 		return 0;
 	struct net_rec r = {};
-	fill_hdr(&r.h, REC_NET, DOP_LISTEN);
-	r.h.flags = 0;
+	fill_hdr(&r.h, REC_NET, DOP_LISTEN, 0);
+	fill_task(&r.h);
 	r.h.size = sizeof(r);
 	r.family = family;
 	r.protocol = BPF_CORE_READ(sk, sk_protocol);

@@ -22,8 +22,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define AT_REMOVEDIR_ 0x200
 #define AT_EMPTY_PATH_ 0x1000
 #define FMODE_WRITE_ 0x2
-#define S_IFMT_ 00170000
-#define S_IFREG_ 0100000
 #define TCP_LISTEN_ 10
 #define BPF_PROG_LOAD_ 5
 #define NR_BPF_ 321
@@ -32,7 +30,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define FS_IOC_SETFLAGS_ 0x40086602
 #define FS_IOC32_SETFLAGS_ 0x40046602
 #define FS_IOC_FSSETXATTR_ 0x401c5820
-#define SIGKILL_ 9
 #define PROT_EXEC_ 0x4
 #define MAP_ANONYMOUS_ 0x20
 
@@ -52,16 +49,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 } seen SEC(".maps");
 
-/* The cordon gate's flag (responder/gate). The loader replaces this map with
- * the gate's pinned one when the policy asks for the cordon reflex, so the
- * program that detects drift cuts the network before user space runs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} gate_cordon SEC(".maps");
-
 /* Exec generation per process, bumped at every exec: with the start time it
  * tells user space whether cached process data (exe, argv) is still right. */
 struct {
@@ -71,75 +58,21 @@ struct {
 	__type(value, __u32);
 } execgen SEC(".maps");
 
-static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op)
+/* proc_tag (judge.h): the start time and the exec generation, so user space
+ * can tell whether cached process data (exe, argv) is still right. */
+static __always_inline __u32 proc_tag(struct task_struct *t, __u32 tgid)
 {
-	__u64 pt = bpf_get_current_pid_tgid();
-	__u64 ug = bpf_get_current_uid_gid();
-	h->kind = kind;
-	h->op = op;
-	h->flags = 0;
-	h->ktime = bpf_ktime_get_ns();
-	h->tgid = pt >> 32;
-	h->pid = (__u32)pt;
-	h->uid = (__u32)ug;
-	h->gid = ug >> 32;
-	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->ppid = 0;
-	h->ptag = 0;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-}
-
-/* fill_task adds what needs the task: the parent and the process tag. */
-static __always_inline void fill_task(struct rec_hdr *h)
-{
-	struct task_struct *t = bpf_get_current_task_btf();
-	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	__u32 tgid = h->tgid;
 	__u32 *gen = bpf_map_lookup_elem(&execgen, &tgid);
-	h->ptag = ((__u32)t->start_time ^ ((gen ? *gen : 0) * 0x9E3779B9u)) | 1;
+	return ((__u32)t->start_time ^ ((gen ? *gen : 0) * 0x9E3779B9u)) | 1;
 }
 
-static __always_inline void taint_file(struct file_rec *r)
-{
-	struct file_id id = {.dev = r->dev, .ino = r->ino};
-	__u64 now = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&taint, &id, &now, BPF_NOEXIST) == -7 /* E2BIG: full */)
-		count(STAT_TAINT_FULL);
-}
+#include "judge.h"
 
 static __always_inline void mark_seen(struct config *cfg, struct file *f, __u32 tgid)
 {
 	struct seen_key k = {.file = (__u64)f, .tgid = tgid, .epoch = cfg->epoch};
 	__u8 one = 1;
 	bpf_map_update_elem(&seen, &k, &one, BPF_ANY);
-}
-
-static __always_inline void reflex(struct config *cfg, struct rec_hdr *h)
-{
-	if (cfg->reflex & REFLEX_CORDON) {
-		__u32 zero = 0, one = 1;
-		if (!bpf_map_update_elem(&gate_cordon, &zero, &one, BPF_ANY))
-			h->flags |= RF_CORDONED;
-	}
-	if (cfg->reflex & REFLEX_KILL) {
-		if (!bpf_send_signal(SIGKILL_))
-			h->flags |= RF_KILLED;
-	}
-}
-
-/* finish_file sets lengths and flags, and sends the record. */
-static __always_inline void send_file(struct config *cfg, struct file_rec *r, struct work *w)
-{
-	if (w->trunc) {
-		r->h.flags |= RF_TRUNC;
-		count(STAT_TRUNC);
-	}
-	reflex(cfg, &r->h);
-	__u64 size = offsetof(struct file_rec, data) + r->path_len + 1 + r->path2_len + 1 + r->target_len + 1;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
 }
 
 /* What a syscall asks us to judge, decoded from its number and registers. */
@@ -171,6 +104,9 @@ enum shape {
 	SH_MMAP,      /* an executable mapping of a file (mmap: fd; mprotect: the address in name) */
 };
 
+/* judge_name: a mutation named by the names the process passed, resolved
+ * lexically (RF_LEXICAL) into the request judge_path judges. A symlink's
+ * record names the link, with the target string as the process gave it. */
 static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, int user)
 {
 	__u32 zero = 0;
@@ -178,81 +114,34 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 	struct work *w = get_work();
 	if (!r || !w)
 		return 0;
-
-	r->ret = ret;
-	r->dev = r->ino = 0;
-	r->mnt_id = 0;
-	r->flags = q->flags;
-	r->mode = q->mode;
-	r->path2_len = r->target_len = 0;
-
-	__u32 l1 = 0;
-	if (q->name) {
-		l1 = resolve_name(q->dfd, q->name, user, &r->lpm_bits, r->data);
-	} else if (q->shape != SH_MOUNT) {
+	if (!q->name && q->shape != SH_MOUNT)
 		return 0;
-	}
-	__u32 trunc = w->trunc;
-	struct rule_val *rv = l1 ? classify(&rules, &r->lpm_bits, l1) : NULL;
-	int hit = is_protected(rv) || q->shape == SH_MOUNT;
-	r->rule = rv ? rv->id : 0;
-	if (l1 >= DPATH_MAX)
-		l1 = DPATH_MAX - 1;
-	r->path_len = l1;
-	r->data[bound(l1, 4095)] = 0;
-
-	__u32 off = bound(l1 + 1, 4095);
-	if (q->shape == SH_NAME2 && q->name2) {
-		__u32 l2 = resolve_name(q->dfd2, q->name2, user, &w->alt_bits, w->alt);
-		trunc |= w->trunc;
-		struct rule_val *rv2 = l2 ? classify(&rules, &w->alt_bits, l2) : NULL;
-		if (!hit && is_protected(rv2)) {
-			hit = 1;
-			r->rule = rv2->id;
-		}
-		l2 = bound(l2, 4095);
-		bpf_probe_read_kernel(r->data + off, l2, w->alt);
-		r->data[bound(off + l2, 8191)] = 0;
-		r->path2_len = l2;
-	} else if (q->shape == SH_SYMLINK && q->name2) {
-		/* data: link name, then "" for path2, then the target. The link
-		 * name is what lands; a target pointing into protected space from
-		 * an exempt directory is drift too (a way around the prefix rules). */
-		__u32 l2 = resolve_name(q->dfd2, q->name2, 1, &w->alt_bits, w->alt);
-		trunc |= w->trunc;
-		struct rule_val *rv2 = l2 ? classify(&rules, &w->alt_bits, l2) : NULL;
-		hit = is_protected(rv2);
-		r->rule = rv2 ? rv2->id : 0;
-		/* move the link name first, the target (already resolved in data) after */
+	struct judge_req j = {.ret = ret, .op = q->op, .flags = q->flags, .mode = q->mode,
+			      .hflags = RF_LEXICAL, .always = q->shape == SH_MOUNT};
+	if (q->shape == SH_SYMLINK) {
+		if (!q->name2)
+			return 0;
+		j.len = resolve_name(q->dfd2, q->name2, 1, &r->lpm_bits, r->data);
+		j.trunc = w->trunc;
+		/* an absolute target is judged as the path it names */
 		long tl = bpf_probe_read_user_str(w->in, DNAME_MAX, q->name);
-		if (tl > 1 && w->in[0] == '/' && !hit) {
-			if (is_protected(rv)) {
-				hit = 1;
-				r->rule = rv->id;
-			}
+		if (tl > 1 && w->in[0] == '/') {
+			j.len2 = resolve_name(q->dfd, q->name, 1, &w->alt_bits, w->alt);
+			j.trunc |= w->trunc;
+			tl = bpf_probe_read_user_str(w->in, DNAME_MAX, q->name); /* resolving reused it */
 		}
-		l2 = bound(l2, 4095);
-		bpf_probe_read_kernel(r->data, l2, w->alt);
-		r->data[bound(l2, 4095)] = 0;
-		r->path_len = l2;
-		off = bound(l2 + 1, 4095);
-		r->data[off] = 0; /* no path2 */
-		r->path2_len = 0;
-		__u32 toff = bound(off + 1, 4095);
-		if (tl < 1)
-			tl = 1;
-		bpf_probe_read_kernel(r->data + toff, bound(tl - 1, 255), w->in);
-		r->data[bound(toff + tl - 1, 8191)] = 0;
-		r->target_len = tl - 1;
+		j.tlen = tl > 1 ? tl - 1 : 0;
+		return judge_path(cfg, &j);
 	}
-	if (!hit)
-		return 0;
-	fill_hdr(&r->h, REC_FILE, q->op);
-	fill_task(&r->h);
-	r->h.flags = RF_LEXICAL;
-	w->trunc = trunc;
-	send_file(cfg, r, w);
-	return 0;
+	if (q->name) {
+		j.len = resolve_name(q->dfd, q->name, user, &r->lpm_bits, r->data);
+		j.trunc = w->trunc;
+	}
+	if (q->shape == SH_NAME2 && q->name2) {
+		j.len2 = resolve_name(q->dfd2, q->name2, user, &w->alt_bits, w->alt);
+		j.trunc |= w->trunc;
+	}
+	return judge_path(cfg, &j);
 }
 
 static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret);
@@ -286,7 +175,7 @@ static __always_inline int judge_seal(struct config *cfg, struct dreq *q, struct
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
 	if (op == DOP_KSETTING && rv && (rv->class & CLASS_KALLOW))
 		return 1;
-	fill_hdr(&r->h, REC_FILE, op);
+	fill_hdr(&r->h, REC_FILE, op, 0);
 	fill_task(&r->h);
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
 	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
@@ -299,7 +188,7 @@ static __always_inline int judge_seal(struct config *cfg, struct dreq *q, struct
 	r->path2_len = r->target_len = 0;
 	r->rule = op == DOP_KSETTING ? RULE_KERNEL_SETTING : RULE_RAW_DEVICE;
 	r->path_len = l;
-	send_file(cfg, r, w);
+	send_file(cfg, r, w->trunc, 0);
 	return 1;
 }
 
@@ -350,19 +239,15 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 	if (!r || !w)
 		return 0;
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
-	__u32 reasons = bpf_map_lookup_elem(&taint, &id) ? EX_TAINTED : 0;
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
 	__u32 l = resolve_file(w, f, r->data);
-	if (!classify(&images, &r->lpm_bits, l))
-		reasons |= EX_OUTSIDE_IMAGE;
+	__u32 reasons = code_reasons(r, l);
 	if (!reasons)
 		return 0;
-	fill_hdr(&r->h, REC_EXEC, DOP_EXEC);
+	fill_hdr(&r->h, REC_EXEC, DOP_EXEC, 0);
 	fill_task(&r->h);
-	r->h.flags = w->trunc ? RF_TRUNC : 0;
 	r->ret = 0;
-	r->dev = id.dev;
-	r->ino = id.ino;
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
 	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
 	r->reasons = reasons;
@@ -373,12 +258,7 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 	r->path_len = l;
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
-	reflex(cfg, &r->h);
-	__u64 size = offsetof(struct exec_rec, data) + l + 2;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
+	send_exec(cfg, r, w->trunc, 0);
 	return 0;
 }
 
@@ -446,24 +326,21 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 
 	__u32 l = resolve_file(w, f, r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	/* Taint what could later run as part of the image: files written under
-	 * protected or image paths. A file written in a writable exception
-	 * outside the image paths is outside the image already, and moving or
-	 * linking it into the image is a finding of its own. The inode is read
-	 * only when the path says it matters. */
+	/* Taint what could later run as part of the image (taintable). The
+	 * inode is read only when the path says it matters. */
 	int protected = is_protected(rv);
-	int taintable = (q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE) &&
-			(protected || (rv && (rv->class & CLASS_TAINT)) || (!rv && classify(&images, &r->lpm_bits, l)));
-	if (!protected && !taintable)
+	int writes = q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE;
+	int taints = writes && taintable(rv, &r->lpm_bits, l);
+	if (!protected && !taints)
 		return 0;
 	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	r->ino = BPF_CORE_READ(ino, i_ino);
-	if (taintable && (BPF_CORE_READ(ino, i_mode) & S_IFMT_) == S_IFREG_)
-		taint_file(r);
+	if (taints && is_regular_inode(ino))
+		taint_id(r->dev, r->ino);
 	if (!protected)
 		return 0;
 
-	fill_hdr(&r->h, REC_FILE, q->op);
+	fill_hdr(&r->h, REC_FILE, q->op, 0);
 	fill_task(&r->h);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
 	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
@@ -473,7 +350,7 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	r->path2_len = r->target_len = 0;
 	r->rule = rv->id;
 	r->path_len = l;
-	send_file(cfg, r, w);
+	send_file(cfg, r, w->trunc, 0);
 	return 0;
 }
 
@@ -484,9 +361,8 @@ static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret)
 	struct work *w = get_work();
 	if (!r || !w)
 		return 0;
-	fill_hdr(&r->h, REC_EXEC, q->op);
+	fill_hdr(&r->h, REC_EXEC, q->op, RF_ATTEMPT);
 	fill_task(&r->h);
-	r->h.flags = RF_ATTEMPT;
 	r->ret = ret;
 	r->arg = q->arg;
 	r->dev = r->ino = 0;
@@ -507,14 +383,7 @@ static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret)
 	r->path_len = bound(l, 4095);
 	r->data[bound(l, 4095)] = 0;
 	r->data[bound(l + 1, 4095)] = 0;
-	if (w->trunc)
-		r->h.flags |= RF_TRUNC;
-	reflex(cfg, &r->h);
-	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 2;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
+	send_exec(cfg, r, w->trunc, 0);
 	return 0;
 }
 
@@ -524,9 +393,8 @@ static __noinline int judge_priv(struct config *cfg, struct dreq *q, long ret)
  * sealed scope). */
 static __always_inline void send_self(struct exec_rec *r, __u16 op, __u64 arg, long ret, __u16 flags)
 {
-	fill_hdr(&r->h, REC_EXEC, op);
+	fill_hdr(&r->h, REC_EXEC, op, RF_ATTEMPT | flags);
 	fill_task(&r->h);
-	r->h.flags = RF_ATTEMPT | flags;
 	r->ret = ret;
 	r->arg = arg;
 	r->mnt_id = 0;
@@ -904,21 +772,11 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	struct file *f = BPF_CORE_READ(bprm, file);
 	script_exec(f);
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	struct file_id id = {.dev = BPF_CORE_READ(ino, i_sb, s_dev), .ino = BPF_CORE_READ(ino, i_ino)};
-	__u32 reasons = 0;
-	if (bpf_map_lookup_elem(&taint, &id))
-		reasons |= EX_TAINTED;
-	if (BPF_CORE_READ(ino, __i_nlink) == 0)
-		reasons |= EX_DELETED;
-
+	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(ino, i_ino);
 	__u32 l = resolve_file(w, f, r->data);
 	__u32 trunc = w->trunc;
-	if (r->data[1] == 'm' && r->data[2] == 'e' && r->data[3] == 'm' && r->data[4] == 'f' && r->data[5] == 'd' &&
-	    r->data[6] == ':')
-		reasons |= EX_MEMFD;
-	struct rule_val *rv = classify(&images, &r->lpm_bits, l);
-	if (!rv)
-		reasons |= EX_OUTSIDE_IMAGE;
+	__u32 reasons = exec_reasons(r, l, BPF_CORE_READ(ino, __i_nlink) == 0);
 
 	const char *fname = BPF_CORE_READ(bprm, filename);
 	const char *interp = BPF_CORE_READ(bprm, interp);
@@ -936,11 +794,9 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (!reasons)
 		return 0;
 
-	fill_hdr(&r->h, REC_EXEC, DOP_EXEC);
+	fill_hdr(&r->h, REC_EXEC, DOP_EXEC, 0);
 	fill_task(&r->h);
 	r->ret = 0;
-	r->dev = id.dev;
-	r->ino = id.ino;
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
 	struct mount *mnt = container_of(vm, struct mount, mnt);
 	r->mnt_id = BPF_CORE_READ(mnt, mnt_id);
@@ -963,13 +819,7 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (bpf_probe_read_user(r->data + aoff, bound(alen, 1023), (void *)as))
 		alen = 0;
 	r->args_len = alen;
-	r->h.flags = trunc ? RF_TRUNC : 0;
-	reflex(cfg, &r->h);
-	__u64 size = offsetof(struct exec_rec, data) + l + 1 + alen;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
+	send_exec(cfg, r, trunc, 0);
 	return 0;
 }
 
@@ -1080,7 +930,7 @@ static __always_inline int bind_common(struct bpf_sock_addr *ctx, __u16 family, 
 	if (port_allowed(port))
 		return 1;
 	struct net_rec r = {};
-	fill_hdr(&r.h, REC_NET, DOP_BIND);
+	fill_hdr(&r.h, REC_NET, DOP_BIND, 0);
 	r.h.size = sizeof(r);
 	r.family = family;
 	r.protocol = ctx->protocol;
@@ -1124,7 +974,7 @@ int BPF_PROG(drift_listen, const struct sock *sk, int oldstate, int newstate)
 	if (port_allowed(port))
 		return 0;
 	struct net_rec r = {};
-	fill_hdr(&r.h, REC_NET, DOP_LISTEN);
+	fill_hdr(&r.h, REC_NET, DOP_LISTEN, 0);
 	fill_task(&r.h);
 	r.h.size = sizeof(r);
 	r.family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -1137,57 +987,6 @@ int BPF_PROG(drift_listen, const struct sock *sk, int oldstate, int newstate)
 		BPF_CORE_READ_INTO(&r.addr, sk, __sk_common.skc_v6_rcv_saddr);
 	}
 	emit(&r, sizeof(r));
-	return 0;
-}
-
-/* BPF_PROG_TEST_RUN entry for the path logic: resolves test_in.name (relative
- * to test_in.dfd in the calling task) and classifies it, like the hooks do. */
-struct test_in {
-	__s32 dfd;
-	__u32 _pad;
-	char name[DPATH_MAX];
-};
-
-struct test_out {
-	__u32 len;
-	__u32 trunc;
-	__u32 class;
-	__u32 rule;
-	char path[DPATH_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct test_in);
-} test_in_map SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct test_out);
-} test_out_map SEC(".maps");
-
-SEC("raw_tp")
-int test_resolve(void *ctx)
-{
-	__u32 zero = 0;
-	struct test_in *in = bpf_map_lookup_elem(&test_in_map, &zero);
-	struct test_out *out = bpf_map_lookup_elem(&test_out_map, &zero);
-	struct file_rec *r = bpf_map_lookup_elem(&frec_map, &zero);
-	struct work *w = get_work();
-	if (!in || !out || !r || !w)
-		return 1;
-	__u32 l = resolve_name(in->dfd, in->name, 0, &r->lpm_bits, r->data);
-	out->len = l;
-	out->trunc = w->trunc;
-	struct rule_val *rv = l ? classify(&rules, &r->lpm_bits, l) : NULL;
-	out->class = rv ? rv->class : 0;
-	out->rule = rv ? rv->id : 0;
-	bpf_probe_read_kernel(out->path, bound(l, 4095), r->data);
-	out->path[bound(l, 4095)] = 0;
 	return 0;
 }
 

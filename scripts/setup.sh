@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 need=()
-for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip systemd-analyze:systemd dpkg-deb:dpkg; do
+for cmd in clang:clang llvm-strip:llvm bpftool:bpftool ip:iproute2 nsenter:util-linux qemu-system-x86_64:qemu-system-x86 cpio:cpio curl:curl unzip:unzip systemd-analyze:systemd dpkg-deb:dpkg xz:xz-utils mke2fs:e2fsprogs; do
 	command -v "${cmd%%:*}" >/dev/null || need+=("${cmd##*:}")
 done
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
@@ -34,6 +34,12 @@ fi
 if [ ${#promtool_pkg[@]} -gt 0 ]; then
 	echo "setup: installing ${promtool_pkg[*]} (for promtool)"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${promtool_pkg[@]}"
+fi
+# deploy/image's test loads the OCI image into podman and runs it with runc (crun, podman's default,
+# refuses this machine's hybrid cgroup layout). Nothing is started.
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+	echo "setup: installing podman and runc (the image's load test)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends podman runc
 fi
 # make bench-peers compares with auditd and inotifywait. auditd is installed but neither started nor
 # enabled: once auditing is on, every new process carries an audit context and is slower. The

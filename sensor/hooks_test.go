@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -170,10 +171,14 @@ func TestLostRecordsAreFindings(t *testing.T) {
 	}
 }
 
-// TestKernelStateChanges: after the seal, the periodic comparison reports
-// each change of the kernel state once, exactly: here BPF programs loaded
-// and unloaded by the test, named by id. Reading the state takes no
-// descriptor of any BPF object, so it raises no tamper finding.
+// TestKernelStateChanges: the sensor records the kernel state at the seal
+// and reports each later change once, exactly: here BPF programs the test
+// loads and unloads, named by id. A program loaded as soon as SetSealed
+// returns is reported (the baseline is the seal's, not the first check's).
+// Each report is a marker barrier for the comparisons before it: the
+// findings up to the last one are exactly the changes made, none repeated,
+// nothing reported without a change. Reading the state takes no descriptor
+// of any BPF object, so it raises no tamper finding.
 func TestKernelStateChanges(t *testing.T) {
 	testenv.RequireBPF(t)
 	root, err := sysfs.CgroupRoot()
@@ -191,77 +196,70 @@ func TestKernelStateChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var got []*event.Event
+	var got []string // every finding, described; kernel_state ones by their detail
 	s := sensor.New(sensor.Config{Host: "t", Policy: pol, Backend: be, Log: zerolog.Nop(), KernelEvery: 20 * time.Millisecond,
-		Emit: func(ev *event.Event) { mu.Lock(); got = append(got, ev); mu.Unlock() }})
+		Emit: func(ev *event.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Kind == event.KindSensor && ev.Action == sensor.ActionKernelState {
+				got = append(got, ev.Health.Detail)
+			} else {
+				got = append(got, act.Describe(ev))
+			}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
-	if err := be.SetSealed(true); err != nil {
+	if err := s.SetSealed(true); err != nil {
 		t.Fatal(err)
 	}
-	seen := func(detail string) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, ev := range got {
-			if ev.Kind == event.KindSensor && ev.Action == sensor.ActionKernelState && ev.Health.Detail == detail {
-				return true
-			}
-		}
-		return false
-	}
-	progID := func(p *ebpf.Program) uint32 {
-		info, err := p.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := info.ID()
-		return uint32(id)
-	}
-	var progs []*ebpf.Program
-	defer func() {
-		for _, p := range progs {
-			p.Close()
-		}
-	}()
-	// The baseline is read at the first check after the seal: load programs
-	// until one is reported, which proves the baseline came before it.
-	testenv.Eventually(t, "a BPF program loaded after the seal reported", func() bool {
+	load := func() (*ebpf.Program, uint32) {
 		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		progs = append(progs, p)
-		for _, p := range progs {
-			if seen(fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", progID(p))) {
-				return true
-			}
+		t.Cleanup(func() { p.Close() })
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
 		}
-		return false
-	})
-	last := progs[len(progs)-1]
-	id := progID(last)
-	testenv.Eventually(t, "the last program's load reported", func() bool {
-		return seen(fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id))
-	})
-	last.Close()
-	progs = progs[:len(progs)-1]
-	testenv.Eventually(t, "its unload reported", func() bool {
-		return seen(fmt.Sprintf("kernel state changed since the seal: BPF program unloaded: id %d", id))
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	n := 0
-	for _, ev := range got {
-		if ev.Action == sensor.ActionTamper {
-			t.Errorf("reading the kernel state raised %s", act.Describe(ev))
-		}
-		if ev.Health != nil && ev.Health.Detail == fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id) {
-			n++
+		id, _ := info.ID()
+		return p, uint32(id)
+	}
+	var want []string
+	expect := func(detail string) {
+		t.Helper()
+		want = append(want, "kernel state changed since the seal: "+detail)
+		testenv.Eventually(t, detail+" reported", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Contains(got, want[len(want)-1])
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("findings up to %q:\n got %q\nwant %q", detail, got, want)
 		}
 	}
-	if n != 1 {
-		t.Errorf("the load of program %d reported %d times, want once", id, n)
+	p1, id1 := load()
+	expect(fmt.Sprintf("BPF program loaded: id %d", id1))
+	p2, id2 := load()
+	expect(fmt.Sprintf("BPF program loaded: id %d", id2))
+	p1.Close()
+	expect(fmt.Sprintf("BPF program unloaded: id %d", id1))
+	p2.Close()
+	expect(fmt.Sprintf("BPF program unloaded: id %d", id2))
+
+	// Unsealed, nothing is compared; a new seal takes a new baseline, so
+	// the programs loaded while unsealed are no change.
+	if err := s.SetSealed(false); err != nil {
+		t.Fatal(err)
 	}
+	load()
+	if err := s.SetSealed(true); err != nil {
+		t.Fatal(err)
+	}
+	_, id4 := load()
+	expect(fmt.Sprintf("BPF program loaded: id %d", id4))
 }

@@ -43,7 +43,10 @@ type Config struct {
 	// StatsEvery is how often the kernel counters are read (default 250ms).
 	StatsEvery time.Duration
 	// KernelEvery is how often the security-relevant kernel state
-	// (sensor/kstate) is compared with what it was at the seal; 0: never.
+	// (sensor/kstate) is compared with the one SetSealed recorded at the
+	// seal; 0: never. Every sensor sharing a kernel sees the others' BPF
+	// programs as changes: test beds with several sensors on one kernel
+	// leave it 0.
 	KernelEvery time.Duration
 }
 
@@ -56,6 +59,9 @@ type Sensor struct {
 	lost     atomic.Uint64
 	byKind   [4]atomic.Uint64
 	emitMu   sync.Mutex
+	baseMu   sync.Mutex    // guards sealed and base
+	sealed   bool          // by SetSealed
+	base     *kstate.State // the kernel state at the seal, or at the last comparison
 }
 
 // New returns a sensor; Run starts it.
@@ -256,43 +262,72 @@ func (s *Sensor) watchStats(ctx context.Context) {
 // comparison, with no process to name.
 const ActionKernelState = "kernel_state"
 
-// watchKernel compares the kernel state with the one read at the seal (at
-// the first check after it, within KernelEvery) and reports each change
-// once. Changes the hooks see (module loads, BPF program loads, kernel
-// settings) are findings of their own too; this catches the rest.
+// SetSealed seals or unseals the backend. Sealing a host that was not
+// sealed records the kernel state the periodic comparison holds later
+// states against (with KernelEvery set): read before the kernel's flag
+// flips, so a change made just after the seal is reported, never taken into
+// the baseline. A state that cannot be read is a finding; the host is sealed
+// all the same, and the comparison starts from its first good read.
+func (s *Sensor) SetSealed(on bool) error {
+	s.baseMu.Lock()
+	defer s.baseMu.Unlock()
+	if !on {
+		s.base = nil
+	} else if s.cfg.KernelEvery > 0 && !s.sealed {
+		st, err := kstate.Read()
+		if err != nil {
+			s.emit(s.health(ActionKernelState, 0, "the kernel state could not be read at the seal ("+err.Error()+"): changes before the next good read are not compared"))
+		} else {
+			s.base = &st
+		}
+	}
+	if err := s.cfg.Backend.SetSealed(on); err != nil {
+		return err
+	}
+	s.sealed = on
+	return nil
+}
+
+// watchKernel compares the kernel state with the one recorded at the seal
+// (SetSealed) every KernelEvery while sealed, and reports each change once.
+// Changes the hooks see (module loads, BPF program loads, kernel settings)
+// are findings of their own too; this catches the rest.
 func (s *Sensor) watchKernel(ctx context.Context) {
-	sealer, ok := s.cfg.Backend.(interface{ SealEpoch() uint32 })
-	if !ok || s.cfg.KernelEvery <= 0 {
+	if s.cfg.KernelEvery <= 0 {
 		return
 	}
 	t := time.NewTicker(s.cfg.KernelEvery)
 	defer t.Stop()
-	var base *kstate.State
-	var epoch uint32
 	for {
-		e := sealer.SealEpoch()
-		switch {
-		case e == 0:
-			base = nil
-		default:
-			st, err := kstate.Read()
-			if err != nil {
-				s.cfg.Log.Error().Err(err).Msg("read the kernel state")
-				break
-			}
-			if base != nil && e == epoch {
-				for _, d := range kstate.Diff(*base, st) {
-					s.emit(s.health(ActionKernelState, 0, "kernel state changed since the seal: "+d))
-				}
-			}
-			base, epoch = &st, e
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.compareKernel()
 	}
+}
+
+// compareKernel reports how the kernel state differs from the baseline and
+// makes the state read the new baseline, so each change is reported once.
+// Holding baseMu across the read keeps a new seal from interleaving.
+func (s *Sensor) compareKernel() {
+	s.baseMu.Lock()
+	defer s.baseMu.Unlock()
+	if !s.sealed {
+		return
+	}
+	st, err := kstate.Read()
+	if err != nil {
+		s.cfg.Log.Error().Err(err).Msg("read the kernel state")
+		return
+	}
+	if s.base != nil {
+		for _, d := range kstate.Diff(*s.base, st) {
+			s.emit(s.health(ActionKernelState, 0, "kernel state changed since the seal: "+d))
+		}
+	}
+	s.base = &st
 }
 
 func (s *Sensor) emit(ev *event.Event) {
@@ -342,48 +377,18 @@ func (s *Sensor) health(action string, lost uint64, detail string) *event.Event 
 	}
 }
 
-var fileActions = map[uint16]string{
-	record.OpOpen: "open_write", record.OpTruncate: "truncate", record.OpRename: "rename",
-	record.OpUnlink: "unlink", record.OpRmdir: "rmdir", record.OpLink: "link", record.OpSymlink: "symlink",
-	record.OpMkdir: "mkdir", record.OpMknod: "mknod", record.OpChmod: "chmod", record.OpChown: "chown",
-	record.OpSetxattr: "setxattr", record.OpRemovexattr: "removexattr", record.OpUtimes: "utimes",
-	record.OpMount: "mount", record.OpSetflags: "setflags", record.OpWrite: "write", record.OpUring: "io_uring",
-	record.OpKSetting: "kernel_setting", record.OpRawDev: "raw_device",
-}
-
-var execActions = map[uint16]string{
-	record.OpExec: "exec", record.OpModule: "module_load", record.OpKexec: "kexec_load",
-	record.OpBPF: "bpf_prog_load", record.OpPtrace: "ptrace_attach", record.OpUringSetup: "io_uring_setup",
-	record.OpSignal: "signal_sensor", record.OpSelfBPF: ActionTamper, record.OpSelfOpen: ActionTamper,
-	record.OpLeaveScope: "leave_scope",
-}
-
 // ActionTamper is the action of every finding about an act on the sensor
 // itself: a bpf() command on its maps, programs or links, an open of its
 // files (reported by the kernel at the syscall), or a difference the
 // heartbeat's check found in its configuration or links. Such findings are
 // of kind sensor, whatever their scope: tampering with the sensor matters
 // wherever it comes from.
-const ActionTamper = "tamper"
+const ActionTamper = record.ActionTamper
 
-// ActionName names a record's operation as findings do.
+// ActionName names a record's operation as findings do (record.Ops).
 func ActionName(kind, op uint16) string {
-	switch kind {
-	case record.KindFile:
-		if a, ok := fileActions[op]; ok {
-			return a
-		}
-	case record.KindExec:
-		if a, ok := execActions[op]; ok {
-			return a
-		}
-	case record.KindNet:
-		if op == record.OpBind {
-			return "bind"
-		}
-		if op == record.OpListen {
-			return "listen"
-		}
+	if o, ok := record.OpOf(kind, op); ok {
+		return o.Action
 	}
 	return fmt.Sprintf("op%d", op)
 }

@@ -55,7 +55,16 @@ type sensorFlags struct {
 	natsURL      string
 	embeddedPort int
 	metricsAddr  string
+	kernelCheck  time.Duration
 }
+
+// Bounds of --kernel-check: one comparison reads a few files and walks the
+// BPF id lists (~0.2 ms), so even the shortest period costs little; past an
+// hour a change would wait too long.
+const (
+	minKernelCheck = 100 * time.Millisecond
+	maxKernelCheck = time.Hour
+)
 
 // checkFlags refuses the first bad value, before anything is started.
 func checkFlags(f sensorFlags) error {
@@ -66,5 +75,6 @@ func checkFlags(f sensorFlags) error {
 		checkNATS(f.natsURL),
 		flagcheck.Port("embedded-port", f.embeddedPort),
 		flagcheck.ListenAddr("metrics-addr", f.metricsAddr),
+		flagcheck.Duration("kernel-check", f.kernelCheck, minKernelCheck, maxKernelCheck, true),
 	)
 }

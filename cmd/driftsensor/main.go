@@ -60,6 +60,7 @@ func run(args []string) error {
 		natsPort   = fs.Int("embedded-port", 4222, "loopback port of the embedded NATS server (0: any free port)")
 		stateDir   = fs.String("state-dir", creds.DefaultStateDir, "where the spool, the record of the last heartbeat (for restart findings) and the embedded server's JetStream store and credentials live")
 		heartbeat  = fs.Duration("heartbeat", time.Second, "heartbeat interval (100ms to 5m)")
+		kernelChk  = fs.Duration("kernel-check", 5*time.Second, "while sealed, compare the security-relevant kernel state (LSMs, lockdown, module, kexec, io_uring and BPF restrictions, loaded modules, BPF programs and links) with the one recorded at the seal this often, and report each change (100ms to 1h; 0: off, for sensors sharing one kernel, as on test beds, where each sees the others' programs as changes)")
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464); empty: off")
 		stdout     = fs.Bool("stdout", true, "also print findings as JSON lines on stdout")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -105,7 +106,7 @@ func run(args []string) error {
 		}
 	}
 	if err := checkFlags(sensorFlags{host: *host, ringBytes: *ringBytes, heartbeat: *heartbeat, natsURL: conn.URL,
-		embeddedPort: *natsPort, metricsAddr: *metrics}); err != nil {
+		embeddedPort: *natsPort, metricsAddr: *metrics, kernelCheck: *kernelChk}); err != nil {
 		return err
 	}
 	switch *backendArg {
@@ -215,7 +216,7 @@ func run(args []string) error {
 	}
 	d, err := agent.New(ctx, agent.Config{
 		Host: *host, Policy: pol, Backend: be, BackendWhy: why, Out: out, Format: format, Cordon: cordon, CordonState: cordonState,
-		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, Metrics: *metrics, Log: log,
+		Seal: *seal || pol.SealOnStart, Heartbeat: *heartbeat, KernelEvery: *kernelChk, Metrics: *metrics, Log: log,
 		NATS: conn, SpoolDir: spoolDir,
 		// Next to the spool and its sequence file: each host's own.
 		LivenessFile: filepath.Join(spoolDir, "liveness.json"),

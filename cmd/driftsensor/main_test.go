@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/lsm"
@@ -101,6 +104,9 @@ func TestBadInput(t *testing.T) {
 		{"heartbeat of 99ms", []string{"--host", "x", "--heartbeat", "99ms"}, 65534, "--heartbeat 99ms: want from 100ms to 5m0s"},
 		{"heartbeat of a day", []string{"--host", "x", "--heartbeat", "24h"}, 65534, "--heartbeat 24h0m0s: want from 100ms to 5m0s"},
 		{"negative heartbeat", []string{"--host", "x", "--heartbeat", "-1s"}, 65534, "--heartbeat -1s: want from 100ms to 5m0s"},
+		{"kernel check of 1ms", []string{"--host", "x", "--kernel-check", "1ms"}, 65534, "--kernel-check 1ms: want from 100ms to 1h0m0s, or 0 for none"},
+		{"kernel check of a day", []string{"--host", "x", "--kernel-check", "24h"}, 65534, "--kernel-check 24h0m0s: want from 100ms to 1h0m0s, or 0 for none"},
+		{"negative kernel check", []string{"--host", "x", "--kernel-check", "-5s"}, 65534, "--kernel-check -5s: want from 100ms to 1h0m0s, or 0 for none"},
 		{"embedded port past 65535", []string{"--host", "x", "--embedded-port", "65536"}, 65534, "--embedded-port 65536: want a TCP port, 1-65535, or 0"},
 		{"embedded port negative", []string{"--host", "x", "--embedded-port", "-1"}, 65534, "--embedded-port -1: want a TCP port"},
 		{"metrics address without port", []string{"--host", "x", "--metrics-addr", "127.0.0.1"}, 65534, `--metrics-addr "127.0.0.1": want host:port`},
@@ -143,25 +149,47 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// ourPrograms lists the ids of loaded programs named drift_*.
-func ourPrograms() map[ebpf.ProgramID]bool {
+// loadedPrograms lists the ids of every loaded BPF program. It only walks
+// the ids (BPF_PROG_GET_NEXT_ID): opening a program by its id
+// (BPF_PROG_GET_FD_BY_ID) is tampering to every sensor running on the
+// machine, which reports it, so a test never opens programs it does not own.
+func loadedPrograms() map[ebpf.ProgramID]bool {
 	ids := map[ebpf.ProgramID]bool{}
-	id := ebpf.ProgramID(0)
-	for {
+	for id := ebpf.ProgramID(0); ; {
 		next, err := ebpf.ProgramGetNextID(id)
 		if err != nil {
 			return ids
 		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			continue
-		}
-		if info, err := p.Info(); err == nil && strings.HasPrefix(info.Name, "drift_") {
-			ids[id] = true
-		}
-		p.Close()
+		ids[next], id = true, next
 	}
+}
+
+// heldPrograms lists the programs the processes pids (all processes when
+// none is given) hold a descriptor of, directly or through a link, from
+// /proc/PID/fdinfo: no bpf(2) call, so no sensor sees it as tampering.
+func heldPrograms(pids ...int) map[ebpf.ProgramID]bool {
+	dirs := []string{}
+	for _, pid := range pids {
+		dirs = append(dirs, fmt.Sprintf("/proc/%d/fdinfo", pid))
+	}
+	if len(pids) == 0 {
+		dirs, _ = filepath.Glob("/proc/[0-9]*/fdinfo")
+	}
+	ids := map[ebpf.ProgramID]bool{}
+	for _, dir := range dirs {
+		fds, _ := os.ReadDir(dir) // a process may exit meanwhile
+		for _, fd := range fds {
+			b, _ := os.ReadFile(filepath.Join(dir, fd.Name()))
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "prog_id:"); ok {
+					if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+						ids[ebpf.ProgramID(id)] = true
+					}
+				}
+			}
+		}
+	}
+	return ids
 }
 
 // TestLSMUnavailable: --backend lsm on a kernel without BPF-LSM is refused
@@ -181,7 +209,7 @@ func TestLSMUnavailable(t *testing.T) {
 	}
 	bin := build(t)
 	cg := testenv.NewCgroup(t)
-	before := ourPrograms()
+	before := loadedPrograms()
 	out, err := exec.Command(bin, "--backend", "lsm", "--scope-cgroup", cg.Rel, "--host", "t1", "--nats", "off", "--state-dir", t.TempDir()).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
@@ -191,11 +219,19 @@ func TestLSMUnavailable(t *testing.T) {
 			t.Errorf("output %q does not say %q", out, want)
 		}
 	}
-	for id := range ourPrograms() {
-		if !before[id] {
-			t.Errorf("program %d left loaded by a refused start", id)
+	// What the refused start could have left: programs loaded since that no
+	// process holds (pinned, or attached for good). Programs of tests
+	// running at the same time are held by their sensors. The kernel frees
+	// a program after an RCU grace period, hence the wait.
+	testenv.Eventually(t, "no program left loaded by the refused start", func() bool {
+		held := heldPrograms()
+		for id := range loadedPrograms() {
+			if !before[id] && !held[id] {
+				return false
+			}
 		}
-	}
+		return true
+	})
 }
 
 // TestRunSealedScope: start with --ready-file, make drift in the scope, read
@@ -208,7 +244,6 @@ func TestRunSealedScope(t *testing.T) {
 	os.MkdirAll(filepath.Join(img, "etc"), 0o755)
 	pol := filepath.Join(t.TempDir(), "p.yaml")
 	os.WriteFile(pol, []byte("version: 1\nprotect: ["+img+"]\n"), 0o644)
-	before := ourPrograms()
 
 	ready := filepath.Join(t.TempDir(), "ready")
 	cmd := exec.Command(bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t1", "--ready-file", ready,
@@ -221,16 +256,11 @@ func TestRunSealedScope(t *testing.T) {
 	defer cmd.Process.Kill()
 	out := lines(stdout)
 	waitReady(t, ready)
-	// The sensor's programs: those that appeared since the start (other
-	// tests running at the same time may load their own).
-	mine := map[ebpf.ProgramID]bool{}
-	for id := range ourPrograms() {
-		if !before[id] {
-			mine[id] = true
-		}
-	}
+	// The sensor's programs: those it holds (other tests running at the
+	// same time may load their own).
+	mine := heldPrograms(cmd.Process.Pid)
 	if len(mine) < 5 {
-		t.Fatalf("%d drift_ programs attached, want at least 5", len(mine))
+		t.Fatalf("the sensor holds %d programs, want at least 5", len(mine))
 	}
 
 	target := filepath.Join(img, "etc", "shadow")
@@ -256,6 +286,28 @@ func TestRunSealedScope(t *testing.T) {
 	if ev.Schema != event.Schema || ev.Host != "t1" || ev.Action != "open_write" || ev.File == nil || ev.File.Path != target || ev.Seq == 0 {
 		t.Fatalf("finding %+v", ev)
 	}
+	// Listing programs as the tests here do is no tampering to a running
+	// sensor (this one stands for those of other packages' tests): none
+	// reports it before the marker's finding, which comes after in the
+	// sensor's ring.
+	loadedPrograms()
+	heldPrograms()
+	marker := filepath.Join(img, "marker")
+	markerPID := touchInScope(t, cg, marker)
+	for {
+		l := nextLine(t, out, "the marker's finding")
+		var ev event.Event
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
+		}
+		if ev.Kind == event.KindSensor && ev.Action == "tamper" {
+			t.Errorf("listing programs is tampering to the sensor: %s", l)
+		}
+		if ev.Kind == event.KindFile && ev.Process != nil && ev.Process.PID == uint32(markerPID) && ev.File != nil && ev.File.Path == marker {
+			break
+		}
+	}
+
 	cmd.Process.Signal(syscall.SIGTERM)
 	for range out { // drain, so the sensor never blocks writing
 	}
@@ -263,21 +315,15 @@ func TestRunSealedScope(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 	// The kernel frees programs after an RCU grace period: wait for it.
-	left := 0
-	for i := 0; i < 100; i++ {
-		now := ourPrograms()
-		left = 0
+	testenv.Eventually(t, "the stopped sensor's programs to be freed", func() bool {
+		now := loadedPrograms()
 		for id := range mine {
 			if now[id] {
-				left++
+				return false
 			}
 		}
-		if left == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%d of the sensor's programs still loaded 5s after exit", left)
+		return true
+	})
 }
 
 // TestOCSFOutput: --format ocsf prints OCSF File System Activity for a file finding.
@@ -499,6 +545,56 @@ func TestUnprivilegedUserCannotUnseal(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestKernelCheck: with --kernel-check the daemon compares the kernel state
+// with the one it recorded at the seal and reports each change exactly: a
+// BPF program the test loads once the sensor is ready (sealed), by id, once,
+// then its unload. The unload's report is the barrier: the kernel_state
+// findings before it are exactly those two, so nothing was reported
+// without a change.
+func TestKernelCheck(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := build(t)
+	cg := testenv.NewCgroup(t)
+	pol := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nprotect: ["+t.TempDir()+"]\n"), 0o644)
+	sensor, out := runSensor(t, bin, "--policy", pol, "--scope-cgroup", cg.Rel, "--seal", "--host", "t6", "--nats", "off",
+		"--state-dir", t.TempDir(), "--kernel-check", "100ms")
+	defer func() { sensor.Process.Signal(syscall.SIGTERM); sensor.Wait() }()
+
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	var got []string
+	until := func(want string) {
+		t.Helper()
+		for {
+			var ev event.Event
+			if json.Unmarshal([]byte(nextLine(t, out, want)), &ev) == nil && ev.Kind == event.KindSensor && ev.Action == "kernel_state" {
+				got = append(got, ev.Health.Detail)
+				if ev.Health.Detail == want {
+					return
+				}
+			}
+		}
+	}
+	loaded := fmt.Sprintf("kernel state changed since the seal: BPF program loaded: id %d", id)
+	unloaded := fmt.Sprintf("kernel state changed since the seal: BPF program unloaded: id %d", id)
+	until(loaded)
+	p.Close()
+	until(unloaded)
+	if want := []string{loaded, unloaded}; !slices.Equal(got, want) {
+		t.Fatalf("kernel_state findings:\n got %q\nwant %q", got, want)
 	}
 }
 

@@ -23,12 +23,17 @@ func init() {
 	if Commit != "" {
 		return
 	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		Commit = commitOf(bi.Settings)
 	}
+}
+
+// commitOf is the commit Go recorded in a build's VCS settings, "-dirty"
+// appended when the tree had changes; "" when it recorded none (a build
+// outside a checkout, or with -buildvcs=false).
+func commitOf(settings []debug.BuildSetting) string {
 	var rev, dirty string
-	for _, s := range bi.Settings {
+	for _, s := range settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value
@@ -38,9 +43,10 @@ func init() {
 			}
 		}
 	}
-	if rev != "" {
-		Commit = rev + dirty
+	if rev == "" {
+		return ""
 	}
+	return rev + dirty
 }
 
 // String is the one line --version prints: tool, version, commit, Go

@@ -156,15 +156,10 @@ func TestCgroupDestroyKillsAndRemoves(t *testing.T) {
 		t.Error(err)
 	}
 	// With its last process gone the namespace is freed, and its veth with it.
-	for i := 0; i < 100; i++ {
-		if _, _, err := LinkStatus("", victim.Link); err != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if _, _, err := LinkStatus("", victim.Link); err == nil {
-		t.Errorf("veth %s of the destroyed host is still there", victim.Link)
-	}
+	testenv.Eventually(t, "veth "+victim.Link+" of the destroyed host to go", func() bool {
+		_, _, err := LinkStatus("", victim.Link)
+		return err != nil
+	})
 	// Destroying again is harmless.
 	if err := d.Destroy(ctx, Target{Host: "victim"}); err != nil {
 		t.Errorf("second destroy: %v", err)

@@ -42,7 +42,10 @@ type Config struct {
 	Format    event.Format  // of the lines on Out: json (default) or ocsf
 	Seal      bool          // seal at start (an image that boots sealed)
 	Heartbeat time.Duration // default 1s
-	Metrics   string        // listen address for Prometheus metrics; "" = off
+	// KernelEvery is how often the kernel state is compared with the seal's
+	// (sensor.Config.KernelEvery); 0: never.
+	KernelEvery time.Duration
+	Metrics     string // listen address for Prometheus metrics; "" = off
 	// Cordon sets or clears the host's cordon gate; nil when no gate is attached.
 	Cordon func(on bool) error
 	// CordonState reads the gate's flag (the reflex may set it in the kernel); nil when no gate is attached.
@@ -116,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, queue: make(chan *event.Event, queueLen), start: time.Now(), reported: newReportedPaths(reportedLimit)}
 	d.live = newLiveness(d.start)
 	d.sensor = sensor.New(sensor.Config{
-		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log,
+		Host: cfg.Host, Policy: cfg.Policy, Backend: cfg.Backend, Log: cfg.Log, KernelEvery: cfg.KernelEvery,
 		Emit: func(ev *event.Event) { d.queue <- ev },
 	})
 	if cfg.NATS.URL == "" {
@@ -226,7 +229,7 @@ func (d *Daemon) onState(st event.State) {
 // who made it when known.
 func (d *Daemon) apply(st event.State, rev uint64, by string) error {
 	sealed := st != event.StateMutable
-	if err := d.cfg.Backend.SetSealed(sealed); err != nil {
+	if err := d.sensor.SetSealed(sealed); err != nil {
 		return err
 	}
 	prev, _ := d.state.Load().(event.State)

@@ -362,25 +362,22 @@ func TestMetrics(t *testing.T) {
 		`driftsensor_host_state{state="sealed"} 1`, `driftsensor_backend{backend="tracepoint"} 1`, `driftsensor_gate{state="none"} 1`,
 		`driftsensor_transport{state="jetstream"} 1`, `driftsensor_build_info{commit="`, "go_goroutines ", "process_resident_memory_bytes "}
 	var body []byte
-	for i := 0; i < 100; i++ {
+	if !testenv.Within(testenv.WaitBound, func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
-		missing := 0
 		for _, w := range want {
 			if !strings.Contains(string(body), w) {
-				missing++
+				return false
 			}
 		}
-		if missing == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		return true
+	}) {
+		t.Fatalf("metrics lack one of %q:\n%s", want, body)
 	}
-	t.Fatalf("metrics lack one of %q:\n%s", want, body)
 }
 
 // BenchmarkSealApply: control-plane state change -> kernel map updated.

@@ -206,17 +206,6 @@ func (l *Live) putRawDevices() error {
 	return nil
 }
 
-// SealEpoch is the current seal's epoch while sealed, 0 while not: a new
-// value means a new seal.
-func (l *Live) SealEpoch() uint32 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cfg.Sealed == 0 {
-		return 0
-	}
-	return l.cfg.Epoch
-}
-
 func (l *Live) put() error {
 	if err := l.configMap.Put(uint32(0), &l.cfg); err != nil {
 		return fmt.Errorf("write sensor config map: %w", err)

@@ -167,6 +167,17 @@ func expectViolation(t *testing.T, errs <-chan error, subject string) {
 	}
 }
 
+// ownFinding fails unless m is the file finding finding(KindFile, host)
+// made, on host's own subject.
+func ownFinding(t *testing.T, m *nats.Msg, host string) {
+	t.Helper()
+	var ev event.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil || m.Subject != event.Subject(host, event.KindFile) ||
+		ev.Host != host || ev.ID != "forged-"+host || ev.Kind != event.KindFile {
+		t.Fatalf("on %s: %s (%v), want the file finding of %s on its own subject", m.Subject, m.Data, err, host)
+	}
+}
+
 func finding(kind event.Kind, host string) *event.Event {
 	ev := &event.Event{Schema: event.Schema, ID: "forged-" + host, Host: host, Seq: 1, Time: time.Now().UTC(), Kind: kind, Action: "unlink", Backend: "tracepoint"}
 	switch kind {
@@ -428,8 +439,10 @@ func TestHostCannotPublishAsAnother(t *testing.T) {
 	if err := a.Publish(event.Subject("a", event.KindFile), mustJSON(t, finding(event.KindFile, "a"))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := onA.NextMsg(guard); err != nil {
+	if m, err := onA.NextMsg(guard); err != nil {
 		t.Fatalf("a's own finding did not arrive: %v", err)
+	} else {
+		ownFinding(t, m, "a")
 	}
 	if n, _, err := onB.Pending(); err != nil || n != 0 {
 		m, _ := onB.NextMsg(0)
@@ -586,17 +599,39 @@ func TestHostCannotForgeThroughTheServer(t *testing.T) {
 	}
 
 	// Whatever the server sent to b's subjects must not read as b's finding.
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		m, err := onB.NextMsg(time.Until(deadline))
+	// The barrier is every output the three requests make: the stream's ack
+	// (1) and the account info (3), and as many messages as the consumer
+	// (2) says it delivered (none here: it has no push interest of its own),
+	// not a span of time a slow server may overrun.
+	info, err := admin.Request("$JS.API.CONSUMER.INFO.KV_"+event.StateBucket+".x1", nil, guard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci struct {
+		Delivered struct {
+			Consumer int `json:"consumer_seq"`
+		} `json:"delivered"`
+	}
+	if err := json.Unmarshal(info.Data, &ci); err != nil {
+		t.Fatalf("consumer info %s: %v", info.Data, err)
+	}
+	want := map[string]int{event.Subject("b", event.KindFile): 1, event.Subject("b", event.KindNet): 1}
+	if ci.Delivered.Consumer > 0 {
+		want[event.Subject("b", event.KindExec)] = ci.Delivered.Consumer
+	}
+	for len(want) > 0 {
+		m, err := onB.NextMsg(guard)
 		if err != nil {
-			break
+			t.Fatalf("server output on b's subjects still awaited %v: %v", want, err)
 		}
 		var ev event.Event
 		if json.Unmarshal(m.Data, &ev) == nil && ev.Schema == event.Schema && ev.Host == "b" {
 			t.Fatalf("host a made the server publish a finding of host b on %s: %s", m.Subject, m.Data)
 		}
 		t.Logf("server output on %s (not a finding): %.80q", m.Subject, m.Data)
+		if want[m.Subject]--; want[m.Subject] <= 0 {
+			delete(want, m.Subject)
+		}
 	}
 }
 
@@ -617,8 +652,10 @@ func TestResponderPermissions(t *testing.T) {
 	if err := a.Publish(event.Subject("a", event.KindFile), mustJSON(t, finding(event.KindFile, "a"))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sub.NextMsg(guard); err != nil {
+	if m, err := sub.NextMsg(guard); err != nil {
 		t.Fatalf("the responder did not get a's finding: %v", err)
+	} else {
+		ownFinding(t, m, "a")
 	}
 	ctl, err := control.New(r, 2*time.Second)
 	if err != nil {

@@ -28,7 +28,9 @@ func TestVerifyMarker(t *testing.T) {
 	}
 	byOther, _ := SignMarker(m, other)
 	var sm SignedMarker
-	json.Unmarshal(signed, &sm)
+	if err := json.Unmarshal(signed, &sm); err != nil {
+		t.Fatalf("signed marker %s: %v", signed, err)
+	}
 	sm.Marker = []byte(strings.Replace(string(sm.Marker), `"mode":"cordon"`, `"mode":"record"`, 1))
 	tampered, _ := json.Marshal(sm)
 	unsigned, _ := json.Marshal(SignedMarker{Marker: sm.Marker})

@@ -7,6 +7,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/driftsensor/driftsensor/sensor/record"
 )
 
 // OCSFVersion is the OCSF schema version findings are mapped to. 1.3.0 is
@@ -182,20 +184,6 @@ var severities = [...]string{0: "Unknown", 1: "Informational", 2: "Low", 3: "Med
 // mutation is high; a blind spot in the sensor is high too.
 var severity = map[Kind]int{KindFile: 4, KindExec: 5, KindNet: 4, KindSensor: 4}
 
-// File System Activity activity_id for each file action.
-var fileActivity = map[string]struct {
-	id   int
-	name string
-}{
-	"open_write": {3, "Update"}, "truncate": {3, "Update"}, "write": {3, "Update"},
-	"rename": {5, "Rename"}, "unlink": {4, "Delete"}, "rmdir": {4, "Delete"},
-	"link": {1, "Create"}, "symlink": {1, "Create"}, "mkdir": {1, "Create"}, "mknod": {1, "Create"},
-	"chmod": {7, "Set Security"}, "chown": {7, "Set Security"},
-	"setxattr": {6, "Set Attributes"}, "removexattr": {6, "Set Attributes"},
-	"utimes": {6, "Set Attributes"}, "setflags": {6, "Set Attributes"},
-	"mount": {12, "Mount"},
-}
-
 var fileTypes = [...]string{0: "Unknown", 1: "Regular File", 2: "Folder", 3: "Character Device", 4: "Block Device", 5: "Local Socket", 6: "Named Pipe", 7: "Symbolic Link"}
 
 // ToOCSF maps a finding to OCSF 1.3.0: file findings to File System Activity
@@ -323,6 +311,16 @@ func setClass(o *OCSF, class, category int, className, categoryName string) {
 	o.ClassUID, o.ClassName, o.CategoryUID, o.CategoryName = class, className, category, categoryName
 }
 
+// setActivity sets the activity of ev's action from the operations table
+// (record.Ops); Other, named by the action, when OCSF has none.
+func setActivity(o *OCSF, ev *Event) {
+	id, name, ok := record.Activity(string(ev.Kind), ev.Action)
+	if !ok {
+		id, name = OCSFActivityOther, ev.Action
+	}
+	o.ActivityID, o.ActivityName = id, name
+}
+
 func setStatus(o *OCSF, ret int64) {
 	if ret < 0 {
 		o.StatusID, o.Status, o.StatusCode = 2, "Failure", strconv.FormatInt(ret, 10)
@@ -335,11 +333,7 @@ func ocsfFile(o *OCSF, ev *Event, un map[string]any) error {
 		return fmt.Errorf("ocsf: file finding %q has no file", ev.ID)
 	}
 	setClass(o, OCSFClassFileSystem, OCSFCategorySystem, "File System Activity", "System Activity")
-	a, ok := fileActivity[ev.Action]
-	if !ok {
-		a.id, a.name = OCSFActivityOther, ev.Action
-	}
-	o.ActivityID, o.ActivityName = a.id, a.name
+	setActivity(o, ev)
 	setStatus(o, f.Ret)
 	typ := fileType(ev.Action, f.Mode)
 	o.File = ocsfFileObj(f.Path, typ, f.Dev, f.Ino)
@@ -374,9 +368,9 @@ func ocsfExec(o *OCSF, ev *Event, un map[string]any) error {
 	if proc == nil {
 		proc = &OCSFProcess{}
 	}
+	setActivity(o, ev)
 	switch ev.Action {
 	case "exec":
-		o.ActivityID, o.ActivityName = 1, "Launch"
 		if x.Path != "" {
 			proc.File = ocsfFileObj(x.Path, 1, x.Dev, x.Ino)
 		}
@@ -391,14 +385,12 @@ func ocsfExec(o *OCSF, ev *Event, un map[string]any) error {
 		}
 	case "ptrace_attach":
 		// The actor opens another process: the target's pid is the argument.
-		o.ActivityID, o.ActivityName = 3, "Open"
 		o.Actor = &OCSFActor{Process: proc, User: proc.User}
 		o.Process = &OCSFProcess{PID: uint32(x.Arg)}
 		o.Message = fmt.Sprintf("ptrace attach to pid %d on sealed host %s", x.Arg, ev.Host)
 	default:
 		// module_load, kexec_load, bpf_prog_load, io_uring_setup, ...: done by
 		// the process to the kernel, not to another process.
-		o.ActivityID, o.ActivityName = OCSFActivityOther, ev.Action
 		o.Actor = &OCSFActor{Process: proc, User: proc.User}
 		o.Process = proc
 		o.Message = fmt.Sprintf("%s on sealed host %s", ev.Action, ev.Host)
@@ -431,12 +423,9 @@ func ocsfNet(o *OCSF, ev *Event) error {
 	case "inet6":
 		ci.ProtocolVerID = 6
 	}
-	switch ev.Action {
-	case "listen":
-		o.ActivityID, o.ActivityName = 7, "Listen"
+	setActivity(o, ev) // bind: OCSF has no activity for it
+	if ev.Action == "listen" {
 		ci.DirectionID, ci.Direction = 1, "Inbound"
-	default: // bind: OCSF has no activity for it
-		o.ActivityID, o.ActivityName = OCSFActivityOther, ev.Action
 	}
 	o.DstEndpoint = &OCSFEndpoint{IP: n.Addr, Port: n.Port}
 	o.ConnectionInfo = ci

@@ -48,3 +48,13 @@ func TestRead(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRead: the cost of one comparison's read, which the daemon pays
+// every --kernel-check.
+func BenchmarkRead(b *testing.B) {
+	for b.Loop() {
+		if _, err := Read(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -23,13 +23,6 @@ import (
 // Name is how status and heartbeats name this backend.
 const Name = "lsm"
 
-// Bits of config.reflex and record ops this backend adds to bpf/common.h
-// (mirrored from bpf/lsm.c).
-const (
-	// OpSignal is a signal aimed at the sensor (arg = sig<<32 | target tgid).
-	OpSignal = 38
-)
-
 // Backend is a loaded and attached lsm backend.
 type Backend struct {
 	coll  *ebpf.Collection
@@ -268,3 +261,7 @@ func (b *Backend) Close() error {
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+// Spec returns the embedded object's collection spec: its BTF describes the
+// record layout the decoder must agree with.
+func Spec() (*ebpf.CollectionSpec, error) { return loadLsm() }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -75,14 +74,8 @@ func BenchmarkLSM(b *testing.B) {
 		b.Fatal(err)
 	}
 	cg := testenv.NewCgroup(b)
-	env := func(name string, def int) int {
-		if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-			return v
-		}
-		return def
-	}
-	rounds := env("DRIFT_BENCH_ROUNDS", 9)
-	iters := map[string]int{"churn": env("DRIFT_BENCH_CHURN", 2000), "syscalls": env("DRIFT_BENCH_SYSCALLS", 5000)}
+	rounds := testenv.EnvCount(b, "DRIFT_BENCH_ROUNDS", 9)
+	iters := map[string]int{"churn": testenv.EnvCount(b, "DRIFT_BENCH_CHURN", 2000), "syscalls": testenv.EnvCount(b, "DRIFT_BENCH_SYSCALLS", 5000)}
 	self, err := os.Executable()
 	if err == nil {
 		self, err = filepath.EvalSymlinks(self)

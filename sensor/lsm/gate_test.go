@@ -8,7 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/driftsensor/driftsensor/sensor/backend"
-
+	"github.com/driftsensor/driftsensor/sensor/record"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
@@ -86,13 +86,13 @@ func TestCordonReflex(t *testing.T) {
 			}
 			if c.wantFlag == 0 {
 				for _, r := range recs {
-					if r.Hdr.Flags&flagCordoned != 0 {
+					if r.Flags&record.FlagCordoned != 0 {
 						t.Errorf("record says cordoned, the flag is down: %v", r)
 					}
 				}
 				return
 			}
-			if len(recs) != 1 || recs[0].Path != f || recs[0].Hdr.Flags&flagCordoned == 0 {
+			if len(recs) != 1 || recs[0].Path != f || recs[0].Flags&record.FlagCordoned == 0 {
 				t.Fatalf("records %v, want one unlink of %s flagged cordoned", recs, f)
 			}
 		})

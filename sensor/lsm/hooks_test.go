@@ -2,7 +2,6 @@ package lsm
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,103 +11,41 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/driftsensor/driftsensor/sensor/backend"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
 	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
+	"github.com/driftsensor/driftsensor/sensor/record"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
-// Record kinds, ops, flags and reasons of bpf/common.h the tests assert.
-const (
-	kindFile = 1
-	kindExec = 2
-	kindNet  = 3
-
-	opUnlink = 4
-	opExec   = 32
-
-	flagDenied   = 1 << 0
-	flagAttempt  = 1 << 3
-	flagCordoned = 1 << 5
-
-	exOutsideImage = 1 << 1
-)
-
-// rec is one ring buffer record decoded with encoding/binary into the
-// generated mirrors of the C structs.
+// rec is one ring buffer record, decoded by the sensor's decoder, with its
+// strings copied out of the ring buffer.
 type rec struct {
-	Hdr                 lsmRecHdr
-	File                lsmFileRec
-	Exec                lsmExecRec
-	Net                 lsmNetRec
+	record.Header
+	Ret                 int64
+	Rule, Reasons       uint32
+	Arg                 uint64
+	Port                uint16
 	Path, Path2, Target string
 	Args                []byte
-	Ret                 int64
-	Arg                 uint64
-	Reasons             uint32
 }
 
 func (r *rec) String() string {
 	return fmt.Sprintf("kind=%d op=%d flags=%#x tgid=%d pid=%d ret=%d path=%q path2=%q target=%q reasons=%#x arg=%#x port=%d",
-		r.Hdr.Kind, r.Hdr.Op, r.Hdr.Flags, r.Hdr.Tgid, r.Hdr.Pid, r.Ret, r.Path, r.Path2, r.Target, r.Reasons, r.Arg, r.Net.Port)
-}
-
-// readFixed decodes the fixed part of a C struct from a record that may be
-// shorter than the struct (records end where their data ends).
-func readFixed(raw []byte, dst any) error {
-	buf := make([]byte, binary.Size(dst))
-	copy(buf, raw)
-	return binary.Read(bytes.NewReader(buf), binary.LittleEndian, dst)
-}
-
-func field(data []byte, off, n int) string {
-	if off < 0 || off+n > len(data) {
-		return "<out of record>"
-	}
-	return string(data[off : off+n])
+		r.Kind, r.Op, r.Flags, r.TGID, r.PID, r.Ret, r.Path, r.Path2, r.Target, r.Reasons, r.Arg, r.Port)
 }
 
 func decodeRec(raw []byte) (*rec, error) {
-	r := &rec{}
-	if err := readFixed(raw, &r.Hdr); err != nil {
+	var d record.Record
+	if err := record.Decode(raw, &d); err != nil {
 		return nil, err
 	}
-	if int(r.Hdr.Size) != len(raw) && int(r.Hdr.Size) > len(raw) {
-		return nil, fmt.Errorf("record says %d bytes, ring buffer gave %d", r.Hdr.Size, len(raw))
-	}
-	raw = raw[:r.Hdr.Size]
-	switch r.Hdr.Kind {
-	case kindFile:
-		if err := readFixed(raw, &r.File); err != nil {
-			return nil, err
-		}
-		data := raw[unsafe.Offsetof(r.File.Data):]
-		f := &r.File
-		r.Path = field(data, 0, int(f.PathLen))
-		r.Path2 = field(data, int(f.PathLen)+1, int(f.Path2Len))
-		r.Target = field(data, int(f.PathLen)+1+int(f.Path2Len)+1, int(f.TargetLen))
-		r.Ret = f.Ret
-	case kindExec:
-		if err := readFixed(raw, &r.Exec); err != nil {
-			return nil, err
-		}
-		data := raw[unsafe.Offsetof(r.Exec.Data):]
-		r.Path = field(data, 0, int(r.Exec.PathLen))
-		if a := int(r.Exec.PathLen) + 1; a+int(r.Exec.ArgsLen) <= len(data) {
-			r.Args = data[a : a+int(r.Exec.ArgsLen)]
-		}
-		r.Ret, r.Arg, r.Reasons = r.Exec.Ret, r.Exec.Arg, r.Exec.Reasons
-	case kindNet:
-		if err := readFixed(raw, &r.Net); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("unknown record kind %d", r.Hdr.Kind)
-	}
+	r := &rec{Header: d.Header, Ret: d.Ret, Rule: d.Rule, Reasons: d.Reasons, Arg: d.Arg, Port: d.Port,
+		Path: string(d.Path), Path2: string(d.Path2), Target: string(d.Target), Args: bytes.Clone(d.Args)}
+	r.Comm = bytes.Clone(d.Comm)
 	return r, nil
 }
 
@@ -229,7 +166,7 @@ func (fx *fixture) run(t *testing.T, args ...string) (pid int, errno syscall.Err
 	}
 	pid = cmd.Process.Pid
 	for _, r := range fx.drain(t) {
-		if int(r.Hdr.Tgid) == pid {
+		if int(r.TGID) == pid {
 			recs = append(recs, r)
 		}
 	}
@@ -311,13 +248,13 @@ func TestRecords(t *testing.T) {
 			t.Fatalf("enforce=%v: %d records for one unlink, want 1: %v", enforce, len(recs), recs)
 		}
 		r := recs[0]
-		flags := uint16(flagAttempt)
+		flags := record.FlagAttempt
 		if enforce {
-			flags |= flagDenied
+			flags |= record.FlagDenied
 		}
-		if r.Hdr.Kind != kindFile || r.Hdr.Op != opUnlink || r.Hdr.Flags != flags || r.Path != f || r.File.Rule != 7 ||
-			r.Ret != map[bool]int64{false: 0, true: -1}[enforce] || r.Hdr.CgroupId == 0 || r.Hdr.Ptag != 0 {
-			t.Errorf("enforce=%v: record %v (rule %d, ptag %d), want unlink of %s, flags %#x, rule 7, ret = verdict, ptag 0", enforce, r, r.File.Rule, r.Hdr.Ptag, f, flags)
+		if r.Kind != record.KindFile || r.Op != record.OpUnlink || r.Flags != flags || r.Path != f || r.Rule != 7 ||
+			r.Ret != map[bool]int64{false: 0, true: -1}[enforce] || r.CgroupID == 0 || r.PTag != 0 {
+			t.Errorf("enforce=%v: record %v (rule %d, ptag %d), want unlink of %s, flags %#x, rule 7, ret = verdict, ptag 0", enforce, r, r.Rule, r.PTag, f, flags)
 		}
 	}
 	fx.setEnforce(t, false)
@@ -326,7 +263,7 @@ func TestRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, recs := fx.run(t, "exec", bin)
-	if len(recs) != 1 || recs[0].Hdr.Kind != kindExec || recs[0].Hdr.Op != opExec || recs[0].Reasons != exOutsideImage {
+	if len(recs) != 1 || recs[0].Kind != record.KindExec || recs[0].Op != record.OpExec || recs[0].Reasons != record.ReasonOutsideImage {
 		t.Fatalf("exec outside the image: records %v, want one exec record, reasons outside_image", recs)
 	}
 	if want := bin + "\x00--drift-arg\x00"; string(recs[0].Args) != want {

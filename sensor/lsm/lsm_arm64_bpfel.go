@@ -55,8 +55,23 @@ type lsmDpath struct {
 }
 
 type lsmExecRec struct {
-	_       structs.HostLayout
-	H       lsmRecHdr
+	_ structs.HostLayout
+	H struct {
+		_        structs.HostLayout
+		Kind     uint16
+		Size     uint16
+		Op       uint16
+		Flags    uint16
+		Ktime    uint64
+		Tgid     uint32
+		Pid      uint32
+		Ppid     uint32
+		Uid      uint32
+		Gid      uint32
+		Ptag     uint32
+		CgroupId uint64
+		Comm     [16]int8
+	}
 	Ret     int64
 	Dev     uint64
 	Ino     uint64
@@ -78,8 +93,23 @@ type lsmFileId struct {
 }
 
 type lsmFileRec struct {
-	_         structs.HostLayout
-	H         lsmRecHdr
+	_ structs.HostLayout
+	H struct {
+		_        structs.HostLayout
+		Kind     uint16
+		Size     uint16
+		Op       uint16
+		Flags    uint16
+		Ktime    uint64
+		Tgid     uint32
+		Pid      uint32
+		Ppid     uint32
+		Uid      uint32
+		Gid      uint32
+		Ptag     uint32
+		CgroupId uint64
+		Comm     [16]int8
+	}
 	Ret       int64
 	Dev       uint64
 	Ino       uint64
@@ -107,36 +137,9 @@ type lsmLpmKey struct {
 	Data [256]uint8
 }
 
-type lsmNetRec struct {
-	_        structs.HostLayout
-	H        lsmRecHdr
-	Family   uint16
-	Protocol uint16
-	Port     uint16
-	Pad      uint16
-	Addr     [16]uint8
-}
-
 type lsmPortSet struct {
 	_       structs.HostLayout
 	Allowed [65536]uint8
-}
-
-type lsmRecHdr struct {
-	_        structs.HostLayout
-	Kind     uint16
-	Size     uint16
-	Op       uint16
-	Flags    uint16
-	Ktime    uint64
-	Tgid     uint32
-	Pid      uint32
-	Ppid     uint32
-	Uid      uint32
-	Gid      uint32
-	Ptag     uint32
-	CgroupId uint64
-	Comm     [16]int8
 }
 
 type lsmRuleVal struct {

@@ -3,63 +3,85 @@ package record
 import (
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/driftsensor/driftsensor/sensor/lsm"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
 )
 
-// TestLayoutMatchesBTF checks the decoder's offsets against the C structs as
-// compiled into the committed object. It needs no privileges.
-func TestLayoutMatchesBTF(t *testing.T) {
-	spec, err := tracepoint.Spec()
+// recordStructs are the structs of the record format (bpf/common.h).
+var recordStructs = []string{"rec_hdr", "file_rec", "exec_rec", "net_rec"}
+
+// TestLayout: both backends' committed objects lay out every record struct
+// exactly as the object the decoder's offsets are generated from (a stale
+// object, or a backend compiled with another definition, fails here). Needs
+// no privileges.
+func TestLayout(t *testing.T) {
+	ref, err := loadRec()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		st     string
-		member string
-		off    int
-	}{
-		{"rec_hdr", "kind", hdrKind}, {"rec_hdr", "size", hdrSize}, {"rec_hdr", "op", hdrOp},
-		{"rec_hdr", "flags", hdrFlags}, {"rec_hdr", "ktime", hdrKtime}, {"rec_hdr", "tgid", hdrTgid},
-		{"rec_hdr", "pid", hdrPid}, {"rec_hdr", "ppid", hdrPpid}, {"rec_hdr", "uid", hdrUID},
-		{"rec_hdr", "gid", hdrGID}, {"rec_hdr", "ptag", hdrPTag}, {"rec_hdr", "cgroup_id", hdrCgroup}, {"rec_hdr", "comm", hdrComm},
-		{"file_rec", "ret", fileRet}, {"file_rec", "dev", fileDev}, {"file_rec", "ino", fileIno},
-		{"file_rec", "mnt_id", fileMntID}, {"file_rec", "flags", fileFlags}, {"file_rec", "mode", fileMode},
-		{"file_rec", "rule", fileRule}, {"file_rec", "path_len", filePathLen}, {"file_rec", "path2_len", filePath2Len},
-		{"file_rec", "target_len", fileTargetLen}, {"file_rec", "data", fileData},
-		{"exec_rec", "ret", execRet}, {"exec_rec", "dev", execDev}, {"exec_rec", "ino", execIno},
-		{"exec_rec", "arg", execArg}, {"exec_rec", "mnt_id", execMntID}, {"exec_rec", "reasons", execReasons},
-		{"exec_rec", "path_len", execPathLen}, {"exec_rec", "args_len", execArgsLen}, {"exec_rec", "rule", execRule},
-		{"exec_rec", "data", execData},
-		{"net_rec", "family", netFamily}, {"net_rec", "protocol", netProtocol}, {"net_rec", "port", netPort},
-		{"net_rec", "addr", netAddr},
-	}
-	for _, c := range cases {
-		var s *btf.Struct
-		if err := spec.Types.TypeByName(c.st, &s); err != nil {
-			t.Fatalf("struct %s not in the object's BTF: %v", c.st, err)
+	for _, o := range []struct {
+		name string
+		spec func() (*ebpf.CollectionSpec, error)
+	}{{"tracepoint", tracepoint.Spec}, {"lsm", lsm.Spec}} {
+		spec, err := o.spec()
+		if err != nil {
+			t.Fatal(err)
 		}
-		found := false
-		for _, m := range s.Members {
-			if m.Name == c.member {
-				found = true
-				if got := int(m.Offset.Bytes()); got != c.off {
-					t.Errorf("%s.%s: C offset %d, decoder uses %d", c.st, c.member, got, c.off)
+		for _, name := range recordStructs {
+			var want, got *btf.Struct
+			if err := ref.Types.TypeByName(name, &want); err != nil {
+				t.Fatalf("struct %s not in bpf/record.c's BTF: %v", name, err)
+			}
+			if err := spec.Types.TypeByName(name, &got); err != nil {
+				t.Errorf("%s object: struct %s not in its BTF (keep it referenced): %v", o.name, name, err)
+				continue
+			}
+			if got.Size != want.Size {
+				t.Errorf("%s object: sizeof(%s) = %d, the decoder's is %d", o.name, name, got.Size, want.Size)
+			}
+			if len(got.Members) != len(want.Members) {
+				t.Errorf("%s object: %s has %d members, the decoder's %d", o.name, name, len(got.Members), len(want.Members))
+				continue
+			}
+			for i, m := range want.Members {
+				g := got.Members[i]
+				if g.Name != m.Name || g.Offset != m.Offset {
+					t.Errorf("%s object: %s member %d is %s at byte %d, the decoder's %s at byte %d",
+						o.name, name, i, g.Name, g.Offset.Bytes(), m.Name, m.Offset.Bytes())
 				}
 			}
 		}
-		if !found {
-			t.Errorf("%s.%s: no such member in C", c.st, c.member)
+	}
+}
+
+// TestOpsCoverEnum: every value of enum rec_op has exactly one entry in Ops,
+// with an action name, and Ops holds no code the enum lacks.
+func TestOpsCoverEnum(t *testing.T) {
+	ref, err := loadRec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e *btf.Enum
+	if err := ref.Types.TypeByName("rec_op", &e); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint16]int{}
+	for _, o := range Ops {
+		seen[o.Code]++
+		if o.Action == "" {
+			t.Errorf("op %d has no action name", o.Code)
 		}
 	}
-	for name, size := range map[string]int{"rec_hdr": HdrSize, "net_rec": netSize} {
-		var s *btf.Struct
-		if err := spec.Types.TypeByName(name, &s); err != nil {
-			t.Fatal(err)
+	for _, v := range e.Values {
+		if n := seen[uint16(v.Value)]; n != 1 {
+			t.Errorf("%s (%d): %d entries in Ops, want 1", v.Name, v.Value, n)
 		}
-		if int(s.Size) != size {
-			t.Errorf("sizeof(%s) = %d in C, decoder assumes %d", name, s.Size, size)
-		}
+		delete(seen, uint16(v.Value))
+	}
+	for code := range seen {
+		t.Errorf("Ops has op %d, which enum rec_op lacks", code)
 	}
 }

@@ -1,130 +1,132 @@
 // Package record decodes the records the kernel programs write to the ring
-// buffer (layout: bpf/common.h). Decoding reads fixed offsets with
-// encoding/binary, without reflection, and points into the caller's buffer:
-// it allocates nothing per record. Offsets are checked against the object's
-// BTF by a test, so a change on either side fails loudly.
+// buffer (layout: bpf/common.h, generated into rec_bpfel.go) and names their
+// operations (Ops). Decoding reads fixed offsets with encoding/binary, without
+// reflection, and points into the caller's buffer: it allocates nothing per
+// record. A test checks that both backends' objects
+// were built with the same layout, so a stale object fails loudly.
 package record
 
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 )
+
+// The format's constants and structs are generated from bpf/common.h by
+// bpf2go -type (rec_bpfel.go): the names below only give them Go names and
+// the field types they are compared with.
 
 // Kinds (enum rec_kind).
 const (
-	KindFile = 1
-	KindExec = 2
-	KindNet  = 3
+	KindFile = uint16(recRecKindREC_FILE)
+	KindExec = uint16(recRecKindREC_EXEC)
+	KindNet  = uint16(recRecKindREC_NET)
 )
 
-// Ops (enum rec_op).
+// Ops (enum rec_op). Ops lists them with their names.
 const (
-	OpOpen = iota + 1
-	OpTruncate
-	OpRename
-	OpUnlink
-	OpRmdir
-	OpLink
-	OpSymlink
-	OpMkdir
-	OpMknod
-	OpChmod
-	OpChown
-	OpSetxattr
-	OpRemovexattr
-	OpUtimes
-	OpMount
-	OpSetflags
-	OpWrite
-	OpUring
-	OpKSetting // a kernel setting opened for writing (/proc/sys, a /sys attribute)
-	OpRawDev   // a raw device opened for writing (a block device under a protected file system, /dev/mem...)
+	OpOpen        = uint16(recRecOpDOP_OPEN)
+	OpTruncate    = uint16(recRecOpDOP_TRUNCATE)
+	OpRename      = uint16(recRecOpDOP_RENAME)
+	OpUnlink      = uint16(recRecOpDOP_UNLINK)
+	OpRmdir       = uint16(recRecOpDOP_RMDIR)
+	OpLink        = uint16(recRecOpDOP_LINK)
+	OpSymlink     = uint16(recRecOpDOP_SYMLINK)
+	OpMkdir       = uint16(recRecOpDOP_MKDIR)
+	OpMknod       = uint16(recRecOpDOP_MKNOD)
+	OpChmod       = uint16(recRecOpDOP_CHMOD)
+	OpChown       = uint16(recRecOpDOP_CHOWN)
+	OpSetxattr    = uint16(recRecOpDOP_SETXATTR)
+	OpRemovexattr = uint16(recRecOpDOP_REMOVEXATTR)
+	OpUtimes      = uint16(recRecOpDOP_UTIMES)
+	OpMount       = uint16(recRecOpDOP_MOUNT)
+	OpSetflags    = uint16(recRecOpDOP_SETFLAGS)
+	OpWrite       = uint16(recRecOpDOP_WRITE)
+	OpUring       = uint16(recRecOpDOP_URING)
+	OpKSetting    = uint16(recRecOpDOP_KSETTING) // a kernel setting opened for writing (/proc/sys, a /sys attribute)
+	OpRawDev      = uint16(recRecOpDOP_RAWDEV)   // a raw device opened for writing (a block device under a protected file system, /dev/mem...)
+
+	OpExec       = uint16(recRecOpDOP_EXEC)
+	OpModule     = uint16(recRecOpDOP_MODULE)
+	OpKexec      = uint16(recRecOpDOP_KEXEC)
+	OpBPF        = uint16(recRecOpDOP_BPF)
+	OpPtrace     = uint16(recRecOpDOP_PTRACE)
+	OpUringSetup = uint16(recRecOpDOP_URING_SETUP)
+	OpSignal     = uint16(recRecOpDOP_SIGNAL)      // a signal aimed at the sensor (lsm enforce mode)
+	OpSelfBPF    = uint16(recRecOpDOP_SELF_BPF)    // a bpf() command by another process on the sensor's own object; Arg = cmd << 32 | id
+	OpSelfOpen   = uint16(recRecOpDOP_SELF_OPEN)   // another process opened one of the sensor's own files; Arg = open flags
+	OpLeaveScope = uint16(recRecOpDOP_LEAVE_SCOPE) // a process in the sealed scope moves itself or another out of it; Arg = destination cgroup id
+
+	OpBind   = uint16(recRecOpDOP_BIND)
+	OpListen = uint16(recRecOpDOP_LISTEN)
 )
 
-// Exec-family and net ops.
+// Header flags (enum rec_flag).
 const (
-	OpExec = iota + 32
-	OpModule
-	OpKexec
-	OpBPF
-	OpPtrace
-	OpUringSetup
-	OpSignal     // a signal aimed at the sensor (lsm enforce mode)
-	OpSelfBPF    // a bpf() command by another process on the sensor's own object; Arg = cmd << 32 | id
-	OpSelfOpen   // another process opened one of the sensor's own files; Arg = open flags
-	OpLeaveScope // a process in the sealed scope moves itself or another out of it; Arg = destination cgroup id
+	FlagDenied   = uint16(recRecFlagRF_DENIED)
+	FlagTrunc    = uint16(recRecFlagRF_TRUNC)
+	FlagKilled   = uint16(recRecFlagRF_KILLED)
+	FlagAttempt  = uint16(recRecFlagRF_ATTEMPT)
+	FlagLexical  = uint16(recRecFlagRF_LEXICAL)
+	FlagCordoned = uint16(recRecFlagRF_CORDONED)
 )
 
-// Net ops.
+// Exec reasons (enum exec_reason).
 const (
-	OpBind = iota + 64
-	OpListen
+	ReasonTainted      = uint32(recExecReasonEX_TAINTED)
+	ReasonOutsideImage = uint32(recExecReasonEX_OUTSIDE_IMAGE)
+	ReasonMemfd        = uint32(recExecReasonEX_MEMFD)
+	ReasonDeleted      = uint32(recExecReasonEX_DELETED)
 )
 
-// Header flags (RF_*).
+// Offsets of the C structs, from their generated Go mirrors (bpf2go pads
+// them to the C layout). TestLayout checks both backends' objects agree.
 const (
-	FlagDenied   = 1 << 0
-	FlagTrunc    = 1 << 1
-	FlagKilled   = 1 << 2
-	FlagAttempt  = 1 << 3
-	FlagLexical  = 1 << 4
-	FlagCordoned = 1 << 5
-)
+	HdrSize = int(unsafe.Sizeof(recRecHdr{}))
 
-// Exec reasons (EX_*).
-const (
-	ReasonTainted = 1 << iota
-	ReasonOutsideImage
-	ReasonMemfd
-	ReasonDeleted
-)
+	hdrKind   = int(unsafe.Offsetof(recRecHdr{}.Kind))
+	hdrSize   = int(unsafe.Offsetof(recRecHdr{}.Size))
+	hdrOp     = int(unsafe.Offsetof(recRecHdr{}.Op))
+	hdrFlags  = int(unsafe.Offsetof(recRecHdr{}.Flags))
+	hdrKtime  = int(unsafe.Offsetof(recRecHdr{}.Ktime))
+	hdrTgid   = int(unsafe.Offsetof(recRecHdr{}.Tgid))
+	hdrPid    = int(unsafe.Offsetof(recRecHdr{}.Pid))
+	hdrPpid   = int(unsafe.Offsetof(recRecHdr{}.Ppid))
+	hdrUID    = int(unsafe.Offsetof(recRecHdr{}.Uid))
+	hdrGID    = int(unsafe.Offsetof(recRecHdr{}.Gid))
+	hdrPTag   = int(unsafe.Offsetof(recRecHdr{}.Ptag))
+	hdrCgroup = int(unsafe.Offsetof(recRecHdr{}.CgroupId))
+	hdrComm   = int(unsafe.Offsetof(recRecHdr{}.Comm))
+	commLen   = len(recRecHdr{}.Comm)
 
-// Offsets of the C structs, verified against BTF in layout_test.go.
-const (
-	HdrSize = 64
+	fileRet       = int(unsafe.Offsetof(recFileRec{}.Ret))
+	fileDev       = int(unsafe.Offsetof(recFileRec{}.Dev))
+	fileIno       = int(unsafe.Offsetof(recFileRec{}.Ino))
+	fileMntID     = int(unsafe.Offsetof(recFileRec{}.MntId))
+	fileFlags     = int(unsafe.Offsetof(recFileRec{}.Flags))
+	fileMode      = int(unsafe.Offsetof(recFileRec{}.Mode))
+	fileRule      = int(unsafe.Offsetof(recFileRec{}.Rule))
+	filePathLen   = int(unsafe.Offsetof(recFileRec{}.PathLen))
+	filePath2Len  = int(unsafe.Offsetof(recFileRec{}.Path2Len))
+	fileTargetLen = int(unsafe.Offsetof(recFileRec{}.TargetLen))
+	fileData      = int(unsafe.Offsetof(recFileRec{}.Data))
 
-	hdrKind   = 0
-	hdrSize   = 2
-	hdrOp     = 4
-	hdrFlags  = 6
-	hdrKtime  = 8
-	hdrTgid   = 16
-	hdrPid    = 20
-	hdrPpid   = 24
-	hdrUID    = 28
-	hdrGID    = 32
-	hdrPTag   = 36
-	hdrCgroup = 40
-	hdrComm   = 48
+	execRet     = int(unsafe.Offsetof(recExecRec{}.Ret))
+	execDev     = int(unsafe.Offsetof(recExecRec{}.Dev))
+	execIno     = int(unsafe.Offsetof(recExecRec{}.Ino))
+	execArg     = int(unsafe.Offsetof(recExecRec{}.Arg))
+	execMntID   = int(unsafe.Offsetof(recExecRec{}.MntId))
+	execReasons = int(unsafe.Offsetof(recExecRec{}.Reasons))
+	execPathLen = int(unsafe.Offsetof(recExecRec{}.PathLen))
+	execArgsLen = int(unsafe.Offsetof(recExecRec{}.ArgsLen))
+	execRule    = int(unsafe.Offsetof(recExecRec{}.Rule))
+	execData    = int(unsafe.Offsetof(recExecRec{}.Data))
 
-	fileRet       = 64
-	fileDev       = 72
-	fileIno       = 80
-	fileMntID     = 88
-	fileFlags     = 92
-	fileMode      = 96
-	fileRule      = 100
-	filePathLen   = 104
-	filePath2Len  = 106
-	fileTargetLen = 108
-	fileData      = 116
-
-	execRet     = 64
-	execDev     = 72
-	execIno     = 80
-	execArg     = 88
-	execMntID   = 96
-	execReasons = 100
-	execPathLen = 104
-	execArgsLen = 106
-	execRule    = 108
-	execData    = 120
-
-	netFamily   = 64
-	netProtocol = 66
-	netPort     = 68
-	netAddr     = 72
-	netSize     = 88
+	netFamily   = int(unsafe.Offsetof(recNetRec{}.Family))
+	netProtocol = int(unsafe.Offsetof(recNetRec{}.Protocol))
+	netPort     = int(unsafe.Offsetof(recNetRec{}.Port))
+	netAddr     = int(unsafe.Offsetof(recNetRec{}.Addr))
+	netSize     = int(unsafe.Sizeof(recNetRec{}))
 )
 
 // Header is the common start of every record.
@@ -189,7 +191,7 @@ func Decode(raw []byte, r *Record) error {
 	h.GID = le.Uint32(raw[hdrGID:])
 	h.PTag = le.Uint32(raw[hdrPTag:])
 	h.CgroupID = le.Uint64(raw[hdrCgroup:])
-	h.Comm = cstr(raw[hdrComm : hdrComm+16])
+	h.Comm = cstr(raw[hdrComm : hdrComm+commLen])
 	if int(h.Size) > len(raw) || int(h.Size) < HdrSize {
 		return fmt.Errorf("record kind %d says it has %d bytes, buffer has %d", h.Kind, h.Size, len(raw))
 	}

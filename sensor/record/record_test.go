@@ -65,13 +65,17 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	raw := fileRecord("/usr/lib/x86_64-linux-gnu/libc.so.6", "", "")
+	const path = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+	raw := fileRecord(path, "", "")
 	var r Record
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if err := Decode(raw, &r); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if r.Kind != KindFile || r.Op != OpRename || r.TGID != 42 || string(r.Path) != path {
+		b.Fatalf("decoded %+v, want the rename of %s by pid 42", r, path)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,13 +133,39 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // fleet); the bound still only guards against a hang.
 func EventuallyWithin(t testing.TB, what string, bound time.Duration, cond func() bool) {
 	t.Helper()
+	if !Within(bound, cond) {
+		t.Fatalf("gave up after %v waiting for %s", bound, what)
+	}
+}
+
+// Within polls cond until it holds, and reports false when bound passes
+// first: for a wait whose failure says more than Eventually's message (what
+// the component under test holds at that moment), or returns an error.
+func Within(bound time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", bound, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
+}
+
+// EnvCount is a benchmark's size from the environment variable name, def
+// when it is unset; anything but a positive integer fails the benchmark
+// naming the variable, instead of running a size nobody asked for.
+func EnvCount(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive integer (unset: %d)", name, s, def)
+	}
+	return n
 }
 
 // FreePort returns a loopback TCP port nothing listens on now, for a server

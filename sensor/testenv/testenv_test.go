@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,19 @@ func TestEventually(t *testing.T) {
 	Eventually(t, "the third poll", func() bool { n++; return n == 3 })
 	if n != 3 {
 		t.Fatalf("polled %d times, want 3", n)
+	}
+}
+
+// TestWithin: true once the condition holds (polled until then), false
+// when the bound passes first, with the condition polled at least once.
+func TestWithin(t *testing.T) {
+	n := 0
+	if !Within(WaitBound, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Fatalf("Within of the third poll: polled %d times", n)
+	}
+	n = 0
+	if Within(1, func() bool { n++; return false }) || n == 0 {
+		t.Fatalf("Within of a condition that never holds returned true or never polled it (%d polls)", n)
 	}
 }
 
@@ -37,5 +51,33 @@ func TestCgroupRun(t *testing.T) {
 	})
 	if _, err := os.Stat(cg.Path); !os.IsNotExist(err) {
 		t.Fatalf("cgroup %s left after cleanup: %v", cg.Path, err)
+	}
+}
+
+// TestEnvCount: unset gives the default, a positive integer is taken; the
+// refusal of anything else is tested through a copy of this binary.
+func TestEnvCount(t *testing.T) {
+	const name = "DRIFT_TESTENV_COUNT"
+	if v := os.Getenv("DRIFT_TESTENV_BAD_COUNT"); v != "" {
+		t.Setenv(name, v)
+		EnvCount(t, name, 3)
+		return
+	}
+	t.Setenv(name, "")
+	if n := EnvCount(t, name, 3); n != 3 {
+		t.Errorf("unset: %d, want the default 3", n)
+	}
+	t.Setenv(name, "12")
+	if n := EnvCount(t, name, 3); n != 12 {
+		t.Errorf("12: %d", n)
+	}
+	for _, bad := range []string{"0", "-1", "ten", "1e3"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEnvCount$", "-test.v")
+		cmd.Env = append(os.Environ(), "DRIFT_TESTENV_BAD_COUNT="+bad)
+		out, err := cmd.CombinedOutput()
+		want := name + "=\"" + bad + "\": want a positive integer (unset: 3)"
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("%s=%s: %v, output lacks %q:\n%s", name, bad, err, want, out)
+		}
 	}
 }

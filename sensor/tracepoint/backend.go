@@ -106,7 +106,6 @@ func Load(opts backend.Options) (*Backend, error) {
 		Programs: map[string]*ebpf.Program{
 			"drift_sys_exit": b.objs.DriftSysExit, "drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
 			"drift_uring": b.objs.DriftUring, "drift_bind4": b.objs.DriftBind4, "drift_bind6": b.objs.DriftBind6,
-			"test_resolve": b.objs.TestResolve,
 		},
 		Links:   b.links,
 		SelfIDs: b.objs.SelfIds, Guarded: b.objs.Guarded, Liveness: b.objs.Liveness,

@@ -1,3 +1,3 @@
 package tracepoint
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -type rec_hdr -type file_rec -type exec_rec -type net_rec -type config -type rule_val -type lpm_key -type dirlink -type test_in -type test_out -type file_id tp ../../bpf/tracepoint.c -- -I../../headers -I../../bpf
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -type config -type rule_val -type lpm_key -type dirlink -type file_id tp ../../bpf/tracepoint.c -- -I../../headers -I../../bpf

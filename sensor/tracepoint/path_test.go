@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/bpftest"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
@@ -20,6 +20,18 @@ import (
 type resolver struct {
 	t testing.TB
 	b *Backend
+	p *bpftest.Programs
+}
+
+// loadTests loads the test programs on b's maps.
+func loadTests(tb testing.TB, b *Backend) *bpftest.Programs {
+	tb.Helper()
+	p, err := bpftest.Load(bpftest.MapsOf(&b.objs))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
 }
 
 func newResolver(t *testing.T) *resolver {
@@ -42,7 +54,7 @@ func newResolver(t *testing.T) *resolver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &resolver{t: t, b: b}
+	return &resolver{t: t, b: b, p: loadTests(t, b)}
 }
 
 type resolved struct {
@@ -54,27 +66,11 @@ type resolved struct {
 
 func (r *resolver) resolve(dfd int, name string) resolved {
 	r.t.Helper()
-	var in tpTestIn
-	in.Dfd = int32(dfd)
-	for i := 0; i < len(name) && i < len(in.Name)-1; i++ {
-		in.Name[i] = int8(name[i])
-	}
-	if err := r.b.objs.TestInMap.Put(uint32(0), &in); err != nil {
+	got, err := r.p.Resolve(dfd, name)
+	if err != nil {
 		r.t.Fatal(err)
 	}
-	ret, err := r.b.objs.TestResolve.Run(&ebpf.RunOptions{})
-	if err != nil || ret != 0 {
-		r.t.Fatalf("test run: ret %d, %v", ret, err)
-	}
-	var out tpTestOut
-	if err := r.b.objs.TestOutMap.Lookup(uint32(0), &out); err != nil {
-		r.t.Fatal(err)
-	}
-	b := make([]byte, 0, out.Len)
-	for _, c := range out.Path[:out.Len] {
-		b = append(b, byte(c))
-	}
-	return resolved{path: string(b), trunc: out.Trunc != 0, class: out.Class, rule: out.Rule}
+	return resolved{path: got.Path, trunc: got.Trunc, class: got.Class, rule: got.Rule}
 }
 
 // poisonDcache rewrites the path of the directory cache's entry for dir.
@@ -249,7 +245,7 @@ func BenchmarkResolve(b *testing.B) {
 	if err := be.Apply(backend.Rules{Paths: []backend.Rule{{Prefix: "/", Class: 1, ID: 1}, {Prefix: "/tmp/", Class: 2, ID: 2}}}); err != nil {
 		b.Fatal(err)
 	}
-	r := &resolver{b: be}
+	r := &resolver{b: be, p: loadTests(b, be)}
 	cwd, err := os.Getwd()
 	if err != nil {
 		b.Fatal(err)
@@ -258,18 +254,13 @@ func BenchmarkResolve(b *testing.B) {
 	// runs resolves name n times and returns the time per run; every run
 	// must succeed.
 	runs := func(tb testing.TB, name string, n int) time.Duration {
-		var in tpTestIn
-		in.Dfd = -100
-		for i := 0; i < len(name); i++ {
-			in.Name[i] = int8(name[i])
-		}
-		if err := be.objs.TestInMap.Put(uint32(0), &in); err != nil {
+		if err := r.p.SetName(-100, name); err != nil {
 			tb.Fatal(err)
 		}
 		start := time.Now()
 		for i := 0; i < n; i++ {
-			if ret, err := be.objs.TestResolve.Run(&ebpf.RunOptions{}); err != nil || ret != 0 {
-				tb.Fatalf("test run of %q: ret %d, %v", name, ret, err)
+			if err := r.p.RunResolve(); err != nil {
+				tb.Fatalf("%q: %v", name, err)
 			}
 		}
 		return time.Since(start) / time.Duration(n)

@@ -55,8 +55,23 @@ type tpDpath struct {
 }
 
 type tpExecRec struct {
-	_       structs.HostLayout
-	H       tpRecHdr
+	_ structs.HostLayout
+	H struct {
+		_        structs.HostLayout
+		Kind     uint16
+		Size     uint16
+		Op       uint16
+		Flags    uint16
+		Ktime    uint64
+		Tgid     uint32
+		Pid      uint32
+		Ppid     uint32
+		Uid      uint32
+		Gid      uint32
+		Ptag     uint32
+		CgroupId uint64
+		Comm     [16]int8
+	}
 	Ret     int64
 	Dev     uint64
 	Ino     uint64
@@ -78,8 +93,23 @@ type tpFileId struct {
 }
 
 type tpFileRec struct {
-	_         structs.HostLayout
-	H         tpRecHdr
+	_ structs.HostLayout
+	H struct {
+		_        structs.HostLayout
+		Kind     uint16
+		Size     uint16
+		Op       uint16
+		Flags    uint16
+		Ktime    uint64
+		Tgid     uint32
+		Pid      uint32
+		Ppid     uint32
+		Uid      uint32
+		Gid      uint32
+		Ptag     uint32
+		CgroupId uint64
+		Comm     [16]int8
+	}
 	Ret       int64
 	Dev       uint64
 	Ino       uint64
@@ -107,36 +137,9 @@ type tpLpmKey struct {
 	Data [256]uint8
 }
 
-type tpNetRec struct {
-	_        structs.HostLayout
-	H        tpRecHdr
-	Family   uint16
-	Protocol uint16
-	Port     uint16
-	Pad      uint16
-	Addr     [16]uint8
-}
-
 type tpPortSet struct {
 	_       structs.HostLayout
 	Allowed [65536]uint8
-}
-
-type tpRecHdr struct {
-	_        structs.HostLayout
-	Kind     uint16
-	Size     uint16
-	Op       uint16
-	Flags    uint16
-	Ktime    uint64
-	Tgid     uint32
-	Pid      uint32
-	Ppid     uint32
-	Uid      uint32
-	Gid      uint32
-	Ptag     uint32
-	CgroupId uint64
-	Comm     [16]int8
 }
 
 type tpRuleVal struct {
@@ -167,22 +170,6 @@ type tpSeenKey struct {
 	File  uint64
 	Tgid  uint32
 	Epoch uint32
-}
-
-type tpTestIn struct {
-	_    structs.HostLayout
-	Dfd  int32
-	Pad  uint32
-	Name [4096]int8
-}
-
-type tpTestOut struct {
-	_     structs.HostLayout
-	Len   uint32
-	Trunc uint32
-	Class uint32
-	Rule  uint32
-	Path  [4096]int8
 }
 
 type tpWork struct {
@@ -235,8 +222,6 @@ const (
 	tpMapSelfIds       = "self_ids"
 	tpMapStats         = "stats"
 	tpMapTaint         = "taint"
-	tpMapTestInMap     = "test_in_map"
-	tpMapTestOutMap    = "test_out_map"
 	tpMapWorkMap       = "work_map"
 	tpMapXrecMap       = "xrec_map"
 	tpProgDriftBind4   = "drift_bind4"
@@ -245,7 +230,6 @@ const (
 	tpProgDriftListen  = "drift_listen"
 	tpProgDriftSysExit = "drift_sys_exit"
 	tpProgDriftUring   = "drift_uring"
-	tpProgTestResolve  = "test_resolve"
 	tpVarDirlink       = "_dirlink"
 	tpVarExecRec       = "_exec_rec"
 	tpVarFileRec       = "_file_rec"
@@ -305,7 +289,6 @@ type tpProgramSpecs struct {
 	DriftListen  *ebpf.ProgramSpec `ebpf:"drift_listen"`
 	DriftSysExit *ebpf.ProgramSpec `ebpf:"drift_sys_exit"`
 	DriftUring   *ebpf.ProgramSpec `ebpf:"drift_uring"`
-	TestResolve  *ebpf.ProgramSpec `ebpf:"test_resolve"`
 }
 
 // tpMapSpecs contains maps before they are loaded into the kernel.
@@ -336,8 +319,6 @@ type tpMapSpecs struct {
 	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
 	Taint      *ebpf.MapSpec `ebpf:"taint"`
-	TestInMap  *ebpf.MapSpec `ebpf:"test_in_map"`
-	TestOutMap *ebpf.MapSpec `ebpf:"test_out_map"`
 	WorkMap    *ebpf.MapSpec `ebpf:"work_map"`
 	XrecMap    *ebpf.MapSpec `ebpf:"xrec_map"`
 }
@@ -401,8 +382,6 @@ type tpMaps struct {
 	SelfIds    *ebpf.Map `ebpf:"self_ids"`
 	Stats      *ebpf.Map `ebpf:"stats"`
 	Taint      *ebpf.Map `ebpf:"taint"`
-	TestInMap  *ebpf.Map `ebpf:"test_in_map"`
-	TestOutMap *ebpf.Map `ebpf:"test_out_map"`
 	WorkMap    *ebpf.Map `ebpf:"work_map"`
 	XrecMap    *ebpf.Map `ebpf:"xrec_map"`
 }
@@ -433,8 +412,6 @@ func (m *tpMaps) Close() error {
 		m.SelfIds,
 		m.Stats,
 		m.Taint,
-		m.TestInMap,
-		m.TestOutMap,
 		m.WorkMap,
 		m.XrecMap,
 	)
@@ -465,7 +442,6 @@ type tpPrograms struct {
 	DriftListen  *ebpf.Program `ebpf:"drift_listen"`
 	DriftSysExit *ebpf.Program `ebpf:"drift_sys_exit"`
 	DriftUring   *ebpf.Program `ebpf:"drift_uring"`
-	TestResolve  *ebpf.Program `ebpf:"test_resolve"`
 }
 
 func (p *tpPrograms) Close() error {
@@ -476,7 +452,6 @@ func (p *tpPrograms) Close() error {
 		p.DriftListen,
 		p.DriftSysExit,
 		p.DriftUring,
-		p.TestResolve,
 	)
 }
 

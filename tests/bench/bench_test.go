@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,10 +143,7 @@ func BenchmarkOverhead(b *testing.B) {
 		}
 		stray = append(stray, act.Describe(ev))
 	}
-	rounds := 9
-	if s := os.Getenv("DRIFT_BENCH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
-	}
+	rounds := testenv.EnvCount(b, "DRIFT_BENCH_ROUNDS", 9)
 	for _, wl := range []struct {
 		name string
 		n    int
@@ -249,10 +245,7 @@ func BenchmarkFindings(b *testing.B) {
 		mu.Unlock()
 	})
 	defer stop()
-	n := 200000
-	if s := os.Getenv("DRIFT_BENCH_FINDINGS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testenv.EnvCount(b, "DRIFT_BENCH_FINDINGS", 200000)
 	start := time.Now()
 	nsPer := runWorker(b, cg, "chmod", n, dir)
 	// Wait until every record is delivered or counted lost.

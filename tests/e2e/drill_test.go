@@ -93,7 +93,9 @@ func decisionsOfAll(t *testing.T, w *world, audit *auditTrail) []decide.Record {
 		for m := range b.Messages() {
 			n++
 			var ev event.Event
-			json.Unmarshal(m.Data(), &ev)
+			if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.ID == "" {
+				t.Fatalf("finding in the stream on %s: %v: %s", m.Subject(), err, m.Data())
+			}
 			ids = append(ids, ev.ID)
 		}
 		if n == 0 {
@@ -192,7 +194,9 @@ func TestLiveDrillCordonReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kept event.Evidence
-	json.Unmarshal(raw, &kept)
+	if err := json.Unmarshal(raw, &kept); err != nil {
+		t.Fatalf("evidence of incident %s: %v: %s", rep.Incident, err, raw)
+	}
 	trueBin, err := os.ReadFile("/bin/true")
 	if err != nil {
 		t.Fatal(err)

@@ -154,10 +154,7 @@ func pct(v []time.Duration, p float64) time.Duration {
 // on every host; one host's sensor killed; a drift on 100 hosts at once.
 // Run with -benchtime=1x: one run is the whole scenario.
 func BenchmarkFleet(b *testing.B) {
-	n := 1000
-	if s := os.Getenv("DRIFT_FLEET_HOSTS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testenv.EnvCount(b, "DRIFT_FLEET_HOSTS", 1000)
 	const burst, maxHosts = 10, 10
 	drift := min(100, n/2) // hosts below the one killed (n/2)
 	for i := 0; i < b.N; i++ {

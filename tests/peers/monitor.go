@@ -19,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/nats-io/nats.go"
+
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
 
 // Monitor is one condition of the comparison: started before a round's
@@ -112,17 +114,22 @@ func startChild(read func(io.Reader), name string, args ...string) (*child, erro
 
 // waitReady polls ready until it holds, failing when the child exits or the bound passes.
 func (c *child) waitReady(what string, ready func() bool) error {
-	deadline := time.Now().Add(bound)
-	for !ready() {
+	exited := false
+	if !testenv.Within(bound, func() bool {
+		if ready() {
+			return true
+		}
 		select {
 		case <-c.exited:
-			return fmt.Errorf("%s exited before it was ready: %s", c.cmd.Path, c.stderr.String())
+			exited = true
 		default:
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not ready after %v (%s): %s", c.cmd.Path, bound, what, c.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+		return exited
+	}) {
+		return fmt.Errorf("%s: not ready after %v (%s): %s", c.cmd.Path, bound, what, c.stderr.String())
+	}
+	if exited {
+		return fmt.Errorf("%s exited before it was ready: %s", c.cmd.Path, c.stderr.String())
 	}
 	return nil
 }

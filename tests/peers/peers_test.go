@@ -172,16 +172,12 @@ func (x *bench) barrier(m Monitor, col *Collector) {
 		return
 	}
 	x.child([]string{act.ActorEnv + "=1"}, "chmod", x.marker)
-	deadline := time.Now().Add(bound)
-	for !col.Seen(x.marker) {
-		if time.Now().After(deadline) {
-			why := ""
-			if d, ok := m.(interface{ Diagnose(string) string }); ok {
-				why = ": " + d.Diagnose(x.marker)
-			}
-			x.b.Fatalf("%s: no report of the marker chmod of %s within %v%s", m.Name(), x.marker, bound, why)
+	if !testenv.Within(bound, func() bool { return col.Seen(x.marker) }) {
+		why := ""
+		if d, ok := m.(interface{ Diagnose(string) string }); ok {
+			why = ": " + d.Diagnose(x.marker)
 		}
-		time.Sleep(time.Millisecond)
+		x.b.Fatalf("%s: no report of the marker chmod of %s within %v%s", m.Name(), x.marker, bound, why)
 	}
 }
 
@@ -227,10 +223,9 @@ func (x *bench) runWorkload(round int, m Monitor, col *Collector, wl string) {
 	accounted := func(b Batch) bool { n, _ := b.Under(x.storm); return n+int(b.Lost()) >= x.n.storm }
 	if sensor && wl == WStorm {
 		// A sensor reports what it lost in a finding of its own, which may
-		// follow the marker: give it a few heartbeats.
-		for deadline := time.Now().Add(5 * time.Second); !accounted(col.Peek()) && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
+		// follow the marker: wait for it (the check below fails when it
+		// never comes; the bound only guards against a hang).
+		testenv.Within(bound, func() bool { return accounted(col.Peek()) })
 	}
 	batch := col.Take()
 	cpu1, err := m.CPU()

@@ -121,7 +121,10 @@ func (p *Pipeline) start(hosts []string, cfg PipelineConfig) error {
 			Findings: filepath.Join(dir, "findings.jsonl"), Log: filepath.Join(dir, "sensor.log")}
 		args := []string{"--host", s.Host, "--nats", p.URL, "--nats-nkey", s.Seed,
 			"--scope-cgroup", strings.TrimPrefix(h.Cgroup, root), "--gate", "--gate-netns", h.NetnsPath,
-			"--state-dir", s.StateDir, "--heartbeat", "1s", "--ready-file", filepath.Join(dir, "ready")}
+			"--state-dir", s.StateDir, "--heartbeat", "1s", "--ready-file", filepath.Join(dir, "ready"),
+			// The bed's hosts share one kernel: each sensor would report the
+			// others' BPF programs as kernel state drift.
+			"--kernel-check", "0"}
 		if cfg.Policy != "" {
 			args = append(args, "--policy", cfg.Policy)
 		}

@@ -13,7 +13,9 @@
 # Debian packs the kernel image two ways: up to trixie, one
 # linux-image-<version>-cloud-amd64-unsigned; later, linux-binary-unsigned-<version>
 # (the image) beside linux-base-<version> (its config), with the modules in a
-# package of their own, which the VM does not need.
+# package of their own, fetched too: the VM loads one module, loop (the raw
+# block device case mounts a file system on a loop device), kept
+# uncompressed in <dir>/modules.
 #
 # Environment:
 #   VMTEST_CACHE    where downloads are kept (default: ~/.cache/driftsensor-vmtest)
@@ -34,7 +36,7 @@ fail() {
 	exit 1
 }
 
-for t in apt-get apt-cache dpkg flock; do
+for t in apt-get apt-cache dpkg flock xz; do
 	command -v "$t" >/dev/null || fail "$t not found"
 done
 [ -r "$keyring" ] || fail "no $keyring: apt-get install debian-archive-keyring"
@@ -56,7 +58,7 @@ exec 9>"$cache/lock"
 flock 9
 
 chosen="$apt/kernel" # the unpacked kernel directory of the last fetch
-if [ "${VMTEST_REFRESH:-0}" != 1 ] && [ -s "$chosen" ] && [ -f "$(cat "$chosen")/vmlinuz" ]; then
+if [ "${VMTEST_REFRESH:-0}" != 1 ] && [ -s "$chosen" ] && [ -f "$(cat "$chosen")/vmlinuz" ] && [ -d "$(cat "$chosen")/modules" ]; then
 	cat "$chosen"
 	exit 0
 fi
@@ -108,13 +110,14 @@ if has "linux-image-$image-unsigned"; then
 	pkgs="linux-image-$image-unsigned"
 elif has "linux-binary-unsigned-$image" && has "linux-base-$image"; then
 	pkgs="linux-binary-unsigned-$image linux-base-$image"
+	! has "linux-modules-$image" || pkgs="$pkgs linux-modules-$image"
 else
 	fail "$suite has neither linux-image-$image-unsigned nor linux-binary-unsigned-$image with linux-base-$image"
 fi
 
 kdir="$cache/kernel/$suite-$image"
 [ "$arch" = amd64 ] || pkgs="$pkgs busybox-static"
-if [ ! -f "$kdir/vmlinuz" ]; then
+if [ ! -f "$kdir/vmlinuz" ] || [ ! -d "$kdir/modules" ]; then
 	rm -rf "$kdir.tmp"
 	mkdir -p "$kdir.tmp"
 	for p in $pkgs; do
@@ -131,7 +134,8 @@ if [ ! -f "$kdir/vmlinuz" ]; then
 		dpkg -x "$deb" "$kdir.tmp" || fail "dpkg -x $deb failed"
 	done
 	# Where the image and its config are: boot/ up to trixie, the modules
-	# directory later. Only these two are kept: the VM boots without modules.
+	# directory later. Only these two are kept, and the loop module when the
+	# kernel has it as one (decompressed: busybox insmod reads plain .ko).
 	img=$(ls "$kdir.tmp"/boot/vmlinuz-* "$kdir.tmp"/usr/lib/modules/*/vmlinuz* 2>/dev/null | head -n1 || true)
 	cfg=$(ls "$kdir.tmp"/boot/config-* "$kdir.tmp"/usr/lib/modules/*/config 2>/dev/null | head -n1 || true)
 	[ -n "$img" ] || fail "no kernel image (boot/vmlinuz-*, usr/lib/modules/*/vmlinuz*) in $pkgs"
@@ -145,7 +149,15 @@ if [ ! -f "$kdir/vmlinuz" ]; then
 		mv "$bb" "$kdir.tmp/busybox"
 		keep=busybox
 	fi
-	find "$kdir.tmp" -mindepth 1 -maxdepth 1 ! -name vmlinuz ! -name config ! -name "${keep:-config}" -exec rm -rf {} +
+	mkdir "$kdir.tmp/modules"
+	loop=$(find "$kdir.tmp" -path '*/kernel/drivers/block/loop.ko*' | head -n1)
+	case "$loop" in
+	"") grep -q '^CONFIG_BLK_DEV_LOOP=y' "$kdir.tmp/config" || fail "no loop module in $pkgs, and the kernel has none built in" ;;
+	*.xz) xz -dc "$loop" >"$kdir.tmp/modules/loop.ko" || fail "xz -d $loop failed" ;;
+	*.zst) zstd -qdc "$loop" >"$kdir.tmp/modules/loop.ko" || fail "zstd -d $loop failed" ;;
+	*) cp "$loop" "$kdir.tmp/modules/loop.ko" ;;
+	esac
+	find "$kdir.tmp" -mindepth 1 -maxdepth 1 ! -name vmlinuz ! -name config ! -name modules ! -name "${keep:-config}" -exec rm -rf {} +
 	rm -rf "$kdir"
 	mv "$kdir.tmp" "$kdir"
 fi

@@ -3,7 +3,9 @@
 # kernels, each in a VM of its own with BPF-LSM on: the lsm backend's tests
 # (detect and enforce) and the tracepoint backend's hook table. The kernels
 # come from kernel.sh (apt-get download through a private apt configuration);
-# the initramfs holds busybox-static and the statically built test binaries;
+# the initramfs holds busybox-static and the statically built test binaries,
+# and each kernel's VM gets its loop module appended (a second cpio archive:
+# the kernel unpacks both) for the raw block device case;
 # qemu runs with software emulation (-accel tcg; nested KVM is not usable on
 # the development machines). Each VM's /init prints its kernel (uname -r) and
 # the status of each test binary on the serial console; this script reports
@@ -135,14 +137,19 @@ counts() {
 		END { printf "%d %d %d %s\n", p, f, s, (rc == "" ? "none" : rc) }'
 }
 
-# boot KDIR EXTRA: one VM on that kernel, its console on stdout.
+# boot KDIR EXTRA: one VM on that kernel, its console on stdout; its
+# initramfs is the common one plus the kernel's modules (KDIR/modules, loaded
+# by /init).
 boot() {
 	machine=
 	# cortex-a72: no pointer authentication, which tcg emulates slowly.
 	[ "$arch" = amd64 ] || machine="-M virt -cpu cortex-a72"
+	initrd="$work/initrd-$(basename "$1").gz"
+	(cd "$1" && find modules | cpio -o -H newc --quiet | gzip -1) | cat "$work/initrd.gz" - >"$initrd" ||
+		fail "packing the modules of $1 failed"
 	# shellcheck disable=SC2086 # machine is a list of options
 	timeout "$timeout_s" $qemu $machine -accel tcg -smp "${VMTEST_SMP:-1}" -m 1G -nographic -no-reboot -nic none \
-		-kernel "$1/vmlinuz" -initrd "$work/initrd.gz" \
+		-kernel "$1/vmlinuz" -initrd "$initrd" \
 		-append "console=$console lsm=lockdown,capability,bpf rdinit=/init panic=-1 quiet$extra$2" </dev/null 2>&1
 }
 
