@@ -439,6 +439,7 @@ func TestPeekNAckN(t *testing.T) {
 	defer s.Close()
 	wantRecords(t, drain(t, s), seq(52, 60)...)
 }
+
 // AppendN writes a batch across segment boundaries in order, stops at the
 // first record the spool refuses and counts exactly that one, and what it
 // wrote without fsync survives a reopen (the page cache outlives the process).
