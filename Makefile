@@ -20,7 +20,7 @@ IMAGE_TAR = driftsensor-fleet_$(VERSION)_oci.tar
 comma := ,
 space := $(empty) $(empty)
 
-.PHONY: help setup build generate vmlinux vmlinux-arm64 vmtest-arm64 check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench bench-peers demo clean dist dist-bin packages image pkgtest promcheck e2e
+.PHONY: help setup build generate vmlinux vmlinux-arm64 vmtest-arm64 check-generated check-tidy vet test vmtest vmbench check fuzz cover stress bench bench-peers demo clean dist dist-bin packages image pkgtest promcheck dashboard-shot e2e
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -115,6 +115,9 @@ pkgtest: ## install the packages on this machine, run the installed sensor on a 
 
 promcheck: ## promtool on the alert rules and on real scrapes; every metric the rules and the dashboard use exists (part of make test)
 	$(GO) test -count=1 -v ./deploy/
+
+dashboard-shot: ## docs/dashboard.png: the Grafana dashboard's panels and queries drawn by deploy/grafana/preview against Prometheus scraping a live test bed (root; also checks every panel query has data)
+	DRIFT_REQUIRE_BPF=1 $(GO) test -count=1 -timeout 10m -run '^TestDashboardLive$$' -v ./deploy/grafana/preview/ -args -shot $(CURDIR)/docs/dashboard.png
 
 check-tidy: ## fail when go.mod or go.sum are not tidy
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result" >&2; exit 1; }

@@ -71,6 +71,7 @@ enum rec_flag {
 	RF_ATTEMPT = 1 << 3,  /* reported whether or not it succeeded */
 	RF_LEXICAL = 1 << 4,  /* path resolved from the name given, not from the inode */
 	RF_CORDONED = 1 << 5, /* the reflex set the host's cordon flag */
+	RF_UNRESOLVED = 1 << 6, /* a /proc magic link in the name was not followed: the path is the name as given */
 };
 
 /* exec_rec.reasons */

@@ -53,12 +53,7 @@ enum gate_counter {
 	GATE_COUNTERS,
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} gate_cordon SEC(".maps");
+#include "cordon.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

@@ -21,15 +21,7 @@
 #define S_IFMT_ 00170000
 #define S_IFREG_ 0100000
 
-/* The cordon gate's flag (responder/gate). The loader replaces this map with
- * the gate's pinned one when the policy asks for the cordon reflex, so the
- * program that finds drift cuts the network before user space runs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} gate_cordon SEC(".maps");
+#include "cordon.h" /* the program that finds drift cuts the network before user space runs */
 
 static __always_inline __u32 proc_tag(struct task_struct *t, __u32 tgid);
 
@@ -138,42 +130,40 @@ static __always_inline __u32 exec_reasons(struct exec_rec *r, __u32 len, int unl
 	return reasons;
 }
 
-/* send_file finishes a file record whose path (and path2, target) are in
- * place, runs the verdict, sends it and returns the verdict. pre: the hook
- * runs before the operation, so the record's ret is the verdict. */
-static __always_inline int send_file(struct config *cfg, struct file_rec *r, __u32 trunc, int pre)
+/* send_record finishes a record of size bytes whose header and payload are in
+ * place: runs the verdict, sends it and returns the verdict. ret is the
+ * record's ret field; pre: the hook runs before the operation, so the
+ * record's ret is the verdict. */
+static __always_inline int send_record(struct config *cfg, struct rec_hdr *h, __s64 *ret, __u64 size, __u64 max,
+				       __u32 trunc, int pre)
 {
 	if (trunc) {
-		r->h.flags |= RF_TRUNC;
+		h->flags |= RF_TRUNC;
 		count(STAT_TRUNC);
 	}
-	int v = verdict(cfg, &r->h);
+	int v = verdict(cfg, h);
 	if (pre)
-		r->ret = v;
-	__u64 size = offsetof(struct file_rec, data) + r->path_len + 1 + r->path2_len + 1 + r->target_len + 1;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
+		*ret = v;
+	if (size > max)
+		size = max;
+	h->size = size;
+	emit(h, size);
 	return v;
 }
 
-/* send_exec is send_file for exec records. */
+/* send_file sends a file record whose path (and path2, target) are in place. */
+static __always_inline int send_file(struct config *cfg, struct file_rec *r, __u32 trunc, int pre)
+{
+	return send_record(cfg, &r->h, &r->ret,
+			   offsetof(struct file_rec, data) + r->path_len + 1 + r->path2_len + 1 + r->target_len + 1,
+			   sizeof(*r), trunc, pre);
+}
+
+/* send_exec sends an exec record whose path and arguments are in place. */
 static __always_inline int send_exec(struct config *cfg, struct exec_rec *r, __u32 trunc, int pre)
 {
-	if (trunc) {
-		r->h.flags |= RF_TRUNC;
-		count(STAT_TRUNC);
-	}
-	int v = verdict(cfg, &r->h);
-	if (pre)
-		r->ret = v;
-	__u64 size = offsetof(struct exec_rec, data) + r->path_len + 1 + r->args_len + 1;
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	r->h.size = size;
-	emit(r, size);
-	return v;
+	return send_record(cfg, &r->h, &r->ret, offsetof(struct exec_rec, data) + r->path_len + 1 + r->args_len + 1,
+			   sizeof(*r), trunc, pre);
 }
 
 /* One mutation named by paths, as a hook saw it. The adapter puts the path
@@ -191,7 +181,7 @@ struct judge_req {
 	__u32 tlen; /* symlink: the target string, work.in[0..tlen) */
 	__u32 trunc;
 	__u16 op;
-	__u16 hflags; /* header flags: RF_LEXICAL (a name resolved lexically), RF_ATTEMPT */
+	__u16 hflags; /* header flags: RF_LEXICAL (a name resolved lexically), RF_UNRESOLVED, RF_ATTEMPT */
 	__u8 always;  /* a finding whatever the rules say (mount-table changes) */
 	__u8 taint;   /* in: the operation writes the file; out: it is to be tainted */
 	__u8 pre;     /* the hook runs before the operation: ret is the verdict */
@@ -223,6 +213,12 @@ static __noinline int judge_path(struct config *cfg, struct judge_req *q)
 			hit = 1;
 			rule = rv2->id;
 		}
+	}
+	if (!hit && (q->hflags & RF_UNRESOLVED)) {
+		/* a name through a /proc magic link the backend could not
+		 * follow: reported, never judged by the string alone */
+		hit = 1;
+		rule = RULE_UNRESOLVED;
 	}
 	if (!hit)
 		return 0;

@@ -179,12 +179,6 @@ static __always_inline void frec_init(struct file_rec *r, __u16 op, __u32 flags,
 	r->path_len = r->path2_len = r->target_len = 0;
 }
 
-static __always_inline __u32 mnt_id_of(struct vfsmount *vm)
-{
-	struct mount *m = container_of(vm, struct mount, mnt);
-	return BPF_CORE_READ(m, mnt_id);
-}
-
 /* dpath walks (dentry, mnt) into out; the root is "/". */
 static __always_inline __u32 dpath(struct work *w, struct dentry *d, struct vfsmount *mnt, char *out)
 {
@@ -285,10 +279,13 @@ static __always_inline __u32 walk_file(struct work *w, struct file *f, char *out
 }
 
 /* file_path writes an open file's path: bpf_d_path where the hook allows it
- * (use_dpath is a constant, so the helper call is only in those programs). */
+ * (use_dpath is a constant, so the helper call is only in those programs),
+ * unless the task is chrooted (d_path stops at the task's root; paths are
+ * the mount namespace's) or the file has no link (d_path appends " (deleted)";
+ * an O_TMPFILE file is "#<inode>" in its directory, as the walk gives it). */
 static __always_inline __u32 file_path(struct work *w, struct file *f, char *out, int use_dpath)
 {
-	if (use_dpath) {
+	if (use_dpath && root_is_ns_root(bpf_get_current_task_btf()) && BPF_CORE_READ(f, f_inode, __i_nlink)) {
 		long n = bpf_d_path((struct path *)&f->f_path, out, DPATH_MAX);
 		if (n > 1)
 			return n - 1;
@@ -715,7 +712,7 @@ int BPF_PROG(drift_sb_mount, const char *dev_name, const struct path *path, cons
 	if (!r || !w)
 		return 0;
 	w->trunc = 0;
-	long n = bpf_d_path((struct path *)path, r->data, DPATH_MAX);
+	long n = root_is_ns_root(bpf_get_current_task_btf()) ? bpf_d_path((struct path *)path, r->data, DPATH_MAX) : 0;
 	__u32 l = n > 1 ? n - 1 : dpath(w, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), r->data);
 	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
 	frec_init(r, DOP_MOUNT, flags, 0, rv ? rv->id : 0);
@@ -761,9 +758,9 @@ int BPF_PROG(drift_sb_pivotroot, const struct path *old_path, const struct path 
 /* ---- execution drift ---- */
 
 /* exec_file fills an exec record's identity and path from a file, with
- * bpf_d_path (every caller is a hook that allows it), except for a file with
- * no links left (deleted, memfd): d_path would append " (deleted)", the dentry
- * walk gives the name it had, as the tracepoint backend reports it. */
+ * bpf_d_path (every caller is a hook that allows it) where file_path can. A
+ * file with no links left (deleted, memfd) gets the name it had, as the
+ * tracepoint backend reports it. */
 static __always_inline __u32 exec_file(struct work *w, struct exec_rec *r, struct file *f)
 {
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
@@ -771,8 +768,7 @@ static __always_inline __u32 exec_file(struct work *w, struct exec_rec *r, struc
 	r->ino = BPF_CORE_READ(ino, i_ino);
 	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
 	w->trunc = 0;
-	int linked = BPF_CORE_READ(ino, __i_nlink) != 0;
-	__u32 l = bound(linked ? file_path(w, f, r->data, 1) : walk_file(w, f, r->data), 4095);
+	__u32 l = bound(file_path(w, f, r->data, 1), 4095);
 	r->path_len = l;
 	r->data[l] = 0;
 	r->data[bound(l + 1, 4095)] = 0;

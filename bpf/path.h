@@ -111,7 +111,10 @@ struct work {
 	__u32 slow;       /* scan: the name needs lexical normalisation */
 	__u32 prev_slash; /* scan: the previous word ended in '/' */
 	__u32 scan_len;
-	__u32 _pad2;
+	__u32 unresolved; /* resolve_name: a magic link in a name it could not follow (sticky: callers clear it) */
+	/* follow_magic's scan (magic_step) */
+	__u64 mword;
+	__u32 mlen, mnum, mdigits, mstate, mown, mend, mfd, mat;
 	struct dpath stage; /* value staged for a dcache update */
 	struct dclass cstage; /* value staged for a dclasses update */
 };
@@ -169,6 +172,13 @@ static __always_inline void bump_path_generation(void)
 	__u64 *g = bpf_map_lookup_elem(&pathgen, &zero);
 	if (g)
 		__sync_fetch_and_add(g, 1);
+}
+
+/* mnt_id_of is the id a vfsmount's mount has (as in /proc/self/mountinfo). */
+static __always_inline __u32 mnt_id_of(struct vfsmount *vm)
+{
+	struct mount *m = container_of(vm, struct mount, mnt);
+	return BPF_CORE_READ(m, mnt_id);
 }
 
 static __always_inline struct work *get_work(void)
@@ -485,22 +495,244 @@ static long scan_word(__u32 i, void *unused)
 	return 0;
 }
 
-/* resolve_name builds the canonical path of name (relative to dfd or the cwd)
- * into out, with *bits the LPM scratch right before it. Returns the length,
- * or 0 when the name could not be read. */
-static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 *bits, char *out)
+/* ---- names that reach another object than their string says ----
+ *
+ * A chroot: the task's root is not its mount namespace's root, so an
+ * absolute name starts at the root's own path. A /proc magic link
+ * (/proc/<pid>/root, cwd, exe, fd/N): the name reaches the object the
+ * link points at, so the prefix up to the link is replaced by that
+ * object's path. What cannot be followed (another process's links) is
+ * flagged in w->unresolved, never judged by the string alone: a mutation
+ * through it is a finding under this rule id (sensor.SealRules). */
+#define RULE_UNRESOLVED 0xfffffff2u
+
+/* root_is_ns_root says whether the task's root is the root of its mount
+ * namespace (no chroot): the root dentry is its mount's root, and so on up
+ * to the namespace's own mount. Unsure (mounts stacked deeper) is no. */
+static __always_inline int root_is_ns_root(struct task_struct *t)
+{
+	struct dentry *d = t->fs->root.dentry;
+	struct mount *m = container_of(t->fs->root.mnt, struct mount, mnt);
+	for (int i = 0; i < 4; i++) {
+		if (d != KLOAD(struct mount, m, mnt.mnt_root))
+			return 0;
+		struct mount *p = KLOAD(struct mount, m, mnt_parent);
+		if (p == m || !p)
+			return 1;
+		d = KLOAD(struct mount, m, mnt_mountpoint);
+		m = p;
+	}
+	return 0;
+}
+
+/* pid_in_own_ns: the number a struct pid has in the namespace it was made in. */
+static __always_inline long pid_in_own_ns(struct pid *p)
+{
+	__u32 level = BPF_CORE_READ(p, level);
+	int nr = -1;
+	bpf_probe_read_kernel(&nr, sizeof(nr), &p->numbers[bound(level, 31)].nr);
+	return nr;
+}
+
+/* is_own_pid: n names the current task's process or thread, as the global
+ * ids or as its own pid namespace numbers them. */
+static __always_inline int is_own_pid(struct task_struct *t, long n)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	if (n == (long)(pt >> 32) || n == (long)(__u32)pt)
+		return 1;
+	return n == pid_in_own_ns(BPF_CORE_READ(t, thread_pid)) ||
+	       n == pid_in_own_ns(BPF_CORE_READ(t, group_leader, thread_pid));
+}
+
+/* The component a magic-link scan is in, and what it found (w->mstate). */
+enum {
+	MG_PID = 0,  /* reading the component after "/proc/" */
+	MG_LINK,     /* reading the one after the pid */
+	MG_FD,       /* reading the descriptor number after "fd/" */
+	MG_NONE,     /* not a magic link: the name stays */
+	MG_ROOT,     /* found: the task's root ... */
+	MG_CWD,
+	MG_EXE,
+	MG_FDN,      /* ... its descriptor w->mnum */
+	MG_OTHER,    /* a link it does not follow: another process's, task/, map_files/ */
+};
+
+/* Components compared by their last 8 bytes and their length. */
+#define MG_WORD(a, b, c, d, e, f, g, h)                                                            \
+	((__u64)(a) << 56 | (__u64)(b) << 48 | (__u64)(c) << 40 | (__u64)(d) << 32 | (__u64)(e) << 24 | \
+	 (__u64)(f) << 16 | (__u64)(g) << 8 | (__u64)(h))
+
+struct magic_ctx {
+	char *out;
+	__u32 start; /* where the component after "/proc/" starts */
+};
+
+/* magic_step reads one byte of the name after "/proc/"; at each '/' or the
+ * end it judges the component (w->mword: its last 8 bytes, w->mlen bytes,
+ * w->mnum its number when w->mdigits). State in the work area, so the
+ * callback's states converge instead of being explored per character. */
+static long magic_step(__u32 i, struct magic_ctx *c)
+{
+	struct work *w = get_work();
+	if (!w)
+		return 1;
+	__u32 at = c->start + i;
+	if (at >= DPATH_MAX - 1)
+		return 1;
+	char ch = c->out[bound(at, 4095)];
+	if (ch != '/' && ch != 0) {
+		w->mword = w->mword << 8 | (__u8)ch;
+		w->mlen++;
+		if (ch >= '0' && ch <= '9' && w->mnum < 100000000)
+			w->mnum = w->mnum * 10 + (ch - '0');
+		else
+			w->mdigits = 0;
+		return 0;
+	}
+	__u64 word = w->mword;
+	__u32 len = w->mlen, num = w->mdigits && len ? w->mnum : 0xffffffff;
+	w->mword = 0, w->mlen = 0, w->mnum = 0, w->mdigits = 1;
+	w->mend = at;
+	switch (w->mstate) {
+	case MG_PID:
+		if ((len == 4 && word == MG_WORD(0, 0, 0, 0, 's', 'e', 'l', 'f')) ||
+		    (len == 11 && word == MG_WORD('e', 'a', 'd', '-', 's', 'e', 'l', 'f')))
+			w->mown = 1;
+		else if (num != 0xffffffff)
+			w->mown = is_own_pid(bpf_get_current_task_btf(), num);
+		else
+			w->mstate = MG_NONE;
+		if (w->mstate == MG_PID)
+			w->mstate = MG_LINK;
+		break;
+	case MG_LINK:
+		if (len == 4 && word == MG_WORD(0, 0, 0, 0, 'r', 'o', 'o', 't'))
+			w->mstate = MG_ROOT;
+		else if (len == 3 && word == MG_WORD(0, 0, 0, 0, 0, 'c', 'w', 'd'))
+			w->mstate = MG_CWD;
+		else if (len == 3 && word == MG_WORD(0, 0, 0, 0, 0, 'e', 'x', 'e'))
+			w->mstate = MG_EXE;
+		else if (len == 2 && word == MG_WORD(0, 0, 0, 0, 0, 0, 'f', 'd'))
+			w->mstate = ch ? MG_FD : MG_NONE;
+		else if ((len == 4 && word == MG_WORD(0, 0, 0, 0, 't', 'a', 's', 'k')) ||
+			 (len == 9 && word == MG_WORD('a', 'p', '_', 'f', 'i', 'l', 'e', 's')))
+			w->mstate = MG_OTHER;
+		else
+			w->mstate = MG_NONE;
+		break;
+	case MG_FD:
+		w->mstate = num != 0xffffffff ? MG_FDN : MG_NONE;
+		w->mfd = num;
+		break;
+	}
+	if (w->mstate >= MG_ROOT && !w->mown)
+		w->mstate = MG_OTHER;
+	return ch == 0 || w->mstate >= MG_NONE;
+}
+
+/* follow_magic: out[0..o) is a name whose part from w->mat (past a
+ * chroot's prefix) may run through a /proc magic link. When it does, the
+ * prefix up to the link becomes the path of what the link reaches (walked
+ * to the namespace root) and the new length is returned; a link it does not
+ * follow sets w->unresolved and leaves the name as it is. */
+static __noinline __u32 follow_magic(struct work *w, char *out, __u32 o)
+{
+	__u32 at = w->mat;
+	if (at >= DPATH_MAX - 8 || o >= DPATH_MAX || o < at + 6)
+		return o;
+	__u64 head = 0;
+	bpf_probe_read_kernel(&head, 6, out + bound(at, 4095));
+	if (head != 0x2f636f72702fULL) /* "/proc/", little-endian */
+		return o;
+	w->mstate = MG_PID, w->mown = 0, w->mword = 0, w->mlen = 0, w->mnum = 0, w->mdigits = 1;
+	struct magic_ctx c = {.out = out, .start = at + 6};
+	bpf_loop(48, magic_step, &c, 0);
+	__u32 state = w->mstate, end = w->mend;
+	if (state == MG_OTHER) {
+		w->unresolved = 1;
+		return o;
+	}
+	if (state < MG_ROOT || end > o || end >= DPATH_MAX)
+		return o;
+	/* every branch yields plain numbers, so the walk below is verified once */
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct path *pp;
+	if (state == MG_ROOT) {
+		pp = &t->fs->root;
+	} else if (state == MG_CWD) {
+		pp = &t->fs->pwd;
+	} else {
+		struct file *f = state == MG_EXE ? BPF_CORE_READ(t, mm, exe_file) : file_of(w->mfd);
+		if (!f)
+			return o; /* no such descriptor: the call failed */
+		pp = &f->f_path;
+	}
+	struct dentry *d = BPF_CORE_READ(pp, dentry);
+	struct vfsmount *vm = BPF_CORE_READ(pp, mnt);
+	/* the rest of the name, after the link, waits in w->in (consumed) */
+	__u32 rest = o - end;
+	bpf_probe_read_kernel(w->in, bound(rest, 4095), out + bound(end, 4095));
+	__u32 l = walk_path(w, d, vm, out);
+	if (l + rest >= DPATH_MAX - 1) {
+		w->trunc = 1;
+		rest = l < DPATH_MAX - 1 ? DPATH_MAX - 2 - l : 0;
+	}
+	bpf_probe_read_kernel(out + bound(l, 4095), bound(rest, 4095), w->in);
+	l += rest;
+	if (l == 0)
+		out[0] = '/', l = 1;
+	out[bound(l, 4095)] = 0;
+	return l;
+}
+
+/* base_path writes the path of what an empty name (AT_EMPTY_PATH) names:
+ * dfd's own file, or the cwd. */
+static __always_inline __u32 base_path(struct work *w, int dfd, char *out)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct dentry *d = t->fs->pwd.dentry;
+	struct vfsmount *vm = t->fs->pwd.mnt;
+	if (dfd != AT_FDCWD_) {
+		struct file *f = file_of(dfd);
+		if (!f)
+			return 0;
+		d = BPF_CORE_READ(f, f_path.dentry);
+		vm = BPF_CORE_READ(f, f_path.mnt);
+	}
+	__u32 o = walk_path(w, d, vm, out);
+	if (o == 0) {
+		out[0] = '/';
+		out[1] = 0;
+		o = 1;
+	}
+	return o;
+}
+
+/* resolve_alt builds the canonical path of name (relative to dfd or the cwd)
+ * into w->alt, with w->alt_bits the LPM scratch right before it. Returns the
+ * length, or 0 when the name could not be read. A global function: the
+ * verifier checks it once for any arguments, not once per call site with
+ * each caller's state (the walk, the chroot and the /proc magic links took
+ * 6.1's verifier past the time a load may take). */
+__noinline __u32 resolve_alt(int dfd, __u64 uname, int user)
 {
 	long n;
+	const char *name = (const char *)uname;
 	struct work *w = get_work();
 	if (!w)
 		return 0;
+	__u32 *bits = &w->alt_bits;
+	char *out = w->alt;
 	w->trunc = 0;
 	if (user)
 		n = bpf_probe_read_user_str(w->in, DPATH_MAX, name);
 	else
 		n = bpf_probe_read_kernel_str(w->in, DPATH_MAX, name);
-	if (n <= 1)
+	if (n < 0)
 		return 0;
+	if (n <= 1) /* "" (AT_EMPTY_PATH; kernels before 6.18 count it 0): the dirfd's own file, or the cwd */
+		return base_path(w, dfd, out);
 	if (n >= DPATH_MAX)
 		w->trunc = 1;
 	__u32 len = n - 1;
@@ -514,9 +746,10 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 		bpf_loop(DPATH_MAX / 8, scan_word, NULL, 0);
 
 	const struct path *base = NULL;
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 skip = 0; /* an absolute name under a chroot: its "/" is the root's path */
 	if (w->in[0] != '/') {
 		if (dfd == AT_FDCWD_) {
-			struct task_struct *t = bpf_get_current_task_btf();
 			base = &t->fs->pwd;
 		} else {
 			struct file *f = file_of(dfd);
@@ -524,12 +757,18 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 				return 0;
 			base = &f->f_path;
 		}
+	} else if (!root_is_ns_root(t)) {
+		base = &t->fs->root;
+		skip = 1;
 	}
 
 	__u32 o = 0;
+	w->mat = 0;
 	if (!w->slow) {
 		if (base)
 			o = dir_path(w, BPF_CORE_READ(base, dentry), BPF_CORE_READ(base, mnt), out);
+		if (skip)
+			w->mat = o;
 		if (o + 1 + len >= DPATH_MAX - 1) {
 			w->trunc = 1;
 			len = o + 1 < DPATH_MAX - 1 ? DPATH_MAX - 2 - o : 0;
@@ -537,14 +776,19 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 		if (base)
 			out[bound(o, 4095)] = '/';
 		__u32 at = base ? o + 1 : 0;
-		bpf_probe_read_kernel(out + bound(at, 4095), bound(len, 4095), w->in);
-		o = at + len;
+		__u32 copy = len > skip ? len - skip : 0;
+		bpf_probe_read_kernel(out + bound(at, 4095), bound(copy, 4095), w->in + skip);
+		o = at + copy;
 	} else {
 		struct norm_ctx c = {.out = out, .n = n};
 		w->sp = 0;
 		if (base) {
 			c.o = walk_path(w, BPF_CORE_READ(base, dentry), BPF_CORE_READ(base, mnt), out);
 			c.cs = c.o;
+			if (skip) {
+				w->sp = 0; /* ".." stops at the chroot's root */
+				w->mat = c.o;
+			}
 		}
 		bpf_loop(DPATH_MAX, norm_step, &c, 0);
 		o = c.o;
@@ -556,7 +800,21 @@ static __noinline __u32 resolve_name(int dfd, const char *name, int user, __u32 
 	if (o >= DPATH_MAX)
 		o = DPATH_MAX - 1;
 	out[bound(o, 4095)] = 0;
-	return rewrite_dirlink(w, bits, out, o);
+	return rewrite_dirlink(w, bits, out, follow_magic(w, out, o));
+}
+
+/* resolve_name is resolve_alt into a record's path out, with *bits the LPM
+ * scratch right before it. */
+static __always_inline __u32 resolve_name(int dfd, const char *name, int user, __u32 *bits, char *out)
+{
+	__u32 l = bound(resolve_alt(dfd, (__u64)name, user), 4095);
+	struct work *w = get_work();
+	if (!w)
+		return 0;
+	*bits = w->alt_bits;
+	bpf_probe_read_kernel(out, l, w->alt);
+	out[l] = 0;
+	return l;
 }
 
 /* resolve_file builds the canonical path of an open file into out: its

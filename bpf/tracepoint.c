@@ -118,6 +118,7 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 		return 0;
 	struct judge_req j = {.ret = ret, .op = q->op, .flags = q->flags, .mode = q->mode,
 			      .hflags = RF_LEXICAL, .always = q->shape == SH_MOUNT};
+	w->unresolved = 0;
 	if (q->shape == SH_SYMLINK) {
 		if (!q->name2)
 			return 0;
@@ -126,11 +127,13 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 		/* an absolute target is judged as the path it names */
 		long tl = bpf_probe_read_user_str(w->in, DNAME_MAX, q->name);
 		if (tl > 1 && w->in[0] == '/') {
-			j.len2 = resolve_name(q->dfd, q->name, 1, &w->alt_bits, w->alt);
+			j.len2 = resolve_alt(q->dfd, (__u64)q->name, 1);
 			j.trunc |= w->trunc;
 			tl = bpf_probe_read_user_str(w->in, DNAME_MAX, q->name); /* resolving reused it */
 		}
 		j.tlen = tl > 1 ? tl - 1 : 0;
+		if (w->unresolved)
+			j.hflags |= RF_UNRESOLVED;
 		return judge_path(cfg, &j);
 	}
 	if (q->name) {
@@ -138,9 +141,11 @@ static __noinline int judge_name(struct config *cfg, struct dreq *q, long ret, i
 		j.trunc = w->trunc;
 	}
 	if (q->shape == SH_NAME2 && q->name2) {
-		j.len2 = resolve_name(q->dfd2, q->name2, user, &w->alt_bits, w->alt);
+		j.len2 = resolve_alt(q->dfd2, (__u64)q->name2, user);
 		j.trunc |= w->trunc;
 	}
+	if (w->unresolved)
+		j.hflags |= RF_UNRESOLVED;
 	return judge_path(cfg, &j);
 }
 
@@ -181,7 +186,7 @@ static __always_inline int judge_seal(struct config *cfg, struct dreq *q, struct
 	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	r->ino = BPF_CORE_READ(ino, i_ino);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->mnt_id = mnt_id_of(vm);
 	r->ret = ret;
 	r->flags = q->flags;
 	r->mode = q->mode;
@@ -249,7 +254,7 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 	fill_task(&r->h);
 	r->ret = 0;
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->mnt_id = mnt_id_of(vm);
 	r->reasons = reasons;
 	r->arg = q->arg;
 	r->rule = 0;
@@ -343,7 +348,7 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	fill_hdr(&r->h, REC_FILE, q->op, 0);
 	fill_task(&r->h);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = BPF_CORE_READ(container_of(vm, struct mount, mnt), mnt_id);
+	r->mnt_id = mnt_id_of(vm);
 	r->ret = ret;
 	r->flags = q->flags;
 	r->mode = q->mode;
@@ -782,7 +787,7 @@ int BPF_PROG(drift_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	const char *interp = BPF_CORE_READ(bprm, interp);
 	if (fname != interp && !(reasons & EX_OUTSIDE_IMAGE)) {
 		/* a script: its own path decides */
-		__u32 sl = resolve_name(AT_FDCWD_, fname, 0, &w->alt_bits, w->alt);
+		__u32 sl = resolve_alt(AT_FDCWD_, (__u64)fname, 0);
 		trunc |= w->trunc;
 		if (sl && !classify(&images, &w->alt_bits, sl)) {
 			reasons |= EX_OUTSIDE_IMAGE;

@@ -119,11 +119,13 @@ func RulesFor(p *policy.Policy) backend.Rules {
 }
 
 // SealRules name the seal's own classes, which findings carry as their rule
-// (bpf/seal.h RULE_*): kernel settings and raw devices are drift whatever
-// the path rules say.
+// (bpf/seal.h, bpf/path.h RULE_*): kernel settings and raw devices are drift
+// whatever the path rules say, and so is a mutation through a name the
+// kernel program could not follow (event.File.Unresolved).
 var SealRules = map[uint32]string{
 	0xfffffff0: "seal.kernel_settings",
 	0xfffffff1: "seal.raw_devices",
+	0xfffffff2: "seal.unresolved_names",
 }
 
 // taintFlags marks the exceptions that lie inside an exec image path
@@ -441,6 +443,7 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 		ev.File = &event.File{
 			Path: string(r.Path), NewPath: string(r.Path2), Target: string(r.Target),
 			Dev: r.Dev, Ino: r.Ino, MountID: r.MountID, Flags: r.Flags, Mode: r.Mode, Ret: r.Ret,
+			Unresolved: r.Header.Flags&record.FlagUnresolved != 0,
 		}
 	case record.KindExec:
 		ev.Kind = event.KindExec

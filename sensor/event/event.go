@@ -60,6 +60,10 @@ type File struct {
 	Flags   uint32 `json:"flags,omitempty"` // open flags, rename flags, ...
 	Mode    uint32 `json:"mode,omitempty"`
 	Ret     int64  `json:"ret"`
+	// Unresolved: the name ran through a /proc magic link of another
+	// process (/proc/<pid>/root, cwd, exe, fd/N) that the tracepoint backend
+	// cannot follow, so Path is the name as given, not the object it reached.
+	Unresolved bool `json:"unresolved,omitempty"`
 }
 
 // Exec describes execution drift and privileged kernel operations.

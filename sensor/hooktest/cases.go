@@ -180,6 +180,37 @@ func loopMount(t testing.TB, e *Env) {
 	e.Vars["loop"] = dev
 }
 
+// tmpfileIn opens an O_TMPFILE file in dir (a template) as the test
+// process: e.Files["tmp"], its inode $ino; closed at the end.
+func tmpfileIn(dir string) func(t testing.TB, e *Env) {
+	return func(t testing.TB, e *Env) {
+		t.Helper()
+		fd, err := unix.Open(e.Expand(dir), unix.O_TMPFILE|unix.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatalf("O_TMPFILE in %s: %v", e.Expand(dir), err)
+		}
+		f := os.NewFile(uintptr(fd), "tmpfile")
+		t.Cleanup(func() { f.Close() })
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		e.Vars["ino"] = strconv.FormatUint(st.Ino, 10)
+		e.Files = map[string]*os.File{"tmp": f}
+	}
+}
+
+// openRead opens p for reading as the test process, closed at the end.
+func openRead(t testing.TB, p string) *os.File {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
 func u64(v uint64) *uint64 { return &v }
 func u32(v uint32) *uint32 { return &v }
 
@@ -243,7 +274,7 @@ func Cases() []Case {
 			Want: []Want{{Kind: file, Action: ActOpen, Path: "$etc/rel"}}},
 		{Group: "file", Name: "unlink relative to cwd",
 			Setup: touchEtc,
-			Act:   []string{"unlink-cwd", "$etc", "f"},
+			Act:   []string{"in-dir", "$etc", "unlink", "f"},
 			Want:  []Want{{Kind: file, Action: ActUnlink, Path: "$etc/f"}}},
 		{Group: "file", Name: "renameat2 both names",
 			Setup: touchEtc,
@@ -388,6 +419,83 @@ func Cases() []Case {
 			Setup: func(t testing.TB, e *Env) { mountAt(t, e.Etc+"/mnt") },
 			Act:   []string{"umount", "$etc/mnt"},
 			Want:  []Want{{Kind: file, Action: ActMount, Path: "$etc/mnt"}}},
+
+		// ---- names: judged by the object they reach, not by the string ----
+		// Paths are the mount namespace's, never a chroot's: a chroot in
+		// protected space hides nothing, one in a writable directory is not
+		// protected space.
+		{Group: "names", Name: "chroot in protected space: open",
+			Setup: func(t testing.TB, e *Env) { mkdir(t, e.Etc+"/jail") },
+			Act:   []string{"chroot", "$etc/jail", "create", "/x"},
+			Want:  []Want{{Kind: file, Action: ActOpen, Path: "$etc/jail/x"}}},
+		{Group: "names", Name: "chroot in protected space: mkdir by name",
+			Setup: func(t testing.TB, e *Env) { mkdir(t, e.Etc+"/jail") },
+			Act:   []string{"chroot", "$etc/jail", "mkdir", "/d"},
+			Want:  []Want{{Kind: file, Action: ActMkdir, Path: "$etc/jail/d"}}},
+		{Group: "names", Name: "chroot in protected space: .. stops at its root",
+			Setup: func(t testing.TB, e *Env) { touch(t, e.Etc+"/jail/f") },
+			Act:   []string{"chroot", "$etc/jail", "unlink", "/../f"},
+			Want:  []Want{{Kind: file, Action: ActUnlink, Path: "$etc/jail/f"}}},
+		{Group: "names", Name: "chroot in a writable directory: its own protected-looking open is benign",
+			Setup: func(t testing.TB, e *Env) { mkdir(t, e.Var+"/jail"+e.Etc) },
+			Act:   []string{"chroot", "$var/jail", "create", "$etc/x"}},
+		{Group: "names", Name: "chroot in a writable directory: its own protected-looking unlink is benign",
+			Setup: func(t testing.TB, e *Env) { touch(t, e.Var+"/jail"+e.Etc+"/f") },
+			Act:   []string{"chroot", "$var/jail", "unlink", "$etc/f"}},
+		// /proc magic links lead to the object (the tracepoint backend
+		// follows the current process's; /proc itself is exempt).
+		{Group: "names", Name: "unlink through /proc/self/root",
+			Setup: touchEtc,
+			Act:   []string{"unlink", "/proc/self/root$etc/f"},
+			Want:  []Want{{Kind: file, Action: ActUnlink, Path: "$etc/f"}}},
+		{Group: "names", Name: "chmod through /proc/thread-self/root",
+			Setup: touchEtc,
+			Act:   []string{"chmod", "/proc/thread-self/root$etc/f"},
+			Want:  []Want{{Kind: file, Action: ActChmod, Path: "$etc/f"}}},
+		{Group: "names", Name: "mkdir through /proc/self/cwd",
+			Act:  []string{"in-dir", "$etc", "mkdir", "/proc/self/cwd/d"},
+			Want: []Want{{Kind: file, Action: ActMkdir, Path: "$etc/d"}}},
+		{Group: "names", Name: "chmod through /proc/self/fd/N of a protected file",
+			Setup: touchEtc,
+			Files: func(t testing.TB, e Env) []*os.File { return []*os.File{openRead(t, e.Etc+"/f")} },
+			Act:   []string{"chmod", "/proc/self/fd/3"},
+			Want:  []Want{{Kind: file, Action: ActChmod, Path: "$etc/f"}}},
+		{Group: "names", Name: "chmod through /proc/self/fd/N of a writable-exception file is benign",
+			Setup: func(t testing.TB, e *Env) { touch(t, e.Var+"/f") },
+			Files: func(t testing.TB, e Env) []*os.File { return []*os.File{openRead(t, e.Var+"/f")} },
+			Act:   []string{"chmod", "/proc/self/fd/3"}},
+		{Group: "names", Name: "reading through /proc/self/root is benign",
+			Setup: touchEtc,
+			Act:   []string{"read", "/proc/self/root$etc/f"}},
+		{Group: "names", Name: "unlink through its own /proc/<pid>/root",
+			Setup: touchEtc,
+			Act:   []string{"as-pid", "unlink", "/proc/@pid/root$etc/f"},
+			Want:  []Want{{Kind: file, Action: ActUnlink, Path: "$etc/f"}}},
+		{Group: "names", Name: "chmod through its own /proc/<pid>/fd/N of a writable-exception file is benign",
+			Setup: func(t testing.TB, e *Env) { touch(t, e.Var+"/f") },
+			Files: func(t testing.TB, e Env) []*os.File { return []*os.File{openRead(t, e.Var+"/f")} },
+			Act:   []string{"as-pid", "chmod", "/proc/@pid/fd/3"}},
+		{Group: "names", Name: "unlink through another process's /proc/<pid>/root",
+			Setup: touchEtc,
+			Act:   []string{"unlink", "/proc/$sensor/root$etc/f"},
+			Want:  []Want{{Kind: file, Action: ActUnlink, Path: "/proc/$sensor/root$etc/f", Unresolved: true}},
+			Differs: []Differ{{Backend: LSM, Why: "the kernel hands the hook the object the name reached",
+				Then: func(o *Outcome) { o.Want[0].Path, o.Want[0].Unresolved = "$etc/f", false }}}},
+		// An O_TMPFILE file has no name until it is linked in: the link
+		// finding carries the name it lands under ($ino: the actor prints it).
+		{Group: "names", Name: "O_TMPFILE linked in through /proc/self/fd",
+			Act:  []string{"tmpfile-link", "$var", "$etc/x", "proc"},
+			Want: []Want{{Kind: file, Action: ActLink, Path: "$var/#$ino", NewPath: "$etc/x"}}},
+		{Group: "names", Name: "O_TMPFILE linked in with AT_EMPTY_PATH",
+			Act:  []string{"tmpfile-link", "$var", "$etc/x", "empty"},
+			Want: []Want{{Kind: file, Action: ActLink, Path: "$var/#$ino", NewPath: "$etc/x"}}},
+		{Group: "names", Name: "O_TMPFILE in protected space, linked in",
+			Setup: tmpfileIn("$etc"), // opened by the test process, so the link is the actor's one act
+			Files: func(t testing.TB, e Env) []*os.File { return []*os.File{e.Files["tmp"]} },
+			Act:   []string{"tmpfile-link", "fd3", "$etc/x", "proc"},
+			Want:  []Want{{Kind: file, Action: ActLink, Path: "$etc/#$ino", NewPath: "$etc/x"}}},
+		{Group: "names", Name: "O_TMPFILE linked into a writable exception is benign",
+			Act: []string{"tmpfile-link", "$var", "$var/x", "empty"}},
 
 		// ---- io_uring: operations that never pass through the file syscalls ----
 		{Group: "io_uring", Name: "mkdirat",

@@ -70,10 +70,12 @@ type Env struct {
 	SensorPID    int    // the sensor's process (the test process)
 	SensorProgID uint32 // an id of one of the backend's own programs, 0 if it has no self-protection
 	Vars         map[string]string
+	Files        map[string]*os.File // files Setup opened, for Case.Files
 }
 
 // Expand replaces $root, $etc, $var, $app, $usr, $bin, $opt, $tag, $scope, $sensor
-// (the sensor's pid), $progid and the names in Vars in s.
+// (the sensor's pid), $progid and the names in Vars in s (set by Setup, or by
+// the actor printing VarPrefix lines: wants are expanded after the act).
 func (e Env) Expand(s string) string {
 	return os.Expand(s, func(k string) string {
 		switch k {
@@ -153,6 +155,9 @@ type Want struct {
 	// AnyThread: the operation may run on another thread of the actor (an
 	// io_uring worker), so the finding's tid is not the actor's.
 	AnyThread bool
+	// Unresolved: the file finding says its name ran through a link the
+	// backend could not follow (event.File.Unresolved).
+	Unresolved bool
 }
 
 // Valid says what is wrong with a Want that would match too much: no kind or

@@ -3,6 +3,7 @@ package hooktest
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,7 +97,6 @@ func runCase(t *testing.T, s Scope, c Case, e Env, o Outcome) {
 			if err := ws[i].Valid(); err != nil {
 				t.Fatalf("the case matches too much: %v", err)
 			}
-			ws[i] = ws[i].Expand(e)
 		}
 	}
 	a := Act{Args: e.expandAll(c.Act), Outside: c.Outside, SealAtReady: c.SealAtReady}
@@ -104,6 +104,14 @@ func runCase(t *testing.T, s Scope, c Case, e Env, o Outcome) {
 		a.Files = c.Files(t, e)
 	}
 	res := s.Act(t, a)
+	for _, m := range varLine.FindAllStringSubmatch(res.Out, -1) {
+		e.Vars[m[1]] = m[2]
+	}
+	for _, ws := range [][]Want{o.Want, o.Extra} {
+		for i := range ws {
+			ws[i] = ws[i].Expand(e)
+		}
+	}
 	if o.Errno != AnyErrno && res.Errno != o.Errno {
 		t.Errorf("actor %q: errno %d (%v), want %d (%v); it printed:\n%s", a.Args, int(res.Errno), res.Errno, int(o.Errno), o.Errno, res.Out)
 	}
@@ -123,6 +131,8 @@ func runCase(t *testing.T, s Scope, c Case, e Env, o Outcome) {
 		}
 	}
 }
+
+var varLine = regexp.MustCompile(`(?m)^` + act.VarPrefix + `(\w+)=(.*)$`)
 
 func matchAny(ev *event.Event, ws []Want, anyDenied bool) bool {
 	for _, w := range ws {
@@ -144,7 +154,8 @@ func (w Want) Match(ev *event.Event) bool {
 	}
 	switch w.Kind {
 	case event.KindFile:
-		return ev.File != nil && ev.File.Path == w.Path && ev.File.NewPath == w.NewPath && ev.File.Target == w.Target
+		return ev.File != nil && ev.File.Path == w.Path && ev.File.NewPath == w.NewPath && ev.File.Target == w.Target &&
+			ev.File.Unresolved == w.Unresolved
 	case event.KindExec:
 		if ev.Exec == nil || ev.Exec.Path != w.Path || strings.Join(ev.Exec.Reasons, ",") != strings.Join(w.Reasons, ",") {
 			return false

@@ -174,25 +174,34 @@ type lsmSeenKey struct {
 }
 
 type lsmWork struct {
-	_         structs.HostLayout
-	In        [4096]int8
-	AltBits   uint32
-	Alt       [4360]int8
-	_         [4]byte
-	Comps     [64]uint64
-	Stack     [64]uint16
-	Sp        uint32
-	Trunc     uint32
-	Wd        uint64
-	Wm        uint64
-	Wn        uint32
-	Wo        uint32
-	Slow      uint32
-	PrevSlash uint32
-	ScanLen   uint32
-	Pad2      uint32
-	Stage     lsmDpath
-	Cstage    lsmDclass
+	_          structs.HostLayout
+	In         [4096]int8
+	AltBits    uint32
+	Alt        [4360]int8
+	_          [4]byte
+	Comps      [64]uint64
+	Stack      [64]uint16
+	Sp         uint32
+	Trunc      uint32
+	Wd         uint64
+	Wm         uint64
+	Wn         uint32
+	Wo         uint32
+	Slow       uint32
+	PrevSlash  uint32
+	ScanLen    uint32
+	Unresolved uint32
+	Mword      uint64
+	Mlen       uint32
+	Mnum       uint32
+	Mdigits    uint32
+	Mstate     uint32
+	Mown       uint32
+	Mend       uint32
+	Mfd        uint32
+	Mat        uint32
+	Stage      lsmDpath
+	Cstage     lsmDclass
 }
 
 // Names of all BPF objects in the ELF.

@@ -71,12 +71,13 @@ type recNetRec struct {
 type recRecFlag uint32
 
 const (
-	recRecFlagRF_DENIED   recRecFlag = 1
-	recRecFlagRF_TRUNC    recRecFlag = 2
-	recRecFlagRF_KILLED   recRecFlag = 4
-	recRecFlagRF_ATTEMPT  recRecFlag = 8
-	recRecFlagRF_LEXICAL  recRecFlag = 16
-	recRecFlagRF_CORDONED recRecFlag = 32
+	recRecFlagRF_DENIED     recRecFlag = 1
+	recRecFlagRF_TRUNC      recRecFlag = 2
+	recRecFlagRF_KILLED     recRecFlag = 4
+	recRecFlagRF_ATTEMPT    recRecFlag = 8
+	recRecFlagRF_LEXICAL    recRecFlag = 16
+	recRecFlagRF_CORDONED   recRecFlag = 32
+	recRecFlagRF_UNRESOLVED recRecFlag = 64
 )
 
 type recRecHdr struct {

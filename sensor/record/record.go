@@ -69,6 +69,7 @@ const (
 	FlagAttempt  = uint16(recRecFlagRF_ATTEMPT)
 	FlagLexical  = uint16(recRecFlagRF_LEXICAL)
 	FlagCordoned = uint16(recRecFlagRF_CORDONED)
+	FlagUnresolved = uint16(recRecFlagRF_UNRESOLVED)
 )
 
 // Exec reasons (enum exec_reason).

@@ -1,6 +1,7 @@
 package tracepoint
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,12 @@ func TestPathResolution(t *testing.T) {
 	}
 	defer unix.Close(dfd)
 
+	procfd, err := unix.Open("/proc", unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(procfd)
+
 	long255 := strings.Repeat("n", 255)
 	cases := []struct {
 		name string
@@ -154,6 +161,14 @@ func TestPathResolution(t *testing.T) {
 		{"trailing slash", -100, "/etc/x/", "/etc/x"},
 		{"relative dot slash", dfd, "./f2", dir + "/f2"},
 		{"relative name from the cached cwd", -100, "c", cwd + "/c"},
+		{"empty name (AT_EMPTY_PATH) is the dirfd itself", dfd, "", dir},
+		{"through /proc/self/root", -100, "/proc/self/root/etc/x", "/etc/x"},
+		{"through /proc/self/root, then a symlinked directory", -100, "/proc/self/root/drift-bin/sh", "/usr/bin/sh"},
+		{"through /proc/thread-self/cwd", -100, "/proc/thread-self/cwd/y", cwd + "/y"},
+		{"through /proc/<own pid>/fd/N", -100, fmt.Sprintf("/proc/%d/fd/%d/z", os.Getpid(), dfd), dir + "/z"},
+		{"through /proc/self/fd/N relative to /proc", procfd, fmt.Sprintf("self/fd/%d", dfd), dir},
+		{"an ordinary /proc name stays", -100, "/proc/self/status", "/proc/self/status"},
+		{"/proc/self/fd without a number stays", -100, "/proc/self/fd", "/proc/self/fd"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

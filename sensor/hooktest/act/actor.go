@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -38,6 +39,11 @@ func ActorComm() string {
 	}
 	return c
 }
+
+// VarPrefix starts a line the actor prints to name a value the case's
+// wants can use: "var NAME=VALUE" sets $NAME (an inode number known only
+// once the actor ran).
+const VarPrefix = "var "
 
 // IsActor says whether this process was started as the actor.
 func IsActor() bool { return os.Getenv(ActorEnv) != "" }
@@ -120,11 +126,48 @@ func act(op string, a []string) error {
 		bufio.NewReader(os.Stdin).ReadString('\n')
 		_, err = unix.Write(fd, []byte("late\n"))
 		return err
-	case "unlink-cwd": // chdir(arg0); unlink(arg1)
-		if err := os.Chdir(arg(0)); err != nil {
+	case "chroot": // chroot(arg0), chdir("/"), then the action in the rest
+		if err := unix.Chroot(arg(0)); err != nil {
+			return fmt.Errorf("chroot: %v", err) // not the syscall under test
+		}
+		if err := unix.Chdir("/"); err != nil {
 			return fmt.Errorf("chdir: %v", err)
 		}
-		return unix.Unlink(arg(1))
+		return act(arg(1), a[min(2, len(a)):])
+	case "as-pid": // the action in the rest, "@pid" in its arguments replaced by this process's pid
+		rest := make([]string, 0, len(a))
+		for _, s := range a {
+			rest = append(rest, strings.ReplaceAll(s, "@pid", strconv.Itoa(os.Getpid())))
+		}
+		return act(rest[0], rest[1:])
+	case "in-dir": // chdir(arg0), then the action in the rest
+		if err := unix.Chdir(arg(0)); err != nil {
+			return fmt.Errorf("chdir: %v", err)
+		}
+		return act(arg(1), a[min(2, len(a)):])
+	case "tmpfile-link": // an O_TMPFILE file in arg0 (or "fd3": the one inherited), written, linked in as arg1 through arg2: "proc" or "empty"
+		fd := 3
+		if arg(0) != "fd3" {
+			var err error
+			if fd, err = unix.Open(arg(0), unix.O_TMPFILE|unix.O_WRONLY, 0o644); err != nil {
+				return fmt.Errorf("open O_TMPFILE: %v", err) // not the syscall under test
+			}
+			defer unix.Close(fd)
+		}
+		var st unix.Stat_t
+		if arg(0) != "fd3" { // an inherited one stays unwritten: a write to it is a finding of its own
+			if _, err := unix.Write(fd, []byte("x")); err != nil {
+				return fmt.Errorf("write: %v", err)
+			}
+		}
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("fstat: %v", err)
+		}
+		fmt.Printf("%sino=%d\n", VarPrefix, st.Ino) // the name the kernel gives it: #<inode>
+		if arg(2) == "empty" {
+			return unix.Linkat(fd, "", unix.AT_FDCWD, arg(1), unix.AT_EMPTY_PATH)
+		}
+		return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, arg(1), unix.AT_SYMLINK_FOLLOW)
 	case "rename":
 		return unix.Renameat2(unix.AT_FDCWD, arg(0), unix.AT_FDCWD, arg(1), 0)
 	case "rename-legacy":

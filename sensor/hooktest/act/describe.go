@@ -19,6 +19,9 @@ func Describe(ev *event.Event) string {
 	switch {
 	case ev.File != nil:
 		s += " " + ev.File.Path
+		if ev.File.Unresolved {
+			s += " (unresolved)"
+		}
 		if ev.File.NewPath != "" {
 			s += " -> " + ev.File.NewPath
 		}
