@@ -78,7 +78,7 @@ type Daemon struct {
 	start   time.Time
 	outMu   sync.Mutex
 	outBuf  []byte         // a line being written; guarded by outMu
-	lines   [][]byte       // reused by send without NATS
+	lines   [][]byte       // reused by send
 	live    event.Liveness // this run: boot, instance, start
 	beatErr bool           // the last liveness record failed (logged once)
 	qMu     sync.Mutex     // guards queue sends from outside the sensor against its close
@@ -87,7 +87,10 @@ type Daemon struct {
 	reported *reportedPaths
 }
 
-// queueLen bounds findings between the ring buffer reader and the publisher:
+// queueLen bounds findings between the ring buffer reader and the goroutine
+// that numbers and encodes them. The publisher never makes that goroutine
+// wait on the server (publish.Publisher.Enqueue queues in memory or spills
+// to the spool), so this fills only while encoding falls behind the kernel;
 // when it is full the reader waits, the kernel ring fills and the kernel
 // counts what it could not queue, which the sensor reports. Nothing is
 // dropped silently in user space.
@@ -291,8 +294,8 @@ func (d *Daemon) Answer(c event.CtlCommand, r *event.CtlReply) error {
 	return err
 }
 
-// forward moves findings to stdout and the publisher in batches: one
-// JetStream round trip per batch, not per finding.
+// forward moves findings to stdout and the publisher in batches, as fast
+// as the reader makes them: the publisher queues them without waiting.
 func (d *Daemon) forward(ctx context.Context) {
 	batch := make([]*event.Event, 0, 256)
 	for ev := range d.queue {
@@ -321,11 +324,11 @@ func (d *Daemon) send(batch []*event.Event) {
 	// finding and encodes it once; stdout prints that encoding.
 	var lines [][]byte
 	if p := d.pub; p != nil {
-		// PublishBatch either has the findings acked or spools them; an
-		// error means some could not even be spooled, and the publisher has
-		// counted them as spool overflow (and reports them).
+		// Enqueue queues the findings in memory or spills them to the
+		// spool; an error means some could not even be spooled, and the
+		// publisher has counted them as spool overflow (and reports them).
 		var err error
-		if lines, err = p.PublishBatch(batch); err != nil {
+		if lines, err = p.Enqueue(batch, d.lines); err != nil {
 			d.cfg.Log.Error().Err(err).Int("findings", len(batch)).Msg("publish")
 		}
 	} else {
@@ -337,8 +340,8 @@ func (d *Daemon) send(batch []*event.Event) {
 			}
 			lines = append(lines, data)
 		}
-		d.lines = lines
 	}
+	d.lines = lines
 	d.print(batch, lines)
 }
 

@@ -58,7 +58,7 @@ type Counters struct {
 	Findings    uint64  `json:"findings"`
 	LostRecords uint64  `json:"lost_records"` // records the kernel could not queue
 	RingFill    float64 `json:"ring_fill"`    // ring buffer fill ratio at the last sample, 0..1
-	SpoolDepth  uint64  `json:"spool_depth"`  // findings waiting on disk for the server
+	SpoolDepth  uint64  `json:"spool_depth"`  // findings numbered and not yet acked by the server: on disk (the spool) or in the sensor's memory queue
 	SpoolLost   uint64  `json:"spool_lost"`   // findings dropped because the spool was full
 	Rejected    uint64  `json:"rejected"`     // malformed or unauthorised control messages
 }

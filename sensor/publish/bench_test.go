@@ -8,21 +8,27 @@ import (
 
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/spool"
+	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
 
 // BenchmarkPublish measures Publish on loopback against an embedded server:
 // with JetStream each call waits for the stream's ack, with core NATS for a
 // flush. Reported: events/s and the p50/p99 latency of one Publish (of one
-// PublishBatch call for the batch variants).
+// PublishBatch call for the batch variants). The enqueue variant is the
+// daemon's path (Enqueue: memory queue, async publish, spill to the spool
+// when the queue is full): events/s runs until the last finding is acked,
+// and spooled says how many spilled.
 //
-//	go test -run '^$' -bench BenchmarkPublish -benchtime 20000x ./sensor/transport
+//	go test -run '^$' -bench BenchmarkPublish -benchtime 200000x ./sensor/publish
 func BenchmarkPublish(b *testing.B) {
 	for _, c := range []struct {
-		name  string
-		js    bool
-		batch int
-	}{{"jetstream", true, 1}, {"core", false, 1}, {"jetstream/batch256", true, 256}, {"core/batch256", false, 256}} {
+		name    string
+		js      bool
+		batch   int
+		enqueue bool
+	}{{"jetstream", true, 1, false}, {"core", false, 1, false}, {"jetstream/batch256", true, 256, false}, {"core/batch256", false, 256, false},
+		{"jetstream/enqueue256", true, 256, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			ts := startTestServer(b, c.js)
 			sp, _, err := spool.Open(b.TempDir(), spool.Options{})
@@ -43,7 +49,8 @@ func BenchmarkPublish(b *testing.B) {
 				e := *ev
 				evs[i] = &e
 			}
-			var lat []time.Duration // of one Publish, or of one PublishBatch
+			var lat []time.Duration // of one Publish, or of one PublishBatch or Enqueue
+			var lines [][]byte
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
@@ -59,17 +66,26 @@ func BenchmarkPublish(b *testing.B) {
 					for _, e := range evs[:n] {
 						e.Time = time.Time{}
 					}
-					if _, err := p.PublishBatch(evs[:n]); err != nil {
+					if c.enqueue {
+						if lines, err = p.Enqueue(evs[:n], lines); err != nil {
+							b.Fatal(err)
+						}
+					} else if _, err := p.PublishBatch(evs[:n]); err != nil {
 						b.Fatal(err)
 					}
 				}
 				lat = append(lat, time.Since(t0))
 			}
+			if c.enqueue {
+				testenv.EventuallyWithin(b, "every enqueued finding acked", time.Minute, func() bool { return p.Counters().Published >= uint64(b.N) })
+			}
 			elapsed := time.Since(start)
 			b.StopTimer()
-			if c := p.Counters(); c.Published != uint64(b.N) || c.Spooled != 0 {
-				b.Fatalf("counters %+v after %d publishes: something went to the spool", c, b.N)
+			cn := p.Counters()
+			if cn.Published != uint64(b.N) || cn.SpoolOverflow != 0 || (!c.enqueue && cn.Spooled != 0) {
+				b.Fatalf("counters %+v after %d publishes: something went to the spool or was lost", cn, b.N)
 			}
+			b.ReportMetric(float64(cn.Spooled), "spooled")
 			slices.Sort(lat)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(lat[len(lat)*50/100].Nanoseconds())/1e3, "p50_us")

@@ -168,14 +168,19 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 				return
 			default:
 			}
-			// Single finding and batches alternate: both paths keep the guarantee.
+			// Single findings, acked batches and queued batches (the
+			// daemon's path) take turns: every path keeps the guarantee.
 			evs := []*event.Event{finding(i)}
 			var err error
-			if i%2 == 0 {
+			switch i % 3 {
+			case 0:
 				err = p.Publish(evs[0])
-			} else {
+			case 1:
 				evs = append(evs, finding(i), finding(i))
 				_, err = p.PublishBatch(evs)
+			default:
+				evs = append(evs, finding(i), finding(i))
+				_, err = p.Enqueue(evs, nil)
 			}
 			if err != nil {
 				done <- fmt.Errorf("finding lost (not even spooled): %w", err)
@@ -219,7 +224,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the spool drained", func() bool { return p.Counters().SpoolDepth == 0 && p.Transport() == event.TransportJetStream })
+	eventually(t, "the queue and the spool drained", func() bool { return drained(p) })
 
 	mu.Lock()
 	ids := append([]string(nil), accepted...)

@@ -54,7 +54,9 @@ func (p *Publisher) beat(fn func() event.Heartbeat) {
 			hb.Counters.Findings += p.findings[i].Load()
 		}
 	}
-	hb.Counters.SpoolDepth = c.SpoolDepth
+	// Queued findings are not in the stream yet either: the responder's gap
+	// check counts on every seq up to Seq - SpoolDepth being there.
+	hb.Counters.SpoolDepth = c.SpoolDepth + c.Queued
 	hb.Counters.SpoolLost = c.SpoolOverflow
 	hb.Counters.Rejected = c.Rejected
 	if hb.StateWatch == "" {

@@ -133,7 +133,7 @@ func (p *Publisher) deliverReport(ev *event.Event) bool {
 		p.sendFailed(err)
 		sent = true
 	}
-	if p.toSpool(out.subj, out.id, out.seq, out.data, sent) != nil {
+	if p.toSpool(out.subj, out.id, out.seq, out.data, sent, false) != nil {
 		return false // counted in p.overflow: the next report covers it too
 	}
 	p.reported(ev, out.data)

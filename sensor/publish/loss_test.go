@@ -63,7 +63,7 @@ func TestLossAddsUp(t *testing.T) {
 			stop := make(chan struct{})
 			made := 0
 			wg.Add(1)
-			go func() { // the storm: single findings and bursts, without pause
+			go func() { // the storm: single findings and bursts (acked, or queued: the daemon's path), without pause
 				defer wg.Done()
 				for i := 0; ; i++ {
 					select {
@@ -71,12 +71,16 @@ func TestLossAddsUp(t *testing.T) {
 						return
 					default:
 					}
-					if i%3 == 0 {
+					if i%3 != 2 {
 						evs := make([]*event.Event, 1+i%50)
 						for k := range evs {
 							evs[k] = finding(made + k)
 						}
-						p.PublishBatch(evs)
+						if i%3 == 0 {
+							p.PublishBatch(evs)
+						} else {
+							p.Enqueue(evs, nil)
+						}
 						made += len(evs)
 					} else {
 						p.Publish(finding(made))
@@ -104,7 +108,7 @@ func TestLossAddsUp(t *testing.T) {
 			made++
 			testenv.EventuallyWithin(t, "the spool to drain and every loss to be reported", guard, func() bool {
 				c := p.Counters()
-				return c.SpoolDepth == 0 && p.LostReported() == c.SpoolOverflow
+				return c.SpoolDepth == 0 && c.Queued == 0 && p.LostReported() == c.SpoolOverflow
 			})
 
 			c := p.Counters()

@@ -55,6 +55,7 @@ type Counters struct {
 	PublishErrors uint64 // failed publish attempts; each finding went to the spool
 	Rejected      uint64 // ctl messages and state values rejected
 	SpoolDepth    uint64 // findings waiting in the spool now
+	Queued        uint64 // findings waiting in the memory queue now (Enqueue), sent or not
 	Seq           uint64 // last sequence number assigned
 	Transport     string // event.TransportJetStream, event.TransportCore or event.TransportOffline
 }
@@ -95,6 +96,19 @@ type Publisher struct {
 	lat                                               latency
 	loss                                              lossLedger    // guarded by mu
 	stateRev                                          atomic.Uint64 // KV revision of the state last watched
+
+	// The memory queue of Enqueue (queue.go).
+	q             memQueue      // guarded by mu
+	qGen          atomic.Uint64 // q.gen, for the ack loop
+	qLen          atomic.Int64  // q.len(), for the counters
+	regen         chan struct{} // q.gen changed
+	sendMu        sync.Mutex    // one pump at a time: sends leave in queue order
+	pumpKick      chan struct{}
+	pumpBuf       []outgoing // guarded by sendMu
+	spillBuf      [][]byte   // guarded by mu
+	spillSeq      []uint64   // guarded by mu
+	flights       chan flight
+	unsyncedSpool atomic.Bool // spilled records wait for the loop's Sync
 }
 
 // New connects to the server named by opts.URL and returns a Publisher for
@@ -126,6 +140,8 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 		host: host, opts: opts, log: log.With().Str("component", "transport").Logger(),
 		spool: sp, num: &Numberer{host: host, ids: nuid.New(), seq: seq}, start: time.Now(),
 		kick: make(chan struct{}, 1), done: make(chan struct{}), reconn: make(chan struct{}, 1),
+		q: memQueue{items: make([]outgoing, QueueLen)}, regen: make(chan struct{}, 1), pumpKick: make(chan struct{}, 1),
+		flights: make(chan flight, 2*(flightWindow+pumpBatch)),
 	}
 	if err := p.stream.open(sp.Dir()); err != nil {
 		seq.close()
@@ -160,6 +176,11 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 			if nc.IsClosed() {
 				return // Close, not an outage
 			}
+			p.mu.Lock()
+			if p.q.len() > 0 {
+				p.failLocked(fmt.Errorf("disconnected: %w", err))
+			}
+			p.mu.Unlock()
 			p.log.Warn().Err(err).Msg("disconnected from NATS; findings go to the spool")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -196,7 +217,7 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 		return nil, opts.ConnectError(err)
 	}
 	p.nc = nc
-	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(opts.AckTimeout), jetstream.WithPublishAsyncMaxPending(2*maxBatch)); err != nil {
+	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(opts.AckTimeout), jetstream.WithPublishAsyncMaxPending(4*flightWindow)); err != nil {
 		nc.Close()
 		seq.close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -228,8 +249,10 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 	p.log.Info().Str("host", host).Uint64("seq", seq.last()).Int("spooled", sp.Depth()).
 		Str("transport", p.Transport()).Msg("publisher ready")
 
-	p.wg.Add(1)
+	p.wg.Add(3)
 	go p.loop()
+	go p.pumpLoop()
+	go p.ackLoop()
 	p.wake()
 	return p, nil
 }
@@ -387,9 +410,9 @@ func (p *Publisher) Publish(ev *event.Event) error {
 		}
 		p.pubErrors.Add(1)
 		p.sendFailed(err)
-		return p.toSpool(out.subj, out.id, out.seq, out.data, true)
+		return p.toSpool(out.subj, out.id, out.seq, out.data, true, false)
 	}
-	return p.toSpool(out.subj, out.id, out.seq, out.data, false)
+	return p.toSpool(out.subj, out.id, out.seq, out.data, false, false)
 }
 
 // maxBatch bounds the findings in flight at once in PublishBatch.
@@ -452,7 +475,7 @@ func (p *Publisher) PublishBatch(evs []*event.Event) ([][]byte, error) {
 			}
 		}
 		for _, o := range out[sent:] {
-			if err := p.toSpool(o.subj, o.id, o.seq, o.data, tried); err != nil {
+			if err := p.toSpool(o.subj, o.id, o.seq, o.data, tried, false); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -479,9 +502,10 @@ func (p *Publisher) number(ev *event.Event, ki int) (outgoing, error) {
 }
 
 // direct reports whether findings may go straight to the server: it is
-// connected and probed, and nothing waits in the spool. Callers hold p.mu.
+// connected and probed, and nothing waits in the memory queue or the spool.
+// Callers hold p.mu.
 func (p *Publisher) direct() bool {
-	return mode(p.mode.Load()) != modeUnknown && p.nc.IsConnected() && p.spool.Depth() == 0
+	return p.usable() && p.q.len() == 0 && p.spool.Depth() == 0
 }
 
 // toSpool spools a finding. One that was sent and not acknowledged (sent)
@@ -489,9 +513,13 @@ func (p *Publisher) direct() bool {
 // (by one batch at most: nothing is sent directly again until the spool is
 // empty), never counted lost, and its resend is dropped as a duplicate. Only
 // a finding that never left can be lost, so a loss report is exact.
-func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte, sent bool) error {
+// buffered skips the fsync (the caller has the loop sync the spool).
+func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte, sent, buffered bool) error {
 	add := p.spool.Append
-	if sent {
+	switch {
+	case buffered:
+		add = func(b []byte) error { return p.spool.AppendBuffered(b, sent) }
+	case sent:
 		add = p.spool.AppendOver
 	}
 	if err := add(encodeSpooled(subj, id, data)); err != nil {
@@ -504,7 +532,7 @@ func (p *Publisher) toSpool(subj, id string, seq uint64, data []byte, sent bool)
 	p.spooled.Add(1)
 	if !p.spooling {
 		p.spooling = true
-		p.log.Warn().Uint64("seq", seq).Msg("server unreachable or not acknowledging; spooling findings")
+		p.log.Warn().Uint64("seq", seq).Msg("server unreachable or not acknowledging, or the memory queue full; spooling findings")
 	}
 	p.wake()
 	return nil
@@ -610,12 +638,13 @@ func (p *Publisher) loop() {
 			return
 		case <-p.kick:
 		case <-t.C:
+			p.syncSpilled()
 			p.mu.Lock()
 			if p.lossPending() {
 				p.reportLosses()
 			}
 			p.mu.Unlock()
-			if p.spool.Depth() == 0 && mode(p.mode.Load()) != modeUnknown {
+			if p.spool.Depth() == 0 && p.qLen.Load() == 0 && mode(p.mode.Load()) != modeUnknown {
 				continue
 			}
 		}
@@ -634,12 +663,25 @@ func (p *Publisher) loop() {
 			}
 			p.lastErr.Store("")
 		}
+		// Findings kept in the memory queue by a failure go again first;
+		// the spool drains once they are acked.
+		p.kickPump()
 		p.drain()
 	}
 }
 
-// drain sends spooled findings, oldest first, a batch at a time under the
-// lock, so a Publish meanwhile lands behind them in the spool.
+// syncSpilled puts findings spilled without an fsync on stable storage.
+func (p *Publisher) syncSpilled() {
+	if p.unsyncedSpool.Swap(false) {
+		if err := p.spool.Sync(); err != nil {
+			p.log.Error().Err(err).Msg("syncing the spool")
+		}
+	}
+}
+
+// drain sends spooled findings, oldest first, a batch at a time. A finding
+// made meanwhile lands behind them in the spool (it is not empty), so the
+// lock is not held while a batch waits for its acks.
 func (p *Publisher) drain() {
 	for {
 		select {
@@ -657,7 +699,8 @@ func (p *Publisher) drain() {
 func (p *Publisher) drainBatch() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || !p.nc.IsConnected() || mode(p.mode.Load()) == modeUnknown {
+	// The memory queue's findings are older than the spool's: they go first.
+	if p.closed || !p.usable() || p.q.len() > 0 {
 		return false
 	}
 	recs, err := p.spool.PeekN(maxBatch)
@@ -690,7 +733,12 @@ func (p *Publisher) drainBatch() bool {
 		return p.spool.Ack() == nil
 	}
 	start := time.Now()
+	p.mu.Unlock()
 	sent, err := p.sendBatch(out)
+	p.mu.Lock()
+	if p.closed {
+		return false // the spool may be closing: sent findings go again next start, dropped as duplicates
+	}
 	if sent > 0 {
 		d := time.Since(start) / time.Duration(sent)
 		for range sent {
@@ -765,6 +813,7 @@ func (p *Publisher) Counters() Counters {
 		PublishErrors: p.pubErrors.Load(),
 		Rejected:      p.rejected.Load(),
 		SpoolDepth:    uint64(p.spool.Depth()),
+		Queued:        p.queued(),
 		Seq:           p.num.Last(),
 		Transport:     p.Transport(),
 	}
@@ -796,11 +845,13 @@ func (p *Publisher) Metrics() Metrics {
 func (p *Publisher) Close() error {
 	var err error
 	p.closeMu.Do(func() {
-		close(p.done)
 		p.mu.Lock()
 		p.closed = true
 		p.mu.Unlock()
+		p.flushQueue()
+		close(p.done)
 		p.wg.Wait()
+		p.syncSpilled()
 		if p.nc.IsConnected() {
 			_ = p.nc.FlushTimeout(p.opts.AckTimeout)
 		}

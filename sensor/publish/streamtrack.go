@@ -106,6 +106,11 @@ func (t *streamTrack) observe(info *jetstream.StreamInfo, bound uint64) (streamL
 // longer hold because it is not the stream that acked them.
 func (p *Publisher) checkStream(info *jetstream.StreamInfo) {
 	bound := p.num.Last()
+	p.mu.Lock()
+	if p.q.len() > 0 {
+		bound = min(bound, p.q.at(p.q.head).seq-1) // queued findings were never acked
+	}
+	p.mu.Unlock()
 	if recs, err := p.spool.PeekN(1); err == nil && len(recs) == 1 {
 		if s, ok := seqOf(recs[0]); ok && s > 0 {
 			bound = min(bound, s-1) // spooled findings were never acked

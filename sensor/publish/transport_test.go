@@ -284,11 +284,20 @@ func TestSequenceContinuesAfterRestart(t *testing.T) {
 
 func TestServerRestartMidStream(t *testing.T) {
 	for _, batch := range []int{1, 64} {
-		t.Run(fmt.Sprint("batch", batch), func(t *testing.T) { testServerRestart(t, batch) })
+		t.Run(fmt.Sprint("batch", batch), func(t *testing.T) { testServerRestart(t, batch, false) })
 	}
+	// The daemon's path: the memory queue and async publish.
+	t.Run("enqueue64", func(t *testing.T) { testServerRestart(t, 64, true) })
 }
 
-func testServerRestart(t *testing.T, batch int) {
+// drained says whether nothing waits in the memory queue or the spool and
+// findings go straight out.
+func drained(p *Publisher) bool {
+	c := p.Counters()
+	return c.SpoolDepth == 0 && c.Queued == 0 && p.Transport() == event.TransportJetStream
+}
+
+func testServerRestart(t *testing.T, batch int, enqueue bool) {
 	ts := startTestServer(t, true)
 	p := newPublisher(t, ts.url, "h1", t.TempDir(), transport.Options{})
 	nc := connect(t, ts.url) // reconnects on its own after the restart
@@ -303,9 +312,12 @@ func testServerRestart(t *testing.T, batch int) {
 				evs[i] = finding(len(accepted) + i)
 			}
 			var err error
-			if batch == 1 {
+			switch {
+			case enqueue:
+				_, err = p.Enqueue(evs, nil)
+			case batch == 1:
 				err = p.Publish(evs[0])
-			} else {
+			default:
 				_, err = p.PublishBatch(evs)
 			}
 			if err != nil {
@@ -325,9 +337,10 @@ func testServerRestart(t *testing.T, batch int) {
 	}
 	ts.restart(t)
 	publish(300) // queue behind the spool until it drains, then go directly
-	eventually(t, "spool drained", func() bool { return p.Counters().SpoolDepth == 0 && p.Transport() == event.TransportJetStream })
+	eventually(t, "spool drained", func() bool { return drained(p) })
 	publish(100)
 	eventually(t, "test client reconnected", nc.IsConnected)
+	eventually(t, "queue drained", func() bool { return drained(p) })
 
 	got := streamFindings(t, nc, "h1")
 	checkExactlyOnceInOrder(t, got, accepted)

@@ -28,7 +28,9 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxBytes     = 64 << 20
+	// DefaultMaxBytes lets DefaultMaxRecords findings of up to 1 KiB wait:
+	// a burst of a million is absorbed on disk, not lost.
+	DefaultMaxBytes     = 1 << 30
 	DefaultMaxRecords   = 1 << 20
 	DefaultSegmentBytes = 8 << 20
 )
@@ -43,7 +45,7 @@ var (
 
 // Options bound the spool and choose its durability.
 type Options struct {
-	MaxBytes     int64 // unconsumed bytes, headers included; default 64 MiB
+	MaxBytes     int64 // unconsumed bytes, headers included; default 1 GiB
 	MaxRecords   int   // unconsumed records; default 1M
 	SegmentBytes int64 // a new segment file starts past this size; default 8 MiB
 	// SyncEvery batches fsync: 0 or 1 syncs every append before Append returns;
@@ -460,14 +462,21 @@ func (s *Spool) openReader() error {
 // Append adds a record at the tail. When the spool is full the record is
 // refused with ErrFull and counted in Overflow. With the default SyncEvery the
 // record is on stable storage when Append returns.
-func (s *Spool) Append(payload []byte) error { return s.append(payload, false) }
+func (s *Spool) Append(payload []byte) error { return s.append(payload, false, false) }
 
 // AppendOver is Append past MaxRecords and MaxBytes: for a record the caller
 // may already have delivered (sent, not acknowledged), which must be neither
 // dropped nor counted lost. The caller bounds how far it goes past.
-func (s *Spool) AppendOver(payload []byte) error { return s.append(payload, true) }
+func (s *Spool) AppendOver(payload []byte) error { return s.append(payload, true, false) }
 
-func (s *Spool) append(payload []byte, over bool) error {
+// AppendBuffered is Append (or, with over, AppendOver) without waiting for
+// stable storage, whatever SyncEvery says: the record survives a killed
+// process (it is in the page cache) but not a power loss until the next Sync.
+// It is for a burst spilled from memory, where an fsync per record would
+// cost more than the burst.
+func (s *Spool) AppendBuffered(payload []byte, over bool) error { return s.append(payload, over, true) }
+
+func (s *Spool) append(payload []byte, over, buffered bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -499,7 +508,7 @@ func (s *Spool) append(payload []byte, over bool) error {
 		return fmt.Errorf("spool: append to %s: %w", tail.path, err)
 	}
 	s.unsynced++
-	if s.opts.SyncEvery >= 0 && s.unsynced >= max(1, s.opts.SyncEvery) {
+	if !buffered && s.opts.SyncEvery >= 0 && s.unsynced >= max(1, s.opts.SyncEvery) {
 		if err := s.w.Sync(); err != nil {
 			return fmt.Errorf("spool: fsync %s: %w", tail.path, err)
 		}
@@ -517,6 +526,88 @@ func (s *Spool) append(payload []byte, over bool) error {
 	s.bytes += n
 	s.nextSeq++
 	return nil
+}
+
+// AppendN appends payloads in order with one write per segment, and
+// returns how many it appended: all of them, or those before the first the
+// spool refused (full, too large: counted in Overflow, and the error says
+// why). With durable set they are on stable storage when it returns;
+// otherwise they are in the page cache, which a killed process does not
+// lose, until the next Sync (a power loss can lose them). A publisher that
+// logs every finding here before sending it uses durable=false while the
+// server acknowledges within milliseconds.
+func (s *Spool) AppendN(payloads [][]byte, durable bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	done := 0
+	var refused error
+	for done < len(payloads) && refused == nil {
+		// One chunk: the records that fit in the current segment.
+		tail := s.tail()
+		if s.w == nil || (tail.size > 0 && tail.size+int64(EncodedLen(len(payloads[done]))) > s.opts.SegmentBytes) {
+			if err := s.rotate(); err != nil {
+				return done, err
+			}
+			tail = s.tail()
+		}
+		s.buf = s.buf[:0]
+		depth, size, k := s.depth, s.bytes, done
+		var offs []int64
+		for ; k < len(payloads); k++ {
+			p := payloads[k]
+			if len(p) > MaxRecord {
+				s.overflow++
+				refused = fmt.Errorf("%w: %d bytes", ErrTooLarge, len(p))
+				break
+			}
+			n := int64(EncodedLen(len(p)))
+			if depth+1 > s.opts.MaxRecords || size+n > s.opts.MaxBytes {
+				s.overflow++
+				refused = fmt.Errorf("%w: %d records, %d bytes (limits %d, %d)", ErrFull, depth, size, s.opts.MaxRecords, s.opts.MaxBytes)
+				break
+			}
+			if len(s.buf) > 0 && tail.size+int64(len(s.buf))+n > s.opts.SegmentBytes {
+				break // the next chunk starts a segment
+			}
+			offs = append(offs, tail.size+int64(len(s.buf)))
+			s.buf = AppendRecord(s.buf, s.nextSeq+uint64(k-done), p)
+			depth++
+			size += n
+		}
+		if k == done {
+			break
+		}
+		if _, err := s.w.Write(s.buf); err != nil {
+			if terr := s.w.Truncate(tail.size); terr != nil {
+				err = fmt.Errorf("%w (and truncating the partial records failed: %v)", err, terr)
+			}
+			return done, fmt.Errorf("spool: append to %s: %w", tail.path, err)
+		}
+		if s.depth == 0 && len(s.segs) == 1 {
+			s.roff = tail.size
+		}
+		n := int64(len(s.buf))
+		s.nextSeq += uint64(k - done)
+		s.mark.set(s.nextSeq-1, s.acked)
+		s.lastSeg, s.lastOff = tail.path, offs[len(offs)-1]
+		tail.size += n
+		tail.recs += k - done
+		tail.bytes += n
+		s.depth += k - done
+		s.bytes += n
+		s.unsynced += k - done
+		done = k
+	}
+	if durable && s.unsynced > 0 && s.w != nil {
+		if err := s.w.Sync(); err != nil {
+			return done, fmt.Errorf("spool: fsync: %w", err)
+		}
+		s.unsynced = 0
+	}
+	return done, refused
 }
 
 func (s *Spool) tail() *segment {

@@ -439,3 +439,41 @@ func TestPeekNAckN(t *testing.T) {
 	defer s.Close()
 	wantRecords(t, drain(t, s), seq(52, 60)...)
 }
+
+// AppendN writes a batch across segment boundaries in order, stops at the
+// first record the spool refuses and counts exactly that one, and what it
+// wrote without fsync survives a reopen (the page cache outlives the process).
+func TestAppendNBatches(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := mustOpen(t, dir, Options{SegmentBytes: 512, MaxRecords: 50})
+	var batch [][]byte
+	for i := range 40 {
+		batch = append(batch, rec(i))
+	}
+	if n, err := s.AppendN(batch, false); n != 40 || err != nil {
+		t.Fatalf("AppendN(40) = %d, %v", n, err)
+	}
+	batch = batch[:0]
+	for i := 40; i < 60; i++ {
+		batch = append(batch, rec(i))
+	}
+	n, err := s.AppendN(batch, true)
+	if n != 10 || !errors.Is(err, ErrFull) || s.Overflow() != 1 || s.Depth() != 50 {
+		t.Fatalf("AppendN past MaxRecords = %d, %v (overflow %d, depth %d), want 10, ErrFull, 1, 50", n, err, s.Overflow(), s.Depth())
+	}
+	if last, err := s.Last(); err != nil || !bytes.Equal(last, rec(49)) {
+		t.Fatalf("Last = %q, %v; want %q", last, err, rec(49))
+	}
+	s.Close()
+	s, _ = mustOpen(t, dir, Options{SegmentBytes: 512, MaxRecords: 50})
+	defer s.Close()
+	got := drain(t, s)
+	if len(got) != 50 {
+		t.Fatalf("read back %d records, want 50", len(got))
+	}
+	for i, g := range got {
+		if !bytes.Equal(g, rec(i)) {
+			t.Fatalf("record %d = %q, want %q", i, g, rec(i))
+		}
+	}
+}

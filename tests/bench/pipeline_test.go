@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -92,21 +93,25 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	sub, err := nc.Subscribe("drift.v1.bench.>", func(m *nats.Msg) {
 		now := mono()
-		var ev event.Event
-		if json.Unmarshal(m.Data, &ev) != nil {
+		if bytes.Contains(m.Data, []byte(`"kind":"sensor"`)) {
+			// Kernel losses only: the spool's are counted from the publisher.
+			var ev event.Event
+			if json.Unmarshal(m.Data, &ev) == nil && ev.Health != nil && ev.Action == "lost_records" {
+				lost.Add(ev.Health.LostRecords)
+			}
 			return
 		}
-		if ev.Kind == event.KindSensor {
-			lost.Add(ev.Health.LostRecords)
-			return
-		}
-		if ev.Action != "chmod" {
+		// The subscriber reads only the two fields it needs: decoding whole
+		// findings with encoding/json cost more CPU than the sensor on these
+		// two shared cores, and a real subscriber runs elsewhere.
+		ktime, ok := ktimeOf(m.Data)
+		if !ok || !bytes.Contains(m.Data, []byte(`"action":"chmod"`)) {
 			return
 		}
 		got.Add(1)
 		lastAt.Store(now)
 		mu.Lock()
-		lat = append(lat, float64(now-int64(ev.KTimeNS))/1000)
+		lat = append(lat, float64(now-int64(ktime))/1000)
 		mu.Unlock()
 	})
 	if err != nil {
@@ -155,7 +160,7 @@ func BenchmarkPipeline(b *testing.B) {
 	runWorker(b, cg, "chmod", n, img)
 	stormEnd := mono()
 	deadline := time.Now().Add(60 * time.Second)
-	for got.Load()-base+lost.Load() < uint64(n) && time.Now().Before(deadline) {
+	for got.Load()-base+lost.Load()+pub.Counters().SpoolOverflow < uint64(n) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Duration(lastAt.Load() - (mono() - int64(time.Since(start))))
@@ -179,4 +184,21 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	cancel()
 	<-done
+}
+
+// ktimeOf reads a finding's ktime_ns without decoding the rest of it.
+func ktimeOf(data []byte) (uint64, bool) {
+	const key = `"ktime_ns":`
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	v, n := uint64(0), 0
+	for _, c := range data[i+len(key):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		v, n = v*10+uint64(c-'0'), n+1
+	}
+	return v, n > 0
 }
