@@ -174,6 +174,7 @@ enum stat_idx {
 	STAT_LOST = 0,      /* records the ring buffer could not take */
 	STAT_TAINT_FULL,    /* taint set full: an exec could go unjudged */
 	STAT_TRUNC,         /* paths that did not fit */
+	STAT_RECOVERED,     /* sys_exit runs the kernel skipped that the second copy judged */
 	STAT_MAX,
 };
 

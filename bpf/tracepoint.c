@@ -723,9 +723,44 @@ name_or_fd:
 	return 1;
 }
 
+/* Kernels that run syscall tracepoint programs preemptibly (7.2) skip a
+ * program's run on a CPU where that program is preempted mid-run (counted in
+ * its recursion_misses). The loader attaches a second copy of this program
+ * after the first, with exit_role = EXIT_SECOND and scratch maps of its own:
+ * the first records on entry which task it runs for on this CPU (exit_mark);
+ * the second judges only a syscall the first did not run for. When the
+ * first is skipped on a CPU, the mark names the task preempted inside it,
+ * never the current one, so the second judges; when the first ran, the mark
+ * is the current task (or, if another task's run came in between, another
+ * one: then the syscall is judged twice, never missed). A syscall goes
+ * unjudged only when both copies are skipped, so the second's misses bound
+ * what is lost; STAT_RECOVERED counts the runs the second judged. */
+#define EXIT_FIRST 0
+#define EXIT_SECOND 1
+const volatile __u32 exit_role = EXIT_FIRST;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} exit_mark SEC(".maps");
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 {
+	__u32 zero = 0;
+	__u64 *mark = bpf_map_lookup_elem(&exit_mark, &zero);
+	__u64 me = bpf_get_current_task();
+	if (!mark)
+		return 0;
+	if (exit_role == EXIT_SECOND) {
+		if (*mark == me)
+			return 0;
+		count(STAT_RECOVERED);
+	} else {
+		*mark = me;
+	}
 	struct dreq q = {};
 	if (!decode(regs, syscall_id(syscall_nr(regs)), &q))
 		return 0;

@@ -72,6 +72,10 @@ type Stats struct {
 	Lost      uint64 // records the ring buffer could not take
 	TaintFull uint64 // writes not tainted because the taint set was full
 	Truncated uint64 // paths that did not fit a record
+	// Recovered counts syscalls a second copy of a program judged because
+	// the kernel skipped the first's run (tracepoint backend, bpf/tracepoint.c
+	// exit_role).
+	Recovered uint64
 	// KernelCounter is advanced only by the kernel program, once per Stats
 	// call (the sensor's read of the liveness map is the event it counts):
 	// it moves on an idle host, and no one else can move it.

@@ -63,12 +63,12 @@ const (
 
 // Header flags (enum rec_flag).
 const (
-	FlagDenied   = uint16(recRecFlagRF_DENIED)
-	FlagTrunc    = uint16(recRecFlagRF_TRUNC)
-	FlagKilled   = uint16(recRecFlagRF_KILLED)
-	FlagAttempt  = uint16(recRecFlagRF_ATTEMPT)
-	FlagLexical  = uint16(recRecFlagRF_LEXICAL)
-	FlagCordoned = uint16(recRecFlagRF_CORDONED)
+	FlagDenied     = uint16(recRecFlagRF_DENIED)
+	FlagTrunc      = uint16(recRecFlagRF_TRUNC)
+	FlagKilled     = uint16(recRecFlagRF_KILLED)
+	FlagAttempt    = uint16(recRecFlagRF_ATTEMPT)
+	FlagLexical    = uint16(recRecFlagRF_LEXICAL)
+	FlagCordoned   = uint16(recRecFlagRF_CORDONED)
 	FlagUnresolved = uint16(recRecFlagRF_UNRESOLVED)
 )
 

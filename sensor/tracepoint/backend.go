@@ -7,6 +7,7 @@ package tracepoint
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -23,6 +24,7 @@ type Backend struct {
 	links []backend.Link
 	backend.Live
 	hasGate bool
+	second  *ebpf.Program // the second copy of drift_sys_exit (exit_role)
 }
 
 // Load loads the programs, attaches them and returns a backend that is not
@@ -59,6 +61,9 @@ func Load(opts backend.Options) (*Backend, error) {
 			b.Close()
 		}
 	}()
+	if b.second, err = loadSecond(spec, &b.objs); err != nil {
+		return nil, err
+	}
 
 	if err := b.Scope(b.objs.ConfigMap, b.objs.ScopeMap, opts.Scope); err != nil {
 		return nil, err
@@ -69,6 +74,7 @@ func Load(opts backend.Options) (*Backend, error) {
 		name string
 	}{
 		{b.objs.DriftSysExit, "sys_exit"},
+		{b.second, "sys_exit"}, // after the first: a tracepoint runs its programs in attach order
 		{b.objs.DriftExec, "sched_process_exec"},
 		{b.objs.DriftListen, "inet_sock_set_state"},
 		{b.objs.DriftUring, "io_uring_submit_req"},
@@ -104,7 +110,8 @@ func Load(opts backend.Options) (*Backend, error) {
 
 	if err := b.Guard(backend.Own{
 		Programs: map[string]*ebpf.Program{
-			"drift_sys_exit": b.objs.DriftSysExit, "drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
+			"drift_sys_exit": b.objs.DriftSysExit, "drift_sys_exit (second copy)": b.second,
+			"drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
 			"drift_uring": b.objs.DriftUring, "drift_bind4": b.objs.DriftBind4, "drift_bind6": b.objs.DriftBind6,
 		},
 		Links:   b.links,
@@ -137,9 +144,48 @@ func (b *Backend) Apply(r backend.Rules) error {
 // Name says which backend this is.
 func (b *Backend) Name() string { return Name }
 
-// Stats reads the kernel counters.
+// Stats reads the kernel counters. The first sys_exit program's skipped runs
+// are the second copy's to judge: only the second's count as skipped (an
+// upper bound: a syscall goes unjudged when both are skipped).
 func (b *Backend) Stats() (backend.Stats, error) {
-	return backend.ReadStats(b.objs.Stats, b.objs.Liveness, b.objs.DriftSysExit, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
+	return backend.ReadStats(b.objs.Stats, b.objs.Liveness, b.second, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
+}
+
+// scratchMaps are the per-CPU work areas a program run fills and reads back
+// (bpf/path.h, bpf/maps.h): the second sys_exit copy gets its own, since it
+// runs while the first may be preempted mid-run on the same CPU.
+var scratchMaps = map[string]bool{"work_map": true, "frec_map": true, "xrec_map": true, "scan_map": true}
+
+// loadSecond loads the second copy of the sys_exit program (bpf/tracepoint.c,
+// exit_role): every map shared with the first load but the scratch maps and
+// its own .rodata, which says its role.
+func loadSecond(spec *ebpf.CollectionSpec, objs *tpObjects) (*ebpf.Program, error) {
+	cs := spec.Copy()
+	for name := range cs.Programs {
+		if name != "drift_sys_exit" {
+			delete(cs.Programs, name)
+		}
+	}
+	if err := cs.Variables["exit_role"].Set(uint32(1)); err != nil {
+		return nil, fmt.Errorf("set exit_role: %w (rebuild the BPF objects with make generate)", err)
+	}
+	// the first load's maps by their names in the object (bpf2go's tags);
+	// its .rodata and .bss are not among them
+	repl := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(&objs.tpMaps).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil && !scratchMaps[name] {
+			repl[name] = m
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
+	if err != nil {
+		return nil, fmt.Errorf("load the second sys_exit program: %w", err)
+	}
+	p := coll.DetachProgram("drift_sys_exit")
+	coll.Close() // its own maps stay alive while p holds them
+	return p, nil
 }
 
 // Close detaches every program and frees every map.
@@ -149,6 +195,9 @@ func (b *Backend) Close() error {
 		b.links[i].Link.Close()
 	}
 	b.links = nil
+	if b.second != nil {
+		b.second.Close()
+	}
 	return b.objs.Close()
 }
 

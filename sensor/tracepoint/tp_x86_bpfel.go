@@ -215,6 +215,7 @@ const (
 	tpMapDirlinks      = "dirlinks"
 	tpMapEvents        = "events"
 	tpMapExecgen       = "execgen"
+	tpMapExitMark      = "exit_mark"
 	tpMapFrecMap       = "frec_map"
 	tpMapGateCordon    = "gate_cordon"
 	tpMapGuarded       = "guarded"
@@ -247,6 +248,7 @@ const (
 	tpVarNetRec        = "_net_rec"
 	tpVarRecHdr        = "_rec_hdr"
 	tpVarBtfLoads      = "btf_loads"
+	tpVarExitRole      = "exit_role"
 	tpVarGuardFiles    = "guard_files"
 	tpVarGuardedIno    = "guarded_ino"
 	tpVarSelfTgid      = "self_tgid"
@@ -312,6 +314,7 @@ type tpMapSpecs struct {
 	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
+	ExitMark   *ebpf.MapSpec `ebpf:"exit_mark"`
 	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
 	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
 	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
@@ -344,6 +347,7 @@ type tpVariableSpecs struct {
 	NetRec     *ebpf.VariableSpec `ebpf:"_net_rec"`
 	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
 	BtfLoads   *ebpf.VariableSpec `ebpf:"btf_loads"`
+	ExitRole   *ebpf.VariableSpec `ebpf:"exit_role"`
 	GuardFiles *ebpf.VariableSpec `ebpf:"guard_files"`
 	GuardedIno *ebpf.VariableSpec `ebpf:"guarded_ino"`
 	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
@@ -375,6 +379,7 @@ type tpMaps struct {
 	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Execgen    *ebpf.Map `ebpf:"execgen"`
+	ExitMark   *ebpf.Map `ebpf:"exit_mark"`
 	FrecMap    *ebpf.Map `ebpf:"frec_map"`
 	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
 	Guarded    *ebpf.Map `ebpf:"guarded"`
@@ -405,6 +410,7 @@ func (m *tpMaps) Close() error {
 		m.Dirlinks,
 		m.Events,
 		m.Execgen,
+		m.ExitMark,
 		m.FrecMap,
 		m.GateCordon,
 		m.Guarded,
@@ -438,6 +444,7 @@ type tpVariables struct {
 	NetRec     *ebpf.Variable `ebpf:"_net_rec"`
 	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
 	BtfLoads   *ebpf.Variable `ebpf:"btf_loads"`
+	ExitRole   *ebpf.Variable `ebpf:"exit_role"`
 	GuardFiles *ebpf.Variable `ebpf:"guard_files"`
 	GuardedIno *ebpf.Variable `ebpf:"guarded_ino"`
 	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`

@@ -18,7 +18,7 @@
 #   VMTEST_JOBS       VMs run at once (default: 2, one per core; 1 shows each
 #                     console as it runs, the others print theirs when done)
 #   VMTEST_RUN        -test.run regexp for the lsm tests (default: all of them)
-#   VMTEST_TP_RUN     -test.run regexp for the tracepoint tests (default: ^TestHooks$)
+#   VMTEST_TP_RUN     -test.run regexp for the tracepoint tests (default: the hook table and TestChmodsJudgedUnderContention)
 #   VMTEST_TP_SKIP    suites whose VM does not run the tracepoint tests (default:
 #                     sid: its kernel can skip a preempted syscall-tracepoint
 #                     program, a known limit in the README, so the table fails

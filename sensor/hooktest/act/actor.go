@@ -91,6 +91,17 @@ func act(op string, a []string) error {
 	case "read":
 		_, err := os.ReadFile(arg(0))
 		return err
+	case "chmod-all": // chmod every file in a directory, one after another
+		ents, err := os.ReadDir(arg(0))
+		if err != nil {
+			return fmt.Errorf("read directory: %w", err) // not the syscall under test
+		}
+		for _, e := range ents {
+			if err := unix.Chmod(filepath.Join(arg(0), e.Name()), 0o600); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "open-w":
 		return closeFd(unix.Open(arg(0), unix.O_WRONLY, 0))
 	case "truncopen":
