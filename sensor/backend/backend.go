@@ -81,9 +81,11 @@ type Stats struct {
 	// it moves on an idle host, and no one else can move it.
 	KernelCounter uint64
 	// Skipped counts runs of the sensor's programs the kernel skipped
-	// (recursion_misses): on kernels that run syscall tracepoint programs
-	// preemptibly (7.2), a run that finds the same program preempted on its
-	// CPU is skipped, and that syscall is never judged.
+	// (recursion_misses) that nothing judged in their place: on kernels that
+	// run syscall tracepoint programs preemptibly (7.2), a run that finds the
+	// same program preempted on its CPU is skipped. The tracepoint backend's
+	// second sys_exit copy judges the first's skipped runs, so only its own
+	// count: an upper bound of the syscalls never judged.
 	Skipped uint64
 }
 
