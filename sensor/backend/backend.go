@@ -65,6 +65,10 @@ type Options struct {
 	// of them, or a file directly in one of the directories, is a tamper
 	// finding (denied in lsm enforce mode).
 	Protect []string
+	// SecondSysExit attaches the tracepoint backend's second sys_exit copy
+	// (bpf/tracepoint.c, exit_role) whatever the kernel; by default only
+	// kernels newer than 6.18 get it (tracepoint.NeedsSecondSysExit).
+	SecondSysExit bool
 }
 
 // Stats are the kernel's counters, summed over CPUs.

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/driftsensor/driftsensor/sensor/backend"
+	"golang.org/x/sys/unix"
 )
 
 // Name is how status and heartbeats name this backend.
@@ -61,24 +63,36 @@ func Load(opts backend.Options) (*Backend, error) {
 			b.Close()
 		}
 	}()
-	if b.second, err = loadSecond(spec, &b.objs); err != nil {
-		return nil, err
+	if opts.SecondSysExit || NeedsSecondSysExit(kernelRelease()) {
+		if b.second, err = loadSecond(spec, &b.objs); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := b.Scope(b.objs.ConfigMap, b.objs.ScopeMap, opts.Scope); err != nil {
 		return nil, err
 	}
 
-	for _, t := range []struct {
+	hooks := []struct {
 		prog *ebpf.Program
 		name string
 	}{
 		{b.objs.DriftSysExit, "sys_exit"},
-		{b.second, "sys_exit"}, // after the first: a tracepoint runs its programs in attach order
 		{b.objs.DriftExec, "sched_process_exec"},
 		{b.objs.DriftListen, "inet_sock_set_state"},
 		{b.objs.DriftUring, "io_uring_submit_req"},
-	} {
+	}
+	progs := map[string]*ebpf.Program{
+		"drift_sys_exit": b.objs.DriftSysExit, "drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
+		"drift_uring": b.objs.DriftUring, "drift_bind4": b.objs.DriftBind4, "drift_bind6": b.objs.DriftBind6,
+	}
+	if b.second != nil {
+		// after the first: a tracepoint runs its programs in attach order
+		hooks = slices.Insert(hooks, 1, hooks[0])
+		hooks[1].prog = b.second
+		progs["drift_sys_exit (second copy)"] = b.second
+	}
+	for _, t := range hooks {
 		l, err := link.AttachTracing(link.TracingOptions{Program: t.prog})
 		if err != nil {
 			return nil, fmt.Errorf("attach tp_btf/%s: %w", t.name, err)
@@ -109,13 +123,9 @@ func Load(opts backend.Options) (*Backend, error) {
 	}
 
 	if err := b.Guard(backend.Own{
-		Programs: map[string]*ebpf.Program{
-			"drift_sys_exit": b.objs.DriftSysExit, "drift_sys_exit (second copy)": b.second,
-			"drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
-			"drift_uring": b.objs.DriftUring, "drift_bind4": b.objs.DriftBind4, "drift_bind6": b.objs.DriftBind6,
-		},
-		Links:   b.links,
-		SelfIDs: b.objs.SelfIds, Guarded: b.objs.Guarded, Liveness: b.objs.Liveness,
+		Programs: progs,
+		Links:    b.links,
+		SelfIDs:  b.objs.SelfIds, Guarded: b.objs.Guarded, Liveness: b.objs.Liveness,
 		Files: opts.Protect, Shared: []*ebpf.Map{opts.CordonFlag},
 	}); err != nil {
 		return nil, err
@@ -148,7 +158,34 @@ func (b *Backend) Name() string { return Name }
 // are the second copy's to judge: only the second's count as skipped (an
 // upper bound: a syscall goes unjudged when both are skipped).
 func (b *Backend) Stats() (backend.Stats, error) {
-	return backend.ReadStats(b.objs.Stats, b.objs.Liveness, b.second, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
+	exit := b.objs.DriftSysExit
+	if b.second != nil {
+		exit = b.second
+	}
+	return backend.ReadStats(b.objs.Stats, b.objs.Liveness, exit, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
+}
+
+// NeedsSecondSysExit says whether a kernel (its uname release) may run
+// syscall tracepoint programs preemptibly, and so skip runs the second
+// sys_exit copy must judge: every kernel newer than 6.18. Debian's 6.1 and
+// 6.12 and the development machine's 6.18 never skipped a run; Debian's 7.2
+// does. The copy costs every syscall a second program run elsewhere (about 100
+// ns on this machine's syscall loop, BENCHMARKS.md), so older kernels go
+// without. An unreadable release gets the copy.
+func NeedsSecondSysExit(release string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major > 6 || (major == 6 && minor > 18)
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 // scratchMaps are the per-CPU work areas a program run fills and reads back
@@ -228,5 +265,6 @@ func Spec() (*ebpf.CollectionSpec, error) { return loadTp() }
 func (b *Backend) SysExitProgram() *ebpf.Program { return b.objs.DriftSysExit }
 
 // SysExitSecond is the second copy of it (exit_role), which runs at every
-// syscall exit too: its run time is part of what a syscall costs.
+// syscall exit too: its run time is part of what a syscall costs. Nil where
+// it is not attached.
 func (b *Backend) SysExitSecond() *ebpf.Program { return b.second }
