@@ -89,36 +89,46 @@ func touch(t *testing.T, p string) {
 	}
 }
 
-// TestLostRecordsAreFindings: a burst of findings into a one-page ring buffer
-// that nobody reads yet overflows it deterministically; once the reader
-// starts, every chmod is either delivered (with its exact path and actor) or
-// counted, exactly, in one lost_records finding.
-func TestLostRecordsAreFindings(t *testing.T) {
+// sealedImage loads the tracepoint backend (opts, scoped to a cgroup of the
+// test's own) with a policy protecting img, a directory of the test's, and
+// seals it.
+func sealedImage(t *testing.T, opts backend.Options) (cg *testenv.Cgroup, img string, pol *policy.Policy, be *tracepoint.Backend) {
+	t.Helper()
 	testenv.RequireBPF(t)
 	root, err := sysfs.CgroupRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg := testenv.NewCgroup(t)
-	img := filepath.Join(t.TempDir(), "img")
+	cg = testenv.NewCgroup(t)
+	img = filepath.Join(t.TempDir(), "img")
 	if err := os.MkdirAll(img, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	target := filepath.Join(img, "f")
-	touch(t, target)
-	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+img+"]\n"))
-	if err != nil {
+	if pol, err = policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+img+"]\n")); err != nil {
 		t.Fatal(err)
 	}
-	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root, RingBytes: 4096})
-	if err != nil {
+	opts.Scope, opts.CgroupRoot = []string{cg.Path}, root
+	if be, err = tracepoint.Load(opts); err != nil {
 		t.Fatal(err)
 	}
-	defer be.Close()
+	t.Cleanup(func() { be.Close() })
 	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
 		t.Fatal(err)
 	}
-	be.SetSealed(true)
+	if err := be.SetSealed(true); err != nil {
+		t.Fatal(err)
+	}
+	return cg, img, pol, be
+}
+
+// TestLostRecordsAreFindings: a burst of findings into a one-page ring buffer
+// that nobody reads yet overflows it deterministically; once the reader
+// starts, every chmod is either delivered (with its exact path and actor) or
+// counted, exactly, in one lost_records finding.
+func TestLostRecordsAreFindings(t *testing.T) {
+	cg, img, pol, be := sealedImage(t, backend.Options{RingBytes: 4096})
+	target := filepath.Join(img, "f")
+	touch(t, target)
 
 	// The burst runs to completion before any reader exists: the ring holds a
 	// handful of records and the kernel must count the rest as lost.
@@ -182,13 +192,8 @@ func TestLostRecordsAreFindings(t *testing.T) {
 // file judged twice (a preemption between the two copies) is allowed, and
 // logged.
 func TestChmodsJudgedUnderContention(t *testing.T) {
-	testenv.RequireBPF(t)
-	root, err := sysfs.CgroupRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := testenv.NewCgroup(t)
-	img := filepath.Join(t.TempDir(), "img")
+	// the copy whatever the kernel: where none is skipped it must judge nothing twice
+	cg, img, pol, be := sealedImage(t, backend.Options{SecondSysExit: true})
 	const perWriter = 1500
 	dirs := []string{filepath.Join(img, "a"), filepath.Join(img, "b")}
 	for _, d := range dirs {
@@ -199,20 +204,6 @@ func TestChmodsJudgedUnderContention(t *testing.T) {
 			touch(t, filepath.Join(d, fmt.Sprintf("f%d", i)))
 		}
 	}
-	pol, err := policy.Parse("p.yaml", []byte("version: 1\nprotect: ["+img+"]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// the copy whatever the kernel: where none is skipped it must judge nothing twice
-	be, err := tracepoint.Load(backend.Options{Scope: []string{cg.Path}, CgroupRoot: root, SecondSysExit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	if err := be.Apply(sensor.RulesFor(pol)); err != nil {
-		t.Fatal(err)
-	}
-	be.SetSealed(true)
 
 	var mu sync.Mutex
 	seen := map[string]int{}
