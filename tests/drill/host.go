@@ -143,9 +143,16 @@ func (d *drillHost) waitFindings(timeout time.Duration, done func([]event.Event)
 // waitUntil waits on c, whose lock the caller holds, until ok says yes
 // (true) or timeout passes (false).
 func waitUntil(c *sync.Cond, timeout time.Duration, ok func() bool) bool {
-	t := time.AfterFunc(timeout, c.Broadcast)
-	defer t.Stop()
 	deadline := time.Now().Add(timeout)
+	// The timer broadcasts holding the lock: a broadcast between the check
+	// below and c.Wait would be lost, and the caller wait forever (seen under
+	// load). It fires after the deadline, so the check it wakes sees it passed.
+	t := time.AfterFunc(timeout, func() {
+		c.L.Lock()
+		defer c.L.Unlock()
+		c.Broadcast()
+	})
+	defer t.Stop()
 	for !ok() {
 		if !time.Now().Before(deadline) {
 			return false
