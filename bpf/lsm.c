@@ -919,6 +919,14 @@ int BPF_PROG(drift_script_exec, struct task_struct *p, pid_t old_pid, struct lin
 /* ---- privileged kernel operations: drift when attempted ---- */
 
 /* finit_module and kexec_file_load: the kernel reads the file itself. */
+/* A process's last task exits. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(drift_exit, struct task_struct *p)
+{
+	script_exit(p);
+	return 0;
+}
+
 SEC("lsm/kernel_read_file")
 int BPF_PROG(drift_kread_file, struct file *file, enum kernel_read_file_id id)
 {

@@ -180,6 +180,40 @@ struct {
 	__type(value, struct script_name);
 } scripts SEC(".maps");
 
+/* How many entries scripts holds: every open for reading loads it (an array
+ * load the verifier inlines) before any hash lookup, so where no interpreter
+ * waits for its script the check costs next to nothing. Bumped before an
+ * entry is added, dropped after one is deleted: it may run high (an LRU
+ * eviction, a moment between the two), which only keeps the gate open; it
+ * is never below the entries there are, so no script is missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} scripts_live SEC(".maps");
+
+static __always_inline __s64 *scripts_count(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scripts_live, &zero);
+}
+
+/* scripts_waiting: whether any process may have a script to open. */
+static __always_inline int scripts_waiting(void)
+{
+	__s64 *n = scripts_count();
+	return n && *n > 0;
+}
+
+/* script_forget deletes tgid's entry, if it has one. */
+static __always_inline void script_forget(__u32 tgid)
+{
+	__s64 *n = scripts_count();
+	if (n && bpf_map_delete_elem(&scripts, &tgid) == 0)
+		__sync_fetch_and_add(n, -1);
+}
+
 struct script_scan {
 	__u32 n;     /* bytes of argv in w->in */
 	__u32 start; /* start of the current argument */
@@ -255,7 +289,8 @@ static __noinline int script_exec(struct file *f)
 			break;
 	}
 	if (!bpf_map_lookup_elem(&interps, &c->key)) {
-		bpf_map_delete_elem(&scripts, &tgid);
+		if (scripts_waiting())
+			script_forget(tgid);
 		return 0;
 	}
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -274,6 +309,13 @@ static __noinline int script_exec(struct file *f)
 	__u32 len = c->end - c->base;
 	sn.len = len;
 	bpf_probe_read_kernel(sn.name, bound(len < 63 ? len : 63, 63), w->in + bound(c->base, 1023));
+	/* an exec is the only task of its process by now (the kernel ended the
+	 * others): nothing adds or deletes tgid's entry meanwhile */
+	__s64 *live = scripts_count();
+	if (!live)
+		return 0;
+	if (!bpf_map_lookup_elem(&scripts, &tgid))
+		__sync_fetch_and_add(live, 1);
 	bpf_map_update_elem(&scripts, &tgid, &sn, BPF_ANY);
 	return 0;
 }
@@ -282,6 +324,8 @@ static __noinline int script_exec(struct file *f)
  * current process's interpreter was started with (and forgets it then). */
 static __always_inline int script_opened(struct file *f)
 {
+	if (!scripts_waiting())
+		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct script_name *sn = bpf_map_lookup_elem(&scripts, &tgid);
 	if (!sn)
@@ -297,8 +341,18 @@ static __always_inline int script_opened(struct file *f)
 		if (n[i] == 0)
 			break;
 	}
-	bpf_map_delete_elem(&scripts, &tgid);
+	script_forget(tgid);
 	return 1;
+}
+
+/* script_exit forgets the script of a process whose last task exits without
+ * having opened it: the gate closes again, and a process that reuses the pid
+ * is not judged by it. */
+static __always_inline void script_exit(struct task_struct *p)
+{
+	if (!scripts_waiting() || BPF_CORE_READ(p, signal, live.counter) != 0)
+		return;
+	script_forget(BPF_CORE_READ(p, tgid));
 }
 
 #endif

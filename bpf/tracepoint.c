@@ -289,11 +289,11 @@ static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 
 /* judge_script: an interpreter the kernel started with a script argument
  * opening that script for reading runs it: judged like an exec (by place
- * and taint). One map lookup for every other open for reading. */
+ * and taint). Every other open for reading loads one counter, and looks a
+ * hash up only while some interpreter waits for its script. */
 static __always_inline int judge_script(struct dreq *q, long fd)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&scripts, &tgid))
+	if (!scripts_waiting())
 		return 0;
 	struct file *f = file_of(fd);
 	if (!f || !script_opened(f))
@@ -726,8 +726,8 @@ name_or_fd:
 /* Kernels that run syscall tracepoint programs preemptibly (7.2) skip a
  * program's run on a CPU where that program is preempted mid-run (counted in
  * its recursion_misses). The loader attaches a second copy of this program
- * after the first, with exit_role = EXIT_SECOND and scratch maps of its own:
- * the first records on entry which task it runs for on this CPU (exit_mark);
+ * after the first, with exit_role = EXIT_SECOND and scratch maps of its own,
+ * and sets the first's to EXIT_FIRST (alone, it keeps no mark): the first records on entry which task it runs for on this CPU (exit_mark);
  * the second judges only a syscall the first did not run for. When the
  * first is skipped on a CPU, the mark names the task preempted inside it,
  * never the current one, so the second judges; when the first ran, the mark
@@ -735,9 +735,12 @@ name_or_fd:
  * one: then the syscall is judged twice, never missed). A syscall goes
  * unjudged only when both copies are skipped, so the second's misses bound
  * what is lost; STAT_RECOVERED counts the runs the second judged. */
-#define EXIT_FIRST 0
-#define EXIT_SECOND 1
-const volatile __u32 exit_role = EXIT_FIRST;
+enum sys_exit_role {
+	EXIT_ALONE,  /* no second copy is attached: no mark to keep */
+	EXIT_FIRST,
+	EXIT_SECOND,
+};
+const volatile enum sys_exit_role exit_role = EXIT_ALONE;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -749,17 +752,19 @@ struct {
 SEC("tp_btf/sys_exit")
 int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u32 zero = 0;
-	__u64 *mark = bpf_map_lookup_elem(&exit_mark, &zero);
-	__u64 me = bpf_get_current_task();
-	if (!mark)
-		return 0;
-	if (exit_role == EXIT_SECOND) {
-		if (*mark == me)
+	if (exit_role != EXIT_ALONE) {
+		__u32 zero = 0;
+		__u64 *mark = bpf_map_lookup_elem(&exit_mark, &zero);
+		__u64 me = bpf_get_current_task();
+		if (!mark)
 			return 0;
-		count(STAT_RECOVERED);
-	} else {
-		*mark = me;
+		if (exit_role == EXIT_SECOND) {
+			if (*mark == me)
+				return 0;
+			count(STAT_RECOVERED);
+		} else {
+			*mark = me;
+		}
 	}
 	struct dreq q = {};
 	if (!decode(regs, syscall_id(syscall_nr(regs)), &q))
@@ -914,6 +919,14 @@ struct io_link___new {
 	     : (const char *)BPF_CORE_READ((struct T *)(p), F, name))
 
 /* io_uring submits file operations without the syscalls we watch. */
+/* A process's last task exits. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(drift_exit, struct task_struct *p)
+{
+	script_exit(p);
+	return 0;
+}
+
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(drift_uring, struct io_kiocb *req)
 {

@@ -227,6 +227,7 @@ const (
 	lsmMapScopeCache            = "scope_cache"
 	lsmMapScopeMap              = "scope_map"
 	lsmMapScripts               = "scripts"
+	lsmMapScriptsLive           = "scripts_live"
 	lsmMapSeen                  = "seen"
 	lsmMapSelfIds               = "self_ids"
 	lsmMapStats                 = "stats"
@@ -235,6 +236,7 @@ const (
 	lsmMapXrecMap               = "xrec_map"
 	lsmProgDriftBpf             = "drift_bpf"
 	lsmProgDriftBprmCheck       = "drift_bprm_check"
+	lsmProgDriftExit            = "drift_exit"
 	lsmProgDriftFileIoctl       = "drift_file_ioctl"
 	lsmProgDriftFileMprotect    = "drift_file_mprotect"
 	lsmProgDriftFileOpen        = "drift_file_open"
@@ -325,6 +327,7 @@ type lsmSpecs struct {
 type lsmProgramSpecs struct {
 	DriftBpf             *ebpf.ProgramSpec `ebpf:"drift_bpf"`
 	DriftBprmCheck       *ebpf.ProgramSpec `ebpf:"drift_bprm_check"`
+	DriftExit            *ebpf.ProgramSpec `ebpf:"drift_exit"`
 	DriftFileIoctl       *ebpf.ProgramSpec `ebpf:"drift_file_ioctl"`
 	DriftFileMprotect    *ebpf.ProgramSpec `ebpf:"drift_file_mprotect"`
 	DriftFileOpen        *ebpf.ProgramSpec `ebpf:"drift_file_open"`
@@ -365,31 +368,32 @@ type lsmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmMapSpecs struct {
-	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
-	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
-	Dclasses   *ebpf.MapSpec `ebpf:"dclasses"`
-	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
-	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
-	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
-	Images     *ebpf.MapSpec `ebpf:"images"`
-	Interps    *ebpf.MapSpec `ebpf:"interps"`
-	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
-	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	Rawdevs    *ebpf.MapSpec `ebpf:"rawdevs"`
-	Rules      *ebpf.MapSpec `ebpf:"rules"`
-	ScanMap    *ebpf.MapSpec `ebpf:"scan_map"`
-	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
-	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
-	Scripts    *ebpf.MapSpec `ebpf:"scripts"`
-	Seen       *ebpf.MapSpec `ebpf:"seen"`
-	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	Taint      *ebpf.MapSpec `ebpf:"taint"`
-	WorkMap    *ebpf.MapSpec `ebpf:"work_map"`
-	XrecMap    *ebpf.MapSpec `ebpf:"xrec_map"`
+	ConfigMap   *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache      *ebpf.MapSpec `ebpf:"dcache"`
+	Dclasses    *ebpf.MapSpec `ebpf:"dclasses"`
+	Dirlinks    *ebpf.MapSpec `ebpf:"dirlinks"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	FrecMap     *ebpf.MapSpec `ebpf:"frec_map"`
+	GateCordon  *ebpf.MapSpec `ebpf:"gate_cordon"`
+	Guarded     *ebpf.MapSpec `ebpf:"guarded"`
+	Images      *ebpf.MapSpec `ebpf:"images"`
+	Interps     *ebpf.MapSpec `ebpf:"interps"`
+	Liveness    *ebpf.MapSpec `ebpf:"liveness"`
+	Pathgen     *ebpf.MapSpec `ebpf:"pathgen"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Rawdevs     *ebpf.MapSpec `ebpf:"rawdevs"`
+	Rules       *ebpf.MapSpec `ebpf:"rules"`
+	ScanMap     *ebpf.MapSpec `ebpf:"scan_map"`
+	ScopeCache  *ebpf.MapSpec `ebpf:"scope_cache"`
+	ScopeMap    *ebpf.MapSpec `ebpf:"scope_map"`
+	Scripts     *ebpf.MapSpec `ebpf:"scripts"`
+	ScriptsLive *ebpf.MapSpec `ebpf:"scripts_live"`
+	Seen        *ebpf.MapSpec `ebpf:"seen"`
+	SelfIds     *ebpf.MapSpec `ebpf:"self_ids"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Taint       *ebpf.MapSpec `ebpf:"taint"`
+	WorkMap     *ebpf.MapSpec `ebpf:"work_map"`
+	XrecMap     *ebpf.MapSpec `ebpf:"xrec_map"`
 }
 
 // lsmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -428,31 +432,32 @@ func (o *lsmObjects) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmMaps struct {
-	ConfigMap  *ebpf.Map `ebpf:"config_map"`
-	Dcache     *ebpf.Map `ebpf:"dcache"`
-	Dclasses   *ebpf.Map `ebpf:"dclasses"`
-	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
-	Events     *ebpf.Map `ebpf:"events"`
-	FrecMap    *ebpf.Map `ebpf:"frec_map"`
-	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
-	Guarded    *ebpf.Map `ebpf:"guarded"`
-	Images     *ebpf.Map `ebpf:"images"`
-	Interps    *ebpf.Map `ebpf:"interps"`
-	Liveness   *ebpf.Map `ebpf:"liveness"`
-	Pathgen    *ebpf.Map `ebpf:"pathgen"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	Rawdevs    *ebpf.Map `ebpf:"rawdevs"`
-	Rules      *ebpf.Map `ebpf:"rules"`
-	ScanMap    *ebpf.Map `ebpf:"scan_map"`
-	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
-	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
-	Scripts    *ebpf.Map `ebpf:"scripts"`
-	Seen       *ebpf.Map `ebpf:"seen"`
-	SelfIds    *ebpf.Map `ebpf:"self_ids"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	Taint      *ebpf.Map `ebpf:"taint"`
-	WorkMap    *ebpf.Map `ebpf:"work_map"`
-	XrecMap    *ebpf.Map `ebpf:"xrec_map"`
+	ConfigMap   *ebpf.Map `ebpf:"config_map"`
+	Dcache      *ebpf.Map `ebpf:"dcache"`
+	Dclasses    *ebpf.Map `ebpf:"dclasses"`
+	Dirlinks    *ebpf.Map `ebpf:"dirlinks"`
+	Events      *ebpf.Map `ebpf:"events"`
+	FrecMap     *ebpf.Map `ebpf:"frec_map"`
+	GateCordon  *ebpf.Map `ebpf:"gate_cordon"`
+	Guarded     *ebpf.Map `ebpf:"guarded"`
+	Images      *ebpf.Map `ebpf:"images"`
+	Interps     *ebpf.Map `ebpf:"interps"`
+	Liveness    *ebpf.Map `ebpf:"liveness"`
+	Pathgen     *ebpf.Map `ebpf:"pathgen"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Rawdevs     *ebpf.Map `ebpf:"rawdevs"`
+	Rules       *ebpf.Map `ebpf:"rules"`
+	ScanMap     *ebpf.Map `ebpf:"scan_map"`
+	ScopeCache  *ebpf.Map `ebpf:"scope_cache"`
+	ScopeMap    *ebpf.Map `ebpf:"scope_map"`
+	Scripts     *ebpf.Map `ebpf:"scripts"`
+	ScriptsLive *ebpf.Map `ebpf:"scripts_live"`
+	Seen        *ebpf.Map `ebpf:"seen"`
+	SelfIds     *ebpf.Map `ebpf:"self_ids"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Taint       *ebpf.Map `ebpf:"taint"`
+	WorkMap     *ebpf.Map `ebpf:"work_map"`
+	XrecMap     *ebpf.Map `ebpf:"xrec_map"`
 }
 
 func (m *lsmMaps) Close() error {
@@ -476,6 +481,7 @@ func (m *lsmMaps) Close() error {
 		m.ScopeCache,
 		m.ScopeMap,
 		m.Scripts,
+		m.ScriptsLive,
 		m.Seen,
 		m.SelfIds,
 		m.Stats,
@@ -507,6 +513,7 @@ type lsmVariables struct {
 type lsmPrograms struct {
 	DriftBpf             *ebpf.Program `ebpf:"drift_bpf"`
 	DriftBprmCheck       *ebpf.Program `ebpf:"drift_bprm_check"`
+	DriftExit            *ebpf.Program `ebpf:"drift_exit"`
 	DriftFileIoctl       *ebpf.Program `ebpf:"drift_file_ioctl"`
 	DriftFileMprotect    *ebpf.Program `ebpf:"drift_file_mprotect"`
 	DriftFileOpen        *ebpf.Program `ebpf:"drift_file_open"`
@@ -547,6 +554,7 @@ func (p *lsmPrograms) Close() error {
 	return _LsmClose(
 		p.DriftBpf,
 		p.DriftBprmCheck,
+		p.DriftExit,
 		p.DriftFileIoctl,
 		p.DriftFileMprotect,
 		p.DriftFileOpen,

@@ -45,6 +45,12 @@ func Load(opts backend.Options) (*Backend, error) {
 	if err := backend.SetSelf(spec, opts); err != nil {
 		return nil, err
 	}
+	second := opts.SecondSysExit || NeedsSecondSysExit(kernelRelease())
+	if second {
+		if err := spec.Variables["exit_role"].Set(tpSysExitRoleEXIT_FIRST); err != nil {
+			return nil, fmt.Errorf("set exit_role: %w (rebuild the BPF objects with make generate)", err)
+		}
+	}
 	b := &Backend{hasGate: opts.CordonFlag != nil}
 	var co *ebpf.CollectionOptions
 	if opts.CordonFlag != nil {
@@ -63,7 +69,7 @@ func Load(opts backend.Options) (*Backend, error) {
 			b.Close()
 		}
 	}()
-	if opts.SecondSysExit || NeedsSecondSysExit(kernelRelease()) {
+	if second {
 		if b.second, err = loadSecond(spec, &b.objs); err != nil {
 			return nil, err
 		}
@@ -79,11 +85,12 @@ func Load(opts backend.Options) (*Backend, error) {
 	}{
 		{b.objs.DriftSysExit, "sys_exit"},
 		{b.objs.DriftExec, "sched_process_exec"},
+		{b.objs.DriftExit, "sched_process_exit"},
 		{b.objs.DriftListen, "inet_sock_set_state"},
 		{b.objs.DriftUring, "io_uring_submit_req"},
 	}
 	progs := map[string]*ebpf.Program{
-		"drift_sys_exit": b.objs.DriftSysExit, "drift_exec": b.objs.DriftExec, "drift_listen": b.objs.DriftListen,
+		"drift_sys_exit": b.objs.DriftSysExit, "drift_exec": b.objs.DriftExec, "drift_exit": b.objs.DriftExit, "drift_listen": b.objs.DriftListen,
 		"drift_uring": b.objs.DriftUring, "drift_bind4": b.objs.DriftBind4, "drift_bind6": b.objs.DriftBind6,
 	}
 	if b.second != nil {
@@ -203,7 +210,7 @@ func loadSecond(spec *ebpf.CollectionSpec, objs *tpObjects) (*ebpf.Program, erro
 			delete(cs.Programs, name)
 		}
 	}
-	if err := cs.Variables["exit_role"].Set(uint32(1)); err != nil {
+	if err := cs.Variables["exit_role"].Set(tpSysExitRoleEXIT_SECOND); err != nil {
 		return nil, fmt.Errorf("set exit_role: %w (rebuild the BPF objects with make generate)", err)
 	}
 	// the first load's maps by their names in the object (bpf2go's tags);

@@ -174,6 +174,14 @@ type tpSeenKey struct {
 	Pad   uint32
 }
 
+type tpSysExitRole uint32
+
+const (
+	tpSysExitRoleEXIT_ALONE  tpSysExitRole = 0
+	tpSysExitRoleEXIT_FIRST  tpSysExitRole = 1
+	tpSysExitRoleEXIT_SECOND tpSysExitRole = 2
+)
+
 type tpWork struct {
 	_          structs.HostLayout
 	In         [4096]int8
@@ -230,6 +238,7 @@ const (
 	tpMapScopeCache    = "scope_cache"
 	tpMapScopeMap      = "scope_map"
 	tpMapScripts       = "scripts"
+	tpMapScriptsLive   = "scripts_live"
 	tpMapSeen          = "seen"
 	tpMapSelfIds       = "self_ids"
 	tpMapStats         = "stats"
@@ -239,6 +248,7 @@ const (
 	tpProgDriftBind4   = "drift_bind4"
 	tpProgDriftBind6   = "drift_bind6"
 	tpProgDriftExec    = "drift_exec"
+	tpProgDriftExit    = "drift_exit"
 	tpProgDriftListen  = "drift_listen"
 	tpProgDriftSysExit = "drift_sys_exit"
 	tpProgDriftUring   = "drift_uring"
@@ -299,6 +309,7 @@ type tpProgramSpecs struct {
 	DriftBind4   *ebpf.ProgramSpec `ebpf:"drift_bind4"`
 	DriftBind6   *ebpf.ProgramSpec `ebpf:"drift_bind6"`
 	DriftExec    *ebpf.ProgramSpec `ebpf:"drift_exec"`
+	DriftExit    *ebpf.ProgramSpec `ebpf:"drift_exit"`
 	DriftListen  *ebpf.ProgramSpec `ebpf:"drift_listen"`
 	DriftSysExit *ebpf.ProgramSpec `ebpf:"drift_sys_exit"`
 	DriftUring   *ebpf.ProgramSpec `ebpf:"drift_uring"`
@@ -308,33 +319,34 @@ type tpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpMapSpecs struct {
-	ConfigMap  *ebpf.MapSpec `ebpf:"config_map"`
-	Dcache     *ebpf.MapSpec `ebpf:"dcache"`
-	Dclasses   *ebpf.MapSpec `ebpf:"dclasses"`
-	Dirlinks   *ebpf.MapSpec `ebpf:"dirlinks"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Execgen    *ebpf.MapSpec `ebpf:"execgen"`
-	ExitMark   *ebpf.MapSpec `ebpf:"exit_mark"`
-	FrecMap    *ebpf.MapSpec `ebpf:"frec_map"`
-	GateCordon *ebpf.MapSpec `ebpf:"gate_cordon"`
-	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
-	Images     *ebpf.MapSpec `ebpf:"images"`
-	Interps    *ebpf.MapSpec `ebpf:"interps"`
-	Liveness   *ebpf.MapSpec `ebpf:"liveness"`
-	Pathgen    *ebpf.MapSpec `ebpf:"pathgen"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	Rawdevs    *ebpf.MapSpec `ebpf:"rawdevs"`
-	Rules      *ebpf.MapSpec `ebpf:"rules"`
-	ScanMap    *ebpf.MapSpec `ebpf:"scan_map"`
-	ScopeCache *ebpf.MapSpec `ebpf:"scope_cache"`
-	ScopeMap   *ebpf.MapSpec `ebpf:"scope_map"`
-	Scripts    *ebpf.MapSpec `ebpf:"scripts"`
-	Seen       *ebpf.MapSpec `ebpf:"seen"`
-	SelfIds    *ebpf.MapSpec `ebpf:"self_ids"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	Taint      *ebpf.MapSpec `ebpf:"taint"`
-	WorkMap    *ebpf.MapSpec `ebpf:"work_map"`
-	XrecMap    *ebpf.MapSpec `ebpf:"xrec_map"`
+	ConfigMap   *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache      *ebpf.MapSpec `ebpf:"dcache"`
+	Dclasses    *ebpf.MapSpec `ebpf:"dclasses"`
+	Dirlinks    *ebpf.MapSpec `ebpf:"dirlinks"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Execgen     *ebpf.MapSpec `ebpf:"execgen"`
+	ExitMark    *ebpf.MapSpec `ebpf:"exit_mark"`
+	FrecMap     *ebpf.MapSpec `ebpf:"frec_map"`
+	GateCordon  *ebpf.MapSpec `ebpf:"gate_cordon"`
+	Guarded     *ebpf.MapSpec `ebpf:"guarded"`
+	Images      *ebpf.MapSpec `ebpf:"images"`
+	Interps     *ebpf.MapSpec `ebpf:"interps"`
+	Liveness    *ebpf.MapSpec `ebpf:"liveness"`
+	Pathgen     *ebpf.MapSpec `ebpf:"pathgen"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Rawdevs     *ebpf.MapSpec `ebpf:"rawdevs"`
+	Rules       *ebpf.MapSpec `ebpf:"rules"`
+	ScanMap     *ebpf.MapSpec `ebpf:"scan_map"`
+	ScopeCache  *ebpf.MapSpec `ebpf:"scope_cache"`
+	ScopeMap    *ebpf.MapSpec `ebpf:"scope_map"`
+	Scripts     *ebpf.MapSpec `ebpf:"scripts"`
+	ScriptsLive *ebpf.MapSpec `ebpf:"scripts_live"`
+	Seen        *ebpf.MapSpec `ebpf:"seen"`
+	SelfIds     *ebpf.MapSpec `ebpf:"self_ids"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Taint       *ebpf.MapSpec `ebpf:"taint"`
+	WorkMap     *ebpf.MapSpec `ebpf:"work_map"`
+	XrecMap     *ebpf.MapSpec `ebpf:"xrec_map"`
 }
 
 // tpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -373,33 +385,34 @@ func (o *tpObjects) Close() error {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpMaps struct {
-	ConfigMap  *ebpf.Map `ebpf:"config_map"`
-	Dcache     *ebpf.Map `ebpf:"dcache"`
-	Dclasses   *ebpf.Map `ebpf:"dclasses"`
-	Dirlinks   *ebpf.Map `ebpf:"dirlinks"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Execgen    *ebpf.Map `ebpf:"execgen"`
-	ExitMark   *ebpf.Map `ebpf:"exit_mark"`
-	FrecMap    *ebpf.Map `ebpf:"frec_map"`
-	GateCordon *ebpf.Map `ebpf:"gate_cordon"`
-	Guarded    *ebpf.Map `ebpf:"guarded"`
-	Images     *ebpf.Map `ebpf:"images"`
-	Interps    *ebpf.Map `ebpf:"interps"`
-	Liveness   *ebpf.Map `ebpf:"liveness"`
-	Pathgen    *ebpf.Map `ebpf:"pathgen"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	Rawdevs    *ebpf.Map `ebpf:"rawdevs"`
-	Rules      *ebpf.Map `ebpf:"rules"`
-	ScanMap    *ebpf.Map `ebpf:"scan_map"`
-	ScopeCache *ebpf.Map `ebpf:"scope_cache"`
-	ScopeMap   *ebpf.Map `ebpf:"scope_map"`
-	Scripts    *ebpf.Map `ebpf:"scripts"`
-	Seen       *ebpf.Map `ebpf:"seen"`
-	SelfIds    *ebpf.Map `ebpf:"self_ids"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	Taint      *ebpf.Map `ebpf:"taint"`
-	WorkMap    *ebpf.Map `ebpf:"work_map"`
-	XrecMap    *ebpf.Map `ebpf:"xrec_map"`
+	ConfigMap   *ebpf.Map `ebpf:"config_map"`
+	Dcache      *ebpf.Map `ebpf:"dcache"`
+	Dclasses    *ebpf.Map `ebpf:"dclasses"`
+	Dirlinks    *ebpf.Map `ebpf:"dirlinks"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Execgen     *ebpf.Map `ebpf:"execgen"`
+	ExitMark    *ebpf.Map `ebpf:"exit_mark"`
+	FrecMap     *ebpf.Map `ebpf:"frec_map"`
+	GateCordon  *ebpf.Map `ebpf:"gate_cordon"`
+	Guarded     *ebpf.Map `ebpf:"guarded"`
+	Images      *ebpf.Map `ebpf:"images"`
+	Interps     *ebpf.Map `ebpf:"interps"`
+	Liveness    *ebpf.Map `ebpf:"liveness"`
+	Pathgen     *ebpf.Map `ebpf:"pathgen"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Rawdevs     *ebpf.Map `ebpf:"rawdevs"`
+	Rules       *ebpf.Map `ebpf:"rules"`
+	ScanMap     *ebpf.Map `ebpf:"scan_map"`
+	ScopeCache  *ebpf.Map `ebpf:"scope_cache"`
+	ScopeMap    *ebpf.Map `ebpf:"scope_map"`
+	Scripts     *ebpf.Map `ebpf:"scripts"`
+	ScriptsLive *ebpf.Map `ebpf:"scripts_live"`
+	Seen        *ebpf.Map `ebpf:"seen"`
+	SelfIds     *ebpf.Map `ebpf:"self_ids"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Taint       *ebpf.Map `ebpf:"taint"`
+	WorkMap     *ebpf.Map `ebpf:"work_map"`
+	XrecMap     *ebpf.Map `ebpf:"xrec_map"`
 }
 
 func (m *tpMaps) Close() error {
@@ -425,6 +438,7 @@ func (m *tpMaps) Close() error {
 		m.ScopeCache,
 		m.ScopeMap,
 		m.Scripts,
+		m.ScriptsLive,
 		m.Seen,
 		m.SelfIds,
 		m.Stats,
@@ -457,6 +471,7 @@ type tpPrograms struct {
 	DriftBind4   *ebpf.Program `ebpf:"drift_bind4"`
 	DriftBind6   *ebpf.Program `ebpf:"drift_bind6"`
 	DriftExec    *ebpf.Program `ebpf:"drift_exec"`
+	DriftExit    *ebpf.Program `ebpf:"drift_exit"`
 	DriftListen  *ebpf.Program `ebpf:"drift_listen"`
 	DriftSysExit *ebpf.Program `ebpf:"drift_sys_exit"`
 	DriftUring   *ebpf.Program `ebpf:"drift_uring"`
@@ -467,6 +482,7 @@ func (p *tpPrograms) Close() error {
 		p.DriftBind4,
 		p.DriftBind6,
 		p.DriftExec,
+		p.DriftExit,
 		p.DriftListen,
 		p.DriftSysExit,
 		p.DriftUring,
