@@ -82,6 +82,16 @@ enum exec_reason {
 	EX_DELETED = 1 << 3,
 };
 
+/* file_rec.rule of the seal's own classes, beyond the policy's rule ids:
+ * kernel settings and raw devices are drift whatever the path rules say
+ * (bpf/seal.h), and so is a mutation through a /proc magic link the
+ * tracepoint backend could not follow (bpf/path.h). */
+enum seal_rule {
+	RULE_KERNEL_SETTING = 0xfffffff0u,
+	RULE_RAW_DEVICE = 0xfffffff1u,
+	RULE_UNRESOLVED = 0xfffffff2u,
+};
+
 struct rec_hdr {
 	__u16 kind;
 	__u16 size; /* bytes in the whole record */

@@ -185,14 +185,25 @@ struct judge_req {
 	__u8 always;  /* a finding whatever the rules say (mount-table changes) */
 	__u8 taint;   /* in: the operation writes the file; out: it is to be tainted */
 	__u8 pre;     /* the hook runs before the operation: ret is the verdict */
-	__u8 _pad;
+	__u8 sent;    /* out: a finding was sent */
 };
+
+/* req_file fills a request's identity of open file f. */
+static __always_inline void req_file(struct judge_req *q, struct file *f)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	q->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	q->ino = BPF_CORE_READ(ino, i_ino);
+	q->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
+}
 
 /* judge_path: drift when the path is protected, or either path of a rename
  * or link (moving or linking a file into or out of protected space), or the
  * target of a symlink (a link made in an exempt place pointing into
- * protected space is a way around the prefix rules). Writes and sends the
- * record and returns the verdict; 0 when benign. */
+ * protected space is a way around the prefix rules), or the file is one the
+ * seal covers beyond the policy's paths (DOP_KSETTING, DOP_RAWDEV: a kernel
+ * setting only unless the policy allows it). Writes and sends the record
+ * and returns the verdict; 0 when benign. */
 static __noinline int judge_path(struct config *cfg, struct judge_req *q)
 {
 	__u32 zero = 0;
@@ -204,6 +215,13 @@ static __noinline int judge_path(struct config *cfg, struct judge_req *q)
 	struct rule_val *rv = l ? classify(&rules, &r->lpm_bits, l) : NULL;
 	int hit = is_protected(rv) || q->always;
 	__u32 rule = rv ? rv->id : 0;
+	if (q->op == DOP_KSETTING) {
+		if (rv && (rv->class & CLASS_KALLOW))
+			return 0;
+		hit = 1, rule = RULE_KERNEL_SETTING;
+	} else if (q->op == DOP_RAWDEV) {
+		hit = 1, rule = RULE_RAW_DEVICE;
+	}
 	if (q->taint)
 		q->taint = taintable(rv, &r->lpm_bits, l);
 	__u32 l2 = q->len2;
@@ -252,6 +270,7 @@ static __noinline int judge_path(struct config *cfg, struct judge_req *q)
 	r->rule = rule;
 	fill_hdr(&r->h, REC_FILE, q->op, q->hflags);
 	fill_task(&r->h);
+	q->sent = 1;
 	return send_file(cfg, r, q->trunc, q->pre);
 }
 

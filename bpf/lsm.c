@@ -166,19 +166,6 @@ static __always_inline struct exec_rec *xrec_init(__u16 op, __u64 arg)
 	return r;
 }
 
-static __always_inline void frec_init(struct file_rec *r, __u16 op, __u32 flags, __u32 mode, __u32 rule)
-{
-	fill_hdr(&r->h, REC_FILE, op, RF_ATTEMPT);
-	fill_task(&r->h);
-	r->ret = 0;
-	r->dev = r->ino = 0;
-	r->mnt_id = 0;
-	r->flags = flags;
-	r->mode = mode;
-	r->rule = rule;
-	r->path_len = r->path2_len = r->target_len = 0;
-}
-
 /* dpath walks (dentry, mnt) into out; the root is "/". */
 static __always_inline __u32 dpath(struct work *w, struct dentry *d, struct vfsmount *mnt, char *out)
 {
@@ -316,31 +303,23 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 		return 0;
 	}
 
+	struct judge_req j = {.op = op, .flags = flags, .mode = mode, .hflags = RF_ATTEMPT, .pre = 1,
+			      .taint = write && regular};
 	w->trunc = 0;
-	__u32 l = file_path(w, f, r->data, use_dpath);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	int hit = is_protected(rv);
-	if ((!hit || !enforcing(cfg)) && write && regular) {
-		/* the change lands: remember it */
-		if (taintable(rv, &r->lpm_bits, l))
+	j.len = file_path(w, f, r->data, use_dpath);
+	j.trunc = w->trunc;
+	req_file(&j, f);
+	int v = judge_path(cfg, &j);
+	if (v)
+		return v; /* refused: nothing changes */
+	if (write && regular) {
+		if (j.taint)
 			taint_id(dev, ino_nr);
 		seen_set(dev, ino_nr, SEEN_WRITE);
 	}
-	if (!hit)
-		return 0;
-	frec_init(r, op, flags, mode, rv->id);
-	r->dev = dev;
-	r->ino = ino_nr;
-	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
-	l = bound(l, 4095);
-	r->path_len = l;
-	r->data[l] = 0;
-	r->data[bound(l + 1, 4095)] = 0;
-	r->data[bound(l + 2, 4095)] = 0;
-	int v = send_file(cfg, r, w->trunc, 1);
-	if (otrunc && !v)
+	if (otrunc && j.sent)
 		seen_set(dev, ino_nr, SEEN_OTRUNC);
-	return v;
+	return 0;
 }
 
 /* send_self sends a tamper record (an act on the sensor itself by another
@@ -425,21 +404,11 @@ static __always_inline int judge_seal(struct config *cfg, struct file *f)
 	struct file_rec *r = get_frec();
 	if (!r)
 		return 0;
-	__u32 l = file_path(w, f, r->data, 1);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	if (op == DOP_KSETTING && rv && (rv->class & CLASS_KALLOW))
-		return 0;
-	frec_init(r, op, BPF_CORE_READ(f, f_flags), 0, op == DOP_KSETTING ? RULE_KERNEL_SETTING : RULE_RAW_DEVICE);
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	r->ino = BPF_CORE_READ(ino, i_ino);
-	r->mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
-	l = bound(l, 4095);
-	r->path_len = l;
-	r->data[l] = 0;
-	r->data[bound(l + 1, 4095)] = 0;
-	r->data[bound(l + 2, 4095)] = 0;
-	return send_file(cfg, r, w->trunc, 1);
+	struct judge_req j = {.op = op, .flags = BPF_CORE_READ(f, f_flags), .hflags = RF_ATTEMPT, .pre = 1};
+	j.len = file_path(w, f, r->data, 1);
+	j.trunc = w->trunc;
+	req_file(&j, f);
+	return judge_path(cfg, &j);
 }
 
 /* ---- file mutations ---- */
@@ -713,16 +682,11 @@ int BPF_PROG(drift_sb_mount, const char *dev_name, const struct path *path, cons
 		return 0;
 	w->trunc = 0;
 	long n = root_is_ns_root(bpf_get_current_task_btf()) ? bpf_d_path((struct path *)path, r->data, DPATH_MAX) : 0;
-	__u32 l = n > 1 ? n - 1 : dpath(w, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), r->data);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	frec_init(r, DOP_MOUNT, flags, 0, rv ? rv->id : 0);
-	r->mnt_id = mnt_id_of(BPF_CORE_READ(path, mnt));
-	l = bound(l, 4095);
-	r->path_len = l;
-	r->data[l] = 0;
-	r->data[bound(l + 1, 4095)] = 0;
-	r->data[bound(l + 2, 4095)] = 0;
-	return send_file(cfg, r, w->trunc, 1);
+	struct judge_req j = {.op = DOP_MOUNT, .flags = flags, .hflags = RF_ATTEMPT, .always = 1, .pre = 1};
+	j.len = n > 1 ? n - 1 : dpath(w, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), r->data);
+	j.trunc = w->trunc;
+	j.mnt_id = mnt_id_of(BPF_CORE_READ(path, mnt));
+	return judge_path(cfg, &j);
 }
 
 SEC("lsm/sb_umount")

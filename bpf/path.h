@@ -503,8 +503,7 @@ static long scan_word(__u32 i, void *unused)
  * link points at, so the prefix up to the link is replaced by that
  * object's path. What cannot be followed (another process's links) is
  * flagged in w->unresolved, never judged by the string alone: a mutation
- * through it is a finding under this rule id (sensor.SealRules). */
-#define RULE_UNRESOLVED 0xfffffff2u
+ * through it is a finding under rule RULE_UNRESOLVED (common.h). */
 
 /* root_is_ns_root says whether the task's root is the root of its mount
  * namespace (no chroot): the root dentry is its mount's root, and so on up

@@ -16,3 +16,4 @@ const enum rec_kind *_rec_kind __attribute__((unused));
 const enum rec_op *_rec_op __attribute__((unused));
 const enum rec_flag *_rec_flag __attribute__((unused));
 const enum exec_reason *_exec_reason __attribute__((unused));
+const enum seal_rule *_seal_rule __attribute__((unused));

@@ -22,11 +22,6 @@
 #define NR_CLONE3_ 435
 #define CLONE_ARGS_CGROUP_OFF 80 /* struct clone_args.cgroup */
 
-/* Rule ids of the seal's own classes: findings name them like policy rules
- * (sensor.SealRules). */
-#define RULE_KERNEL_SETTING 0xfffffff0u
-#define RULE_RAW_DEVICE 0xfffffff1u
-
 /* Raw devices whose opening for writing is drift: (S_IFBLK or S_IFCHR) << 32
  * | the kernel's dev_t. Filled by user space at seal: the block devices under
  * the protected file systems mounted then, /dev/mem, /dev/kmem, /dev/port,

@@ -195,24 +195,11 @@ static __always_inline int judge_seal(struct config *cfg, struct dreq *q, struct
 	struct work *w = get_work();
 	if (!r || !w)
 		return 1;
-	__u32 l = resolve_file(w, f, r->data);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	if (op == DOP_KSETTING && rv && (rv->class & CLASS_KALLOW))
-		return 1;
-	fill_hdr(&r->h, REC_FILE, op, 0);
-	fill_task(&r->h);
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	r->ino = BPF_CORE_READ(ino, i_ino);
-	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = mnt_id_of(vm);
-	r->ret = ret;
-	r->flags = q->flags;
-	r->mode = q->mode;
-	r->path2_len = r->target_len = 0;
-	r->rule = op == DOP_KSETTING ? RULE_KERNEL_SETTING : RULE_RAW_DEVICE;
-	r->path_len = l;
-	send_file(cfg, r, w->trunc, 0);
+	struct judge_req j = {.ret = ret, .op = op, .flags = q->flags, .mode = q->mode};
+	j.len = resolve_file(w, f, r->data);
+	j.trunc = w->trunc;
+	req_file(&j, f);
+	judge_path(cfg, &j);
 	return 1;
 }
 
@@ -350,33 +337,15 @@ static __noinline int judge_file(struct config *cfg, struct dreq *q, int fd, lon
 	}
 	mark_seen(cfg, f, tgid);
 
-	__u32 l = resolve_file(w, f, r->data);
-	struct rule_val *rv = classify(&rules, &r->lpm_bits, l);
-	/* Taint what could later run as part of the image (taintable). The
-	 * inode is read only when the path says it matters. */
-	int protected = is_protected(rv);
-	int writes = q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE;
-	int taints = writes && taintable(rv, &r->lpm_bits, l);
-	if (!protected && !taints)
-		return 0;
-	r->dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	r->ino = BPF_CORE_READ(ino, i_ino);
-	if (taints && is_regular_inode(ino))
-		taint_id(r->dev, r->ino);
-	if (!protected)
-		return 0;
-
-	fill_hdr(&r->h, REC_FILE, q->op, 0);
-	fill_task(&r->h);
-	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	r->mnt_id = mnt_id_of(vm);
-	r->ret = ret;
-	r->flags = q->flags;
-	r->mode = q->mode;
-	r->path2_len = r->target_len = 0;
-	r->rule = rv->id;
-	r->path_len = l;
-	send_file(cfg, r, w->trunc, 0);
+	/* a write taints what could later run as part of the image (taintable) */
+	struct judge_req j = {.ret = ret, .op = q->op, .flags = q->flags, .mode = q->mode,
+			      .taint = q->shape == SH_OPEN || q->shape == SH_WRITE || q->op == DOP_TRUNCATE};
+	j.len = resolve_file(w, f, r->data);
+	j.trunc = w->trunc;
+	req_file(&j, f);
+	judge_path(cfg, &j);
+	if (j.taint && is_regular_inode(ino))
+		taint_id(j.dev, j.ino);
 	return 0;
 }
 

@@ -119,13 +119,13 @@ func RulesFor(p *policy.Policy) backend.Rules {
 }
 
 // SealRules name the seal's own classes, which findings carry as their rule
-// (bpf/seal.h, bpf/path.h RULE_*): kernel settings and raw devices are drift
-// whatever the path rules say, and so is a mutation through a name the
-// kernel program could not follow (event.File.Unresolved).
+// (enum seal_rule): kernel settings and raw devices are drift whatever the
+// path rules say, and so is a mutation through a name the kernel program
+// could not follow (event.File.Unresolved).
 var SealRules = map[uint32]string{
-	0xfffffff0: "seal.kernel_settings",
-	0xfffffff1: "seal.raw_devices",
-	0xfffffff2: "seal.unresolved_names",
+	record.RuleKernelSetting: "seal.kernel_settings",
+	record.RuleRawDevice:     "seal.raw_devices",
+	record.RuleUnresolved:    "seal.unresolved_names",
 }
 
 // taintFlags marks the exceptions that lie inside an exec image path

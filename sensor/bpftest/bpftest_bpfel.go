@@ -143,7 +143,7 @@ type bpftestJudgeReq struct {
 	Always uint8
 	Taint  uint8
 	Pre    uint8
-	Pad    uint8
+	Sent   uint8
 	_      [4]byte
 }
 

@@ -142,6 +142,14 @@ const (
 	recRecOpDOP_LISTEN      recRecOp = 65
 )
 
+type recSealRule uint32
+
+const (
+	recSealRuleRULE_KERNEL_SETTING recSealRule = 4294967280
+	recSealRuleRULE_RAW_DEVICE     recSealRule = 4294967281
+	recSealRuleRULE_UNRESOLVED     recSealRule = 4294967282
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -154,6 +162,7 @@ const (
 	recVarRecHdr     = "_rec_hdr"
 	recVarRecKind    = "_rec_kind"
 	recVarRecOp      = "_rec_op"
+	recVarSealRule   = "_seal_rule"
 )
 
 // loadRec returns the embedded CollectionSpec for rec.
@@ -218,6 +227,7 @@ type recVariableSpecs struct {
 	RecHdr     *ebpf.VariableSpec `ebpf:"_rec_hdr"`
 	RecKind    *ebpf.VariableSpec `ebpf:"_rec_kind"`
 	RecOp      *ebpf.VariableSpec `ebpf:"_rec_op"`
+	SealRule   *ebpf.VariableSpec `ebpf:"_seal_rule"`
 }
 
 // recObjects contains all objects after they have been loaded into the kernel.
@@ -258,6 +268,7 @@ type recVariables struct {
 	RecHdr     *ebpf.Variable `ebpf:"_rec_hdr"`
 	RecKind    *ebpf.Variable `ebpf:"_rec_kind"`
 	RecOp      *ebpf.Variable `ebpf:"_rec_op"`
+	SealRule   *ebpf.Variable `ebpf:"_seal_rule"`
 }
 
 // recPrograms contains all programs after they have been loaded into the kernel.

@@ -80,6 +80,14 @@ const (
 	ReasonDeleted      = uint32(recExecReasonEX_DELETED)
 )
 
+// Rule ids of the seal's own classes (enum seal_rule): findings carry them
+// like the policy's rule ids.
+const (
+	RuleKernelSetting = uint32(recSealRuleRULE_KERNEL_SETTING)
+	RuleRawDevice     = uint32(recSealRuleRULE_RAW_DEVICE)
+	RuleUnresolved    = uint32(recSealRuleRULE_UNRESOLVED)
+)
+
 // Offsets of the C structs, from their generated Go mirrors (bpf2go pads
 // them to the C layout). TestLayout checks both backends' objects agree.
 const (
