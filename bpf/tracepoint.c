@@ -696,14 +696,22 @@ name_or_fd:
  * program's run on a CPU where that program is preempted mid-run (counted in
  * its recursion_misses). The loader attaches a second copy of this program
  * after the first, with exit_role = EXIT_SECOND and scratch maps of its own,
- * and sets the first's to EXIT_FIRST (alone, it keeps no mark): the first records on entry which task it runs for on this CPU (exit_mark);
- * the second judges only a syscall the first did not run for. When the
- * first is skipped on a CPU, the mark names the task preempted inside it,
- * never the current one, so the second judges; when the first ran, the mark
- * is the current task (or, if another task's run came in between, another
- * one: then the syscall is judged twice, never missed). A syscall goes
- * unjudged only when both copies are skipped, so the second's misses bound
- * what is lost; STAT_RECOVERED counts the runs the second judged. */
+ * and sets the first's to EXIT_FIRST (alone, it keeps no mark). The first
+ * records on entry which task it runs for on this CPU (exit_mark); the
+ * second judges only a syscall the first did not run for, and consumes the
+ * mark when it is its own.
+ * - The first skipped: the mark names the task preempted inside it, or,
+ *   when that task was preempted before writing it, what the last run left
+ *   (none, once the second consumed it): not the current task, so the
+ *   second judges.
+ * - The first ran: the mark is the current task, or another one when
+ *   another task's run came in between (the syscall is judged twice, never
+ *   missed).
+ * - A mark left unconsumed because the second's run was skipped (and
+ *   counted) can cost at most one later syscall of that task.
+ * So a syscall goes unjudged only through a skipped run of the second: its
+ * misses bound what is lost. STAT_RECOVERED counts the runs the second
+ * judged. */
 enum sys_exit_role {
 	EXIT_ALONE,  /* no second copy is attached: no mark to keep */
 	EXIT_FIRST,
@@ -728,8 +736,10 @@ int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 		if (!mark)
 			return 0;
 		if (exit_role == EXIT_SECOND) {
-			if (*mark == me)
+			if (*mark == me) {
+				*mark = 0;
 				return 0;
+			}
 			count(STAT_RECOVERED);
 		} else {
 			*mark = me;

@@ -160,6 +160,10 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(accepted) }
 	stop := make(chan struct{})
 	done := make(chan error, 1)
+	// hold pauses the producer: findings made while the spool drains land
+	// behind it, so a producer faster than the drain (a loaded machine, three
+	// replicas to ack) would keep the sensor spooling for as long as it runs.
+	var hold sync.RWMutex
 	go func() {
 		for i := 0; ; i++ {
 			select {
@@ -168,6 +172,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 				return
 			default:
 			}
+			hold.RLock()
 			// Single findings, acked batches and queued batches (the
 			// daemon's path) take turns: every path keeps the guarantee.
 			evs := []*event.Event{finding(i)}
@@ -182,6 +187,7 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 				evs = append(evs, finding(i), finding(i))
 				_, err = p.Enqueue(evs, nil)
 			}
+			hold.RUnlock()
 			if err != nil {
 				done <- fmt.Errorf("finding lost (not even spooled): %w", err)
 				return
@@ -208,7 +214,9 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	t.Logf("killing the stream leader %s (the sensor is on %s)", leader, p.Conn().ConnectedServerName())
 	ln.kill()
 	progress("after the leader was killed", 300)
+	hold.Lock()
 	eventually(t, "published directly again after the leader's death", func() bool { return p.Transport() == event.TransportJetStream && p.Counters().SpoolDepth == 0 })
+	hold.Unlock()
 	ln.start(t)
 	eventually(t, "the restarted node current again", func() bool { _, ok := streamLeader(context.Background(), js); return ok })
 	progress("after the leader came back", 300)
