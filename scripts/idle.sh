@@ -11,11 +11,11 @@
 # VmRSS at the end. ROUNDS rounds (default 3) alternate the binaries' order,
 # so the machine's drift hits each alike. One line per run (binary, % of a
 # core by ticks, RSS MB, % of a core by schedstat, threads at start/end,
-# context switches/s),
-# then each binary's medians.
+# context switches/s), then each binary's medians.
 # As root; it holds the privileged-test lock for the whole run: keep
 # ROUNDS x binaries x (SETTLE + WINDOW + ~8 s) within a hold's 10 minutes.
 set -euo pipefail
+self=$(readlink -f "$0") # for the re-run under the lock, from the repository's top
 bins=()
 for b in "$@"; do # as given from here, once in the repository's top
 	case "$b" in /*) ;; *) b=$PWD/$b ;; esac
@@ -43,7 +43,7 @@ cgroot=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 [ -n "$cgroot" ] || { echo "idle.sh: no cgroup v2 hierarchy mounted" >&2 && exit 2; }
 hz=$(getconf CLK_TCK)
 if [ -z "${IDLE_LOCKED:-}" ]; then # every run under one hold: all binaries see the same machine
-	IDLE_LOCKED=1 exec flock /tmp/driftsensor-priv.lock "$0" "$@"
+	IDLE_LOCKED=1 exec flock /tmp/driftsensor-priv.lock "$self" "$@"
 fi
 
 tmp=$(mktemp -d /tmp/driftidle.XXXXXX)
