@@ -40,8 +40,16 @@ type Config struct {
 	// OnRecord, when set, is called with each record's kernel time as soon as
 	// it is decoded, before enrichment: benchmarks measure ring latency with it.
 	OnRecord func(ktime uint64)
-	// StatsEvery is how often the kernel counters are read (default 250ms).
-	StatsEvery time.Duration
+	// StatsEvery is how often the kernel counters are read while records
+	// arrive (default 250ms); IdleStatsEvery is how often once none have
+	// for statsQuietTicks reads and the ring is empty (default 1s). The
+	// ring loses records only when full, which it cannot be at idle; the
+	// first record after a quiet spell brings the short period back at once.
+	StatsEvery     time.Duration
+	IdleStatsEvery time.Duration
+	// OnStatsPace, when set, is told each change of the counters' period
+	// (idle: IdleStatsEvery); tests follow the pace with it.
+	OnStatsPace func(idle bool)
 	// KernelEvery is how often the security-relevant kernel state
 	// (sensor/kstate) is compared with the one SetSealed recorded at the
 	// seal; 0: never. Every sensor sharing a kernel sees the others' BPF
@@ -59,9 +67,13 @@ type Sensor struct {
 	lost     atomic.Uint64
 	byKind   [4]atomic.Uint64
 	emitMu   sync.Mutex
-	baseMu   sync.Mutex    // guards sealed and base
-	sealed   bool          // by SetSealed
-	base     *kstate.State // the kernel state at the seal, or at the last comparison
+	// statsIdle is set while watchStats reads at IdleStatsEvery; emit then
+	// wakes it through statsWake.
+	statsIdle atomic.Bool
+	statsWake chan struct{}
+	baseMu    sync.Mutex    // guards sealed and base
+	sealed    bool          // by SetSealed
+	base      *kstate.State // the kernel state at the seal, or at the last comparison
 }
 
 // New returns a sensor; Run starts it.
@@ -72,7 +84,10 @@ func New(cfg Config) *Sensor {
 	if cfg.StatsEvery == 0 {
 		cfg.StatsEvery = 250 * time.Millisecond
 	}
-	s := &Sensor{cfg: cfg, rules: map[uint32]string{}, boot: bootTime()}
+	if cfg.IdleStatsEvery == 0 {
+		cfg.IdleStatsEvery = time.Second
+	}
+	s := &Sensor{cfg: cfg, rules: map[uint32]string{}, boot: bootTime(), statsWake: make(chan struct{}, 1)}
 	for _, r := range append(append(cfg.Policy.Rules(), cfg.Policy.ImageRules()...), cfg.Policy.KernelRules()...) {
 		s.rules[r.ID] = r.Name
 	}
@@ -227,34 +242,77 @@ func (s *Sensor) Run(ctx context.Context) error {
 	}
 }
 
-// watchStats turns growth of the kernel's loss counters into findings.
+// statsQuietTicks is how many reads at StatsEvery find no new finding and
+// an empty ring before watchStats slows to IdleStatsEvery.
+const statsQuietTicks = 4
+
+// watchStats turns growth of the kernel's loss counters into findings. It
+// reads them every StatsEvery while findings come, and every IdleStatsEvery
+// at idle, where each read is a wakeup of the whole process for nothing.
 func (s *Sensor) watchStats(ctx context.Context) {
 	t := time.NewTicker(s.cfg.StatsEvery)
 	defer t.Stop()
 	var last backend.Stats
+	seen, quiet := s.findings.Load(), 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.statsWake: // a finding while idle: read now, then at the short period
 		}
-		st, err := s.cfg.Backend.Stats()
-		if err != nil {
-			s.cfg.Log.Error().Err(err).Msg("read kernel counters")
-			continue
+		s.readStats(&last)
+		switch n := s.findings.Load(); {
+		case n != seen || s.cfg.Backend.RingFill() > 0:
+			seen, quiet = n, 0
+			if s.statsIdle.Load() {
+				s.setStatsPace(t, false)
+			}
+		case !s.statsIdle.Load():
+			if quiet++; quiet < statsQuietTicks {
+				break
+			}
+			// Idle first, then look again: a finding emitted in between
+			// either sees the flag and wakes this loop, or is counted here.
+			s.setStatsPace(t, true)
+			if s.findings.Load() != seen {
+				s.setStatsPace(t, false)
+			}
 		}
-		if d := st.Lost - last.Lost; d > 0 {
-			s.lost.Add(d)
-			s.emit(s.health("lost_records", d, fmt.Sprintf("the kernel could not queue %d records (ring buffer full): those mutations went unreported", d)))
-		}
-		if d := st.Skipped - last.Skipped; d > 0 {
-			s.emit(s.health("skipped_runs", d, fmt.Sprintf("the kernel skipped %d runs of the sensor's programs that nothing judged in their place (a run found the program preempted on its CPU): up to %d syscalls were not judged", d, d)))
-		}
-		if d := st.TaintFull - last.TaintFull; d > 0 {
-			s.emit(s.health("taint_full", d, fmt.Sprintf("%d written files could not be tainted (taint set full): executing them would not be flagged", d)))
-		}
-		last = st
 	}
+}
+
+// setStatsPace switches watchStats between its two periods.
+func (s *Sensor) setStatsPace(t *time.Ticker, idle bool) {
+	s.statsIdle.Store(idle)
+	d := s.cfg.StatsEvery
+	if idle {
+		d = s.cfg.IdleStatsEvery
+	}
+	t.Reset(d)
+	if s.cfg.OnStatsPace != nil {
+		s.cfg.OnStatsPace(idle)
+	}
+}
+
+// readStats reads the kernel counters and reports their growth since last.
+func (s *Sensor) readStats(last *backend.Stats) {
+	st, err := s.cfg.Backend.Stats()
+	if err != nil {
+		s.cfg.Log.Error().Err(err).Msg("read kernel counters")
+		return
+	}
+	if d := st.Lost - last.Lost; d > 0 {
+		s.lost.Add(d)
+		s.emit(s.health("lost_records", d, fmt.Sprintf("the kernel could not queue %d records (ring buffer full): those mutations went unreported", d)))
+	}
+	if d := st.Skipped - last.Skipped; d > 0 {
+		s.emit(s.health("skipped_runs", d, fmt.Sprintf("the kernel skipped %d runs of the sensor's programs that nothing judged in their place (a run found the program preempted on its CPU): up to %d syscalls were not judged", d, d)))
+	}
+	if d := st.TaintFull - last.TaintFull; d > 0 {
+		s.emit(s.health("taint_full", d, fmt.Sprintf("%d written files could not be tainted (taint set full): executing them would not be flagged", d)))
+	}
+	*last = st
 }
 
 // ActionKernelState is the action of a finding about a change of the
@@ -336,6 +394,12 @@ func (s *Sensor) emit(ev *event.Event) {
 	s.emitMu.Lock()
 	defer s.emitMu.Unlock()
 	s.findings.Add(1)
+	if s.statsIdle.Load() {
+		select {
+		case s.statsWake <- struct{}{}:
+		default: // a wake is pending already
+		}
+	}
 	switch ev.Kind {
 	case event.KindFile:
 		s.byKind[0].Add(1)

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -222,6 +223,11 @@ func run(args []string) error {
 		LivenessFile: filepath.Join(spoolDir, "liveness.json"),
 		DrillDir:     *drillDir, DrillCgroup: drillCgroup(scopeDirs),
 		Ready: func() {
+			// Loading the programs (the kernel's BTF, the objects) and
+			// starting the server leave megabytes of garbage that the
+			// runtime would hand back to the kernel only bit by bit: an idle
+			// sensor's memory is what it keeps from here.
+			debug.FreeOSMemory()
 			if *readyFile != "" {
 				if err := os.WriteFile(*readyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 					log.Error().Err(err).Msg("--ready-file")

@@ -22,17 +22,21 @@ import (
 
 // reportedPaths remembers the last n paths the sensor's findings named.
 type reportedPaths struct {
-	mu   sync.Mutex
-	set  map[string]int // path -> references in ring
-	ring []string
-	next int
+	mu    sync.Mutex
+	set   map[string]int // path -> references in ring
+	ring  []string       // grows to limit, then wraps
+	limit int
+	next  int
 }
 
 // reportedLimit is how many recent finding paths evidence can be asked for.
 const reportedLimit = 1 << 14
 
+// newReportedPaths remembers up to n paths. Its map and ring grow with the
+// paths added, not sized for n up front: sized, they were 2 MB of an idle
+// sensor's memory, with nothing in them.
 func newReportedPaths(n int) *reportedPaths {
-	return &reportedPaths{set: make(map[string]int, n), ring: make([]string, n)}
+	return &reportedPaths{set: map[string]int{}, limit: n}
 }
 
 func (r *reportedPaths) add(ev *event.Event) {
@@ -47,6 +51,11 @@ func (r *reportedPaths) add(ev *event.Event) {
 	defer r.mu.Unlock()
 	for _, p := range paths {
 		if p == "" {
+			continue
+		}
+		if len(r.ring) < r.limit {
+			r.ring = append(r.ring, p)
+			r.set[p]++
 			continue
 		}
 		if old := r.ring[r.next]; old != "" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/driftsensor/driftsensor/sensor/backend"
@@ -294,4 +295,37 @@ func b2u(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// OutputRing queues one record of words (8 bytes each, at most 8 of them)
+// in ring, from a BPF program as the hooks do: user space cannot write a BPF
+// ring buffer. Tests feed readers records they could not otherwise make.
+func OutputRing(ring *ebpf.Map, words ...uint64) error {
+	if len(words) == 0 || len(words) > 8 {
+		return fmt.Errorf("bpftest: a record of %d words, want 1 to 8", len(words))
+	}
+	size := int16(8 * len(words))
+	var insns asm.Instructions
+	for i, w := range words {
+		insns = append(insns, asm.LoadImm(asm.R0, int64(w), asm.DWord), asm.StoreMem(asm.RFP, -size+int16(8*i), asm.R0, asm.DWord))
+	}
+	insns = append(insns,
+		asm.LoadMapPtr(asm.R1, ring.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -int32(size)),
+		asm.Mov.Imm(asm.R3, int32(size)),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRingbufOutput.Call(),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: insns})
+	if err != nil {
+		return fmt.Errorf("bpftest: load the ring writer: %w", err)
+	}
+	defer prog.Close()
+	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
+		return fmt.Errorf("bpftest: run the ring writer: %w", err)
+	}
+	return nil
 }

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
+	"github.com/driftsensor/driftsensor/sensor/bpftest"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
@@ -165,35 +165,14 @@ func TestDecodeErrorIsAFinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ring.Close()
-	// A program that outputs 16 bytes, shorter than any record's header.
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    ebpf.SocketFilter,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadImm(asm.R0, 0x0123456789abcdef, asm.DWord),
-			asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
-			asm.StoreMem(asm.RFP, -16, asm.R0, asm.DWord),
-			asm.LoadMapPtr(asm.R1, ring.FD()),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -16),
-			asm.Mov.Imm(asm.R3, 16),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnRingbufOutput.Call(),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close()
 	rd, err := ringbuf.NewReader(ring)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bb.run(t, junkRing{bb.b, rd})
-	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
-		t.Fatalf("run the junk writer: %v", err)
+	// 16 bytes, shorter than any record's header
+	if err := bpftest.OutputRing(ring, 0x0123456789abcdef, 0x0123456789abcdef); err != nil {
+		t.Fatal(err)
 	}
 	ev := bb.wait(t, event.KindSensor, "decode_error")
 	const want = "record of 16 bytes is shorter than its 64-byte header"
@@ -201,7 +180,7 @@ func TestDecodeErrorIsAFinding(t *testing.T) {
 		t.Fatalf("decode_error finding %+v %+v, want detail %q", ev, ev.Health, want)
 	}
 	// Reading goes on: a second junk record is a second finding.
-	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
+	if err := bpftest.OutputRing(ring, 0x0123456789abcdef, 0x0123456789abcdef); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, "a second decode_error finding", func() bool { return bb.count(event.KindSensor, "decode_error") == 2 })
