@@ -26,14 +26,19 @@ import (
 // in the kernel for want of room; a finding is lost (and reported) only when
 // the spool refuses it.
 //
-// Order: the queue's findings are always older than the spool's (a finding
-// enters the queue only while the spool is empty, and the spool is drained
-// only while the queue is empty), so sending the queue first, then the
-// spool, keeps a host's order. After a failed send the queue's unacked
-// findings go to the spool when it is empty (they then survive a killed
-// sensor); otherwise they stay in the queue and are sent again, before the
-// spool, once the server is back. A finding sent twice is dropped by the
-// stream as a duplicate (Nats-Msg-Id).
+// The spool drains through the same queue: when the queue is empty its
+// oldest findings are read into it (loadSpool) and sent the same way; they
+// leave the spool when their acks arrive, so the queue holds either new
+// findings or spooled ones, never both.
+//
+// Order: the queue's findings are always older than the rest of the spool's
+// (a new finding enters the queue only while the spool is empty, and the
+// spool is read into the queue only while the queue is empty), so sending
+// the queue first, then the spool, keeps a host's order. After a failed send
+// the queue's unacked findings go to the spool when it is empty (they then
+// survive a killed sensor); otherwise they stay in the queue and are sent
+// again, before the spool, once the server is back. A finding sent twice is
+// dropped by the stream as a duplicate (Nats-Msg-Id).
 
 // QueueLen bounds the findings held in memory, sent or not, until the
 // server acks them: past it findings spill to the spool.
