@@ -55,7 +55,7 @@ type Counters struct {
 	PublishErrors uint64 // failed publish attempts; each finding went to the spool
 	Rejected      uint64 // ctl messages and state values rejected
 	SpoolDepth    uint64 // findings waiting in the spool now
-	Queued        uint64 // findings waiting in the memory queue now (Enqueue), sent or not
+	Queued        uint64 // findings waiting in the memory queue now (Enqueue), sent or not; those read back from the spool count in SpoolDepth
 	Seq           uint64 // last sequence number assigned
 	Transport     string // event.TransportJetStream, event.TransportCore or event.TransportOffline
 }
