@@ -108,7 +108,6 @@ type Publisher struct {
 	sendMsg       nats.Msg   // guarded by sendMu: one message, reused for every send
 	replyBuf      []byte     // guarded by sendMu
 	ackPrefix     string     // of the subjects the pump's acks come back on
-	ackTop        uint64     // guarded by mu: highest stream sequence acked to the pump
 	spoolAcks     int        // guarded by mu: findings from the spool acked by the server, not yet by the spool
 	spillBuf      [][]byte   // guarded by mu
 	spillSeq      []uint64   // guarded by mu

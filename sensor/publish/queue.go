@@ -369,7 +369,6 @@ func (p *Publisher) acked(gen, pos uint64, n int, streamSeq uint64, err error) {
 	for i := range uint64(n) {
 		p.q.at(pos + i).acked = true
 	}
-	p.ackTop = max(p.ackTop, streamSeq)
 	first, now := p.q.head, time.Now()
 	var firstSeq, lastSeq uint64
 	for ; p.q.head < p.q.sent && p.q.at(p.q.head).acked; p.q.head++ {
@@ -393,15 +392,14 @@ func (p *Publisher) acked(gen, pos uint64, n int, streamSeq uint64, err error) {
 	if empty {
 		p.qSpooled.Store(false)
 	}
-	top := p.ackTop
 	p.mu.Unlock()
+	if streamSeq > 0 {
+		p.stream.acked(firstSeq, lastSeq, streamSeq) // firstSeq 0: none left the queue
+	}
 	if left == 0 {
 		return // an ack ahead of an older one still awaited
 	}
 	p.published.Add(left)
-	if top > 0 {
-		p.stream.acked(firstSeq, lastSeq, top)
-	}
 	p.kickPump()
 	if empty && p.spool.Depth() > 0 {
 		p.wake() // the spool's turn
