@@ -55,7 +55,7 @@ type Counters struct {
 	PublishErrors uint64 // failed publish attempts; each finding went to the spool
 	Rejected      uint64 // ctl messages and state values rejected
 	SpoolDepth    uint64 // findings waiting in the spool now
-	Queued        uint64 // findings waiting in the memory queue now (Enqueue), sent or not
+	Queued        uint64 // findings waiting in the memory queue now (Enqueue), sent or not; those read back from the spool count in SpoolDepth
 	Seq           uint64 // last sequence number assigned
 	Transport     string // event.TransportJetStream, event.TransportCore or event.TransportOffline
 }
@@ -101,12 +101,17 @@ type Publisher struct {
 	q             memQueue      // guarded by mu
 	qGen          atomic.Uint64 // q.gen, for the ack loop
 	qLen          atomic.Int64  // q.len(), for the counters
-	regen         chan struct{} // q.gen changed
+	qSpooled      atomic.Bool   // the queue holds findings read from the spool
 	sendMu        sync.Mutex    // one pump at a time: sends leave in queue order
 	pumpKick      chan struct{}
 	pumpBuf       []outgoing // guarded by sendMu
+	sendMsg       nats.Msg   // guarded by sendMu: one message, reused for every send
+	replyBuf      []byte     // guarded by sendMu
+	ackPrefix     string     // of the subjects the pump's acks come back on
+	spoolAcks     int        // guarded by mu: findings from the spool acked by the server, not yet by the spool
 	spillBuf      [][]byte   // guarded by mu
 	spillSeq      []uint64   // guarded by mu
+	spillArena    []byte     // guarded by mu: the records of spillBuf
 	flights       chan flight
 	unsyncedSpool atomic.Bool // spilled records wait for the loop's Sync
 }
@@ -140,8 +145,12 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 		host: host, opts: opts, log: log.With().Str("component", "transport").Logger(),
 		spool: sp, num: &Numberer{host: host, ids: nuid.New(), seq: seq}, start: time.Now(),
 		kick: make(chan struct{}, 1), done: make(chan struct{}), reconn: make(chan struct{}, 1),
-		q: memQueue{items: make([]outgoing, QueueLen)}, regen: make(chan struct{}, 1), pumpKick: make(chan struct{}, 1),
+		q: memQueue{items: make([]queued, QueueLen)}, pumpKick: make(chan struct{}, 1),
 		flights: make(chan flight, 2*(flightWindow+pumpBatch)),
+		sendMsg: nats.Msg{Header: nats.Header{
+			jetstream.MsgIDHeader:          []string{""},
+			jetstream.ExpectedStreamHeader: []string{event.StreamName},
+		}},
 	}
 	if err := p.stream.open(sp.Dir()); err != nil {
 		seq.close()
@@ -221,6 +230,11 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 		nc.Close()
 		seq.close()
 		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := p.subscribeAcks(); err != nil {
+		nc.Close()
+		seq.close()
+		return nil, err
 	}
 	if p.ctlSub, err = nc.Subscribe(event.CtlSubject(host), p.onCtl); err != nil {
 		nc.Close()
@@ -492,7 +506,12 @@ type outgoing struct {
 
 // number assigns the finding its identity and encodes it. Callers hold p.mu.
 func (p *Publisher) number(ev *event.Event, ki int) (outgoing, error) {
-	data, err := p.num.Number(ev)
+	return p.numberAt(ev, ki, event.KTimeNow())
+}
+
+// numberAt is number for a finding handed over at emit (event.KTimeNow).
+func (p *Publisher) numberAt(ev *event.Event, ki int, emit uint64) (outgoing, error) {
+	data, err := p.num.numberAt(ev, emit)
 	if err != nil {
 		p.overflow.Add(1)
 		return outgoing{}, fmt.Errorf("publish: %w: lost", err)
@@ -679,90 +698,26 @@ func (p *Publisher) syncSpilled() {
 	}
 }
 
-// drain sends spooled findings, oldest first, a batch at a time. A finding
-// made meanwhile lands behind them in the spool (it is not empty), so the
-// lock is not held while a batch waits for its acks.
+// drain moves the spool's oldest findings into the memory queue when it is
+// empty; the pump sends them and the acks consume them from the spool. The
+// loop is woken again when the queue is empty.
 func (p *Publisher) drain() {
-	for {
-		select {
-		case <-p.done:
-			return
-		default:
-		}
-		if !p.drainBatch() {
-			return
-		}
-	}
-}
-
-// drainBatch sends one batch from the spool; false means stop for now.
-func (p *Publisher) drainBatch() bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	// The memory queue's findings are older than the spool's: they go first.
-	if p.closed || !p.usable() || p.q.len() > 0 {
-		return false
-	}
-	recs, err := p.spool.PeekN(maxBatch)
-	if p.spool.Damaged() {
-		p.reportLosses() // damage found while reading
-	}
-	if errors.Is(err, spool.ErrEmpty) {
-		if p.spooling {
-			p.spooling = false
-			p.log.Info().Uint64("seq", p.num.Last()).Msg("spool drained; publishing directly again")
-		}
-		return false
-	}
-	if err != nil {
-		p.log.Error().Err(err).Msg("reading the spool")
-		return false
-	}
-	out := make([]outgoing, 0, len(recs))
-	for _, b := range recs {
-		subj, id, data, err := decodeSpooled(b)
-		if err != nil {
-			break
-		}
-		out = append(out, outgoing{subj: subj, id: id, data: data})
-	}
-	if len(out) == 0 {
-		// The record passed its checksum but is not ours: nothing to resend.
-		p.overflow.Add(1)
-		p.log.Error().Msg("spooled record undecodable; dropped and counted as lost")
-		return p.spool.Ack() == nil
-	}
-	start := time.Now()
+	loaded := !p.closed && p.usable() && p.q.len() == 0 && p.loadSpool()
 	p.mu.Unlock()
-	sent, err := p.sendBatch(out)
-	p.mu.Lock()
-	if p.closed {
-		return false // the spool may be closing: sent findings go again next start, dropped as duplicates
+	if loaded {
+		p.kickPump()
 	}
-	if sent > 0 {
-		d := time.Since(start) / time.Duration(sent)
-		for range sent {
-			p.lat.observe(d)
-		}
-		p.published.Add(uint64(sent))
-		if aerr := p.spool.AckN(sent); aerr != nil {
-			// Sent but still spooled: they go again later and the stream drops the duplicates.
-			p.log.Error().Err(aerr).Msg("acknowledging spooled findings")
-			return false
-		}
-		p.reportLosses() // there is room again
-	}
-	if err != nil {
-		p.pubErrors.Add(1)
-		p.sendFailed(err)
-		return false
-	}
-	return true
 }
 
 // Spooled record: uvarint subject length, subject, uvarint id length, id, JSON.
 func encodeSpooled(subj, id string, data []byte) []byte {
-	b := make([]byte, 0, 2*binary.MaxVarintLen16+len(subj)+len(id)+len(data))
+	return appendSpooled(make([]byte, 0, 2*binary.MaxVarintLen16+len(subj)+len(id)+len(data)), subj, id, data)
+}
+
+// appendSpooled appends the spooled record of a finding to b.
+func appendSpooled(b []byte, subj, id string, data []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(subj)))
 	b = append(b, subj...)
 	b = binary.AppendUvarint(b, uint64(len(id)))

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,9 +135,33 @@ func (p *Publisher) checkStream(info *jetstream.StreamInfo) {
 
 // jsonSeq reads the seq of an encoded finding.
 func jsonSeq(data []byte) uint64 {
+	// The encoding puts seq before any nested object, and a "seq": inside
+	// a string would have its quotes escaped: the first one is the field.
+	if seq, ok := seqField(data); ok {
+		return seq
+	}
 	var v struct {
 		Seq uint64 `json:"seq"`
 	}
 	_ = json.Unmarshal(data, &v)
 	return v.Seq
+}
+
+// seqField reads the number after the first "seq": in a JSON object (a
+// finding, a publish ack) without encoding/json, which costs a
+// microsecond per call at tens of thousands of calls a second. ok is false
+// when it is not a plain unsigned number.
+func seqField(data []byte) (seq uint64, ok bool) {
+	_, num, found := bytes.Cut(data, []byte(`"seq":`))
+	if !found {
+		return 0, false
+	}
+	n := 0
+	for ; n < len(num) && n < 20 && num[n] >= '0' && num[n] <= '9'; n++ {
+		seq = seq*10 + uint64(num[n]-'0')
+	}
+	if n == 0 || n >= 20 || n == len(num) || (num[n] != ',' && num[n] != '}') {
+		return 0, false
+	}
+	return seq, true
 }

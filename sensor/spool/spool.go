@@ -107,6 +107,7 @@ type Spool struct {
 	lastOff  int64
 	damage   []Damage // found after Open, for TakeDamage
 	buf      []byte
+	rbuf     []byte // reads of the head segment (head)
 }
 
 // Open opens or creates the spool in dir. Damage found in its files is
@@ -745,7 +746,7 @@ const maxChunk = 4 << 20
 
 // head decodes up to n records at the read cursor, all from the oldest
 // segment, with one read. It returns at least one record unless the spool is
-// empty or failing.
+// empty or failing. The records alias s.rbuf until the next call.
 func (s *Spool) head(n int) ([]Record, []int, error) {
 	first, size, err := s.peek() // also clears damage at the cursor
 	if err != nil {
@@ -763,7 +764,13 @@ func (s *Spool) head(n int) ([]Record, []int, error) {
 	if int64(size) >= chunk {
 		return recs, sizes, nil
 	}
-	buf := make([]byte, chunk)
+	// Reused: the records returned alias it until the next call, and
+	// PeekN copies their payloads out (AckN reads one read of a few
+	// hundred kilobytes per call, once per 256 findings sent).
+	if int64(cap(s.rbuf)) < chunk {
+		s.rbuf = make([]byte, chunk)
+	}
+	buf := s.rbuf[:chunk]
 	if _, err := s.rf.ReadAt(buf, s.roff); err != nil && !errors.Is(err, io.EOF) {
 		return recs, sizes, nil
 	}
@@ -788,9 +795,17 @@ func (s *Spool) PeekN(n int) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One copy for all of them: a finding's payload lives as long as its
+	// batch, one allocation instead of one each.
+	total := 0
+	for _, r := range recs {
+		total += len(r.Payload)
+	}
+	all := make([]byte, 0, total)
 	out := make([][]byte, len(recs))
 	for i, r := range recs {
-		out[i] = bytes.Clone(r.Payload)
+		all = append(all, r.Payload...)
+		out[i] = all[len(all)-len(r.Payload) : len(all) : len(all)]
 	}
 	return out, nil
 }

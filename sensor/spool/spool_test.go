@@ -477,3 +477,24 @@ func TestAppendNBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestPeekNCopies: PeekN's records are the caller's: a later read of the
+// spool (which reuses its read buffer) does not change them, and appending
+// to one does not write into the next.
+func TestPeekNCopies(t *testing.T) {
+	s, _ := mustOpen(t, t.TempDir(), Options{})
+	defer s.Close()
+	appendN(t, s, 0, 20)
+	first, err := s.PeekN(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(first[0], "overwrite"...)
+	if err := s.AckN(5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PeekN(10); err != nil {
+		t.Fatal(err)
+	}
+	wantRecords(t, first, seq(0, 10)...)
+}
