@@ -3,7 +3,9 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -167,4 +169,61 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestEncoderCoversEveryField: a field added to a finding but not to the
+// Encoder, or not to its process cache's comparison, fails here whatever
+// randEvent knows of: every field is set by reflection, then each of the
+// process's fields is changed on its own after a cached encoding.
+func TestEncoderCoversEveryField(t *testing.T) {
+	ev := &Event{}
+	fillAll(t, reflect.ValueOf(ev).Elem(), 1)
+	ev.Health = nil // health findings are encoding/json's own
+	var e Encoder
+	checkSame(t, &e, ev)
+	pv := reflect.ValueOf(ev.Process).Elem()
+	for i := range pv.NumField() {
+		checkSame(t, &e, ev) // from the cache
+		fillAll(t, pv.Field(i), 2)
+		checkSame(t, &e, ev) // one field changed: not from the cache
+	}
+}
+
+// fillAll sets every exported field under v to a value other than its zero
+// and other than the one the previous fill with another n gave it.
+func fillAll(t *testing.T, v reflect.Value, n int) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			v.Set(reflect.ValueOf(time.Unix(int64(n), int64(n)).UTC()))
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fillAll(t, v.Field(i), n)
+			}
+		}
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		fillAll(t, v.Elem(), n)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), n, n)
+		for i := range n {
+			fillAll(t, s.Index(i), n)
+		}
+		v.Set(s)
+	case reflect.String:
+		v.SetString(fmt.Sprintf("s%d\"", n))
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(int64(n))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(uint64(n))
+	default:
+		t.Fatalf("fillAll: a %s field: teach the test (and the Encoder) this kind", v.Type())
+	}
 }
