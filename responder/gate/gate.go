@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/driftsensor/driftsensor/internal/nldump"
 	"github.com/driftsensor/driftsensor/responder/inns"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 )
@@ -174,7 +175,7 @@ func (g *Gate) attachAll(netnsPath string) (err error) {
 	if err != nil {
 		return fmt.Errorf("gate: netlink in %q: %w", netnsPath, err)
 	}
-	links, err := g.nl.LinkList()
+	links, err := nldump.Retry(g.nl.LinkList)
 	if err != nil {
 		return fmt.Errorf("gate: list interfaces in %q: %w", netnsPath, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/driftsensor/driftsensor/internal/nldump"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 )
 
@@ -52,7 +53,7 @@ func Down(prefix string) error {
 			}
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list links: %w", err))
 	}
@@ -65,8 +66,11 @@ func Down(prefix string) error {
 		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		links, _ := netlink.LinkList()
-		var still []string
+		links, err := nldump.Retry(netlink.LinkList)
+		still := []string{}
+		if err != nil {
+			still = append(still, err.Error()) // not known gone: look again
+		}
 		for _, l := range links {
 			if ownsLink(prefix, l.Attrs().Name) {
 				still = append(still, l.Attrs().Name)
@@ -132,11 +136,13 @@ func Leftovers(prefix string) []string {
 			}
 		}
 	}
-	if links, err := netlink.LinkList(); err == nil {
-		for _, l := range links {
-			if ownsLink(prefix, l.Attrs().Name) {
-				left = append(left, "link "+l.Attrs().Name)
-			}
+	links, err := nldump.Retry(netlink.LinkList)
+	if err != nil {
+		left = append(left, "links unknown: "+err.Error())
+	}
+	for _, l := range links {
+		if ownsLink(prefix, l.Attrs().Name) {
+			left = append(left, "link "+l.Attrs().Name)
 		}
 	}
 	pins, _ := filepath.Glob(filepath.Join(gatePinDir, prefix+"-*"))

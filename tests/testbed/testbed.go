@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/driftsensor/driftsensor/internal/nldump"
 	"github.com/driftsensor/driftsensor/responder/inns"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 )
@@ -208,7 +209,7 @@ const firstOctet = 100
 // which hosts must not be given even on their separate segment.
 func rootAddrs() (map[netip.Addr]bool, error) {
 	taken := map[netip.Addr]bool{}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("testbed: list the machine's addresses: %w", err)
 	}
@@ -217,7 +218,7 @@ func rootAddrs() (map[netip.Addr]bool, error) {
 			taken[ip] = true
 		}
 	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("testbed: list the machine's routes: %w", err)
 	}
