@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,9 +73,16 @@ func TestImageRunsInPodman(t *testing.T) {
 				}
 				return nil
 			})
+			// A container's conmon may still be on its way out after
+			// `podman run --rm` returned: its cgroup is busy until it is gone.
 			for i := len(sub) - 1; i >= 0; i-- {
-				if err := os.Remove(sub[i]); err != nil {
-					t.Errorf("removing podman's cgroup: %v", err)
+				var err error
+				if !testenv.Within(testenv.WaitBound, func() bool {
+					err = os.Remove(sub[i])
+					return err == nil || errors.Is(err, fs.ErrNotExist)
+				}) {
+					procs, _ := os.ReadFile(filepath.Join(sub[i], "cgroup.procs"))
+					t.Errorf("removing podman's cgroup: %v (processes in it: %q)", err, procs)
 				}
 			}
 		}
