@@ -98,6 +98,9 @@ func TestSpoolDrainsThroughQueue(t *testing.T) {
 	p := newPublisher(t, ts.url, "h1", t.TempDir(), transport.Options{})
 	nc := connect(t, ts.url)
 	ts.stop()
+	// Until the publisher has seen the server go, a finding may still enter
+	// the queue (and stay there, ahead of the spool).
+	eventually(t, "the publisher offline", func() bool { return p.Transport() == event.TransportOffline })
 	const backlog = 3 * QueueLen
 	var ids []string
 	for len(ids) < backlog {
