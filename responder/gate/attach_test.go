@@ -30,8 +30,16 @@ func fleet(t *testing.T) (target, peer, mgmt *testbed.Host) {
 	return target, peer, mgmt
 }
 
-func probe(from *testbed.Host, to *testbed.Host, port uint16, udp bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+// Probe bounds: a probe that must pass gets long enough for a loaded
+// machine (it returns as soon as it passes); one that must be blocked waits
+// out the short one (a drop is decided in the kernel, at once).
+const (
+	passBound    = 5 * time.Second
+	blockedBound = 500 * time.Millisecond
+)
+
+func probe(from *testbed.Host, to *testbed.Host, port uint16, udp bool, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	if udp {
 		return testbed.ProbeUDP(ctx, from, to.AddrPort(port))
@@ -80,8 +88,11 @@ func TestCordonStopsTrafficButManagement(t *testing.T) {
 			check := func(cordoned bool) {
 				t.Helper()
 				for _, p := range paths {
-					want := !cordoned || p.cordoned
-					err := probe(p.from, p.to, p.port, p.udp)
+					want, bound := !cordoned || p.cordoned, blockedBound
+					if want {
+						bound = passBound
+					}
+					err := probe(p.from, p.to, p.port, p.udp, bound)
 					if want && err != nil {
 						t.Errorf("cordon=%v %s: want pass, got %v", cordoned, p.name, err)
 					}
@@ -122,13 +133,13 @@ func TestCloseDetaches(t *testing.T) {
 			if err := g.SetCordon(true); err != nil {
 				t.Fatal(err)
 			}
-			if probe(peer, target, probePort, false) == nil {
+			if probe(peer, target, probePort, false, blockedBound) == nil {
 				t.Fatal("cordon did not block")
 			}
 			if err := g.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if err := probe(peer, target, probePort, false); err != nil {
+			if err := probe(peer, target, probePort, false, passBound); err != nil {
 				t.Errorf("after Close: %v", err)
 			}
 			if mode == ModeClsact {
