@@ -185,6 +185,7 @@ enum stat_idx {
 	STAT_TAINT_FULL,    /* taint set full: an exec could go unjudged */
 	STAT_TRUNC,         /* paths that did not fit */
 	STAT_RECOVERED,     /* sys_exit runs the kernel skipped that the second copy judged */
+	STAT_UNMARKED,      /* first sys_exit runs that could not mark their task */
 	STAT_MAX,
 };
 

@@ -304,11 +304,11 @@ static __always_inline int judge_file(struct config *cfg, struct file *f, __u16 
 	}
 
 	struct judge_req j = {.op = op, .flags = flags, .mode = mode, .hflags = RF_ATTEMPT, .pre = 1,
-			      .taint = write && regular};
+			      .taint = write && regular, .dev = dev, .ino = ino_nr};
 	w->trunc = 0;
 	j.len = file_path(w, f, r->data, use_dpath);
 	j.trunc = w->trunc;
-	req_file(&j, f);
+	j.mnt_id = mnt_id_of(BPF_CORE_READ(f, f_path.mnt));
 	int v = judge_path(cfg, &j);
 	if (v)
 		return v; /* refused: nothing changes */
@@ -880,10 +880,7 @@ int BPF_PROG(drift_script_exec, struct task_struct *p, pid_t old_pid, struct lin
 	return 0;
 }
 
-/* ---- privileged kernel operations: drift when attempted ---- */
-
-/* finit_module and kexec_file_load: the kernel reads the file itself. */
-/* A process's last task exits. */
+/* A task exits: the last one of its process forgets its script. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(drift_exit, struct task_struct *p)
 {
@@ -891,6 +888,9 @@ int BPF_PROG(drift_exit, struct task_struct *p)
 	return 0;
 }
 
+/* ---- privileged kernel operations: drift when attempted ---- */
+
+/* finit_module and kexec_file_load: the kernel reads the file itself. */
 SEC("lsm/kernel_read_file")
 int BPF_PROG(drift_kread_file, struct file *file, enum kernel_read_file_id id)
 {

@@ -201,11 +201,12 @@ static __always_inline int scripts_waiting(void)
 	return n && *n > 0;
 }
 
-/* script_forget deletes tgid's entry, if it has one. */
+/* script_forget deletes tgid's entry, if it has one (none when no process
+ * waits for a script: no delete tried then). */
 static __always_inline void script_forget(__u32 tgid)
 {
 	__s64 *n = scripts_count();
-	if (n && bpf_map_delete_elem(&scripts, &tgid) == 0)
+	if (n && *n > 0 && bpf_map_delete_elem(&scripts, &tgid) == 0)
 		__sync_fetch_and_add(n, -1);
 }
 
@@ -284,8 +285,7 @@ static __noinline int script_exec(struct file *f)
 			break;
 	}
 	if (!bpf_map_lookup_elem(&interps, &c->key)) {
-		if (scripts_waiting())
-			script_forget(tgid);
+		script_forget(tgid);
 		return 0;
 	}
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -345,9 +345,8 @@ static __always_inline int script_opened(struct file *f)
  * is not judged by it. */
 static __always_inline void script_exit(struct task_struct *p)
 {
-	if (!scripts_waiting() || BPF_CORE_READ(p, signal, live.counter) != 0)
-		return;
-	script_forget(BPF_CORE_READ(p, tgid));
+	if (BPF_CORE_READ(p, signal, live.counter) == 0)
+		script_forget(BPF_CORE_READ(p, tgid));
 }
 
 #endif

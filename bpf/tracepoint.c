@@ -696,24 +696,25 @@ name_or_fd:
  * program's run on a CPU where that program is preempted mid-run (counted in
  * its recursion_misses). The loader attaches a second copy of this program
  * after the first, with exit_role = EXIT_SECOND and scratch maps of its own,
- * and sets the first's to EXIT_FIRST (alone, it keeps no mark). The first
- * records on entry which task it runs for on this CPU (exit_mark); the
- * second judges only a syscall the first did not run for, and consumes the
- * mark when it is its own.
- * - The first skipped: the mark names the task preempted inside it, or,
- *   when that task was preempted before writing it, what the last run left
- *   (none, once the second consumed it): not the current task, so the
- *   second judges.
- * - The first ran: the mark is the current task, or another one when
- *   another task's run came in between (the syscall is judged twice, never
- *   missed).
- * - A mark left unconsumed because the second's run was skipped (and
- *   counted) can cost at most one later syscall of that task.
- * So a syscall goes unjudged only through a skipped run of the second: its
- * misses bound what is lost. STAT_RECOVERED counts the runs the second
- * judged. */
+ * and sets the first's to EXIT_FIRST (alone, it keeps no marks). The first
+ * marks, on entry, its CPU with its task (exit_cpu_mark), and then the task
+ * itself (exit_task_mark). The second consumes both, and leaves the syscall
+ * only when both say the first ran for it:
+ * - the first skipped: the CPU mark names the task preempted inside it (it
+ *   wrote it on entry), not this one, so the second judges;
+ * - the first ran: both marks are this task's, unless another task's first
+ *   run came in between (the syscall is judged twice, never missed).
+ * A syscall goes unjudged when both copies are skipped (any two tasks
+ * preempted in them on its CPU), or, rarely, when the marks of the task's
+ * previous syscall, whose second run was skipped, are both still there.
+ * Counted: the second's judgements where the task bore no mark
+ * (STAT_RECOVERED), each a syscall the first did not run for (or could not
+ * mark: STAT_UNMARKED). So the first's skipped runs plus its unmarked ones,
+ * less the recovered, bound the syscalls never judged from above, missing
+ * none and overcounting only a judgement the task's leftover mark hid from
+ * the count. User space reports that (sensor/tracepoint Stats). */
 enum sys_exit_role {
-	EXIT_ALONE,  /* no second copy is attached: no mark to keep */
+	EXIT_ALONE,  /* no second copy is attached: no marks to keep */
 	EXIT_FIRST,
 	EXIT_SECOND,
 };
@@ -724,27 +725,52 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} exit_mark SEC(".maps");
+} exit_cpu_mark SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} exit_task_mark SEC(".maps");
+
+/* exit_judged_first says, in the second copy, that the first ran for this
+ * syscall; in the first, it marks and says no. */
+static __always_inline bool exit_judged_first(void)
+{
+	__u32 zero = 0;
+	__u64 *cpu = bpf_map_lookup_elem(&exit_cpu_mark, &zero);
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 me = (__u64)t;
+	if (exit_role == EXIT_FIRST) {
+		if (cpu)
+			*cpu = me;
+		__u8 *m = bpf_task_storage_get(&exit_task_mark, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (m)
+			*m = 1;
+		else
+			count(STAT_UNMARKED);
+		return false;
+	}
+	bool on_cpu = cpu && *cpu == me;
+	if (on_cpu)
+		*cpu = 0;
+	__u8 *m = bpf_task_storage_get(&exit_task_mark, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!m)
+		return false; /* unknown: judge, uncounted */
+	if (*m) {
+		*m = 0;
+		return on_cpu;
+	}
+	count(STAT_RECOVERED);
+	return false;
+}
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(drift_sys_exit, struct pt_regs *regs, long ret)
 {
-	if (exit_role != EXIT_ALONE) {
-		__u32 zero = 0;
-		__u64 *mark = bpf_map_lookup_elem(&exit_mark, &zero);
-		__u64 me = bpf_get_current_task();
-		if (!mark)
-			return 0;
-		if (exit_role == EXIT_SECOND) {
-			if (*mark == me) {
-				*mark = 0;
-				return 0;
-			}
-			count(STAT_RECOVERED);
-		} else {
-			*mark = me;
-		}
-	}
+	if (exit_role != EXIT_ALONE && exit_judged_first())
+		return 0;
 	struct dreq q = {};
 	if (!decode(regs, syscall_id(syscall_nr(regs)), &q))
 		return 0;
@@ -897,8 +923,7 @@ struct io_link___new {
 	     ? (const char *)BPF_CORE_READ((struct T##___new *)(p), F.__incomplete_filename, name) \
 	     : (const char *)BPF_CORE_READ((struct T *)(p), F, name))
 
-/* io_uring submits file operations without the syscalls we watch. */
-/* A process's last task exits. */
+/* A task exits: the last one of its process forgets its script. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(drift_exit, struct task_struct *p)
 {
@@ -906,6 +931,7 @@ int BPF_PROG(drift_exit, struct task_struct *p)
 	return 0;
 }
 
+/* io_uring submits file operations without the syscalls we watch. */
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(drift_uring, struct io_kiocb *req)
 {

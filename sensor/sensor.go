@@ -307,7 +307,7 @@ func (s *Sensor) readStats(last *backend.Stats) {
 		s.emit(s.health("lost_records", d, fmt.Sprintf("the kernel could not queue %d records (ring buffer full): those mutations went unreported", d)))
 	}
 	if d := st.Skipped - last.Skipped; d > 0 {
-		s.emit(s.health("skipped_runs", d, fmt.Sprintf("the kernel skipped %d runs of the sensor's programs that nothing judged in their place (a run found the program preempted on its CPU): up to %d syscalls were not judged", d, d)))
+		s.emit(s.health("skipped_runs", d, fmt.Sprintf("the kernel skipped every run of the sensor's programs for up to %d syscalls or events (a run found the program preempted on its CPU): those went unjudged", d)))
 	}
 	if d := st.TaintFull - last.TaintFull; d > 0 {
 		s.emit(s.health("taint_full", d, fmt.Sprintf("%d written files could not be tainted (taint set full): executing them would not be flagged", d)))

@@ -84,12 +84,17 @@ type Stats struct {
 	// call (the sensor's read of the liveness map is the event it counts):
 	// it moves on an idle host, and no one else can move it.
 	KernelCounter uint64
-	// Skipped counts runs of the sensor's programs the kernel skipped
-	// (recursion_misses) that nothing judged in their place: on kernels that
-	// run syscall tracepoint programs preemptibly (7.2), a run that finds the
-	// same program preempted on its CPU is skipped. The tracepoint backend's
-	// second sys_exit copy judges the first's skipped runs, so only its own
-	// count: an upper bound of the syscalls never judged.
+	// Unmarked counts first sys_exit runs that could not mark their task
+	// (tracepoint backend): the second copy judges those syscalls again and
+	// counts them in Recovered.
+	Unmarked uint64
+	// Skipped bounds from above the syscalls and events the kernel skipped
+	// every program run for (recursion_misses), so nothing judged them: on
+	// kernels that run syscall tracepoint programs preemptibly (7.2), a run
+	// that finds the same program preempted on its CPU is skipped. Each
+	// skipped run counts, but for the tracepoint backend's sys_exit, whose
+	// second copy judges the first's skipped runs: there the first's skipped
+	// runs less those the second judged count (bpf/tracepoint.c, exit_role).
 	Skipped uint64
 }
 

@@ -104,7 +104,8 @@ func PutPorts(m *ebpf.Map, allowed func(uint16) bool) (*PortSet, error) {
 
 // ReadStats sums the per-CPU counters of the stats map (enum stat_idx) and
 // reads the liveness counter, which this very read advances (bpf/maps.h
-// count_liveness).
+// count_liveness). The programs' skipped runs are read first, before the
+// counters of what was judged in their place.
 func ReadStats(m, liveness *ebpf.Map, progs ...*ebpf.Program) (Stats, error) {
 	var s Stats
 	for _, p := range progs {
@@ -118,7 +119,7 @@ func ReadStats(m, liveness *ebpf.Map, progs ...*ebpf.Program) (Stats, error) {
 	if err := liveness.Lookup(uint32(0), &s.KernelCounter); err != nil {
 		return s, fmt.Errorf("read the liveness counter: %w", err)
 	}
-	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated, &s.Recovered} {
+	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated, &s.Recovered, &s.Unmarked} {
 		var per []uint64
 		if err := m.Lookup(uint32(i), &per); err != nil {
 			return s, fmt.Errorf("read kernel counters: %w", err)

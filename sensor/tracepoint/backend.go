@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -25,8 +26,9 @@ type Backend struct {
 	objs  tpObjects
 	links []backend.Link
 	backend.Live
-	hasGate bool
-	second  *ebpf.Program // the second copy of drift_sys_exit (exit_role)
+	hasGate  bool
+	second   *ebpf.Program // the second copy of drift_sys_exit (exit_role)
+	unjudged settled       // syscalls neither copy judged, as reported
 }
 
 // Load loads the programs, attaches them and returns a backend that is not
@@ -161,15 +163,24 @@ func (b *Backend) Apply(r backend.Rules) error {
 // Name says which backend this is.
 func (b *Backend) Name() string { return Name }
 
-// Stats reads the kernel counters. The first sys_exit program's skipped runs
-// are the second copy's to judge: only the second's count as skipped (an
-// upper bound: a syscall goes unjudged when both are skipped).
+// Stats reads the kernel counters. With the second sys_exit copy, the
+// syscalls nothing judged are counted from the first's skipped runs
+// (bpf/tracepoint.c, exit_role), reported once they hold (settled).
 func (b *Backend) Stats() (backend.Stats, error) {
-	exit := b.objs.DriftSysExit
-	if b.second != nil {
-		exit = b.second
+	if b.second == nil {
+		return backend.ReadStats(b.objs.Stats, b.objs.Liveness, b.objs.DriftSysExit, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
 	}
-	return backend.ReadStats(b.objs.Stats, b.objs.Liveness, exit, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
+	// the first's skipped runs before the second's counted ones (settled)
+	first, err := b.objs.DriftSysExit.Stats()
+	if err != nil {
+		return backend.Stats{}, fmt.Errorf("read program stats: %w", err)
+	}
+	st, err := backend.ReadStats(b.objs.Stats, b.objs.Liveness, b.objs.DriftExec, b.objs.DriftListen, b.objs.DriftUring)
+	if err != nil {
+		return st, err
+	}
+	st.Skipped += b.unjudged.next(unjudged(first.RecursionMisses, st.Unmarked, st.Recovered), time.Now())
+	return st, nil
 }
 
 // NeedsSecondSysExit says whether a kernel (its uname release) may run

@@ -223,7 +223,8 @@ const (
 	tpMapDirlinks      = "dirlinks"
 	tpMapEvents        = "events"
 	tpMapExecgen       = "execgen"
-	tpMapExitMark      = "exit_mark"
+	tpMapExitCpuMark   = "exit_cpu_mark"
+	tpMapExitTaskMark  = "exit_task_mark"
 	tpMapFrecMap       = "frec_map"
 	tpMapGateCordon    = "gate_cordon"
 	tpMapGuarded       = "guarded"
@@ -319,34 +320,35 @@ type tpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpMapSpecs struct {
-	ConfigMap   *ebpf.MapSpec `ebpf:"config_map"`
-	Dcache      *ebpf.MapSpec `ebpf:"dcache"`
-	Dclasses    *ebpf.MapSpec `ebpf:"dclasses"`
-	Dirlinks    *ebpf.MapSpec `ebpf:"dirlinks"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Execgen     *ebpf.MapSpec `ebpf:"execgen"`
-	ExitMark    *ebpf.MapSpec `ebpf:"exit_mark"`
-	FrecMap     *ebpf.MapSpec `ebpf:"frec_map"`
-	GateCordon  *ebpf.MapSpec `ebpf:"gate_cordon"`
-	Guarded     *ebpf.MapSpec `ebpf:"guarded"`
-	Images      *ebpf.MapSpec `ebpf:"images"`
-	Interps     *ebpf.MapSpec `ebpf:"interps"`
-	Liveness    *ebpf.MapSpec `ebpf:"liveness"`
-	Pathgen     *ebpf.MapSpec `ebpf:"pathgen"`
-	Ports       *ebpf.MapSpec `ebpf:"ports"`
-	Rawdevs     *ebpf.MapSpec `ebpf:"rawdevs"`
-	Rules       *ebpf.MapSpec `ebpf:"rules"`
-	ScanMap     *ebpf.MapSpec `ebpf:"scan_map"`
-	ScopeCache  *ebpf.MapSpec `ebpf:"scope_cache"`
-	ScopeMap    *ebpf.MapSpec `ebpf:"scope_map"`
-	Scripts     *ebpf.MapSpec `ebpf:"scripts"`
-	ScriptsLive *ebpf.MapSpec `ebpf:"scripts_live"`
-	Seen        *ebpf.MapSpec `ebpf:"seen"`
-	SelfIds     *ebpf.MapSpec `ebpf:"self_ids"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	Taint       *ebpf.MapSpec `ebpf:"taint"`
-	WorkMap     *ebpf.MapSpec `ebpf:"work_map"`
-	XrecMap     *ebpf.MapSpec `ebpf:"xrec_map"`
+	ConfigMap    *ebpf.MapSpec `ebpf:"config_map"`
+	Dcache       *ebpf.MapSpec `ebpf:"dcache"`
+	Dclasses     *ebpf.MapSpec `ebpf:"dclasses"`
+	Dirlinks     *ebpf.MapSpec `ebpf:"dirlinks"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Execgen      *ebpf.MapSpec `ebpf:"execgen"`
+	ExitCpuMark  *ebpf.MapSpec `ebpf:"exit_cpu_mark"`
+	ExitTaskMark *ebpf.MapSpec `ebpf:"exit_task_mark"`
+	FrecMap      *ebpf.MapSpec `ebpf:"frec_map"`
+	GateCordon   *ebpf.MapSpec `ebpf:"gate_cordon"`
+	Guarded      *ebpf.MapSpec `ebpf:"guarded"`
+	Images       *ebpf.MapSpec `ebpf:"images"`
+	Interps      *ebpf.MapSpec `ebpf:"interps"`
+	Liveness     *ebpf.MapSpec `ebpf:"liveness"`
+	Pathgen      *ebpf.MapSpec `ebpf:"pathgen"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	Rawdevs      *ebpf.MapSpec `ebpf:"rawdevs"`
+	Rules        *ebpf.MapSpec `ebpf:"rules"`
+	ScanMap      *ebpf.MapSpec `ebpf:"scan_map"`
+	ScopeCache   *ebpf.MapSpec `ebpf:"scope_cache"`
+	ScopeMap     *ebpf.MapSpec `ebpf:"scope_map"`
+	Scripts      *ebpf.MapSpec `ebpf:"scripts"`
+	ScriptsLive  *ebpf.MapSpec `ebpf:"scripts_live"`
+	Seen         *ebpf.MapSpec `ebpf:"seen"`
+	SelfIds      *ebpf.MapSpec `ebpf:"self_ids"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Taint        *ebpf.MapSpec `ebpf:"taint"`
+	WorkMap      *ebpf.MapSpec `ebpf:"work_map"`
+	XrecMap      *ebpf.MapSpec `ebpf:"xrec_map"`
 }
 
 // tpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -385,34 +387,35 @@ func (o *tpObjects) Close() error {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpMaps struct {
-	ConfigMap   *ebpf.Map `ebpf:"config_map"`
-	Dcache      *ebpf.Map `ebpf:"dcache"`
-	Dclasses    *ebpf.Map `ebpf:"dclasses"`
-	Dirlinks    *ebpf.Map `ebpf:"dirlinks"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Execgen     *ebpf.Map `ebpf:"execgen"`
-	ExitMark    *ebpf.Map `ebpf:"exit_mark"`
-	FrecMap     *ebpf.Map `ebpf:"frec_map"`
-	GateCordon  *ebpf.Map `ebpf:"gate_cordon"`
-	Guarded     *ebpf.Map `ebpf:"guarded"`
-	Images      *ebpf.Map `ebpf:"images"`
-	Interps     *ebpf.Map `ebpf:"interps"`
-	Liveness    *ebpf.Map `ebpf:"liveness"`
-	Pathgen     *ebpf.Map `ebpf:"pathgen"`
-	Ports       *ebpf.Map `ebpf:"ports"`
-	Rawdevs     *ebpf.Map `ebpf:"rawdevs"`
-	Rules       *ebpf.Map `ebpf:"rules"`
-	ScanMap     *ebpf.Map `ebpf:"scan_map"`
-	ScopeCache  *ebpf.Map `ebpf:"scope_cache"`
-	ScopeMap    *ebpf.Map `ebpf:"scope_map"`
-	Scripts     *ebpf.Map `ebpf:"scripts"`
-	ScriptsLive *ebpf.Map `ebpf:"scripts_live"`
-	Seen        *ebpf.Map `ebpf:"seen"`
-	SelfIds     *ebpf.Map `ebpf:"self_ids"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	Taint       *ebpf.Map `ebpf:"taint"`
-	WorkMap     *ebpf.Map `ebpf:"work_map"`
-	XrecMap     *ebpf.Map `ebpf:"xrec_map"`
+	ConfigMap    *ebpf.Map `ebpf:"config_map"`
+	Dcache       *ebpf.Map `ebpf:"dcache"`
+	Dclasses     *ebpf.Map `ebpf:"dclasses"`
+	Dirlinks     *ebpf.Map `ebpf:"dirlinks"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Execgen      *ebpf.Map `ebpf:"execgen"`
+	ExitCpuMark  *ebpf.Map `ebpf:"exit_cpu_mark"`
+	ExitTaskMark *ebpf.Map `ebpf:"exit_task_mark"`
+	FrecMap      *ebpf.Map `ebpf:"frec_map"`
+	GateCordon   *ebpf.Map `ebpf:"gate_cordon"`
+	Guarded      *ebpf.Map `ebpf:"guarded"`
+	Images       *ebpf.Map `ebpf:"images"`
+	Interps      *ebpf.Map `ebpf:"interps"`
+	Liveness     *ebpf.Map `ebpf:"liveness"`
+	Pathgen      *ebpf.Map `ebpf:"pathgen"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	Rawdevs      *ebpf.Map `ebpf:"rawdevs"`
+	Rules        *ebpf.Map `ebpf:"rules"`
+	ScanMap      *ebpf.Map `ebpf:"scan_map"`
+	ScopeCache   *ebpf.Map `ebpf:"scope_cache"`
+	ScopeMap     *ebpf.Map `ebpf:"scope_map"`
+	Scripts      *ebpf.Map `ebpf:"scripts"`
+	ScriptsLive  *ebpf.Map `ebpf:"scripts_live"`
+	Seen         *ebpf.Map `ebpf:"seen"`
+	SelfIds      *ebpf.Map `ebpf:"self_ids"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Taint        *ebpf.Map `ebpf:"taint"`
+	WorkMap      *ebpf.Map `ebpf:"work_map"`
+	XrecMap      *ebpf.Map `ebpf:"xrec_map"`
 }
 
 func (m *tpMaps) Close() error {
@@ -423,7 +426,8 @@ func (m *tpMaps) Close() error {
 		m.Dirlinks,
 		m.Events,
 		m.Execgen,
-		m.ExitMark,
+		m.ExitCpuMark,
+		m.ExitTaskMark,
 		m.FrecMap,
 		m.GateCordon,
 		m.Guarded,
