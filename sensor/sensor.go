@@ -217,7 +217,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	rd := s.cfg.Backend.Reader()
 	go func() {
 		<-ctx.Done()
-		rd.Close()
+		s.cfg.Backend.CloseRing() // not rd.Close: RingFill reads the ring meanwhile
 	}()
 	go s.watchStats(ctx)
 	go s.watchKernel(ctx)

@@ -23,7 +23,7 @@ import (
 // the sensor's pace of reading them is what is under test, not the hooks.
 type countersBackend struct {
 	ring *ebpf.Map
-	rd   *ringbuf.Reader
+	rd   *backend.Ring
 	lost atomic.Uint64
 }
 
@@ -33,7 +33,7 @@ func newCountersBackend(t *testing.T) *countersBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := ringbuf.NewReader(m)
+	rd, err := backend.OpenRing(m)
 	if err != nil {
 		m.Close()
 		t.Fatal(err)
@@ -46,8 +46,9 @@ func newCountersBackend(t *testing.T) *countersBackend {
 func (b *countersBackend) Name() string              { return "counters" }
 func (b *countersBackend) Apply(backend.Rules) error { return nil }
 func (b *countersBackend) SetSealed(bool) error      { return nil }
-func (b *countersBackend) Reader() *ringbuf.Reader   { return b.rd }
-func (b *countersBackend) RingFill() float64         { return backend.Fill(b.rd) }
+func (b *countersBackend) Reader() *ringbuf.Reader   { return b.rd.Reader() }
+func (b *countersBackend) RingFill() float64         { return b.rd.Fill() }
+func (b *countersBackend) CloseRing()                { b.rd.Close() }
 func (b *countersBackend) Verify() []string          { return nil }
 func (b *countersBackend) Stats() (backend.Stats, error) {
 	return backend.Stats{Lost: b.lost.Load()}, nil

@@ -104,8 +104,11 @@ type Backend interface {
 	Apply(Rules) error
 	SetSealed(bool) error
 	Reader() *ringbuf.Reader
-	// RingFill is the fraction of the ring buffer holding unread records.
+	// RingFill is the fraction of the ring buffer holding unread records
+	// (0 once CloseRing ran, safe to call meanwhile).
 	RingFill() float64
+	// CloseRing stops reading the ring buffer: a read in progress returns.
+	CloseRing()
 	Stats() (Stats, error)
 	// Verify re-reads the configuration the sensor wrote into the kernel
 	// and checks its links are still attached; it returns each difference,

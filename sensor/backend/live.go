@@ -32,7 +32,7 @@ type Live struct {
 	mu        sync.Mutex // the configuration: written by state changes, checked by Verify
 	cfg       Config
 	configMap *ebpf.Map
-	ring      *ringbuf.Reader
+	ring      *Ring
 
 	scopeMap            *ebpf.Map
 	scope               map[uint64]string // cgroup id -> directory
@@ -70,10 +70,8 @@ func (l *Live) Scope(configMap, scopeMap *ebpf.Map, scope []string) error {
 
 // OpenRing starts reading the ring buffer.
 func (l *Live) OpenRing(events *ebpf.Map) (err error) {
-	if l.ring, err = ringbuf.NewReader(events); err != nil {
-		return fmt.Errorf("open ring buffer: %w", err)
-	}
-	return nil
+	l.ring, err = OpenRing(events)
+	return err
 }
 
 // ApplyPolicy fills the policy maps (dirLinks may be nil: a backend with
@@ -214,10 +212,10 @@ func (l *Live) put() error {
 }
 
 // Reader is the ring buffer every record arrives on.
-func (l *Live) Reader() *ringbuf.Reader { return l.ring }
+func (l *Live) Reader() *ringbuf.Reader { return l.ring.Reader() }
 
 // RingFill is the fraction of the ring buffer holding unread records.
-func (l *Live) RingFill() float64 { return Fill(l.ring) }
+func (l *Live) RingFill() float64 { return l.ring.Fill() }
 
 // CloseRing stops reading the ring buffer.
 func (l *Live) CloseRing() {

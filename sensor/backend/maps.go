@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -129,15 +128,6 @@ func ReadStats(m, liveness *ebpf.Map, progs ...*ebpf.Program) (Stats, error) {
 		}
 	}
 	return s, nil
-}
-
-// Fill is the fraction of a ring buffer holding unread records.
-func Fill(r *ringbuf.Reader) float64 {
-	size := r.BufferSize()
-	if size == 0 {
-		return 0
-	}
-	return float64(r.AvailableBytes()) / float64(size)
 }
 
 // CgroupID is the kernel's id of a cgroup v2 directory: its inode number.
