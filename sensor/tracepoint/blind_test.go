@@ -151,10 +151,12 @@ func TestTaintFullIsAFinding(t *testing.T) {
 // program writes malformed records into.
 type junkRing struct {
 	*Backend
-	rd *ringbuf.Reader
+	rd *backend.Ring
 }
 
-func (j junkRing) Reader() *ringbuf.Reader { return j.rd }
+func (j junkRing) Reader() *ringbuf.Reader { return j.rd.Reader() }
+func (j junkRing) RingFill() float64       { return j.rd.Fill() }
+func (j junkRing) CloseRing()              { j.rd.Close() }
 
 // TestDecodeErrorIsAFinding: a record the decoder refuses is not dropped:
 // it becomes a decode_error finding saying why, and reading goes on.
@@ -165,7 +167,7 @@ func TestDecodeErrorIsAFinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ring.Close()
-	rd, err := ringbuf.NewReader(ring)
+	rd, err := backend.OpenRing(ring)
 	if err != nil {
 		t.Fatal(err)
 	}
