@@ -186,6 +186,8 @@ enum stat_idx {
 	STAT_TRUNC,         /* paths that did not fit */
 	STAT_RECOVERED,     /* sys_exit runs the kernel skipped that the second copy judged */
 	STAT_UNMARKED,      /* first sys_exit runs that could not mark their task */
+	STAT_VMA_WALKED,    /* mprotects whose mapping was looked up without the mmap lock */
+	STAT_VMA_UNFOUND,   /* executable mprotects whose mapping was gone when looked up: unjudged */
 	STAT_MAX,
 };
 

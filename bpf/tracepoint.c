@@ -12,6 +12,7 @@
 #include "path.h"
 #include "maps.h"
 #include "seal.h"
+#include "vma.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -218,12 +219,6 @@ static __noinline int judge_clone(struct config *cfg, struct dreq *q, long ret)
 	return judge_priv(cfg, q, ret);
 }
 
-static long vma_file(struct task_struct *task, struct vm_area_struct *vma, struct file **f)
-{
-	*f = vma->vm_file;
-	return 0;
-}
-
 /* judge_mmap: an executable mapping of a file is code run without an exec of
  * its own (the dynamic loader running a binary, dlopen of a library), and so
  * is a script its interpreter opens (judge_script): drift when the file is
@@ -232,10 +227,13 @@ static long vma_file(struct task_struct *task, struct vm_area_struct *vma, struc
 static __noinline int judge_mmap(struct config *cfg, struct dreq *q)
 {
 	struct file *f = NULL;
-	if (q->name)
-		bpf_find_vma(bpf_get_current_task_btf(), (__u64)q->name, vma_file, &f, 0);
-	else
+	if (q->name) {
+		struct vm_area_struct *vma = mapped_vma((__u64)q->name);
+		if (vma)
+			f = BPF_CORE_READ(vma, vm_file);
+	} else {
 		f = file_of(q->fd);
+	}
 	if (!f)
 		return 0;
 	/* the epoch's top bit keeps these apart from writes through f */

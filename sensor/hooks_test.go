@@ -1,10 +1,10 @@
 package sensor_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/driftsensor/driftsensor/sensor"
 	"github.com/driftsensor/driftsensor/sensor/backend"
@@ -182,6 +183,90 @@ func TestLostRecordsAreFindings(t *testing.T) {
 	}
 }
 
+// tally runs a sensor on a sealed backend for the contention tests: it
+// counts findings by the key key gives them, keeps the others, and starts
+// the actor processes whose own exec findings are expected.
+type tally struct {
+	mu    sync.Mutex
+	seen  map[string]int
+	other []*event.Event
+	ours  map[uint32]bool // the actors' pids
+}
+
+func newTally(t *testing.T, pol *policy.Policy, be backend.Backend, cfg sensor.Config, key func(*event.Event) (string, bool)) *tally {
+	ta := &tally{seen: map[string]int{}, ours: map[uint32]bool{}}
+	cfg.Host, cfg.Policy, cfg.Backend, cfg.Log = "t", pol, be, zerolog.Nop()
+	cfg.Emit = func(ev *event.Event) {
+		ta.mu.Lock()
+		defer ta.mu.Unlock()
+		if k, ok := key(ev); ok {
+			ta.seen[k]++
+			return
+		}
+		ta.other = append(ta.other, ev)
+	}
+	s := sensor.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ta
+}
+
+// count is the number of findings keyed k so far.
+func (ta *tally) count(k string) int {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	return ta.seen[k]
+}
+
+// actor starts the hook tests' actor in cg with args and returns the wait
+// for its end, which fails the test with its output if it failed.
+func (ta *tally) actor(t *testing.T, cg *testenv.Cgroup, args ...string) (wait func()) {
+	t.Helper()
+	cmd, closeFD, err := cg.Command(os.Args[0], args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	var out bytes.Buffer
+	cmd.Env = append(os.Environ(), act.ActorEnv+"=1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ta.mu.Lock()
+	ta.ours[uint32(cmd.Process.Pid)] = true
+	ta.mu.Unlock()
+	return func() {
+		t.Helper()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("actor %q: %v\n%s", args, err, out.Bytes())
+		}
+	}
+}
+
+// settledStats reads the kernel counters once the count of syscalls nothing
+// judged has settled: it is reported once it held for a second
+// (sensor/tracepoint settled), so after two.
+func settledStats(t *testing.T, be backend.Backend) backend.Stats {
+	t.Helper()
+	var st backend.Stats
+	for barrier := time.Now(); time.Since(barrier) < 2*time.Second; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if st, err = be.Stats(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+// ownExec says whether ev is the exec finding of an actor the tally started
+// (the test binary, outside the image paths).
+func (ta *tally) ownExec(ev *event.Event) bool {
+	return ev.Kind == event.KindExec && ev.Process != nil && ta.ours[ev.Process.PID] && ev.Exec != nil && ev.Exec.Arg == 0
+}
+
 // TestChmodsJudgedUnderContention: two processes in a sealed scope chmod a
 // protected file each, in turn, as fast as they can; every file must get its
 // chmod finding, or be covered by a skipped run the sensor counts. On kernels
@@ -213,73 +298,31 @@ func TestChmodsJudgedUnderContention(t *testing.T) {
 	writing, markerDir := dirs[:2], dirs[2]
 	marker := filepath.Join(markerDir, "f0")
 
-	var mu sync.Mutex
-	seen := map[string]int{}
-	var other []*event.Event
-	s := sensor.New(sensor.Config{Host: "t", Policy: pol, Backend: be, Log: zerolog.Nop(), StatsEvery: 20 * time.Millisecond,
-		Emit: func(ev *event.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			if ev.Kind == event.KindFile && ev.Action == "chmod" && ev.File != nil {
-				seen[ev.File.Path]++
-				return
-			}
-			other = append(other, ev)
-		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Run(ctx)
-
-	ours := map[uint32]bool{} // the writers and the marker runs: this test binary, outside the image paths
-	chmodAll := func(dir string) *exec.Cmd {
-		t.Helper()
-		cmd, closeFD, err := cg.Command(os.Args[0], "chmod-all", dir)
-		if err != nil {
-			t.Fatal(err)
+	ta := newTally(t, pol, be, sensor.Config{StatsEvery: 20 * time.Millisecond}, func(ev *event.Event) (string, bool) {
+		if ev.Kind == event.KindFile && ev.Action == "chmod" && ev.File != nil {
+			return ev.File.Path, true
 		}
-		t.Cleanup(func() { closeFD() })
-		cmd.Env = append(os.Environ(), act.ActorEnv+"=1")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		mu.Lock()
-		ours[uint32(cmd.Process.Pid)] = true
-		mu.Unlock()
-		return cmd
-	}
-	var cmds []*exec.Cmd
+		return "", false
+	})
+	var waits []func()
 	for _, d := range writing {
-		cmds = append(cmds, chmodAll(d))
+		waits = append(waits, ta.actor(t, cg, "chmod-all", d))
 	}
-	for _, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("writer %v: %v", cmd.Args, err)
-		}
+	for _, wait := range waits {
+		wait()
 	}
 	testenv.Eventually(t, "the marker chmod's finding", func() bool {
-		mu.Lock()
-		n := seen[marker]
-		mu.Unlock()
-		if n > 0 {
+		if ta.count(marker) > 0 {
 			return true
 		}
 		// its own run may be one both copies skipped: chmod it again
-		if err := chmodAll(markerDir).Wait(); err != nil {
-			t.Fatalf("marker: %v", err)
-		}
+		ta.actor(t, cg, "chmod-all", markerDir)()
 		return false
 	})
-	// A count of syscalls nothing judged is reported once it held for a
-	// second (sensor/tracepoint settled): read it after two.
-	var st backend.Stats
-	for barrier := time.Now(); time.Since(barrier) < 2*time.Second; time.Sleep(50 * time.Millisecond) {
-		var err error
-		if st, err = be.Stats(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	st := settledStats(t, be)
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	seen := ta.seen
 	want, missing, twice := len(writing)*perWriter, 0, 0
 	for _, d := range writing {
 		for i := 0; i < perWriter; i++ {
@@ -297,15 +340,104 @@ func TestChmodsJudgedUnderContention(t *testing.T) {
 	if got := len(seen) - 1; got != want-missing {
 		t.Errorf("chmod findings name %d files besides the marker, want exactly the %d chmodded and found", got, want-missing)
 	}
-	for _, ev := range other {
+	for _, ev := range ta.other {
 		switch {
 		case ev.Kind == event.KindSensor: // skipped_runs and the like: the sensor's own reports
-		case ev.Kind == event.KindExec && ev.Process != nil && ours[ev.Process.PID]:
+		case ta.ownExec(ev):
 		default:
 			t.Errorf("unexpected finding: %s", act.Describe(ev))
 		}
 	}
 	t.Logf("%d chmods: %d without a finding, %d judged twice; the second copy judged %d syscalls; %d unmarked, %d counted unjudged", want, missing, twice, st.Recovered, st.Unmarked, st.Skipped)
+}
+
+// TestMprotectsJudgedWhileMappingsChange: a process makes a mapping of each
+// of many files outside the image paths executable (mprotect), while another
+// of its threads maps and unmaps memory in a loop, so the mmap lock is often
+// held for writing when the kernel program looks the mapping up: each
+// mprotect has its exec finding all the same, naming the file (before the
+// lockless lookup, bpf/vma.h vma_walk, most had none). Rounds
+// repeat, each a new process, until some lookup found the lock taken (the
+// walk ran), with a bound; none may fail to find its mapping.
+func TestMprotectsJudgedWhileMappingsChange(t *testing.T) {
+	cg, img, pol, be := sealedImage(t, backend.Options{})
+	const files, maxRounds = 500, 20
+	dir := filepath.Join(img, "lib")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := func(i int) string { return filepath.Join(dir, fmt.Sprintf("f%04d.so", i)) } // in ReadDir's order
+	for i := 0; i < files; i++ {
+		touch(t, name(i))
+	}
+	markers := filepath.Join(img, "markers") // one mprotected alone after each round: a barrier
+	if err := os.MkdirAll(markers, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	marker := func(r int) string { return filepath.Join(markers, fmt.Sprintf("m%d.so", r)) }
+	for r := 1; r <= maxRounds; r++ {
+		touch(t, marker(r))
+	}
+	ta := newTally(t, pol, be, sensor.Config{}, func(ev *event.Event) (string, bool) {
+		if ev.Kind != event.KindExec || ev.Exec == nil {
+			return "", false
+		}
+		d := filepath.Dir(ev.Exec.Path)
+		return ev.Exec.Path, (d == dir || d == markers) && ev.Exec.Arg == unix.PROT_READ|unix.PROT_EXEC &&
+			slices.Equal(ev.Exec.Reasons, []string{"outside_image"})
+	})
+	var st backend.Stats
+	rounds := 0
+	for st.MapWalked == 0 && rounds < maxRounds {
+		rounds++
+		ta.actor(t, cg, "mprotect-all", dir)()
+		testenv.Eventually(t, "the marker's finding", func() bool {
+			if ta.count(marker(rounds)) > 0 {
+				return true
+			}
+			// its own run may be one the kernel skipped (7.2): again
+			ta.actor(t, cg, "mprotect-x", marker(rounds))()
+			return false
+		})
+		st = settledStats(t, be)
+	}
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	seen := ta.seen
+	t.Logf("%d rounds of %d mprotects: %d looked up without the lock, %d not found", rounds, files, st.MapWalked, st.MapUnfound)
+	if st.MapWalked == 0 {
+		t.Fatalf("in %d rounds, no lookup found the mmap lock taken: the lockless walk was not tested", rounds)
+	}
+	if st.MapUnfound != 0 {
+		t.Errorf("%d lookups without the lock found no mapping", st.MapUnfound)
+	}
+	missing := 0
+	for i := 0; i < files; i++ {
+		switch n := seen[name(i)]; {
+		case n > rounds:
+			t.Errorf("%s: %d findings in %d rounds", name(i), n, rounds)
+		case n < rounds:
+			missing += rounds - n
+		}
+	}
+	// where the kernel skips runs of the program (7.2), those count
+	if missing > int(st.Skipped) {
+		t.Errorf("%d mprotects have no finding, and only %d unjudged syscalls were counted", missing, st.Skipped)
+	}
+	for r := 1; r <= rounds; r++ {
+		delete(seen, marker(r))
+	}
+	if len(seen) != files {
+		t.Errorf("findings name %d files besides the markers, want %d", len(seen), files)
+	}
+	for _, ev := range ta.other {
+		switch {
+		case ev.Kind == event.KindSensor && ev.Action == "skipped_runs":
+		case ta.ownExec(ev):
+		default:
+			t.Errorf("unexpected finding: %s", act.Describe(ev))
+		}
+	}
 }
 
 // TestKernelStateChanges: the sensor records the kernel state at the seal

@@ -312,6 +312,9 @@ func (s *Sensor) readStats(last *backend.Stats) {
 	if d := st.TaintFull - last.TaintFull; d > 0 {
 		s.emit(s.health("taint_full", d, fmt.Sprintf("%d written files could not be tainted (taint set full): executing them would not be flagged", d)))
 	}
+	if d := st.MapUnfound - last.MapUnfound; d > 0 {
+		s.emit(s.health("mapping_unfound", d, fmt.Sprintf("%d mprotects adding execute permission found no mapping at their address (changed meanwhile by another thread): a file mapped there went unjudged", d)))
+	}
 	*last = st
 }
 

@@ -25,6 +25,8 @@ type countersBackend struct {
 	ring *ebpf.Map
 	rd   *backend.Ring
 	lost atomic.Uint64
+	// unfound: executable mprotects whose mapping was not found
+	unfound atomic.Uint64
 }
 
 func newCountersBackend(t *testing.T) *countersBackend {
@@ -51,7 +53,7 @@ func (b *countersBackend) RingFill() float64         { return b.rd.Fill() }
 func (b *countersBackend) CloseRing()                { b.rd.Close() }
 func (b *countersBackend) Verify() []string          { return nil }
 func (b *countersBackend) Stats() (backend.Stats, error) {
-	return backend.Stats{Lost: b.lost.Load()}, nil
+	return backend.Stats{Lost: b.lost.Load(), MapUnfound: b.unfound.Load()}, nil
 }
 func (b *countersBackend) SelfObject(uint64) (uint32, backend.Object, bool) {
 	return 0, backend.Object{}, false
@@ -127,6 +129,23 @@ func TestStatsIdlePaceStillReports(t *testing.T) {
 	}
 	b.lost.Store(7)
 	testenv.Eventually(t, "the 7 lost records reported at the idle pace", func() bool { return lostReported(findings()) == 7 })
+}
+
+// TestMappingUnfoundReported: mprotects the kernel could not judge, its
+// lookup of their mapping failing, are reported exactly, as a finding.
+func TestMappingUnfoundReported(t *testing.T) {
+	b := newCountersBackend(t)
+	findings, _ := pacedSensor(t, b, 20*time.Millisecond)
+	b.unfound.Store(3)
+	testenv.Eventually(t, "the 3 unjudged mprotects reported", func() bool {
+		var n uint64
+		for _, ev := range findings() {
+			if ev.Kind == event.KindSensor && ev.Action == "mapping_unfound" {
+				n += ev.Health.LostRecords
+			}
+		}
+		return n == 3
+	})
 }
 
 // TestStatsPaceWakesOnFindings: the first finding after a quiet spell brings

@@ -169,3 +169,39 @@ int test_exec_reasons(void *ctx)
 	*out = in->unlinked < 0 ? code_reasons(r, l) : exec_reasons(r, l, in->unlinked);
 	return 0;
 }
+
+/* test_vma: the mapping at test_vma_io.addr in the calling process, as
+ * bpf_find_vma finds it (under the mmap lock) and as vma_walk does (without):
+ * the test holds one to the other. */
+#include "vma.h"
+
+struct test_vma_io {
+	__u64 addr;
+	__s64 find_err;    /* bpf_find_vma's return */
+	__u64 find_vma;    /* the mapping it found, 0 for none */
+	__u64 walk_vma;    /* the mapping vma_walk found, 0 for none */
+	__u64 walk_file;   /* its file, 0 for none or an anonymous mapping */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct test_vma_io);
+} test_vma_map SEC(".maps");
+
+SEC("raw_tp")
+int test_vma(void *ctx)
+{
+	__u32 zero = 0;
+	struct test_vma_io *io = bpf_map_lookup_elem(&test_vma_map, &zero);
+	if (!io)
+		return 1;
+	struct vm_area_struct *found = NULL;
+	io->find_err = bpf_find_vma(bpf_get_current_task_btf(), io->addr, vma_found, &found, 0);
+	io->find_vma = (__u64)found;
+	struct vm_area_struct *walked = vma_walk(io->addr);
+	io->walk_vma = (__u64)walked;
+	io->walk_file = walked ? (__u64)BPF_CORE_READ(walked, vm_file) : 0;
+	return 0;
+}

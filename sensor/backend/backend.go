@@ -88,6 +88,12 @@ type Stats struct {
 	// (tracepoint backend): the second copy judges those syscalls again and
 	// counts them in Recovered.
 	Unmarked uint64
+	// MapWalked counts executable mprotects whose mapping the tracepoint
+	// backend looked up without the mmap lock, held by another thread
+	// (bpf/vma.h vma_walk); MapUnfound those whose mapping
+	// no lookup found (another thread changed it meanwhile), so they went
+	// unjudged.
+	MapWalked, MapUnfound uint64
 	// Skipped bounds from above the syscalls and events the kernel skipped
 	// every program run for (recursion_misses), so nothing judged them: on
 	// kernels that run syscall tracepoint programs preemptibly (7.2), a run

@@ -118,7 +118,7 @@ func ReadStats(m, liveness *ebpf.Map, progs ...*ebpf.Program) (Stats, error) {
 	if err := liveness.Lookup(uint32(0), &s.KernelCounter); err != nil {
 		return s, fmt.Errorf("read the liveness counter: %w", err)
 	}
-	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated, &s.Recovered, &s.Unmarked} {
+	for i, dst := range []*uint64{&s.Lost, &s.TaintFull, &s.Truncated, &s.Recovered, &s.Unmarked, &s.MapWalked, &s.MapUnfound} {
 		var per []uint64
 		if err := m.Lookup(uint32(i), &per); err != nil {
 			return s, fmt.Errorf("read kernel counters: %w", err)

@@ -329,3 +329,29 @@ func OutputRing(ring *ebpf.Map, words ...uint64) error {
 	}
 	return nil
 }
+
+// Mapping is the mapping at an address of the calling thread's process as
+// test_vma found it both ways: kernel addresses of struct vm_area_struct
+// (and of the mapped struct file), 0 for none.
+type Mapping struct {
+	FindErr  int64  // bpf_find_vma's return: -EBUSY when it could not take the mmap lock
+	Find     uint64 // the mapping bpf_find_vma found
+	Walk     uint64 // the mapping vma_walk found, without the lock
+	WalkFile uint64 // the file of that mapping
+}
+
+// VMA runs test_vma on addr. The caller locks its OS thread: the program
+// runs in the calling thread, and looks up its process's mappings.
+func (p *Programs) VMA(addr uintptr) (Mapping, error) {
+	io := bpftestTestVmaIo{Addr: uint64(addr)}
+	if err := p.objs.TestVmaMap.Put(uint32(0), &io); err != nil {
+		return Mapping{}, fmt.Errorf("write test_vma_map: %w", err)
+	}
+	if ret, err := p.objs.TestVma.Run(&ebpf.RunOptions{}); err != nil || ret != 0 {
+		return Mapping{}, fmt.Errorf("test run of test_vma: %d, %v", ret, err)
+	}
+	if err := p.objs.TestVmaMap.Lookup(uint32(0), &io); err != nil {
+		return Mapping{}, fmt.Errorf("read test_vma_map: %w", err)
+	}
+	return Mapping{FindErr: io.FindErr, Find: io.FindVma, Walk: io.WalkVma, WalkFile: io.WalkFile}, nil
+}

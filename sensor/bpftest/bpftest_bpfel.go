@@ -203,6 +203,15 @@ type bpftestTestOut struct {
 	Path  [4096]int8
 }
 
+type bpftestTestVmaIo struct {
+	_        structs.HostLayout
+	Addr     uint64
+	FindErr  int64
+	FindVma  uint64
+	WalkVma  uint64
+	WalkFile uint64
+}
+
 type bpftestWork struct {
 	_          structs.HostLayout
 	In         [4096]int8
@@ -262,11 +271,13 @@ const (
 	bpftestMapTestJudgeInMap   = "test_judge_in_map"
 	bpftestMapTestJudgeOutMap  = "test_judge_out_map"
 	bpftestMapTestOutMap       = "test_out_map"
+	bpftestMapTestVmaMap       = "test_vma_map"
 	bpftestMapWorkMap          = "work_map"
 	bpftestMapXrecMap          = "xrec_map"
 	bpftestProgTestExecReasons = "test_exec_reasons"
 	bpftestProgTestJudge       = "test_judge"
 	bpftestProgTestResolve     = "test_resolve"
+	bpftestProgTestVma         = "test_vma"
 	bpftestVarBtfLoads         = "btf_loads"
 	bpftestVarGuardFiles       = "guard_files"
 	bpftestVarGuardedIno       = "guarded_ino"
@@ -318,6 +329,7 @@ type bpftestProgramSpecs struct {
 	TestExecReasons *ebpf.ProgramSpec `ebpf:"test_exec_reasons"`
 	TestJudge       *ebpf.ProgramSpec `ebpf:"test_judge"`
 	TestResolve     *ebpf.ProgramSpec `ebpf:"test_resolve"`
+	TestVma         *ebpf.ProgramSpec `ebpf:"test_vma"`
 }
 
 // bpftestMapSpecs contains maps before they are loaded into the kernel.
@@ -348,6 +360,7 @@ type bpftestMapSpecs struct {
 	TestJudgeInMap  *ebpf.MapSpec `ebpf:"test_judge_in_map"`
 	TestJudgeOutMap *ebpf.MapSpec `ebpf:"test_judge_out_map"`
 	TestOutMap      *ebpf.MapSpec `ebpf:"test_out_map"`
+	TestVmaMap      *ebpf.MapSpec `ebpf:"test_vma_map"`
 	WorkMap         *ebpf.MapSpec `ebpf:"work_map"`
 	XrecMap         *ebpf.MapSpec `ebpf:"xrec_map"`
 }
@@ -406,6 +419,7 @@ type bpftestMaps struct {
 	TestJudgeInMap  *ebpf.Map `ebpf:"test_judge_in_map"`
 	TestJudgeOutMap *ebpf.Map `ebpf:"test_judge_out_map"`
 	TestOutMap      *ebpf.Map `ebpf:"test_out_map"`
+	TestVmaMap      *ebpf.Map `ebpf:"test_vma_map"`
 	WorkMap         *ebpf.Map `ebpf:"work_map"`
 	XrecMap         *ebpf.Map `ebpf:"xrec_map"`
 }
@@ -436,6 +450,7 @@ func (m *bpftestMaps) Close() error {
 		m.TestJudgeInMap,
 		m.TestJudgeOutMap,
 		m.TestOutMap,
+		m.TestVmaMap,
 		m.WorkMap,
 		m.XrecMap,
 	)
@@ -458,6 +473,7 @@ type bpftestPrograms struct {
 	TestExecReasons *ebpf.Program `ebpf:"test_exec_reasons"`
 	TestJudge       *ebpf.Program `ebpf:"test_judge"`
 	TestResolve     *ebpf.Program `ebpf:"test_resolve"`
+	TestVma         *ebpf.Program `ebpf:"test_vma"`
 }
 
 func (p *bpftestPrograms) Close() error {
@@ -465,6 +481,7 @@ func (p *bpftestPrograms) Close() error {
 		p.TestExecReasons,
 		p.TestJudge,
 		p.TestResolve,
+		p.TestVma,
 	)
 }
 

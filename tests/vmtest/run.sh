@@ -1,7 +1,8 @@
 #!/bin/sh
 # make vmtest: run both backends' privileged tests on several Debian cloud
 # kernels, each in a VM of its own with BPF-LSM on: the lsm backend's tests
-# (detect and enforce) and the tracepoint backend's hook table. The kernels
+# (detect and enforce) and the tracepoint backend's hook table and its walk of
+# a process's mappings (sensor/bpftest TestVMAWalkAgreesWithFindVMA). The kernels
 # come from kernel.sh (apt-get download through a private apt configuration);
 # the initramfs holds busybox-static and the statically built test binaries,
 # and each kernel's VM gets its loop module appended (a second cpio archive:
@@ -18,7 +19,7 @@
 #   VMTEST_JOBS       VMs run at once (default: 2, one per core; 1 shows each
 #                     console as it runs, the others print theirs when done)
 #   VMTEST_RUN        -test.run regexp for the lsm tests (default: all of them)
-#   VMTEST_TP_RUN     -test.run regexp for the tracepoint tests (default: the hook table and TestChmodsJudgedUnderContention)
+#   VMTEST_TP_RUN     -test.run regexp for the tracepoint tests (default: the hook table, TestChmodsJudgedUnderContention and TestMprotectsJudgedWhileMappingsChange)
 #   VMTEST_TP_SKIP    suites whose VM does not run the tracepoint tests (default:
 #                     none). The report says "not run" for them.
 #   VMTEST_BENCH      -test.bench regexp for the lsm tests (default: none)
@@ -91,7 +92,8 @@ done
 # kernel (nothing in it depends on the kernel's version).
 echo "vmtest: building the lsm tests and the tracepoint hook table"
 (cd "$root" && CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/lsm.test" ./sensor/lsm/ &&
-	CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/sensor.test" ./sensor/) || fail "building the test binaries failed"
+	CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/sensor.test" ./sensor/ &&
+	CGO_ENABLED=0 GOARCH=$arch go test -c -o "$work/bpftest.test" ./sensor/bpftest/) || fail "building the test binaries failed"
 stage="$work/initramfs"
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp" "$stage/run"
@@ -105,8 +107,8 @@ if [ "$arch" != amd64 ]; then
 fi
 cp "$busybox" "$stage/bin/busybox"
 cp "$root/tests/vmtest/init" "$stage/init"
-cp "$work/lsm.test" "$work/sensor.test" "$stage/"
-chmod 0755 "$stage/init" "$stage/lsm.test" "$stage/sensor.test"
+cp "$work/lsm.test" "$work/sensor.test" "$work/bpftest.test" "$stage/"
+chmod 0755 "$stage/init" "$stage/lsm.test" "$stage/sensor.test" "$stage/bpftest.test"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz" || fail "packing the initramfs failed"
 
 extra=""

@@ -296,6 +296,20 @@ func act(op string, a []string) error {
 			defer unix.Munmap(b)
 			return unix.Mprotect(b, unix.PROT_READ|unix.PROT_EXEC)
 		})
+	case "mprotect-all": // mprotect-x every file in a directory, while another thread maps and unmaps memory
+		ents, err := os.ReadDir(arg(0))
+		if err != nil {
+			return fmt.Errorf("read directory: %w", err) // not the syscall under test
+		}
+		stop := make(chan struct{})
+		defer close(stop)
+		go churnMappings(stop)
+		for _, e := range ents {
+			if err := act("mprotect-x", []string{filepath.Join(arg(0), e.Name())}); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "init-module":
 		// longer than an ELF header, or the kernel refuses it before any hook
 		return unix.InitModule(bytes.Repeat([]byte("not a module "), 16), "")
@@ -440,6 +454,39 @@ func withFd(path string, flags int, f func(fd int) error) error {
 	}
 	defer unix.Close(fd)
 	return f(fd)
+}
+
+// churnMappings changes the process's mappings until stop closes, on a
+// thread of its own: each change takes the mmap lock for writing, so a
+// reader that only tries the lock (bpf_find_vma) often finds it taken. It
+// maps and unmaps memory, and flips the protection of 16 MiB of small pages,
+// which holds the lock while every page table entry changes (long enough to
+// be preempted inside on one CPU).
+func churnMappings(stop <-chan struct{}) {
+	runtime.LockOSThread()
+	const big = 16 << 20
+	region, err := unix.Mmap(-1, 0, big, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err == nil {
+		unix.Madvise(region, unix.MADV_NOHUGEPAGE)
+		for i := 0; i < big; i += 4096 {
+			region[i] = 1
+		}
+		defer unix.Munmap(region)
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if b, err := unix.Mmap(-1, 0, 1<<16, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err == nil {
+			unix.Munmap(b)
+		}
+		if region != nil {
+			unix.Mprotect(region, unix.PROT_READ)
+			unix.Mprotect(region, unix.PROT_READ|unix.PROT_WRITE)
+		}
+	}
 }
 
 // execveat executes the file open at fd, with argv [argv0].
