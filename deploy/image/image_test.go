@@ -127,3 +127,51 @@ func TestImageRefusals(t *testing.T) {
 		}
 	}
 }
+
+// The command line: --tag and --out are required, a malformed
+// SOURCE_DATE_EPOCH is refused by name, and a build then --verify of its
+// archive succeed, dated to SOURCE_DATE_EPOCH (two builds at that date are
+// the same bytes).
+func TestRunCommandLine(t *testing.T) {
+	dist := stubDist(t)
+	dockerfile := "--dockerfile=../docker/Dockerfile"
+	out := filepath.Join(t.TempDir(), "image.tar")
+	if err := run([]string{dockerfile, "--dist", dist, "--arch", "amd64"}); err == nil || !strings.Contains(err.Error(), "--tag and --out are required") {
+		t.Errorf("no --tag or --out: %v", err)
+	}
+	if err := run([]string{"--no-such-flag"}); err == nil || !strings.Contains(err.Error(), "no-such-flag") {
+		t.Errorf("unknown flag: %v", err)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
+	if err := run([]string{dockerfile, "--dist", dist, "--arch", "amd64", "--tag", "x:1", "--out", out}); err == nil || !strings.Contains(err.Error(), `SOURCE_DATE_EPOCH "yesterday"`) {
+		t.Errorf("malformed SOURCE_DATE_EPOCH: %v", err)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	var builds [][]byte
+	for i := 0; i < 2; i++ {
+		if err := run([]string{dockerfile, "--dist", dist, "--arch", "amd64", "--tag", "x:1", "--out", out}); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		builds = append(builds, data)
+	}
+	if !bytes.Equal(builds[0], builds[1]) {
+		t.Error("two builds at the same SOURCE_DATE_EPOCH differ")
+	}
+	if err := run([]string{dockerfile, "--arch", "amd64", "--tag", "x:1", "--verify", out}); err != nil {
+		t.Errorf("verify the archive run built: %v", err)
+	}
+	if err := run([]string{dockerfile, "--arch", "amd64,arm64", "--tag", "x:1", "--verify", out}); err == nil {
+		t.Error("verify with an architecture the archive lacks passed")
+	}
+	if got, err := sourceDate(); err != nil || !got.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("sourceDate() = %v, %v", got, err)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	if got, err := sourceDate(); err != nil || got.Unix() != 0 {
+		t.Errorf("sourceDate() unset = %v, %v, want the Unix epoch", got, err)
+	}
+}

@@ -13,6 +13,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if IsWorkload() { // TestWorkloads' child
+		os.Exit(WorkloadMain())
+	}
 	os.Exit(testenv.Main(m))
 }
 
