@@ -33,21 +33,25 @@ type rawRead struct {
 	raw uint64
 }
 
-// maxReads bounds the history when reads come faster than expected; the
-// window then covers the last maxReads reads only.
+// maxReads bounds the history when reads come fast (the sensor's own
+// reads, its metrics, a test polling): a read that comes within
+// 2*settleFor/maxReads of the one before the last replaces the last, keeping
+// the lower count of the two, so the window still spans settleFor whatever
+// the rate of reads (a low read is kept that much longer, never dropped).
 const maxReads = 64
 
 func (s *settled) next(raw uint64, now time.Time) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if n := len(s.reads); n >= 2 && now.Sub(s.reads[n-2].at) < 2*settleFor/maxReads {
+		raw = min(raw, s.reads[n-1].raw)
+		s.reads = s.reads[:n-1]
+	}
 	s.reads = append(s.reads, rawRead{now, raw})
 	// keep one read at or before now-settleFor, and every later one
 	cut := 0
 	for i := 1; i < len(s.reads) && !s.reads[i].at.After(now.Add(-settleFor)); i++ {
 		cut = i
-	}
-	if n := len(s.reads) - maxReads; n > cut {
-		cut = n
 	}
 	s.reads = s.reads[cut:]
 	if now.Sub(s.reads[0].at) < settleFor {

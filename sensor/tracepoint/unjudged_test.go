@@ -35,12 +35,28 @@ func TestSettledHidesTransients(t *testing.T) {
 			t.Fatalf("at %d ms, raw %d: reported %d, want %d", st.ms, st.raw, got, st.want)
 		}
 	}
-	// reads faster than expected: the window shrinks to the last maxReads
-	for i := 0; i < 3*maxReads; i++ {
-		s.next(7, at(5000+i))
+	// Reads far faster than maxReads a second: a count that held for
+	// settleFor is reported all the same (a window cut to the last maxReads
+	// reads, shorter than settleFor, never settled: a real loss went
+	// unreported for as long as something polled fast), and a transient
+	// among them is still not.
+	for i := 0; i < 1000; i++ { // 1 ms apart
+		raw := uint64(7)
+		if i == 500 {
+			raw = 6 // a transient low read: the 7 has not held since it
+		}
+		if got := s.next(raw, at(5000+i)); got != 5 {
+			t.Fatalf("read %d: reported %d, want 5 (7 has not held for settleFor)", i, got)
+		}
 	}
-	if got := s.next(7, at(5000+3*maxReads)); got != 5 {
-		t.Errorf("after %d reads within %d ms: reported %d, want 5 (a window shorter than settleFor is not whole)", 3*maxReads, 3*maxReads, got)
+	if got := s.next(7, at(6500)); got != 6 {
+		t.Errorf("a second after the low read: reported %d, want 6 (the lowest read of the window)", got)
+	}
+	for i := 0; i < 2000; i++ {
+		s.next(7, at(6501+i))
+	}
+	if got := s.next(7, at(8600)); got != 7 || len(s.reads) > maxReads {
+		t.Errorf("7 held for over a second of fast reads: reported %d with %d reads kept, want 7 within %d", got, len(s.reads), maxReads)
 	}
 }
 
