@@ -243,7 +243,11 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 		got = streamFindings(t, reader, "cl1")
 		return len(got) >= len(ids)
 	})
-	checkExactlyOnceInOrder(t, got, ids)
+	// A leader's death can lose a finding in flight while later ones,
+	// sent before its ack was overdue, reach the new leader; sent again,
+	// it lands after them (README, Transport). Only the unacked window can
+	// overtake it.
+	late := checkExactlyOnce(t, got, ids, flightWindow)
 	if len(got) != len(ids) {
 		t.Fatalf("%d findings in the stream, %d accepted", len(got), len(ids))
 	}
@@ -251,5 +255,5 @@ func TestClusterNodeKillsMidStream(t *testing.T) {
 	mark := states.count()
 	setState(t, ctl, "cl1", event.StateCordoned)
 	states.waitApplied(t, mark, event.StateCordoned)
-	t.Logf("%d findings, exactly once and in order, across two node kills (publish errors %d, spooled %d)", len(ids), p.Counters().PublishErrors, p.Counters().Spooled)
+	t.Logf("%d findings, exactly once, %d after later ones, across two node kills (publish errors %d, spooled %d)", len(ids), late, p.Counters().PublishErrors, p.Counters().Spooled)
 }
