@@ -82,18 +82,27 @@ func TestVMAWalkAgreesWithFindVMA(t *testing.T) {
 	}
 	t.Logf("%d mappings in the process", strings.Count(string(maps), "\n"))
 
-	busy, files, holes := 0, 0, 0
+	// busy counts the addresses bpf_find_vma never got the lock for, retried
+	// counts its tries that found the lock taken: the Go runtime's threads
+	// map memory, and under load a thread can hold the lock, or wait for it,
+	// for long stretches (12 % of the probes in a tcg VM beside a busy host).
+	busy, retried, files, holes := 0, 0, 0, 0
 	for pg := 0; pg < 2*n; pg++ {
 		i := pg / 2
 		hole := pg%2 == 0 && i%4 == 3
 		isFile := pg%2 == 0 && (i%4 == 1 || i%4 == 2) || pg%2 == 1 && i%4 == 2
 		for _, off := range []int{0, page / 2, page - 1} {
 			m, err := p.VMA(base + uintptr(pg*page+off))
+			for try := 0; err == nil && m.FindErr == -int64(unix.EBUSY) && try < 1000; try++ {
+				retried++
+				runtime.Gosched()
+				m, err = p.VMA(base + uintptr(pg*page+off))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			switch {
-			case m.FindErr == -int64(unix.EBUSY): // a runtime thread holds the lock: nothing to compare
+			case m.FindErr == -int64(unix.EBUSY): // the lock stayed taken: nothing to compare
 				busy++
 				continue
 			case hole && (m.FindErr != -int64(unix.ENOENT) || m.Find != 0):
@@ -117,8 +126,8 @@ func TestVMAWalkAgreesWithFindVMA(t *testing.T) {
 		}
 	}
 	probes := 3 * 2 * n
-	t.Logf("%d addresses probed: %d in holes, %d in file mappings, %d with the lock taken", probes, holes, files, busy)
-	if busy > probes/10 {
-		t.Errorf("bpf_find_vma could not take the lock for %d of %d probes: too few compared", busy, probes)
+	t.Logf("%d addresses probed: %d in holes, %d in file mappings; the lock found taken %d times, %d addresses never compared", probes, holes, files, retried, busy)
+	if busy > probes/100 {
+		t.Errorf("bpf_find_vma could not take the lock for %d of %d addresses in 1,000 tries each: too few compared", busy, probes)
 	}
 }

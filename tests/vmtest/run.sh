@@ -27,8 +27,9 @@
 #                     iterations and rounds)
 #   VMTEST_ENV        NAME=value ... exported to the tests inside the VM
 #                     (e.g. DRIFT_BENCH_ROUNDS=15)
-#   VMTEST_TEST_TIMEOUT  -test.timeout of each test binary in the VM (default: 6m)
-#   VMTEST_TIMEOUT    seconds before a VM is killed (default: 900: both binaries'
+#   VMTEST_TEST_TIMEOUT  -test.timeout of each test binary in the VM (default:
+#                     10m for the lsm tests, 3m for each tracepoint one)
+#   VMTEST_TIMEOUT    seconds before a VM is killed (default: 1020: the binaries'
 #                     timeouts and the boot; three hung VMs stay within CI's hour)
 #   VMTEST_SMP        virtual CPUs per VM (default: 1: with several, tcg can run
 #                     a vCPU's stale copy of kernel text the kernel has just
@@ -56,7 +57,7 @@ arm64) work="$root/.vmtest-arm64" qemu=qemu-system-aarch64 qemupkg=qemu-system-a
 esac
 suites=${VMTEST_SUITES:-bookworm trixie sid}
 jobs=${VMTEST_JOBS:-2}
-timeout_s=${VMTEST_TIMEOUT:-900}
+timeout_s=${VMTEST_TIMEOUT:-1020}
 
 fail() {
 	echo "vmtest: FAIL: $*" >&2
