@@ -92,11 +92,12 @@ func TestVMAWalkAgreesWithFindVMA(t *testing.T) {
 		hole := pg%2 == 0 && i%4 == 3
 		isFile := pg%2 == 0 && (i%4 == 1 || i%4 == 2) || pg%2 == 1 && i%4 == 2
 		for _, off := range []int{0, page / 2, page - 1} {
-			m, err := p.VMA(base + uintptr(pg*page+off))
+			addr := base + uintptr(pg*page+off)
+			m, err := p.VMA(addr)
 			for try := 0; err == nil && m.FindErr == -int64(unix.EBUSY) && try < 1000; try++ {
 				retried++
 				runtime.Gosched()
-				m, err = p.VMA(base + uintptr(pg*page+off))
+				m, err = p.VMA(addr)
 			}
 			if err != nil {
 				t.Fatal(err)
