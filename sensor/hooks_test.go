@@ -358,7 +358,10 @@ func TestChmodsJudgedUnderContention(t *testing.T) {
 // of its threads maps and unmaps memory in a loop, so the mmap lock is often
 // held for writing when the kernel program looks the mapping up: each
 // mprotect has its exec finding all the same, naming the file (before the
-// lockless lookup, bpf/vma.h vma_walk, most had none). Rounds
+// lockless lookup, bpf/vma.h vma_walk, most had none), unless the kernel
+// skipped the program's run for it, which the sensor counts (7.2: see
+// TestChmodsJudgedUnderContention); findings missing may not outnumber
+// that count, and no finding may name another file. Rounds
 // repeat, each a new process, until some lookup found the lock taken (the
 // walk ran), with a bound; none may fail to find its mapping.
 func TestMprotectsJudgedWhileMappingsChange(t *testing.T) {
@@ -406,11 +409,15 @@ func TestMprotectsJudgedWhileMappingsChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	missing := 0
+	missing, never := 0, 0 // findings missing; files without any
 	ta.mu.Lock()
 	for i := 0; i < files; i++ {
-		if n := ta.seen[name(i)]; n < rounds {
+		n := ta.seen[name(i)]
+		if n < rounds {
 			missing += rounds - n
+		}
+		if n == 0 {
+			never++
 		}
 	}
 	ta.mu.Unlock()
@@ -434,8 +441,10 @@ func TestMprotectsJudgedWhileMappingsChange(t *testing.T) {
 	for r := 1; r <= rounds; r++ {
 		delete(seen, marker(r))
 	}
-	if len(seen) != files {
-		t.Errorf("findings name %d files besides the markers, want %d", len(seen), files)
+	// Only the mprotected files, each of them unless all its runs were
+	// among the skipped ones counted above.
+	if len(seen) != files-never {
+		t.Errorf("findings name %d files besides the markers, want the %d of the %d mprotected that had one: the others are no file mprotected", len(seen), files-never, files)
 	}
 	for _, ev := range ta.other {
 		switch {
