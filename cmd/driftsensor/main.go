@@ -206,7 +206,7 @@ func run(args []string) error {
 			return fmt.Errorf("embedded NATS server: %w (pass --embedded-port 0 for any free port, or --nats URL)", err)
 		}
 		defer emb.Close()
-		conn.URL = emb.URL
+		conn.URL, conn.InProcess = emb.URL, emb.Server
 		if conn.CredsFile == "" && conn.NKeySeedFile == "" {
 			conn.NKeySeedFile = emb.HostSeed
 		}

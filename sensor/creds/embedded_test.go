@@ -2,6 +2,8 @@ package creds
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +13,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
 
 	"github.com/driftsensor/driftsensor/sensor/event"
+	"github.com/driftsensor/driftsensor/sensor/publish"
+	"github.com/driftsensor/driftsensor/sensor/spool"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/transport"
 )
@@ -125,4 +131,81 @@ func adminConn(t *testing.T, url, seed string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// TestEmbeddedInProcessConnection: the sensor reaches its embedded server
+// through an in-memory pipe (transport.Options.InProcess), logged in with the
+// host's seed like any client: its findings reach a subscriber on the
+// server's TCP port, and a seed the server does not know is refused there
+// too, as ErrUnauthorized.
+func TestEmbeddedInProcessConnection(t *testing.T) {
+	state := t.TempDir()
+	e, err := StartEmbedded(state, "h1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	admin := adminConn(t, e.URL, EmbeddedAdminSeed(state))
+	sub, err := admin.SubscribeSync(event.Subject("h1", event.KindFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	p, err := publish.New(context.Background(), transport.Options{URL: e.URL, InProcess: e.Server, NKeySeedFile: e.HostSeed}, "h1", sp, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if addr := p.Conn().ConnectedAddr(); addr != "pipe" {
+		t.Fatalf("the publisher's connection is to %q, want the in-process pipe", addr)
+	}
+	if err := p.Publish(finding(event.KindFile, "h1")); err != nil {
+		t.Fatal(err)
+	}
+	if c := p.Counters(); c.Published != 1 || c.Spooled != 0 || c.Transport != event.TransportJetStream {
+		t.Fatalf("publisher counters %+v: want 1 published straight into the stream", c)
+	}
+	m, err := sub.NextMsg(testenv.WaitBound)
+	if err != nil {
+		t.Fatalf("the finding never reached the TCP subscriber: %v", err)
+	}
+	var ev event.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Host != "h1" || ev.Kind != event.KindFile || ev.Action != "unlink" ||
+		ev.File == nil || ev.File.Path != "/etc/passwd" || ev.Seq != 1 {
+		t.Fatalf("received %s (%v), want h1's unlink of /etc/passwd, seq 1", m.Data, err)
+	}
+
+	// The pipe skips the socket, not the login.
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	stranger := filepath.Join(t.TempDir(), "stranger.nk")
+	if err := os.WriteFile(stranger, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := transport.Options{URL: e.URL, InProcess: e.Server, NKeySeedFile: stranger}
+	if _, err := transport.Connect(bad); !errors.Is(err, transport.ErrUnauthorized) {
+		t.Fatalf("driftctl's connect in process with an unknown seed: %v, want ErrUnauthorized", err)
+	}
+	sp2, _, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp2.Close()
+	if p2, err := publish.New(context.Background(), bad, "h1", sp2, zerolog.Nop()); !errors.Is(err, transport.ErrUnauthorized) {
+		if p2 != nil {
+			p2.Close()
+		}
+		t.Fatalf("the sensor's publisher in process with an unknown seed: %v, want ErrUnauthorized", err)
+	}
 }

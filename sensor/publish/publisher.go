@@ -213,6 +213,10 @@ func New(ctx context.Context, opts transport.Options, host string, sp *spool.Spo
 			ev.Msg("NATS error")
 		}),
 	)
+	if err := opts.CheckLogin(); err != nil {
+		seq.close()
+		return nil, err
+	}
 	// The first attempt says whether the server takes these credentials: a
 	// refusal stops the start (exit status 2). An unreachable server is an
 	// outage like any other: the connection keeps trying and findings spool.

@@ -26,6 +26,12 @@ type Options struct {
 	// InboxPrefix is where replies to this connection go; a Publisher uses
 	// _INBOX_<host> so per-host credentials can confine it to its own inboxes.
 	InboxPrefix string
+	// InProcess, when the server runs in this process (the sensor's
+	// embedded one), carries the connection over an in-memory pipe instead
+	// of loopback TCP: a finding skips two socket hops and the netpoller's
+	// wakeups on its way to the server. URL still names the server (logs,
+	// errors, CheckLogin); the login is the same.
+	InProcess nats.InProcessConnProvider
 
 	AckTimeout    time.Duration // wait for a JetStream ack or a flush; default 2s
 	ReconnectWait time.Duration // pause between reconnect attempts; default 250ms
@@ -72,6 +78,9 @@ func (o Options) NATSOptions() ([]nats.Option, error) {
 	}
 	if o.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))
@@ -143,6 +152,27 @@ func RedactURLs(list string) string {
 	return strings.Join(parts, ",")
 }
 
+// CheckLogin, for a connection InProcess, logs in once over TCP (URL) and
+// returns the refusal, if any. The pipe cannot carry one: it has no buffer,
+// so the server's "-ERR Authorization Violation" waits for a client still
+// writing its CONNECT until the server's write deadline (10 s), and the
+// client then sees only a closed pipe. An unreachable URL is not an error
+// here: the in-process connection does not need it.
+func (o Options) CheckLogin() error {
+	if o.InProcess == nil {
+		return nil
+	}
+	o.InProcess = nil
+	nc, err := Connect(o)
+	if err != nil && IsAuthError(err) {
+		return err
+	}
+	if err == nil {
+		nc.Close()
+	}
+	return nil
+}
+
 // Connect dials the server once and fails fast: for driftctl and tools. The
 // sensor's publisher (sensor/publish) keeps its own connection that never gives up. A refused
 // credential is an error wrapping ErrUnauthorized.
@@ -153,6 +183,9 @@ func Connect(o Options, extra ...nats.Option) (*nats.Conn, error) {
 	}
 	if o.Name == "" {
 		o.Name = "driftctl"
+	}
+	if err := o.CheckLogin(); err != nil {
+		return nil, err
 	}
 	opts, err := o.NATSOptions()
 	if err != nil {

@@ -69,8 +69,14 @@ func BenchmarkPipeline(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan struct{})
+	// As the daemon connects to its embedded server: in process, or, with
+	// DRIFT_BENCH_TCP=1, over loopback TCP like a fleet's server.
+	conn := transport.Options{URL: url, InProcess: srv}
+	if os.Getenv("DRIFT_BENCH_TCP") != "" {
+		conn.InProcess = nil
+	}
 	d, err := agent.New(ctx, agent.Config{Host: "bench", Policy: pol, Backend: be, Seal: true,
-		NATS: transport.Options{URL: url}, SpoolDir: b.TempDir(), Log: zerolog.Nop(), Ready: func() { close(ready) }})
+		NATS: conn, SpoolDir: b.TempDir(), Log: zerolog.Nop(), Ready: func() { close(ready) }})
 	if err != nil {
 		b.Fatal(err)
 	}
