@@ -649,17 +649,28 @@ func (p *Publisher) sendFailed(err error) {
 	}
 }
 
+// idleEvery is the loop's period while nothing waits: no spool, no queue,
+// the server probed. Whatever gives it work wakes it (a spill, a reconnect),
+// and it then ticks every ReconnectWait again; an idle sensor's wakeups are
+// what an idle host pays for it.
+const idleEvery = 5 * time.Second
+
 // loop drains the spool whenever the server is reachable, and re-probes the
 // server after each reconnect.
 func (p *Publisher) loop() {
 	defer p.wg.Done()
 	t := time.NewTicker(p.opts.ReconnectWait)
 	defer t.Stop()
+	slow := false
 	for {
 		select {
 		case <-p.done:
 			return
 		case <-p.kick:
+			if slow {
+				t.Reset(p.opts.ReconnectWait)
+				slow = false
+			}
 		case <-t.C:
 			p.syncSpilled()
 			p.mu.Lock()
@@ -668,7 +679,15 @@ func (p *Publisher) loop() {
 			}
 			p.mu.Unlock()
 			if p.spool.Depth() == 0 && p.qLen.Load() == 0 && mode(p.mode.Load()) != modeUnknown {
+				if !slow {
+					t.Reset(idleEvery)
+					slow = true
+				}
 				continue
+			}
+			if slow {
+				t.Reset(p.opts.ReconnectWait)
+				slow = false
 			}
 		}
 		if !p.nc.IsConnected() {
