@@ -254,9 +254,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 // BenchmarkBPFCost a chmod finding took 4.1 us of BPF time with the reader
 // running, 1.1 us with it stopped). Pausing lets the next records queue
 // without a wakeup each. A finding more than a pause after the last is read
-// at once; in a storm the pause adds at most its length to a finding's
-// latency. No wakeup can be missed: the kernel's rule is unchanged, and a
-// record committed during the pause is read after it.
+// at once; in a storm a finding waits at most about one pause longer. No
+// wakeup can be missed: the kernel's rule is unchanged, and a record
+// committed during the pause is read after it.
 const stormPause = time.Millisecond
 
 // handle decodes one record and emits its finding.
