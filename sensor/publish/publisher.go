@@ -662,15 +662,23 @@ func (p *Publisher) loop() {
 	t := time.NewTicker(p.opts.ReconnectWait)
 	defer t.Stop()
 	slow := false
+	pace := func(idle bool) { // the period for an idle loop or a busy one
+		if idle == slow {
+			return
+		}
+		d := p.opts.ReconnectWait
+		if idle {
+			d = idleEvery
+		}
+		t.Reset(d)
+		slow = idle
+	}
 	for {
 		select {
 		case <-p.done:
 			return
 		case <-p.kick:
-			if slow {
-				t.Reset(p.opts.ReconnectWait)
-				slow = false
-			}
+			pace(false)
 		case <-t.C:
 			p.syncSpilled()
 			p.mu.Lock()
@@ -678,16 +686,10 @@ func (p *Publisher) loop() {
 				p.reportLosses()
 			}
 			p.mu.Unlock()
-			if p.spool.Depth() == 0 && p.qLen.Load() == 0 && mode(p.mode.Load()) != modeUnknown {
-				if !slow {
-					t.Reset(idleEvery)
-					slow = true
-				}
+			idle := p.spool.Depth() == 0 && p.qLen.Load() == 0 && mode(p.mode.Load()) != modeUnknown
+			pace(idle)
+			if idle {
 				continue
-			}
-			if slow {
-				t.Reset(p.opts.ReconnectWait)
-				slow = false
 			}
 		}
 		if !p.nc.IsConnected() {
