@@ -236,19 +236,21 @@ func utf8Prefix(b []byte, max int) int {
 	return max
 }
 
-// readCgroup reads dir/cgroup and returns the cgroup v2 path and the container
-// id found in it (or, on a v1 or hybrid host, in the v1 paths).
-func readCgroup(dir int, buf []byte) (path, container string) {
+// readCgroup reads dir/cgroup: the process's cgroup v2 path, the container
+// id found in it (or, on a hybrid system, in a v1 line), and whether the
+// file held the unified hierarchy's line alone.
+func readCgroup(dir int, buf []byte) (path, container string, v2only bool) {
 	n, err := readAt(dir, "cgroup", buf)
 	if err != nil {
-		return "", ""
+		return "", "", false
 	}
 	return parseCgroup(buf[:n])
 }
 
 // parseCgroup does the work of readCgroup on the file's contents.
-func parseCgroup(b []byte) (path, container string) {
+func parseCgroup(b []byte) (path, container string, v2only bool) {
 	var v1 []byte // first container id seen in a v1 line
+	v2only = true
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -260,9 +262,12 @@ func parseCgroup(b []byte) (path, container string) {
 			p := line[3:]
 			path = string(p)
 			if id := containerID(p); id != nil {
-				return path, string(id)
+				return path, string(id), v2only && len(b) == 0
 			}
 			continue
+		}
+		if len(line) > 0 {
+			v2only = false
 		}
 		if v1 == nil {
 			// hierarchy-id:controllers:path
@@ -273,5 +278,5 @@ func parseCgroup(b []byte) (path, container string) {
 			}
 		}
 	}
-	return path, string(v1)
+	return path, string(v1), v2only && path != ""
 }

@@ -428,21 +428,80 @@ func TestParseCgroup(t *testing.T) {
 	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	tests := []struct {
 		name, in, path, container string
+		v2only                    bool
 	}{
-		{"v2", "0::/system.slice/docker-" + id + ".scope\n", "/system.slice/docker-" + id + ".scope", id},
-		{"hybrid, id only in v1", "4:memory:/docker/" + id + "\n1:cpu:/docker/" + id + "\n0::/\n", "/", id},
-		{"hybrid, none", "9:name=systemd:/\n4:memory:/process_api/c9110e807db2c2278e4685fb85d49967\n0::/\n", "/", ""},
-		{"v1 only", "2:cpu,cpuacct:/user.slice\n", "", ""},
-		{"no newline", "0::/init.scope", "/init.scope", ""},
-		{"empty", "", "", ""},
+		{"v2", "0::/system.slice/docker-" + id + ".scope\n", "/system.slice/docker-" + id + ".scope", id, true},
+		{"hybrid, id only in v1", "4:memory:/docker/" + id + "\n1:cpu:/docker/" + id + "\n0::/\n", "/", id, false},
+		{"hybrid, none", "9:name=systemd:/\n4:memory:/process_api/c9110e807db2c2278e4685fb85d49967\n0::/\n", "/", "", false},
+		{"hybrid, id in v2 first", "0::/docker-" + id + ".scope\n4:memory:/other\n", "/docker-" + id + ".scope", id, false},
+		{"v1 only", "2:cpu,cpuacct:/user.slice\n", "", "", false},
+		{"no newline", "0::/init.scope", "/init.scope", "", true},
+		{"empty", "", "", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path, c := parseCgroup([]byte(tt.in))
-			if path != tt.path || c != tt.container {
-				t.Errorf("parseCgroup = %q, %q; want %q, %q", path, c, tt.path, tt.container)
+			path, c, v2 := parseCgroup([]byte(tt.in))
+			if path != tt.path || c != tt.container || v2 != tt.v2only {
+				t.Errorf("parseCgroup = %q, %q, v2 only %v; want %q, %q, %v", path, c, v2, tt.path, tt.container, tt.v2only)
 			}
 		})
+	}
+}
+
+// TestCgroupByID: a process in a cgroup the table read within revalidate
+// takes its path from the cache (the kernel's cgroup id names it); another
+// id, an old entry or a hybrid file is read from procfs.
+func TestCgroupByID(t *testing.T) {
+	root := t.TempDir()
+	tab := New(root, 16)
+	setCgroup := func(pid uint32, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(root, strconv.Itoa(int(pid)), "cgroup"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill := func(pid uint32, cgroupID uint64) string {
+		p := &event.Process{PID: pid, TID: pid, CgroupID: cgroupID}
+		tab.Fill(p)
+		return p.Cgroup
+	}
+	fakeProc(t, root, 10, "a", 1, 100, "/usr/bin/a")
+	setCgroup(10, "0::/app.slice/a.service\n")
+	if got := fill(10, 77); got != "/app.slice/a.service" {
+		t.Fatalf("first process of cgroup 77: cgroup %q", got)
+	}
+	// The file of the next process differs only so that the test can tell
+	// where its answer came from.
+	fakeProc(t, root, 11, "b", 1, 101, "/usr/bin/b")
+	setCgroup(11, "0::/read.from.procfs\n")
+	if got := fill(11, 77); got != "/app.slice/a.service" {
+		t.Errorf("second process of cgroup 77 within revalidate: cgroup %q, want the cached /app.slice/a.service", got)
+	}
+	fakeProc(t, root, 12, "c", 1, 102, "/usr/bin/c")
+	setCgroup(12, "0::/read.from.procfs\n")
+	if got := fill(12, 78); got != "/read.from.procfs" {
+		t.Errorf("a process of another cgroup id: cgroup %q, want its own file's", got)
+	}
+	fakeProc(t, root, 13, "d", 1, 103, "/usr/bin/d")
+	setCgroup(13, "0::/read.from.procfs\n")
+	if got := fill(13, 0); got != "/read.from.procfs" {
+		t.Errorf("a process with no cgroup id: cgroup %q, want its own file's", got)
+	}
+	// Hybrid: the v1 lines may name another container; never cached.
+	fakeProc(t, root, 14, "e", 1, 104, "/usr/bin/e")
+	setCgroup(14, "4:memory:/docker/x\n0::/\n")
+	fill(14, 79)
+	fakeProc(t, root, 15, "f", 1, 105, "/usr/bin/f")
+	setCgroup(15, "0::/read.from.procfs\n")
+	if got := fill(15, 79); got != "/read.from.procfs" {
+		t.Errorf("after a hybrid file for cgroup 79: cgroup %q, want the process's own file's", got)
+	}
+	// Past revalidate the cgroup is read again (a renamed cgroup keeps its id).
+	tab.revalidate = 0
+	fakeProc(t, root, 16, "g", 1, 106, "/usr/bin/g")
+	setCgroup(16, "0::/app.slice/renamed.service\n")
+	if got := fill(16, 77); got != "/app.slice/renamed.service" {
+		t.Errorf("cgroup 77 past revalidate: %q, want the renamed path read again", got)
 	}
 }
 
