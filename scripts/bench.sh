@@ -9,7 +9,7 @@ GO=${GO:-go}
 export DRIFT_REQUIRE_BPF=1
 run() { echo "\$ $*"; "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' ; }
 run $GO test -run '^$' -bench 'BPFCost|Overhead' -benchtime 1x ./tests/bench/
-run $GO test -run '^$' -bench 'Findings|Pipeline' -benchtime 1x ./tests/bench/
+run $GO test -run '^$' -bench 'Findings|Pipeline|NATSFloor|IdleFloor' -benchtime 1x ./tests/bench/
 run $GO test -run '^$' -bench Resolve -benchtime 20000x ./sensor/tracepoint/
 run $GO test -run '^$' -bench Decode ./sensor/record/
 run $GO test -run '^$' -bench SealApply -benchtime 1x ./sensor/agent/
