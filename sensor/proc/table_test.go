@@ -454,53 +454,41 @@ func TestParseCgroup(t *testing.T) {
 func TestCgroupByID(t *testing.T) {
 	root := t.TempDir()
 	tab := New(root, 16)
-	setCgroup := func(pid uint32, content string) {
+	// proc makes process pid with the cgroup file content, fills it as the
+	// kernel's cgroup id says, and returns the cgroup the table gave it.
+	proc := func(pid uint32, content string, cgroupID uint64) string {
 		t.Helper()
+		fakeProc(t, root, pid, "p", 1, 100+uint64(pid), "/usr/bin/p")
 		if err := os.WriteFile(filepath.Join(root, strconv.Itoa(int(pid)), "cgroup"), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	fill := func(pid uint32, cgroupID uint64) string {
 		p := &event.Process{PID: pid, TID: pid, CgroupID: cgroupID}
 		tab.Fill(p)
 		return p.Cgroup
 	}
-	fakeProc(t, root, 10, "a", 1, 100, "/usr/bin/a")
-	setCgroup(10, "0::/app.slice/a.service\n")
-	if got := fill(10, 77); got != "/app.slice/a.service" {
+	// The files after the first differ only so that the test can tell where
+	// an answer came from.
+	const own = "0::/read.from.procfs\n"
+	if got := proc(10, "0::/app.slice/a.service\n", 77); got != "/app.slice/a.service" {
 		t.Fatalf("first process of cgroup 77: cgroup %q", got)
 	}
-	// The file of the next process differs only so that the test can tell
-	// where its answer came from.
-	fakeProc(t, root, 11, "b", 1, 101, "/usr/bin/b")
-	setCgroup(11, "0::/read.from.procfs\n")
-	if got := fill(11, 77); got != "/app.slice/a.service" {
+	if got := proc(11, own, 77); got != "/app.slice/a.service" {
 		t.Errorf("second process of cgroup 77 within revalidate: cgroup %q, want the cached /app.slice/a.service", got)
 	}
-	fakeProc(t, root, 12, "c", 1, 102, "/usr/bin/c")
-	setCgroup(12, "0::/read.from.procfs\n")
-	if got := fill(12, 78); got != "/read.from.procfs" {
+	if got := proc(12, own, 78); got != "/read.from.procfs" {
 		t.Errorf("a process of another cgroup id: cgroup %q, want its own file's", got)
 	}
-	fakeProc(t, root, 13, "d", 1, 103, "/usr/bin/d")
-	setCgroup(13, "0::/read.from.procfs\n")
-	if got := fill(13, 0); got != "/read.from.procfs" {
+	if got := proc(13, own, 0); got != "/read.from.procfs" {
 		t.Errorf("a process with no cgroup id: cgroup %q, want its own file's", got)
 	}
 	// Hybrid: the v1 lines may name another container; never cached.
-	fakeProc(t, root, 14, "e", 1, 104, "/usr/bin/e")
-	setCgroup(14, "4:memory:/docker/x\n0::/\n")
-	fill(14, 79)
-	fakeProc(t, root, 15, "f", 1, 105, "/usr/bin/f")
-	setCgroup(15, "0::/read.from.procfs\n")
-	if got := fill(15, 79); got != "/read.from.procfs" {
+	proc(14, "4:memory:/docker/x\n0::/\n", 79)
+	if got := proc(15, own, 79); got != "/read.from.procfs" {
 		t.Errorf("after a hybrid file for cgroup 79: cgroup %q, want the process's own file's", got)
 	}
 	// Past revalidate the cgroup is read again (a renamed cgroup keeps its id).
 	tab.revalidate = 0
-	fakeProc(t, root, 16, "g", 1, 106, "/usr/bin/g")
-	setCgroup(16, "0::/app.slice/renamed.service\n")
-	if got := fill(16, 77); got != "/app.slice/renamed.service" {
+	if got := proc(16, "0::/app.slice/renamed.service\n", 77); got != "/app.slice/renamed.service" {
 		t.Errorf("cgroup 77 past revalidate: %q, want the renamed path read again", got)
 	}
 }

@@ -30,23 +30,8 @@ import (
 //
 //	go test -run '^$' -bench NATSFloor -benchtime 1x ./tests/bench/
 func BenchmarkNATSFloor(b *testing.B) {
-	srv, url, err := transport.StartEmbedded(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	pub, err := nats.Connect(url, nats.InProcessServer(srv))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pub.Close()
-	js, err := jetstream.New(pub)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := transport.EnsureStream(context.Background(), js, zerolog.Nop(), true); err != nil {
-		b.Fatal(err)
-	}
+	url, pub := embeddedInProcess(b)
+	findingsStream(b, pub)
 	sub, err := nats.Connect(url)
 	if err != nil {
 		b.Fatal(err)
@@ -125,24 +110,9 @@ func BenchmarkIdleFloor(b *testing.B) {
 	for _, stream := range []bool{false, true} {
 		name := map[bool]string{false: "server", true: "stream"}[stream]
 		b.Run(name, func(b *testing.B) {
-			srv, url, err := transport.StartEmbedded(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-			nc, err := nats.Connect(url, nats.InProcessServer(srv))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
+			_, nc := embeddedInProcess(b)
 			if stream {
-				js, err := jetstream.New(nc)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := transport.EnsureStream(context.Background(), js, zerolog.Nop(), true); err != nil {
-					b.Fatal(err)
-				}
+				js := findingsStream(b, nc)
 				if ai, err := js.AccountInfo(context.Background()); err != nil || ai.Streams != 1 {
 					b.Fatalf("the server's JetStream account: %+v, %v; want the findings stream alone", ai, err)
 				}
@@ -158,4 +128,33 @@ func BenchmarkIdleFloor(b *testing.B) {
 			b.ReportMetric(float64(cs)/window.Seconds(), "ctxsw/s")
 		})
 	}
+}
+
+// embeddedInProcess starts an embedded server for b and connects to it in
+// process, as the daemon does; both end with b.
+func embeddedInProcess(b *testing.B) (string, *nats.Conn) {
+	srv, url, err := transport.StartEmbedded(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := nats.Connect(url, nats.InProcessServer(srv))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	return url, nc
+}
+
+// findingsStream makes the findings stream over nc, as the daemon's first
+// connection does.
+func findingsStream(b *testing.B, nc *nats.Conn) jetstream.JetStream {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := transport.EnsureStream(context.Background(), js, zerolog.Nop(), true); err != nil {
+		b.Fatal(err)
+	}
+	return js
 }
