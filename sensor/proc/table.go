@@ -67,8 +67,7 @@ type Table struct {
 	lru    entry             // sentinel of the LRU ring
 	// cgroups maps the kernel's cgroup id to its path and container, as
 	// read from procfs: a new process in a cgroup seen within revalidate
-	// is not asked (reading a new process's cgroup file took 16 us here,
-	// a fifth of its procfs reads).
+	// costs one procfs file less.
 	cgroups map[uint64]cgroupInfo
 }
 
