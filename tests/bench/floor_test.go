@@ -41,11 +41,6 @@ func BenchmarkNATSFloor(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mono := func() int64 {
-		var ts unix.Timespec
-		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		return ts.Nano()
-	}
 	for _, c := range []struct {
 		name, subj string
 		reply      bool

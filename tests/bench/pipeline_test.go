@@ -92,11 +92,6 @@ func BenchmarkPipeline(b *testing.B) {
 	var lat []float64
 	var got, lost atomic.Uint64
 	var lastAt atomic.Int64 // CLOCK_MONOTONIC of the last finding received
-	mono := func() int64 {
-		var ts unix.Timespec
-		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		return ts.Nano()
-	}
 	sub, err := nc.Subscribe("drift.v1.bench.>", func(m *nats.Msg) {
 		now := mono()
 		if bytes.Contains(m.Data, []byte(`"kind":"sensor"`)) {
