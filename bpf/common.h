@@ -106,6 +106,9 @@ struct rec_hdr {
 	__u32 ptag; /* process identity: start time and exec generation; 0 = unknown.
 		     * User space reuses cached /proc data while it is unchanged. */
 	__u64 cgroup_id;
+	__u64 pstart; /* start of the parent process (its leader), ns after boot as
+		       * /proc/PPID/stat counts it; 0 = unknown. With ppid it names the
+		       * parent exactly, so user space need not read procfs to know it. */
 	char comm[16];
 };
 

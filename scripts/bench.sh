@@ -12,6 +12,7 @@ run $GO test -run '^$' -bench 'BPFCost|Overhead' -benchtime 1x ./tests/bench/
 run $GO test -run '^$' -bench 'Findings|Pipeline|NATSFloor|IdleFloor' -benchtime 1x ./tests/bench/
 run $GO test -run '^$' -bench Resolve -benchtime 20000x ./sensor/tracepoint/
 run $GO test -run '^$' -bench Decode ./sensor/record/
+run $GO test -run '^$' -bench Fill -benchtime 2000x ./sensor/proc/
 run $GO test -run '^$' -bench SealApply -benchtime 1x ./sensor/agent/
 run $GO test -run '^$' -bench Publish -benchtime 20000x ./sensor/publish/
 run $GO test -run '^$' -bench . -benchtime 1x ./tests/e2e/

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/hooktest"
 	"github.com/driftsensor/driftsensor/sensor/hooktest/act"
 	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/record"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 	"github.com/driftsensor/driftsensor/sensor/tracepoint"
@@ -547,4 +550,53 @@ func TestKernelStateChanges(t *testing.T) {
 	}
 	_, id4 := load()
 	expect(fmt.Sprintf("BPF program loaded: id %d", id4))
+}
+
+// TestRecordNamesParent: a finding's record names the actor's parent by pid
+// and start, as /proc/PPID/stat counts it, so the process table can serve a
+// parent it has confirmed without reading procfs. The parent is this test
+// process, which forks from any of its threads: the start is its leader's.
+func TestRecordNamesParent(t *testing.T) {
+	cg, img, _, be := sealedImage(t, backend.Options{})
+	target := filepath.Join(img, "f")
+	touch(t, target)
+	cmd, closeFD, err := cg.Command("chmod", "600", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// starttime is field 22, the 20th after comm's closing parenthesis.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	ticks, err := strconv.ParseUint(fields[19], 10, 64)
+	if err != nil {
+		t.Fatalf("/proc/self/stat: %v", err)
+	}
+
+	rd := be.Reader()
+	rd.SetDeadline(time.Now().Add(testenv.WaitBound))
+	for {
+		raw, err := rd.Read()
+		if err != nil {
+			t.Fatalf("no chmod record from pid %d: %v", cmd.Process.Pid, err)
+		}
+		var r record.Record
+		if err := record.Decode(raw.RawSample, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind != record.KindFile || r.Op != record.OpChmod || r.TGID != uint32(cmd.Process.Pid) {
+			continue
+		}
+		if r.PPID != uint32(os.Getpid()) || r.PStart/1e7 != ticks {
+			t.Fatalf("chmod record: parent %d started at %d ns (%d ticks); want %d at %d ticks (/proc/self/stat)",
+				r.PPID, r.PStart, r.PStart/1e7, os.Getpid(), ticks)
+		}
+		return
+	}
 }

@@ -70,6 +70,7 @@ type lsmExecRec struct {
 		Gid      uint32
 		Ptag     uint32
 		CgroupId uint64
+		Pstart   uint64
 		Comm     [16]int8
 	}
 	Ret     int64
@@ -108,6 +109,7 @@ type lsmFileRec struct {
 		Gid      uint32
 		Ptag     uint32
 		CgroupId uint64
+		Pstart   uint64
 		Comm     [16]int8
 	}
 	Ret       int64

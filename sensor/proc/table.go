@@ -110,14 +110,31 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 // the cache still knows of it, provided the cached comm matches p.Comm, and
 // otherwise leaves p as it was. Fill never fails and never waits on another
 // Fill. The returned Argv is shared with the cache and must not be modified.
-func (t *Table) Fill(p *event.Process) { t.FillTagged(p, 0) }
+func (t *Table) Fill(p *event.Process) { t.FillKernel(p, Kernel{}) }
 
-// FillTagged is Fill with the kernel's process tag (start time and exec
-// generation; 0 when the backend has none). While the tag of a pid is the one
-// its cached data was read under, the process has neither exited nor exec'd,
-// so the data is served without reading procfs: a burst of findings from one
-// process costs one procfs read, not one per finding.
-func (t *Table) FillTagged(p *event.Process, tag uint32) {
+// Kernel is what a kernel record says of its process besides p's fields.
+type Kernel struct {
+	// Tag is the process tag (start time and exec generation; 0 when the
+	// backend has none). While the tag of a pid is the one its cached data
+	// was read under, the process has neither exited nor exec'd, so the data
+	// is served without reading procfs: a burst of findings from one process
+	// costs one procfs read, not one per finding.
+	Tag uint32
+	// ParentStart is the start of the process p.PPID names, in nanoseconds
+	// after boot (0: unknown). With the pid it names the parent exactly, so a
+	// parent confirmed within revalidate is served without reading procfs: a
+	// new process costs the reads of its own context only.
+	ParentStart uint64
+}
+
+// nsPerTick converts the kernel's start times to the clock ticks of
+// /proc/PID/stat (USER_HZ is 100 on every Linux architecture the sensor
+// builds for). A sensor in a time namespace with a boot-time offset sees
+// other ticks in procfs: the keys then never match and procfs is read.
+const nsPerTick = 1e9 / 100
+
+// FillKernel is Fill with what the kernel record adds (see Kernel).
+func (t *Table) FillKernel(p *event.Process, k Kernel) {
 	if p == nil || p.PID == 0 {
 		return
 	}
@@ -125,12 +142,12 @@ func (t *Table) FillTagged(p *event.Process, tag uint32) {
 	defer scratchPool.Put(s)
 	now := int64(time.Since(t.epoch))
 
-	e, in := t.tagged(p, tag)
+	e, in := t.tagged(p, k.Tag)
 	if in == nil {
 		e, in = t.subject(p, s, now)
-		if e != nil && tag != 0 {
+		if e != nil && k.Tag != 0 {
 			t.mu.Lock()
-			e.tag = tag
+			e.tag = k.Tag
 			t.mu.Unlock()
 		}
 	}
@@ -147,7 +164,7 @@ func (t *Table) FillTagged(p *event.Process, tag uint32) {
 		}
 	}
 	if p.Ancestry == nil {
-		p.Ancestry = t.ancestry(p, e, in, s, now)
+		p.Ancestry = t.ancestry(p, e, in, k.ParentStart/nsPerTick, s, now)
 	}
 }
 
@@ -314,16 +331,21 @@ func (t *Table) lastKnown(pid uint32, comm string) (*entry, *info) {
 	return e, e.info
 }
 
-// ancestry walks up from the process p is about, parent first.
-func (t *Table) ancestry(p *event.Process, e *entry, in *info, s *scratch, now int64) []event.Ancestor {
+// ancestry walks up from the process p is about, parent first. pstart is
+// the start (in ticks) of the process p.PPID names, 0 if unknown.
+func (t *Table) ancestry(p *event.Process, e *entry, in *info, pstart uint64, s *scratch, now int64) []event.Ancestor {
 	var out [MaxAncestors]event.Ancestor
 	n := 0
 	ppid, start := p.PPID, uint64(0)
 	if in != nil {
 		ppid, start = in.ppid, e.start
 	}
+	if ppid != p.PPID {
+		pstart = 0 // reparented since first seen: the walk follows the real parent
+	}
 	for n < MaxAncestors && ppid != 0 && !seen(out[:n], p.PID, ppid) {
-		pe, pin := t.parent(e, ppid, start, s, now)
+		pe, pin := t.parent(e, ppid, start, pstart, s, now)
+		pstart = 0
 		if pin == nil {
 			out[n] = event.Ancestor{PID: ppid}
 			n++
@@ -354,12 +376,25 @@ func seen(out []event.Ancestor, self, pid uint32) bool {
 
 // parent returns the parent ppid of child (nil if the walk starts from the
 // kernel's PPID alone), which started at or before childStart (0 if unknown).
-func (t *Table) parent(child *entry, ppid uint32, childStart uint64, s *scratch, now int64) (*entry, *info) {
+// kstart is the parent's start as the kernel gave it (0 if not given): a
+// parent confirmed under that key within revalidate is served as is.
+func (t *Table) parent(child *entry, ppid uint32, childStart, kstart uint64, s *scratch, now int64) (*entry, *info) {
 	var linked *entry // the parent as seen alive before
 	t.mu.Lock()
+	if kstart != 0 {
+		if e := t.byKey[key{ppid, kstart}]; e != nil && t.fresh(e, now) {
+			t.touch(e)
+			if child != nil {
+				child.parentStart = kstart
+			}
+			in := e.info
+			t.mu.Unlock()
+			return e, in
+		}
+	}
 	if child != nil && child.parentStart != 0 {
 		linked = t.byKey[key{ppid, child.parentStart}]
-		if linked != nil && !linked.stale && now-linked.checked < t.revalidate {
+		if linked != nil && t.fresh(linked, now) {
 			t.touch(linked)
 			in := linked.info
 			t.mu.Unlock()
@@ -398,6 +433,11 @@ func (t *Table) parent(child *entry, ppid uint32, childStart uint64, s *scratch,
 		return l, l.info
 	}
 	return nil, nil
+}
+
+// fresh says the cached ancestor e may be served without reading procfs.
+func (t *Table) fresh(e *entry, now int64) bool {
+	return !e.stale && now-e.checked < t.revalidate
 }
 
 // confirm checks the cached data of ancestor k against what procfs just

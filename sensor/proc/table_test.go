@@ -58,7 +58,7 @@ func start(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 
 // waitExec waits until pid has finished its execve: Start returns once the
 // new image is in place, but its argv shows a moment later.
-func waitExec(t *testing.T, pid int) {
+func waitExec(t testing.TB, pid int) {
 	t.Helper()
 	testenv.Eventually(t, fmt.Sprintf("pid %d to show its argv", pid), func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -98,7 +98,7 @@ func selfExe(t *testing.T) string {
 	return exe
 }
 
-func sleepExe(t *testing.T) string {
+func sleepExe(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("sleep")
 	if err != nil {
@@ -600,6 +600,50 @@ func TestAncestorReuse(t *testing.T) {
 	}
 }
 
+// TestParentByKernelStart: a new process whose parent the kernel names by
+// pid and start is given the parent confirmed within revalidate without a
+// procfs read; without the kernel's start, or past revalidate, the parent is
+// read again.
+func TestParentByKernelStart(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 10, "init", 0, 1, "/sbin/init", "init")
+	fakeProc(t, root, 30, "bash", 10, 200, "/bin/bash", "-bash")
+	tab := New(root, 16)
+	bash := uint64(200 * nsPerTick)
+	// child fills a new process pid of bash's as the kernel reports it.
+	child := func(pid uint32, kstart uint64) []event.Ancestor {
+		t.Helper()
+		fakeProc(t, root, pid, "sh", 30, 300+uint64(pid), "/bin/sh", "sh")
+		p := &event.Process{PID: pid, TID: pid, PPID: 30}
+		tab.FillKernel(p, Kernel{ParentStart: kstart})
+		if len(p.Ancestry) != 2 || p.Ancestry[1] != (event.Ancestor{PID: 10, Comm: "init", Exe: "/sbin/init"}) {
+			t.Fatalf("pid %d: Ancestry = %+v, want bash then init", pid, p.Ancestry)
+		}
+		return p.Ancestry
+	}
+	if a := child(41, bash); a[0] != (event.Ancestor{PID: 30, Comm: "bash", Exe: "/bin/bash"}) {
+		t.Fatalf("first child: parent %+v, want bash read from procfs", a[0])
+	}
+	// Only a procfs read would see this; the files change so that the test
+	// can tell where an answer came from.
+	fakeProc(t, root, 30, "bash", 10, 200, "/bin/read.from.procfs", "-bash")
+	if a := child(42, bash); a[0].Exe != "/bin/bash" {
+		t.Errorf("second child, the kernel naming bash: parent exe %q, want the cached /bin/bash", a[0].Exe)
+	}
+	if a := child(43, bash+nsPerTick); a[0].Exe != "/bin/read.from.procfs" {
+		t.Errorf("a parent start the cache does not hold: parent exe %q, want procfs read", a[0].Exe)
+	}
+	fakeProc(t, root, 30, "bash", 10, 200, "/bin/read.again", "-bash")
+	if a := child(44, 0); a[0].Exe != "/bin/read.again" {
+		t.Errorf("no kernel start: parent exe %q, want procfs read", a[0].Exe)
+	}
+	fakeProc(t, root, 30, "bash", 10, 200, "/bin/past.revalidate", "-bash")
+	tab.revalidate = 0
+	if a := child(45, bash); a[0].Exe != "/bin/past.revalidate" {
+		t.Errorf("past revalidate: parent exe %q, want procfs read", a[0].Exe)
+	}
+}
+
 func TestAncestryDepthAndCycle(t *testing.T) {
 	root := t.TempDir()
 	for pid := uint32(1); pid <= 12; pid++ {
@@ -728,6 +772,46 @@ func BenchmarkFill(b *testing.B) {
 		}
 		filled(b, p)
 	})
+	// A process the table has not seen, child of this one (which the table
+	// has): its own context is read cold, the parent comes from the cache
+	// when the kernel names it by its start, else from procfs again.
+	own := &event.Process{PID: pid}
+	New("/proc", 1).Fill(own)
+	st, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	self, err := parseStat(st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		k    Kernel
+	}{{"new-child", Kernel{}}, {"new-child-kernel-parent", Kernel{ParentStart: self.start * nsPerTick}}} {
+		b.Run(c.name, func(b *testing.B) {
+			tab := New("/proc", 1024)
+			tab.Fill(&event.Process{PID: pid})
+			for b.Loop() {
+				b.StopTimer()
+				cmd := exec.Command(sleepExe(b), "60")
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				waitExec(b, cmd.Process.Pid)
+				p = &event.Process{PID: uint32(cmd.Process.Pid), PPID: pid}
+				b.StartTimer()
+				tab.FillKernel(p, c.k)
+				b.StopTimer()
+				cmd.Process.Kill()
+				cmd.Wait()
+				if len(p.Ancestry) == 0 || p.Ancestry[0].Exe != exe || p.Exe != sleepExe(b) {
+					b.Fatalf("fill of a new child: %+v, want sleep with this process (%s) as parent", p, exe)
+				}
+				b.StartTimer()
+			}
+		})
+	}
 }
 
 // TestMidExec: an argv read while execve is still building it is not cached.
@@ -751,9 +835,9 @@ func TestMidExec(t *testing.T) {
 	}
 }
 
-// TestFillTaggedServesCacheWhileTagHolds: the same kernel tag means the same
+// TestFillKernelServesCacheWhileTagHolds: the same kernel tag means the same
 // process image, so procfs is not read again; a new tag (after an exec) is.
-func TestFillTaggedServesCacheWhileTagHolds(t *testing.T) {
+func TestFillKernelServesCacheWhileTagHolds(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "read go; exec sleep 5") // execs when the test says so
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -768,7 +852,7 @@ func TestFillTaggedServesCacheWhileTagHolds(t *testing.T) {
 	var first event.Process
 	testenv.Eventually(t, "sh to have its argv (the exec into sh done)", func() bool {
 		first = event.Process{PID: pid}
-		tbl.FillTagged(&first, 1)
+		tbl.FillKernel(&first, Kernel{Tag: 1})
 		if len(first.Argv) > 0 {
 			return true
 		}
@@ -783,12 +867,12 @@ func TestFillTaggedServesCacheWhileTagHolds(t *testing.T) {
 		return filepath.Base(exe) == "sleep"
 	})
 	same := event.Process{PID: pid}
-	tbl.FillTagged(&same, 1)
+	tbl.FillKernel(&same, Kernel{Tag: 1})
 	if same.Exe != first.Exe {
 		t.Fatalf("same tag: exe %q, want the cached %q (procfs read again)", same.Exe, first.Exe)
 	}
 	fresh := event.Process{PID: pid}
-	tbl.FillTagged(&fresh, 2)
+	tbl.FillKernel(&fresh, Kernel{Tag: 2})
 	if fresh.Exe == first.Exe || filepath.Base(fresh.Exe) != "sleep" {
 		t.Fatalf("new tag: exe %q, want sleep read from procfs (was %q)", fresh.Exe, first.Exe)
 	}

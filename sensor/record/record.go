@@ -105,6 +105,7 @@ const (
 	hdrGID    = int(unsafe.Offsetof(recRecHdr{}.Gid))
 	hdrPTag   = int(unsafe.Offsetof(recRecHdr{}.Ptag))
 	hdrCgroup = int(unsafe.Offsetof(recRecHdr{}.CgroupId))
+	hdrPStart = int(unsafe.Offsetof(recRecHdr{}.Pstart))
 	hdrComm   = int(unsafe.Offsetof(recRecHdr{}.Comm))
 	commLen   = len(recRecHdr{}.Comm)
 
@@ -152,6 +153,7 @@ type Header struct {
 	GID      uint32
 	PTag     uint32 // process identity tag; 0 = unknown (see bpf/common.h)
 	CgroupID uint64
+	PStart   uint64 // the parent's start, ns after boot; 0 = unknown (see bpf/common.h)
 	Comm     []byte // NUL-trimmed, points into the record
 }
 
@@ -200,6 +202,7 @@ func Decode(raw []byte, r *Record) error {
 	h.GID = le.Uint32(raw[hdrGID:])
 	h.PTag = le.Uint32(raw[hdrPTag:])
 	h.CgroupID = le.Uint64(raw[hdrCgroup:])
+	h.PStart = le.Uint64(raw[hdrPStart:])
 	h.Comm = cstr(raw[hdrComm : hdrComm+commLen])
 	if int(h.Size) > len(raw) || int(h.Size) < HdrSize {
 		return fmt.Errorf("record kind %d says it has %d bytes, buffer has %d", h.Kind, h.Size, len(raw))

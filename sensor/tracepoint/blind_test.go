@@ -2,6 +2,7 @@ package tracepoint
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/driftsensor/driftsensor/sensor/bpftest"
 	"github.com/driftsensor/driftsensor/sensor/event"
 	"github.com/driftsensor/driftsensor/sensor/policy"
+	"github.com/driftsensor/driftsensor/sensor/record"
 	"github.com/driftsensor/driftsensor/sensor/sysfs"
 	"github.com/driftsensor/driftsensor/sensor/testenv"
 )
@@ -177,7 +179,7 @@ func TestDecodeErrorIsAFinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := bb.wait(t, event.KindSensor, "decode_error")
-	const want = "record of 16 bytes is shorter than its 64-byte header"
+	want := fmt.Sprintf("record of 16 bytes is shorter than its %d-byte header", record.HdrSize)
 	if ev.Health == nil || ev.Health.Detail != want || ev.Host != "t" || ev.Backend != Name {
 		t.Fatalf("decode_error finding %+v %+v, want detail %q", ev, ev.Health, want)
 	}
