@@ -106,9 +106,11 @@ struct rec_hdr {
 	__u32 ptag; /* process identity: start time and exec generation; 0 = unknown.
 		     * User space reuses cached /proc data while it is unchanged. */
 	__u64 cgroup_id;
-	__u64 pstart; /* start of the parent process (its leader), ns after boot as
-		       * /proc/PPID/stat counts it; 0 = unknown. With ppid it names the
-		       * parent exactly, so user space need not read procfs to know it. */
+	__u64 start;  /* start of the process (its leader), ns after boot as
+		       * /proc/PID/stat counts it; 0 = unknown. With tgid it names the
+		       * process exactly: user space tells it from one that took its pid. */
+	__u64 pstart; /* the same of the parent (ppid), so user space need not read
+		       * procfs to know a parent it has seen. */
 	char comm[16];
 };
 

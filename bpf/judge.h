@@ -42,16 +42,19 @@ static __always_inline void fill_hdr(struct rec_hdr *h, __u16 kind, __u16 op, __
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->ppid = 0;
 	h->ptag = 0;
+	h->start = 0;
 	h->pstart = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-/* fill_task adds what needs the task: the parent, its start and the process
- * tag. The parent may have forked from a thread: its start is its leader's. */
+/* fill_task adds what needs the task: the process's and the parent's starts,
+ * the parent and the process tag. A start is the leader's, as procfs shows
+ * it: the task may be a thread, the parent may have forked from one. */
 static __always_inline void fill_task(struct rec_hdr *h)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	struct task_struct *parent = BPF_CORE_READ(t, real_parent);
+	h->start = BPF_CORE_READ(t, group_leader, start_boottime);
 	h->ppid = BPF_CORE_READ(parent, tgid);
 	h->pstart = BPF_CORE_READ(parent, group_leader, start_boottime);
 	h->ptag = proc_tag(t, h->tgid);

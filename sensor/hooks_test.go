@@ -552,51 +552,65 @@ func TestKernelStateChanges(t *testing.T) {
 	expect(fmt.Sprintf("BPF program loaded: id %d", id4))
 }
 
-// TestRecordNamesParent: a finding's record names the actor's parent by pid
-// and start, as /proc/PPID/stat counts it, so the process table can serve a
-// parent it has confirmed without reading procfs. The parent is this test
-// process, which forks from any of its threads: the start is its leader's.
-func TestRecordNamesParent(t *testing.T) {
+// TestRecordNamesProcess: a finding's record names its process and the
+// parent by pid and start, as /proc/PID/stat counts them, so the process
+// table can tell the process from one that took its pid later, and serve a
+// parent it has confirmed without reading procfs. The actor is a shell that
+// writes the file itself and stays; its parent is this test process, which
+// forks from any of its threads: a start is the leader's.
+func TestRecordNamesProcess(t *testing.T) {
 	cg, img, _, be := sealedImage(t, backend.Options{})
 	target := filepath.Join(img, "f")
 	touch(t, target)
-	cmd, closeFD, err := cg.Command("chmod", "600", target)
+	cmd, closeFD, err := cg.Command("sh", "-c", "echo drift > "+target+"; read wait")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeFD()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
-	}
-	stat, err := os.ReadFile("/proc/self/stat")
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// starttime is field 22, the 20th after comm's closing parenthesis.
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	ticks, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		t.Fatalf("/proc/self/stat: %v", err)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	defer func() { stdin.Close(); cmd.Wait() }()
 
 	rd := be.Reader()
 	rd.SetDeadline(time.Now().Add(testenv.WaitBound))
 	for {
 		raw, err := rd.Read()
 		if err != nil {
-			t.Fatalf("no chmod record from pid %d: %v", cmd.Process.Pid, err)
+			t.Fatalf("no record of the write to %s by pid %d: %v", target, cmd.Process.Pid, err)
 		}
 		var r record.Record
 		if err := record.Decode(raw.RawSample, &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Kind != record.KindFile || r.Op != record.OpChmod || r.TGID != uint32(cmd.Process.Pid) {
+		if r.Kind != record.KindFile || r.TGID != uint32(cmd.Process.Pid) || string(r.Path) != target {
 			continue
 		}
-		if r.PPID != uint32(os.Getpid()) || r.PStart/1e7 != ticks {
-			t.Fatalf("chmod record: parent %d started at %d ns (%d ticks); want %d at %d ticks (/proc/self/stat)",
-				r.PPID, r.PStart, r.PStart/1e7, os.Getpid(), ticks)
+		self, parent := startTicks(t, cmd.Process.Pid), startTicks(t, os.Getpid())
+		if r.Start/1e7 != self || r.PPID != uint32(os.Getpid()) || r.PStart/1e7 != parent {
+			t.Fatalf("record of pid %d started at %d ns (%d ticks), parent %d at %d ns (%d ticks); want %d ticks, parent %d at %d ticks (procfs)",
+				r.TGID, r.Start, r.Start/1e7, r.PPID, r.PStart, r.PStart/1e7, self, os.Getpid(), parent)
 		}
 		return
 	}
+}
+
+// startTicks is the start of pid in clock ticks, field 22 of /proc/PID/stat.
+func startTicks(t *testing.T, pid int) uint64 {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// starttime is the 20th field after comm's closing parenthesis.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	ticks, err := strconv.ParseUint(fields[19], 10, 64)
+	if err != nil {
+		t.Fatalf("/proc/%d/stat: %v", pid, err)
+	}
+	return ticks
 }

@@ -565,7 +565,7 @@ func (s *Sensor) toEvent(r *record.Record) *event.Event {
 		ev.Net = n
 	}
 	argv := p.Argv
-	s.cfg.Procs.FillKernel(p, proc.Kernel{Tag: r.PTag, ParentStart: r.PStart})
+	s.cfg.Procs.FillKernel(p, proc.Kernel{Tag: r.PTag, Start: r.Start, ParentStart: r.PStart})
 	if len(argv) > 0 { // the kernel's copy, taken at exec, beats a later /proc read
 		p.Argv = argv
 	}

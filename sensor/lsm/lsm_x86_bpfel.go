@@ -70,6 +70,7 @@ type lsmExecRec struct {
 		Gid      uint32
 		Ptag     uint32
 		CgroupId uint64
+		Start    uint64
 		Pstart   uint64
 		Comm     [16]int8
 	}
@@ -109,6 +110,7 @@ type lsmFileRec struct {
 		Gid      uint32
 		Ptag     uint32
 		CgroupId uint64
+		Start    uint64
 		Pstart   uint64
 		Comm     [16]int8
 	}

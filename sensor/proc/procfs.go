@@ -3,7 +3,9 @@ package proc
 import (
 	"bytes"
 	"errors"
+	"os"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -279,4 +281,29 @@ func parseCgroup(b []byte) (path, container string, v2only bool) {
 		}
 	}
 	return path, string(v1), v2only && path != ""
+}
+
+// bootOffset returns what /proc/PID/stat adds, in nanoseconds, to a kernel
+// start time when this process reads it: its time namespace's boot-time
+// offset (root/self/timens_offsets). 0 without time namespaces, or when the
+// file cannot be read: a wrong offset only makes the kernel's starts miss
+// the cache, and a process look gone.
+func bootOffset(root string) int64 {
+	b, err := os.ReadFile(root + "/self/timens_offsets")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || (f[0] != "boottime" && f[0] != "7") { // 7: CLOCK_BOOTTIME
+			continue
+		}
+		sec, err1 := strconv.ParseInt(f[1], 10, 64)
+		nsec, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0
+		}
+		return sec*1e9 + nsec
+	}
+	return 0
 }

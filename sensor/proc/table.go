@@ -60,6 +60,7 @@ type Table struct {
 	max        int
 	revalidate int64 // nanoseconds; see revalidateAfter
 	epoch      time.Time
+	bootOffset int64 // ns procfs adds to the kernel's boot times: the time namespace's
 
 	mu     sync.Mutex
 	byKey  map[key]*entry
@@ -97,6 +98,7 @@ func New(procRoot string, maxEntries int) *Table {
 		byKey:      make(map[key]*entry),
 		latest:     make(map[uint32]*entry),
 		cgroups:    make(map[uint64]cgroupInfo),
+		bootOffset: bootOffset(procRoot),
 	}
 	t.lru.next, t.lru.prev = &t.lru, &t.lru
 	return t
@@ -120,18 +122,31 @@ type Kernel struct {
 	// is served without reading procfs: a burst of findings from one process
 	// costs one procfs read, not one per finding.
 	Tag uint32
-	// ParentStart is the start of the process p.PPID names, in nanoseconds
-	// after boot (0: unknown). With the pid it names the parent exactly, so a
-	// parent confirmed within revalidate is served without reading procfs: a
+	// Start is the start of the process p.PID names, in nanoseconds after
+	// boot (0: unknown). With the pid it names the process exactly: if
+	// procfs shows another start, the pid was taken by a new process after
+	// the record's, and the finding gets what the cache knew of its own
+	// process, never the newcomer's context.
+	Start uint64
+	// ParentStart is the same of the process p.PPID names. A parent
+	// confirmed within revalidate is then served without reading procfs: a
 	// new process costs the reads of its own context only.
 	ParentStart uint64
 }
 
 // nsPerTick converts the kernel's start times to the clock ticks of
 // /proc/PID/stat (USER_HZ is 100 on every Linux architecture the sensor
-// builds for). A sensor in a time namespace with a boot-time offset sees
-// other ticks in procfs: the keys then never match and procfs is read.
+// builds for).
 const nsPerTick = 1e9 / 100
+
+// ticks converts a start from the kernel (ns after boot, 0 unknown) to
+// procfs's clock ticks, which count in the reader's time namespace.
+func (t *Table) ticks(ns uint64) uint64 {
+	if ns == 0 {
+		return 0
+	}
+	return uint64(int64(ns)+t.bootOffset) / nsPerTick
+}
 
 // FillKernel is Fill with what the kernel record adds (see Kernel).
 func (t *Table) FillKernel(p *event.Process, k Kernel) {
@@ -142,9 +157,10 @@ func (t *Table) FillKernel(p *event.Process, k Kernel) {
 	defer scratchPool.Put(s)
 	now := int64(time.Since(t.epoch))
 
+	kstart := t.ticks(k.Start)
 	e, in := t.tagged(p, k.Tag)
 	if in == nil {
-		e, in = t.subject(p, s, now)
+		e, in = t.subject(p, kstart, s, now)
 		if e != nil && k.Tag != 0 {
 			t.mu.Lock()
 			e.tag = k.Tag
@@ -164,7 +180,7 @@ func (t *Table) FillKernel(p *event.Process, k Kernel) {
 		}
 	}
 	if p.Ancestry == nil {
-		p.Ancestry = t.ancestry(p, e, in, k.ParentStart/nsPerTick, s, now)
+		p.Ancestry = t.ancestry(p, e, in, kstart, t.ticks(k.ParentStart), s, now)
 	}
 }
 
@@ -203,15 +219,18 @@ func (t *Table) tagged(p *event.Process, tag uint32) (*entry, *info) {
 }
 
 // subject returns what is known of the process p is about, reading procfs.
-func (t *Table) subject(p *event.Process, s *scratch, now int64) (*entry, *info) {
+// kstart is its start in ticks as the kernel gave it, 0 if not given.
+func (t *Table) subject(p *event.Process, kstart uint64, s *scratch, now int64) (*entry, *info) {
 	dir, err := t.openPID(p.PID)
 	if err != nil {
-		return t.lastKnown(p.PID, p.Comm)
+		return t.lastKnown(p.PID, kstart, p.Comm)
 	}
 	defer unix.Close(dir)
 	st, err := readStat(dir, s.stat[:])
-	if err != nil {
-		return t.lastKnown(p.PID, p.Comm)
+	// A later start: the record's process exited and its pid was taken.
+	// (An earlier one cannot be that: it would have held the pid all along.)
+	if err != nil || (kstart != 0 && st.start > kstart) {
+		return t.lastKnown(p.PID, kstart, p.Comm)
 	}
 	k := key{p.PID, st.start}
 	exe, exeOK := readExe(dir, s.exe[:])
@@ -318,25 +337,29 @@ func (t *Table) store(k key, in *info, child *entry, now int64) (*entry, *info) 
 	return e, in
 }
 
-// lastKnown returns the newest cached state of pid, a process that is gone,
+// lastKnown returns the cached state of pid, a process that is gone: the one
+// that started at start if the kernel said (0: not said), else the newest,
 // if its comm matches the kernel's (a cheap guard against a reused pid).
-func (t *Table) lastKnown(pid uint32, comm string) (*entry, *info) {
+func (t *Table) lastKnown(pid uint32, start uint64, comm string) (*entry, *info) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.latest[pid]
-	if e == nil || (comm != "" && e.info.comm != comm) {
+	if start != 0 {
+		e = t.byKey[key{pid, start}]
+	}
+	if e == nil || (start == 0 && comm != "" && e.info.comm != comm) {
 		return nil, nil
 	}
 	t.touch(e)
 	return e, e.info
 }
 
-// ancestry walks up from the process p is about, parent first. pstart is
-// the start (in ticks) of the process p.PPID names, 0 if unknown.
-func (t *Table) ancestry(p *event.Process, e *entry, in *info, pstart uint64, s *scratch, now int64) []event.Ancestor {
+// ancestry walks up from the process p is about, parent first. kstart and
+// pstart are the starts (in ticks) of p.PID and p.PPID, 0 if unknown.
+func (t *Table) ancestry(p *event.Process, e *entry, in *info, kstart, pstart uint64, s *scratch, now int64) []event.Ancestor {
 	var out [MaxAncestors]event.Ancestor
 	n := 0
-	ppid, start := p.PPID, uint64(0)
+	ppid, start := p.PPID, kstart
 	if in != nil {
 		ppid, start = in.ppid, e.start
 	}

@@ -644,6 +644,75 @@ func TestParentByKernelStart(t *testing.T) {
 	}
 }
 
+// TestSubjectByKernelStart: a record's process is named by pid and start. A
+// process that took the pid after it exited is not the record's: the
+// finding gets what the cache knew of its own process, or nothing, never
+// the newcomer's context (which an attacker could pick by cycling pids).
+func TestSubjectByKernelStart(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 100, "evil", 1, 1000, "/tmp/evil", "evil")
+	tab := New(root, 16)
+	fill := func(tab *Table, start uint64) *event.Process {
+		p := &event.Process{PID: 100, TID: 100, PPID: 1, Comm: "evil"}
+		tab.FillKernel(p, Kernel{Start: start * nsPerTick})
+		return p
+	}
+	if p := fill(tab, 1000); p.Exe != "/tmp/evil" || !reflect.DeepEqual(p.Argv, []string{"evil"}) {
+		t.Fatalf("live process: %+v, want /tmp/evil", p)
+	}
+	// evil exits, and its pid goes to a newer process of the same name.
+	fakeProc(t, root, 100, "evil", 1, 2000, "/usr/bin/benign", "benign")
+	if p := fill(tab, 1000); p.Exe != "/tmp/evil" || !reflect.DeepEqual(p.Argv, []string{"evil"}) {
+		t.Errorf("a finding of evil's after its pid was taken: %+v, want evil's cached context", p)
+	}
+	if p := fill(New(root, 16), 1000); p.Exe != "" || p.Argv != nil {
+		t.Errorf("the same, evil never cached: %+v, want no exe and no argv", p)
+	}
+	if p := fill(tab, 2000); p.Exe != "/usr/bin/benign" {
+		t.Errorf("a finding of the newcomer's: %+v, want its own context", p)
+	}
+	if p := fill(tab, 0); p.Exe != "/usr/bin/benign" {
+		t.Errorf("no start from the kernel: %+v, want the pid's process now", p)
+	}
+}
+
+// TestBootOffset: procfs counts starts in the reader's time namespace; the
+// kernel's are converted with its boot-time offset.
+func TestBootOffset(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "self"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "self", "timens_offsets"),
+		[]byte("monotonic           0         0\nboottime            5 250000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeProc(t, root, 100, "p", 1, 1000, "/bin/p", "p")
+	tab := New(root, 16)
+	if tab.bootOffset != 5_250_000_000 {
+		t.Fatalf("bootOffset = %d, want 5.25 s", tab.bootOffset)
+	}
+	kernel := uint64(1000*nsPerTick - 5_250_000_000)
+	tab.FillKernel(&event.Process{PID: 100, PPID: 1}, Kernel{Start: kernel})
+	if err := os.RemoveAll(filepath.Join(root, "100")); err != nil {
+		t.Fatal(err)
+	}
+	// Gone: only the exact (pid, start) finds it in the cache.
+	for _, c := range []struct {
+		start uint64
+		exe   string
+	}{{kernel, "/bin/p"}, {kernel + nsPerTick, ""}} {
+		p := &event.Process{PID: 100, PPID: 1}
+		tab.FillKernel(p, Kernel{Start: c.start})
+		if p.Exe != c.exe {
+			t.Errorf("kernel start %d ns: exe %q, want %q", c.start, p.Exe, c.exe)
+		}
+	}
+	if got := New(t.TempDir(), 1).bootOffset; got != 0 {
+		t.Errorf("no timens_offsets: bootOffset = %d, want 0", got)
+	}
+}
+
 func TestAncestryDepthAndCycle(t *testing.T) {
 	root := t.TempDir()
 	for pid := uint32(1); pid <= 12; pid++ {

@@ -94,6 +94,7 @@ type recRecHdr struct {
 	Gid      uint32
 	Ptag     uint32
 	CgroupId uint64
+	Start    uint64
 	Pstart   uint64
 	Comm     [16]int8
 }

@@ -105,6 +105,7 @@ const (
 	hdrGID    = int(unsafe.Offsetof(recRecHdr{}.Gid))
 	hdrPTag   = int(unsafe.Offsetof(recRecHdr{}.Ptag))
 	hdrCgroup = int(unsafe.Offsetof(recRecHdr{}.CgroupId))
+	hdrStart  = int(unsafe.Offsetof(recRecHdr{}.Start))
 	hdrPStart = int(unsafe.Offsetof(recRecHdr{}.Pstart))
 	hdrComm   = int(unsafe.Offsetof(recRecHdr{}.Comm))
 	commLen   = len(recRecHdr{}.Comm)
@@ -153,7 +154,8 @@ type Header struct {
 	GID      uint32
 	PTag     uint32 // process identity tag; 0 = unknown (see bpf/common.h)
 	CgroupID uint64
-	PStart   uint64 // the parent's start, ns after boot; 0 = unknown (see bpf/common.h)
+	Start    uint64 // the process's start, ns after boot; 0 = unknown (see bpf/common.h)
+	PStart   uint64 // the parent's start, likewise
 	Comm     []byte // NUL-trimmed, points into the record
 }
 
@@ -202,6 +204,7 @@ func Decode(raw []byte, r *Record) error {
 	h.GID = le.Uint32(raw[hdrGID:])
 	h.PTag = le.Uint32(raw[hdrPTag:])
 	h.CgroupID = le.Uint64(raw[hdrCgroup:])
+	h.Start = le.Uint64(raw[hdrStart:])
 	h.PStart = le.Uint64(raw[hdrPStart:])
 	h.Comm = cstr(raw[hdrComm : hdrComm+commLen])
 	if int(h.Size) > len(raw) || int(h.Size) < HdrSize {

@@ -131,6 +131,7 @@ func encode(r *Record) []byte {
 	le.PutUint32(b[hdrGID:], r.GID)
 	le.PutUint32(b[hdrPTag:], r.PTag)
 	le.PutUint64(b[hdrCgroup:], r.CgroupID)
+	le.PutUint64(b[hdrStart:], r.Start)
 	le.PutUint64(b[hdrPStart:], r.PStart)
 	copy(b[hdrComm:hdrComm+16], r.Comm)
 	return b
@@ -142,7 +143,7 @@ func sameRecord(a, b *Record) bool {
 	ha, hb := a.Header, b.Header
 	if ha.Kind != hb.Kind || ha.Op != hb.Op || ha.Flags != hb.Flags || ha.KTime != hb.KTime || ha.TGID != hb.TGID ||
 		ha.PID != hb.PID || ha.PPID != hb.PPID || ha.UID != hb.UID || ha.GID != hb.GID || ha.PTag != hb.PTag ||
-		ha.CgroupID != hb.CgroupID || ha.PStart != hb.PStart || !bytes.Equal(ha.Comm, hb.Comm) {
+		ha.CgroupID != hb.CgroupID || ha.Start != hb.Start || ha.PStart != hb.PStart || !bytes.Equal(ha.Comm, hb.Comm) {
 		return false
 	}
 	for _, f := range [][2][]byte{{a.Path, b.Path}, {a.Path2, b.Path2}, {a.Target, b.Target}, {a.Args, b.Args}, {a.Addr, b.Addr}} {
@@ -157,7 +158,7 @@ func sameRecord(a, b *Record) bool {
 
 func TestEncodeRoundTrip(t *testing.T) {
 	for _, r := range []Record{
-		{Header: Header{Kind: KindFile, Op: OpRename, TGID: 42, PPID: 41, PStart: 1_234_567_890, Comm: []byte("mv")}, Path: []byte("/etc/a"), Path2: []byte("/etc/b"), Ret: -13},
+		{Header: Header{Kind: KindFile, Op: OpRename, TGID: 42, PPID: 41, Start: 2_345_678_901, PStart: 1_234_567_890, Comm: []byte("mv")}, Path: []byte("/etc/a"), Path2: []byte("/etc/b"), Ret: -13},
 		{Header: Header{Kind: KindExec, Op: OpExec, TGID: 7, Comm: []byte("sh")}, Path: []byte("/tmp/x"), Args: []byte("x\x00-y\x00"), Reasons: ReasonTainted},
 		{Header: Header{Kind: KindNet, Op: OpBind}, Family: 2, Protocol: 6, Port: 4444, Addr: []byte{127, 0, 0, 1}},
 		{Header: Header{Kind: KindNet, Op: OpListen}, Family: 10, Protocol: 6, Port: 80, Addr: make([]byte, 16)},
