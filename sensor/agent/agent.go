@@ -77,7 +77,7 @@ type Daemon struct {
 	state   atomic.Value // event.State
 	start   time.Time
 	outMu   sync.Mutex
-	outBuf  []byte         // a line being written; guarded by outMu
+	outBuf  []byte         // the lines of a batch being written; guarded by outMu
 	lines   [][]byte       // reused by send
 	live    event.Liveness // this run: boot, instance, start
 	beatErr bool           // the last liveness record failed (logged once)
@@ -346,13 +346,16 @@ func (d *Daemon) send(batch []*event.Event) {
 }
 
 // print writes findings on Out: lines[i] is evs[i] in JSON, already encoded
-// (nil when it could not be).
+// (nil when it could not be). The batch's lines go out in one write: a write
+// per finding cost a system call and a wakeup of the reader at the pipe's
+// other end each, and in a storm the ring buffer filled behind them.
 func (d *Daemon) print(evs []*event.Event, lines [][]byte) {
 	if d.cfg.Out == nil {
 		return
 	}
 	d.outMu.Lock()
 	defer d.outMu.Unlock()
+	buf, n := d.outBuf[:0], 0
 	for i, ev := range evs {
 		line := lines[i]
 		var err error
@@ -362,13 +365,19 @@ func (d *Daemon) print(evs []*event.Event, lines [][]byte) {
 		if err == nil && line == nil {
 			err = errors.New("not encoded")
 		}
-		if err == nil {
-			d.outBuf = append(append(d.outBuf[:0], line...), '\n')
-			_, err = d.cfg.Out.Write(d.outBuf)
-		}
 		if err != nil {
 			d.cfg.Log.Error().Err(err).Str("format", d.cfg.Format.String()).Msg("write finding")
+			continue
 		}
+		buf = append(append(buf, line...), '\n')
+		n++
+	}
+	d.outBuf = buf
+	if n == 0 {
+		return
+	}
+	if _, err := d.cfg.Out.Write(buf); err != nil {
+		d.cfg.Log.Error().Err(err).Int("findings", n).Msg("write findings")
 	}
 }
 

@@ -339,6 +339,29 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
+// writes records each Write it is given.
+type writes [][]byte
+
+func (w *writes) Write(p []byte) (int, error) {
+	*w = append(*w, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// TestPrintOneWritePerBatch: a batch's findings reach stdout in one write,
+// each on its line; one that could not be encoded is left out, not printed
+// empty.
+func TestPrintOneWritePerBatch(t *testing.T) {
+	var w writes
+	d := &Daemon{cfg: Config{Out: &w, Log: zerolog.Nop()}}
+	evs := []*event.Event{{Seq: 1}, {Seq: 2}, {Seq: 3}}
+	d.print(evs, [][]byte{[]byte(`{"seq":1}`), nil, []byte(`{"seq":3}`)})
+	d.print(evs[:1], [][]byte{[]byte(`{"seq":4}`)})
+	want := []string{"{\"seq\":1}\n{\"seq\":3}\n", "{\"seq\":4}\n"}
+	if len(w) != len(want) || string(w[0]) != want[0] || string(w[1]) != want[1] {
+		t.Fatalf("writes %q, want %q", w, want)
+	}
+}
+
 // TestMetrics: the Prometheus endpoint counts the kernel's findings and the
 // transport's publishing.
 func TestMetrics(t *testing.T) {
