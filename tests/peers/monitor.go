@@ -112,6 +112,58 @@ func startChild(read func(io.Reader), name string, args ...string) (*child, erro
 	return c, nil
 }
 
+// readLines reads out line by line as fast as the monitor writes it, each
+// line stamped when read, and parses the lines on another goroutine: a pipe
+// holds 64 KiB, so parsing where the pipe is read would slow a monitor's
+// writes in a storm to the benchmark's parsing, and its losses would be the
+// benchmark's. It returns once out has ended and every line is parsed.
+func readLines(out io.Reader, parse func(line []byte, at int64)) {
+	type stamped struct {
+		line []byte
+		at   int64
+	}
+	var (
+		mu    sync.Mutex
+		cond  = sync.NewCond(&mu)
+		queue []stamped
+		done  bool
+	)
+	parsed := make(chan struct{})
+	go func() {
+		defer close(parsed)
+		for {
+			mu.Lock()
+			for len(queue) == 0 && !done {
+				cond.Wait()
+			}
+			batch, end := queue, done
+			queue = nil
+			mu.Unlock()
+			for _, s := range batch {
+				parse(s.line, s.at)
+			}
+			if end && len(batch) == 0 {
+				return
+			}
+		}
+	}()
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		s := stamped{at: Now()}
+		s.line = bytes.Clone(sc.Bytes())
+		mu.Lock()
+		queue = append(queue, s)
+		mu.Unlock()
+		cond.Signal()
+	}
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	cond.Signal()
+	<-parsed
+}
+
 // waitReady polls ready until it holds, failing when the child exits or the bound passes.
 func (c *child) waitReady(what string, ready func() bool) error {
 	exited := false
@@ -196,17 +248,14 @@ func (s *Sensor) Start(col *Collector) error {
 	read := func(out io.Reader) { io.Copy(io.Discard, out) } // NATS mode: findings come by NATS
 	if !s.NATS {
 		read = func(out io.Reader) {
-			sc := bufio.NewScanner(out)
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				at := Now()
-				o, err := ParseFinding(sc.Bytes())
+			readLines(out, func(line []byte, at int64) {
+				o, err := ParseFinding(line)
 				if err != nil {
-					continue // counted as missing, like a NATS message the benchmark cannot read
+					return // counted as missing, like a NATS message the benchmark cannot read
 				}
 				o.At = at
 				col.Add(o)
-			}
+			})
 		}
 	}
 	c, err := startChild(read, s.Bin, args...)
@@ -281,14 +330,12 @@ func (m *Inotify) CPU() (time.Duration, error) { return procCPU(m.c.cmd.Process.
 func (m *Inotify) Start(col *Collector) error {
 	args := append([]string{"-m", "-r", "-e", "modify,attrib,create,delete,move", "--format", "%e %w%f"}, m.Dirs...)
 	c, err := startChild(func(out io.Reader) {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			at := Now()
-			if o, err := ParseInotify(sc.Text()); err == nil {
+		readLines(out, func(line []byte, at int64) {
+			if o, err := ParseInotify(string(line)); err == nil {
 				o.At = at
 				col.Add(o)
 			}
-		}
+		})
 	}, "inotifywait", args...)
 	if err != nil {
 		return err

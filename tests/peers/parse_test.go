@@ -2,6 +2,8 @@ package peers
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,5 +125,62 @@ func TestInotifyMonitorReports(t *testing.T) {
 	}
 	if got := col.Take(); !got.HasPath(f) || got.Lost() != 0 {
 		t.Fatalf("reports %+v, want %s and no loss", got, f)
+	}
+}
+
+// TestReadLinesNeverWaitsOnParsing: a monitor's output is read while the
+// parser is stuck (a pipe that waited on parsing would block the writer),
+// and every line is parsed, in order, before readLines returns.
+func TestReadLinesNeverWaitsOnParsing(t *testing.T) {
+	r, w := io.Pipe()
+	release := make(chan struct{})
+	var got []string
+	var last int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		readLines(r, func(line []byte, at int64) {
+			if len(got) == 0 {
+				<-release
+			}
+			if at < last {
+				t.Errorf("line %q stamped %d, before the line ahead of it (%d)", line, at, last)
+			}
+			last = at
+			got = append(got, string(line))
+		})
+	}()
+	const n = 1000
+	wrote := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := fmt.Fprintf(w, "line %d\n", i); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- w.Close()
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testenv.WaitBound):
+		t.Fatal("the writer is blocked: reading waits on the stuck parser")
+	}
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(testenv.WaitBound):
+		t.Fatal("readLines did not return after its input ended")
+	}
+	if len(got) != n {
+		t.Fatalf("parsed %d lines, want %d", len(got), n)
+	}
+	for i, l := range got {
+		if l != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d parsed as %q", i, l)
+		}
 	}
 }
