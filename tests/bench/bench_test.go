@@ -71,13 +71,6 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// mono is CLOCK_MONOTONIC in nanoseconds, the clock of a record's kernel time.
-func mono() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
 func percentile(v []float64, p float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
@@ -248,13 +241,13 @@ func BenchmarkFindings(b *testing.B) {
 		if ev.Action != "chmod" {
 			return
 		}
-		t := mono()
+		t := int64(event.KTimeNow())
 		got.Add(1)
 		mu.Lock()
 		lat = append(lat, float64(t-int64(ev.KTimeNS))/1000)
 		mu.Unlock()
 	}, func(ktime uint64) {
-		t := mono()
+		t := int64(event.KTimeNow())
 		mu.Lock()
 		ring = append(ring, float64(t-int64(ktime))/1000)
 		mu.Unlock()

@@ -48,7 +48,7 @@ func BenchmarkNATSFloor(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			got := make(chan int64, 1)
 			s, err := sub.Subscribe(c.subj, func(m *nats.Msg) {
-				got <- mono() - int64(binary.LittleEndian.Uint64(m.Data))
+				got <- int64(event.KTimeNow()) - int64(binary.LittleEndian.Uint64(m.Data))
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -66,7 +66,7 @@ func BenchmarkNATSFloor(b *testing.B) {
 				if c.reply {
 					m.Reply = acks.Subject[:len(acks.Subject)-1] + strconv.Itoa(i)
 				}
-				binary.LittleEndian.PutUint64(data, uint64(mono()))
+				binary.LittleEndian.PutUint64(data, event.KTimeNow())
 				if err := pub.PublishMsg(m); err != nil {
 					b.Fatal(err)
 				}

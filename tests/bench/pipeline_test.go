@@ -93,7 +93,7 @@ func BenchmarkPipeline(b *testing.B) {
 	var got, lost atomic.Uint64
 	var lastAt atomic.Int64 // CLOCK_MONOTONIC of the last finding received
 	sub, err := nc.Subscribe("drift.v1.bench.>", func(m *nats.Msg) {
-		now := mono()
+		now := int64(event.KTimeNow())
 		if bytes.Contains(m.Data, []byte(`"kind":"sensor"`)) {
 			// Kernel losses only: the spool's are counted from the publisher.
 			var ev event.Event
@@ -159,12 +159,12 @@ func BenchmarkPipeline(b *testing.B) {
 	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	runWorker(b, cg, "chmod", n, img)
-	stormEnd := mono()
+	stormEnd := int64(event.KTimeNow())
 	deadline := time.Now().Add(60 * time.Second)
 	for got.Load()-base+lost.Load()+pub.Counters().SpoolOverflow < uint64(n) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	elapsed := time.Duration(lastAt.Load() - (mono() - int64(time.Since(start))))
+	elapsed := time.Duration(lastAt.Load() - (int64(event.KTimeNow()) - int64(time.Since(start))))
 	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
 	recv := got.Load() - base
 	c := pub.Counters()
